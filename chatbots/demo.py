@@ -1,0 +1,109 @@
+"""The demo chatbot: a small shop FAQ answered by the builtin endpoint, no API key needed."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from chatbots.models import AIEndpoint, Chatbot, Flow, KnowledgeBase, KnowledgeEntry
+
+DEMO_ENTRIES = [
+    (
+        "Shipping and delivery",
+        "We ship to Denmark, Sweden and Norway. Orders placed before 14:00 on a weekday leave "
+        "our warehouse the same day and usually arrive in 1-3 working days. Shipping is free "
+        "for orders over 499 DKK; below that it costs 49 DKK. You get a tracking link by email "
+        "when the parcel leaves us.",
+        ["shipping", "delivery", "tracking"],
+    ),
+    (
+        "Levering og fragt",
+        "Vi sender til Danmark, Sverige og Norge. Bestillinger afgivet før kl. 14 på hverdage "
+        "sendes samme dag og er normalt fremme på 1-3 hverdage. Fri fragt ved køb over 499 kr., "
+        "ellers koster fragten 49 kr. Du får et sporingslink på e-mail, når pakken er afsendt.",
+        ["levering", "fragt", "sporing"],
+    ),
+    (
+        "Returns and refunds",
+        "You can return unused items within 30 days of delivery. Start a return from the link "
+        "in your order confirmation, pack the items securely and drop the parcel at any "
+        "parcel shop. We refund the purchase price within 5 working days after we receive the "
+        "return. Damaged items: send us a photo and we replace them free of charge.",
+        ["returns", "refund", "damaged"],
+    ),
+    (
+        "Returnering og fortrydelsesret",
+        "Du kan returnere ubrugte varer inden for 30 dage efter levering. Start returneringen "
+        "fra linket i din ordrebekræftelse, pak varerne godt ind og aflever pakken i en "
+        "pakkeshop. Vi refunderer købsbeløbet inden for 5 hverdage efter vi har modtaget "
+        "returneringen. Beskadigede varer: send os et billede, så erstatter vi dem gratis.",
+        ["retur", "refusion", "beskadiget"],
+    ),
+    (
+        "Opening hours and contact",
+        "Our customer service answers Monday to Friday 9:00-16:00 by chat, email and phone. "
+        "Write to kundeservice@demo-shop.example or call +45 70 00 00 00. Outside opening "
+        "hours you can leave a message and we reply the next working day.",
+        ["opening hours", "contact", "customer service"],
+    ),
+    (
+        "Åbningstider og kontakt",
+        "Kundeservice har åbent mandag til fredag kl. 9-16 på chat, e-mail og telefon. Skriv "
+        "til kundeservice@demo-shop.example eller ring på 70 00 00 00. Uden for åbningstiden "
+        "kan du lægge en besked, så svarer vi næste hverdag.",
+        ["åbningstider", "kontakt", "kundeservice"],
+    ),
+    (
+        "Payment methods",
+        "We accept Visa, Mastercard, MobilePay, Apple Pay and invoice through Klarna. The "
+        "amount is reserved when you order and charged when the parcel is shipped. All "
+        "prices include VAT.",
+        ["payment", "mobilepay", "card", "invoice"],
+    ),
+    (
+        "Betaling",
+        "Vi tager imod Visa, Mastercard, MobilePay, Apple Pay og faktura via Klarna. Beløbet "
+        "reserveres ved bestilling og trækkes, når pakken afsendes. Alle priser er inkl. moms.",
+        ["betaling", "mobilepay", "kort", "faktura"],
+    ),
+]
+
+
+@transaction.atomic
+def demo_load() -> Chatbot:
+    endpoint, _ = AIEndpoint.objects.get_or_create(
+        name="Builtin", defaults={"kind": AIEndpoint.Kind.BUILTIN}
+    )
+    chatbot, _ = Chatbot.objects.get_or_create(
+        public_id="demo",
+        defaults={
+            "name": "Demo Shop",
+            "language": "en",
+            "greeting": "Hi! Ask me about shipping, returns, payment or opening hours.",
+            "allowed_origins": ["http://127.0.0.1:8000", "http://localhost:8000"],
+            "opening_hours": {
+                day: [["09:00", "16:00"]] for day in ("mon", "tue", "wed", "thu", "fri")
+            },
+            "contact_email": "kundeservice@demo-shop.example",
+            "contact_phone": "+45 70 00 00 00",
+            "topics": ["shipping", "returns", "payment", "opening hours", "order"],
+        },
+    )
+    kb, _ = KnowledgeBase.objects.get_or_create(
+        chatbot=chatbot, name="Shop FAQ", defaults={"kind": KnowledgeBase.Kind.BUILTIN}
+    )
+    for title, text, tags in DEMO_ENTRIES:
+        KnowledgeEntry.objects.update_or_create(
+            knowledge_base=kb, title=title, defaults={"text": text, "tags": tags}
+        )
+    Flow.objects.get_or_create(
+        chatbot=chatbot,
+        name="main",
+        defaults={
+            "role": Flow.Role.ANSWER,
+            "is_main": True,
+            "endpoint": endpoint,
+            "knowledge_base": kb,
+            "top_k": 2,
+        },
+    )
+    return chatbot

@@ -1,0 +1,522 @@
+"""Who a chatbot is: its endpoints, flows, knowledge, prompt templates and text rules."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+import zoneinfo
+
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from chatbots.secrets import EncryptedSecretField
+
+# Language code -> PostgreSQL text search configuration used for the builtin knowledge base.
+LANGUAGES = {
+    "da": ("Danish", "danish"),
+    "en": ("English", "english"),
+    "sv": ("Swedish", "swedish"),
+    "no": ("Norwegian", "norwegian"),
+    "de": ("German", "german"),
+    "nl": ("Dutch", "dutch"),
+    "fr": ("French", "french"),
+    "es": ("Spanish", "spanish"),
+    "fi": ("Finnish", "finnish"),
+}
+LANGUAGE_CHOICES = [(code, name) for code, (name, _) in LANGUAGES.items()]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+TEMPLATE_VARIABLE = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
+
+
+def new_widget_key() -> str:
+    return "pk_" + secrets.token_urlsafe(24)
+
+
+def validate_origin(value: str) -> None:
+    if value == "*":
+        return
+    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?", value):
+        raise ValidationError(
+            f"“{value}” is not an origin. Write it like https://www.example.com "
+            "(scheme and host, optional port, no path or trailing slash)."
+        )
+
+
+def validate_opening_hours(value: dict) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError(
+            'Opening hours must be an object such as {"mon": [["09:00", "17:00"]]}.'
+        )
+    for day, spans in value.items():
+        if day not in WEEKDAYS:
+            raise ValidationError(f"“{day}” is not a weekday; use one of {', '.join(WEEKDAYS)}.")
+        if not isinstance(spans, list):
+            raise ValidationError(f"Opening hours for {day} must be a list of [from, to] pairs.")
+        for span in spans:
+            if (
+                not isinstance(span, list | tuple)
+                or len(span) != 2
+                or not all(isinstance(t, str) and _HHMM.match(t) for t in span)
+            ):
+                raise ValidationError(f'{day}: each span must be ["HH:MM", "HH:MM"], got {span!r}.')
+            if span[0] >= span[1]:
+                raise ValidationError(f"{day}: the span {span[0]}–{span[1]} ends before it starts.")
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(
+            f"“{value}” is not a time zone name such as Europe/Copenhagen."
+        ) from exc
+
+
+class Chatbot(models.Model):
+    class RoutingMode(models.TextChoices):
+        SEQUENTIAL = "sequential", "Sequential (router first, then the chosen flow)"
+        PARALLEL = "parallel", "Parallel (start the main flow while the router decides)"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.SlugField(
+        "chatbot id",
+        max_length=64,
+        unique=True,
+        help_text="Short name used by the widget and the API, e.g. “vinhuset”. Lowercase letters, "
+        "digits and dashes.",
+    )
+    name = models.CharField(max_length=200, help_text="The shop's name as customers know it.")
+    language = models.CharField(
+        max_length=5,
+        choices=LANGUAGE_CHOICES,
+        default="da",
+        help_text="Language of the widget texts and of the knowledge-base search.",
+    )
+    active = models.BooleanField(
+        default=True, help_text="Inactive chatbots do not answer; the widget shows nothing."
+    )
+    greeting = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="First message the widget shows, e.g. “Hej! Hvordan kan jeg hjælpe?”.",
+    )
+    image_upload_enabled = models.BooleanField(
+        default=False, help_text="Let customers send photos (for example of a damaged item)."
+    )
+    widget_key = models.CharField(
+        max_length=64,
+        unique=True,
+        default=new_widget_key,
+        help_text="Public key put in the shop's <script> tag. Not a secret, but it only works "
+        "from the allowed origins below.",
+    )
+    allowed_origins = ArrayField(
+        models.CharField(max_length=255, validators=[validate_origin]),
+        default=list,
+        blank=True,
+        help_text="Web sites that may embed this chatbot, comma-separated, e.g. "
+        "https://www.vinhuset.dk,https://vinhuset.dk.",
+    )
+    timezone = models.CharField(
+        max_length=64, default="Europe/Copenhagen", validators=[validate_timezone]
+    )
+    opening_hours = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_opening_hours],
+        help_text='When people answer chats, e.g. {"mon": [["09:00", "16:00"]], "sat": []}. '
+        "Outside these hours the widget offers a ticket instead of live handoff.",
+    )
+    contact_email = models.EmailField(
+        blank=True, help_text="Shown when the bot cannot answer a question."
+    )
+    contact_phone = models.CharField(max_length=50, blank=True)
+    routing_mode = models.CharField(
+        max_length=12, choices=RoutingMode.choices, default=RoutingMode.SEQUENTIAL
+    )
+    message_rate_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(10000)],
+        help_text="Messages per minute per conversation. Empty = the system default (60).",
+    )
+    topics = ArrayField(
+        models.CharField(max_length=100),
+        default=list,
+        blank=True,
+        help_text="Topics used to classify conversations, comma-separated, e.g. "
+        "levering,retur,produkt,ordre.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["public_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"
+
+    @property
+    def search_config(self) -> str:
+        return LANGUAGES.get(self.language, ("", "simple"))[1]
+
+
+class AIEndpoint(models.Model):
+    class Kind(models.TextChoices):
+        FLOWISE = "flowise", "Flowise"
+        OPENAI = "openai", "OpenAI-compatible (OpenAI, Azure, vLLM, Ollama, llama.cpp)"
+        BUILTIN = "builtin", "Builtin (knowledge-base search, no AI service)"
+
+    name = models.CharField(max_length=100, unique=True, help_text="E.g. “Flowise production”.")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    base_url = models.URLField(
+        blank=True,
+        help_text="Flowise: https://flowise.example.com — OpenAI-compatible: the URL ending in "
+        "/v1. Builtin: leave empty.",
+    )
+    api_key = EncryptedSecretField(
+        blank=True, help_text="Stored encrypted; never shown again after saving."
+    )
+    connect_timeout = models.FloatField(
+        default=5.0, validators=[MinValueValidator(0.1), MaxValueValidator(60)]
+    )
+    read_timeout = models.FloatField(
+        default=60.0,
+        validators=[MinValueValidator(1), MaxValueValidator(600)],
+        help_text="Longest silence allowed from the AI service, in seconds, before giving up.",
+    )
+    total_timeout = models.FloatField(
+        default=180.0,
+        validators=[MinValueValidator(1), MaxValueValidator(1800)],
+        help_text="Longest a whole answer may take, in seconds.",
+    )
+    pool_size = models.PositiveIntegerField(
+        default=200,
+        validators=[MinValueValidator(1), MaxValueValidator(5000)],
+        help_text="Connections each worker process may keep open to this service. A streaming "
+        "answer holds one for its whole length.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "AI endpoint"
+        ordering = ["name"]
+        constraints = [
+            # Invariant: a builtin endpoint never talks to the network.
+            models.CheckConstraint(
+                condition=~Q(kind="builtin") | Q(base_url=""),
+                name="builtin_endpoint_has_no_url",
+                violation_error_message="A builtin endpoint has no URL.",
+            ),
+            # Invariant: a network endpoint has somewhere to go.
+            models.CheckConstraint(
+                condition=Q(kind="builtin") | ~Q(base_url=""),
+                name="network_endpoint_has_url",
+                violation_error_message="Flowise and OpenAI-compatible endpoints need a URL.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    def clean(self) -> None:
+        if self.kind == self.Kind.BUILTIN:
+            errors = {}
+            if self.base_url:
+                errors["base_url"] = (
+                    "A builtin endpoint has no URL: it answers from the knowledge base."
+                )
+            if self.api_key:
+                errors["api_key"] = "A builtin endpoint needs no API key."
+            if errors:
+                raise ValidationError(errors)
+        elif not self.base_url:
+            raise ValidationError({"base_url": "Enter the address of the AI service."})
+        if self.base_url and self.base_url.endswith("/"):
+            self.base_url = self.base_url.rstrip("/")
+
+
+class KnowledgeBase(models.Model):
+    class Kind(models.TextChoices):
+        PINECONE = "pinecone", "Pinecone index"
+        BUILTIN = "builtin", "Builtin (entries stored here, PostgreSQL full-text search)"
+
+    chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="knowledge_bases")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BUILTIN)
+    index_name = models.CharField(max_length=200, blank=True, help_text="Pinecone index name.")
+    host = models.CharField(
+        max_length=255, blank=True, help_text="Pinecone index host (from the Pinecone console)."
+    )
+    api_key = EncryptedSecretField(blank=True, help_text="Pinecone API key, stored encrypted.")
+    namespace = models.CharField(max_length=200, blank=True)
+    control_url = models.URLField(
+        default="https://api.pinecone.io",
+        help_text="Pinecone control-plane URL; change only for testing.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["chatbot", "name"]
+        constraints = [
+            # Serves the flow editor's lookup of a bot's knowledge base by name.
+            models.UniqueConstraint(fields=["chatbot", "name"], name="unique_kb_name_per_chatbot"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    def clean(self) -> None:
+        if self.kind == self.Kind.PINECONE and not self.index_name:
+            raise ValidationError({"index_name": "A Pinecone knowledge base needs its index name."})
+        if self.kind == self.Kind.BUILTIN and (self.index_name or self.api_key):
+            raise ValidationError(
+                "A builtin knowledge base has no Pinecone index or key; its entries are stored here."
+            )
+
+
+class KnowledgeEntry(models.Model):
+    knowledge_base = models.ForeignKey(
+        KnowledgeBase, on_delete=models.CASCADE, related_name="entries"
+    )
+    title = models.CharField(max_length=300)
+    text = models.TextField()
+    tags = ArrayField(models.CharField(max_length=50), default=list, blank=True)
+    # Maintained by chatbots.services.knowledge_entries_reindex in the chatbot's language.
+    search_vector = SearchVectorField(null=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "knowledge entries"
+        ordering = ["knowledge_base", "title"]
+        indexes = [
+            # Serves the builtin answerer's full-text query (search_vector @@ query).
+            GinIndex(fields=["search_vector"], name="knowledge_entry_search"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class PromptTemplate(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    text = models.TextField(
+        help_text="The prompt. Use {{variable}} for values filled in per chatbot or per message, "
+        "e.g. {{shop_name}}, {{language}}, {{context}}."
+    )
+    variables = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Default values of the template\'s variables, e.g. {"tone": "friendly"}.',
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def variable_names(self) -> set[str]:
+        return set(TEMPLATE_VARIABLE.findall(self.text))
+
+    def clean(self) -> None:
+        if not isinstance(self.variables, dict):
+            raise ValidationError({"variables": "Variables must be an object of name: value."})
+
+
+class Flow(models.Model):
+    class Role(models.TextChoices):
+        ANSWER = "answer", "Answer (streams to the customer)"
+        ROUTER = "router", "Router (picks which answer flow handles the message)"
+        EXTRACTOR = "extractor", "Extractor (returns JSON, e.g. order number and email)"
+        ANALYSIS = "analysis", "Analysis (topic and score after the conversation)"
+        IMAGE = "image", "Image (describes an uploaded photo)"
+
+    chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="flows")
+    name = models.SlugField(
+        max_length=50,
+        help_text="main, flow2, flow3, flow4, apiflow, metadata, metadata2 or any name.",
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.ANSWER)
+    is_main = models.BooleanField(
+        default=False,
+        help_text="The answer flow used when the router picks nothing else. Exactly one per chatbot.",
+    )
+    routing_key = models.SlugField(
+        max_length=50,
+        blank=True,
+        help_text="The router's label that selects this flow, e.g. product, productfilter, order.",
+    )
+    endpoint = models.ForeignKey(AIEndpoint, on_delete=models.PROTECT, related_name="flows")
+    target = models.CharField(
+        "chatflow id or model",
+        max_length=200,
+        blank=True,
+        help_text="Flowise: the chatflow id (a UUID). OpenAI-compatible: the model name.",
+    )
+    knowledge_base = models.ForeignKey(
+        KnowledgeBase, on_delete=models.SET_NULL, null=True, blank=True, related_name="flows"
+    )
+    namespace = models.CharField(
+        max_length=200, blank=True, help_text="Pinecone namespace; empty = the knowledge base's."
+    )
+    top_k = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["chatbot", "-is_main", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["chatbot", "name"], name="unique_flow_name_per_chatbot"
+            ),
+            # Invariant: the router's label selects at most one flow.
+            models.UniqueConstraint(
+                fields=["chatbot", "routing_key"],
+                condition=~Q(routing_key=""),
+                name="unique_routing_key_per_chatbot",
+                violation_error_message="Another flow of this chatbot already has this routing key.",
+            ),
+            # Invariant: at most one main flow per chatbot (at least one: Chatbot admin formset).
+            models.UniqueConstraint(
+                fields=["chatbot"],
+                condition=Q(is_main=True),
+                name="one_main_flow_per_chatbot",
+                violation_error_message="This chatbot already has a main flow.",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_main=False) | Q(role="answer"),
+                name="main_flow_is_an_answer_flow",
+                violation_error_message="Only an answer flow can be the main flow.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chatbot.public_id}/{self.name}"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.is_main and self.role != self.Role.ANSWER:
+            errors["is_main"] = "Only an answer flow can be the main flow."
+        if self.routing_key and self.role != self.Role.ANSWER:
+            errors["routing_key"] = "Only answer flows are chosen by a routing key."
+        endpoint = self.endpoint if self.endpoint_id else None
+        if endpoint is not None:
+            if endpoint.kind == AIEndpoint.Kind.FLOWISE:
+                try:
+                    uuid.UUID(self.target)
+                except ValueError:
+                    errors["target"] = "A Flowise flow needs its chatflow id (a UUID from Flowise)."
+            elif endpoint.kind == AIEndpoint.Kind.OPENAI and not self.target:
+                errors["target"] = "Enter the model name, e.g. gpt-4o-mini."
+            elif endpoint.kind == AIEndpoint.Kind.BUILTIN:
+                if self.role not in (self.Role.ANSWER, self.Role.ROUTER, self.Role.ANALYSIS):
+                    errors["endpoint"] = (
+                        "The builtin endpoint can answer, route and analyse, but not "
+                        f"act as a {self.get_role_display().split(' (')[0].lower()} flow."
+                    )
+                if (
+                    self.knowledge_base_id
+                    and self.knowledge_base.kind != KnowledgeBase.Kind.BUILTIN
+                ):
+                    errors["knowledge_base"] = (
+                        "The builtin endpoint can only search a builtin knowledge base."
+                    )
+        if (
+            self.knowledge_base_id
+            and self.chatbot_id
+            and self.knowledge_base.chatbot_id != self.chatbot_id
+        ):
+            errors["knowledge_base"] = "That knowledge base belongs to another chatbot."
+        if errors:
+            raise ValidationError(errors)
+
+
+class TemplateAssignment(models.Model):
+    """Which prompt template a chatbot's flow uses, with per-chatbot variable overrides."""
+
+    chatbot = models.ForeignKey(
+        Chatbot, on_delete=models.CASCADE, related_name="template_assignments"
+    )
+    flow = models.OneToOneField(Flow, on_delete=models.CASCADE, related_name="template_assignment")
+    template = models.ForeignKey(
+        PromptTemplate, on_delete=models.PROTECT, related_name="assignments"
+    )
+    overrides = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Values for this chatbot that replace the template's defaults, e.g. "
+        '{"shop_name": "Vinhuset"}.',
+    )
+
+    class Meta:
+        ordering = ["chatbot", "flow__name"]
+
+    def __str__(self) -> str:
+        return f"{self.flow} → {self.template}"
+
+    def clean(self) -> None:
+        if not isinstance(self.overrides, dict):
+            raise ValidationError({"overrides": "Overrides must be an object of name: value."})
+        if self.flow_id and self.chatbot_id and self.flow.chatbot_id != self.chatbot_id:
+            raise ValidationError({"flow": "That flow belongs to another chatbot."})
+        if self.template_id:
+            unknown = set(self.overrides) - self.template.variable_names()
+            if unknown:
+                raise ValidationError(
+                    {
+                        "overrides": "The template has no variable named "
+                        + ", ".join(sorted(unknown))
+                        + f"; it uses {', '.join(sorted(self.template.variable_names())) or 'none'}."
+                    }
+                )
+
+
+class TextRule(models.Model):
+    """Rewrites applied to every answer as it streams (e.g. the shop's house style)."""
+
+    class Kind(models.TextChoices):
+        EXCLAMATION = "exclamation", "Replace exclamation marks"
+        REPLACE = "replace", "Find and replace"
+
+    chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="text_rules")
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.REPLACE)
+    find = models.CharField(
+        max_length=200, blank=True, help_text="Text to find (exact, case-sensitive)."
+    )
+    replace = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Replacement. For exclamation marks the default is a full stop.",
+    )
+    position = models.PositiveSmallIntegerField(default=0, help_text="Rules apply in this order.")
+
+    class Meta:
+        ordering = ["chatbot", "position", "id"]
+
+    def __str__(self) -> str:
+        if self.kind == self.Kind.EXCLAMATION:
+            return f"! → {self.replace or '.'}"
+        return f"{self.find} → {self.replace}"
+
+    def clean(self) -> None:
+        if self.kind == self.Kind.REPLACE and not self.find:
+            raise ValidationError({"find": "Enter the text to find."})
+        if self.kind == self.Kind.EXCLAMATION and self.find:
+            raise ValidationError({"find": "Exclamation rules need no search text."})

@@ -1,0 +1,168 @@
+"""Secrets at rest: Fernet encryption with rotating keys, a masked value type, and redaction.
+
+A secret column holds `fernet:<token>`. In Python it is a SecretValue whose str() and repr()
+are masked, so serializers, exports, admin pages and log lines cannot leak it by accident;
+only `.reveal()` gives the plaintext, and every revealed value is registered for the log filter.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models
+
+PREFIX = "fernet:"
+MASK = "••••••••"
+
+_known_plaintexts: set[str] = set()
+_known_lock = threading.Lock()
+
+
+def _register(plaintext: str) -> None:
+    # Short values would redact ordinary words; real keys are long.
+    if len(plaintext) >= 6:
+        with _known_lock:
+            _known_plaintexts.add(plaintext)
+
+
+def redact(text: str) -> str:
+    """Replace every secret this process has seen with a mask."""
+    if not _known_plaintexts or not text:
+        return text
+    with _known_lock:
+        values = sorted(_known_plaintexts, key=len, reverse=True)
+    for value in values:
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+@lru_cache(maxsize=4)
+def _fernet(keys: tuple[str, ...]) -> MultiFernet:
+    if not keys:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS is empty: set it to one or more Fernet keys "
+            "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')."
+        )
+    try:
+        return MultiFernet([Fernet(key.encode()) for key in keys])
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS holds a value that is not a Fernet key."
+        ) from exc
+
+
+def fernet() -> MultiFernet:
+    return _fernet(tuple(settings.FIELD_ENCRYPTION_KEYS))
+
+
+def encrypt(plaintext: str) -> str:
+    if not plaintext:
+        return ""
+    _register(plaintext)
+    return PREFIX + fernet().encrypt(plaintext.encode()).decode()
+
+
+class SecretDecryptionError(Exception):
+    """The stored secret cannot be decrypted with any configured key."""
+
+
+def decrypt(stored: str) -> str:
+    if not stored:
+        return ""
+    if not stored.startswith(PREFIX):
+        raise SecretDecryptionError("stored secret is not in the encrypted format")
+    try:
+        plaintext = fernet().decrypt(stored[len(PREFIX) :].encode()).decode()
+    except InvalidToken as exc:
+        raise SecretDecryptionError(
+            "stored secret cannot be decrypted with FIELD_ENCRYPTION_KEYS (was a key removed?)"
+        ) from exc
+    _register(plaintext)
+    return plaintext
+
+
+def rotate(stored: str) -> str:
+    """Re-encrypt with the first (primary) key."""
+    if not stored:
+        return ""
+    return PREFIX + fernet().rotate(stored[len(PREFIX) :].encode()).decode()
+
+
+class SecretValue:
+    """A secret as held in memory: masked everywhere except `.reveal()`."""
+
+    __slots__ = ("_plaintext", "_stored")
+
+    def __init__(self, *, stored: str = "", plaintext: str | None = None) -> None:
+        self._stored = stored
+        self._plaintext = plaintext
+
+    @classmethod
+    def from_plaintext(cls, plaintext: str) -> SecretValue:
+        return cls(stored=encrypt(plaintext), plaintext=plaintext)
+
+    @property
+    def stored(self) -> str:
+        return self._stored
+
+    def reveal(self) -> str:
+        if self._plaintext is None:
+            self._plaintext = decrypt(self._stored)
+        return self._plaintext
+
+    def __bool__(self) -> bool:
+        return bool(self._stored)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SecretValue):
+            return self._stored == other._stored or (bool(self) and self.reveal() == other.reveal())
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._stored)
+
+    def masked(self) -> str:
+        return MASK if self else ""
+
+    def __str__(self) -> str:
+        return self.masked()
+
+    def __repr__(self) -> str:
+        return f"SecretValue({self.masked()!r})"
+
+
+class EncryptedSecretField(models.TextField):
+    """A TextField stored encrypted; the Python value is a SecretValue (masked)."""
+
+    def from_db_value(self, value, expression, connection):
+        if value is None:
+            return SecretValue()
+        return SecretValue(stored=value)
+
+    def to_python(self, value):
+        if isinstance(value, SecretValue):
+            return value
+        if value is None or value == "":
+            return SecretValue()
+        if isinstance(value, str) and value.startswith(PREFIX):
+            return SecretValue(stored=value)
+        return SecretValue.from_plaintext(str(value))
+
+    def get_prep_value(self, value):
+        return self.to_python(value).stored
+
+    def value_to_string(self, obj):
+        # Serializers (dumpdata, django-reversion history) see ciphertext, never plaintext.
+        return self.value_from_object(obj).stored
+
+    def formfield(self, **kwargs):
+        from chatbots.forms import SecretFormField
+
+        kwargs.setdefault("form_class", SecretFormField)
+        kwargs.pop("max_length", None)
+        return super().formfield(**kwargs)

@@ -1,0 +1,178 @@
+"""Read side of chatbot configuration, with the Redis-backed config and template caches.
+
+A chatbot's resolved configuration (flows, endpoints, knowledge bases, rules) is cached for
+CHATBOT_CONFIG_CACHE_SECONDS and prompt templates for PROMPT_TEMPLATE_CACHE_SECONDS; saves in
+the admin invalidate at once (chatbots.signals). Secrets stay encrypted inside the cache.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+
+from chatbots.models import Chatbot, PromptTemplate
+from config.redis import get_redis
+
+CONFIG_KEY = "cb:config:{}"
+TEMPLATE_KEY = "cb:template:{}"
+STATS_KEY = "cb:stats:cache"
+
+
+def _count(kind: str, outcome: str) -> None:
+    get_redis().hincrby(STATS_KEY, f"{kind}_{outcome}", 1)
+
+
+def _build_config(chatbot: Chatbot) -> dict[str, Any]:
+    flows = []
+    for flow in chatbot.flows.filter(enabled=True).select_related(
+        "endpoint", "knowledge_base", "template_assignment__template"
+    ):
+        kb = flow.knowledge_base
+        assignment = getattr(flow, "template_assignment", None)
+        flows.append(
+            {
+                "id": flow.id,
+                "name": flow.name,
+                "role": flow.role,
+                "is_main": flow.is_main,
+                "routing_key": flow.routing_key,
+                "target": flow.target,
+                "top_k": flow.top_k,
+                "namespace": flow.namespace or (kb.namespace if kb else ""),
+                "endpoint": {
+                    "id": flow.endpoint.id,
+                    "name": flow.endpoint.name,
+                    "kind": flow.endpoint.kind,
+                    "base_url": flow.endpoint.base_url,
+                    "api_key_stored": flow.endpoint.api_key.stored,
+                    "connect_timeout": flow.endpoint.connect_timeout,
+                    "read_timeout": flow.endpoint.read_timeout,
+                    "total_timeout": flow.endpoint.total_timeout,
+                    "pool_size": flow.endpoint.pool_size,
+                },
+                "knowledge_base": (
+                    {
+                        "id": kb.id,
+                        "kind": kb.kind,
+                        "index_name": kb.index_name,
+                        "host": kb.host,
+                        "namespace": kb.namespace,
+                    }
+                    if kb
+                    else None
+                ),
+                "template": (
+                    {"name": assignment.template.name, "overrides": assignment.overrides}
+                    if assignment
+                    else None
+                ),
+            }
+        )
+    return {
+        "id": chatbot.id,
+        "uuid": str(chatbot.uuid),
+        "public_id": chatbot.public_id,
+        "name": chatbot.name,
+        "language": chatbot.language,
+        "search_config": chatbot.search_config,
+        "active": chatbot.active,
+        "greeting": chatbot.greeting,
+        "image_upload_enabled": chatbot.image_upload_enabled,
+        "widget_key": chatbot.widget_key,
+        "allowed_origins": list(chatbot.allowed_origins),
+        "timezone": chatbot.timezone,
+        "opening_hours": chatbot.opening_hours,
+        "contact_email": chatbot.contact_email,
+        "contact_phone": chatbot.contact_phone,
+        "routing_mode": chatbot.routing_mode,
+        "message_rate_limit": chatbot.message_rate_limit,
+        "topics": list(chatbot.topics),
+        "flows": flows,
+        "text_rules": [
+            {"kind": rule.kind, "find": rule.find, "replace": rule.replace}
+            for rule in chatbot.text_rules.all()
+        ],
+    }
+
+
+def chatbot_config_get(*, public_id: str) -> dict[str, Any] | None:
+    """The resolved configuration of a chatbot, or None if no such chatbot exists."""
+    client = get_redis()
+    key = CONFIG_KEY.format(public_id)
+    raw = client.get(key)
+    if raw is not None:
+        _count("config", "hits")
+        return json.loads(raw)
+    _count("config", "misses")
+    chatbot = Chatbot.objects.filter(public_id=public_id).first()
+    if chatbot is None:
+        return None
+    config = _build_config(chatbot)
+    client.set(key, json.dumps(config), ex=settings.CHATBOT_CONFIG_CACHE_SECONDS)
+    return config
+
+
+def prompt_template_get(*, name: str) -> dict[str, Any] | None:
+    """A prompt template's text and default variables, cached."""
+    client = get_redis()
+    key = TEMPLATE_KEY.format(name)
+    raw = client.get(key)
+    if raw is not None:
+        _count("template", "hits")
+        return json.loads(raw)
+    _count("template", "misses")
+    template = PromptTemplate.objects.filter(name=name).first()
+    if template is None:
+        return None
+    value = {"name": template.name, "text": template.text, "variables": template.variables}
+    client.set(key, json.dumps(value), ex=settings.PROMPT_TEMPLATE_CACHE_SECONDS)
+    return value
+
+
+def chatbot_config_invalidate(*public_ids: str) -> None:
+    if public_ids:
+        get_redis().delete(*(CONFIG_KEY.format(p) for p in public_ids))
+
+
+def prompt_template_invalidate(*names: str) -> None:
+    if names:
+        get_redis().delete(*(TEMPLATE_KEY.format(n) for n in names))
+
+
+def config_cache_clear() -> int:
+    """Drop every cached configuration and template; returns how many entries went."""
+    client = get_redis()
+    keys = list(client.scan_iter("cb:config:*", count=500)) + list(
+        client.scan_iter("cb:template:*", count=500)
+    )
+    if keys:
+        client.delete(*keys)
+    return len(keys)
+
+
+def cache_stats() -> dict[str, Any]:
+    client = get_redis()
+    counters = {k.decode(): int(v) for k, v in client.hgetall(STATS_KEY).items()}
+    result = {}
+    for kind, pattern in (("config", "cb:config:*"), ("template", "cb:template:*")):
+        hits = counters.get(f"{kind}_hits", 0)
+        misses = counters.get(f"{kind}_misses", 0)
+        total = hits + misses
+        result[kind] = {
+            "hits": hits,
+            "misses": misses,
+            "hit_rate": round(hits / total, 4) if total else None,
+            "size": sum(1 for _ in client.scan_iter(pattern, count=500)),
+            "ttl_seconds": (
+                settings.CHATBOT_CONFIG_CACHE_SECONDS
+                if kind == "config"
+                else settings.PROMPT_TEMPLATE_CACHE_SECONDS
+            ),
+        }
+    return result
+
+
+def cache_stats_reset() -> None:
+    get_redis().delete(STATS_KEY)

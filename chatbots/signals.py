@@ -1,0 +1,78 @@
+"""Invalidate cached configuration the moment staff save anything a chatbot depends on."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save, pre_save
+from django.dispatch import receiver
+
+from chatbots import selectors
+from chatbots.models import (
+    AIEndpoint,
+    Chatbot,
+    Flow,
+    KnowledgeBase,
+    KnowledgeEntry,
+    PromptTemplate,
+    TemplateAssignment,
+    TextRule,
+)
+from chatbots.services import knowledge_entries_reindex
+
+
+def _drop(public_ids: list[str]) -> None:
+    selectors.chatbot_config_invalidate(*public_ids)
+    # Again after commit: a reader between our write and the commit may have re-cached old rows.
+    transaction.on_commit(lambda: selectors.chatbot_config_invalidate(*public_ids))
+
+
+@receiver([post_save, post_delete], sender=Chatbot)
+def chatbot_changed(sender, instance: Chatbot, **kwargs) -> None:
+    _drop([instance.public_id])
+
+
+@receiver([post_save, post_delete], sender=Flow)
+@receiver([post_save, post_delete], sender=KnowledgeBase)
+@receiver([post_save, post_delete], sender=TemplateAssignment)
+@receiver([post_save, post_delete], sender=TextRule)
+def chatbot_part_changed(sender, instance, **kwargs) -> None:
+    public_id = Chatbot.objects.filter(pk=instance.chatbot_id).values_list("public_id", flat=True)
+    _drop(list(public_id))
+
+
+@receiver([post_save, post_delete], sender=AIEndpoint)
+def endpoint_changed(sender, instance: AIEndpoint, **kwargs) -> None:
+    ids = Chatbot.objects.filter(flows__endpoint_id=instance.pk).values_list("public_id", flat=True)
+    _drop(list(set(ids)))
+
+
+@receiver([post_save, post_delete], sender=PromptTemplate)
+def template_changed(sender, instance: PromptTemplate, **kwargs) -> None:
+    selectors.prompt_template_invalidate(instance.name)
+    transaction.on_commit(lambda: selectors.prompt_template_invalidate(instance.name))
+    # A renamed template changes the name cached inside the configs that use it.
+    ids = Chatbot.objects.filter(template_assignments__template_id=instance.pk).values_list(
+        "public_id", flat=True
+    )
+    _drop(list(set(ids)))
+
+
+@receiver(post_save, sender=KnowledgeEntry)
+def knowledge_entry_saved(sender, instance: KnowledgeEntry, **kwargs) -> None:
+    knowledge_entries_reindex(entry_ids=[instance.pk])
+
+
+@receiver(pre_save, sender=Chatbot)
+def chatbot_remember_language(sender, instance: Chatbot, **kwargs) -> None:
+    instance._previous_language = (
+        Chatbot.objects.filter(pk=instance.pk).values_list("language", flat=True).first()
+        if instance.pk
+        else None
+    )
+
+
+@receiver(post_save, sender=Chatbot)
+def chatbot_language_changed(sender, instance: Chatbot, created: bool, **kwargs) -> None:
+    previous = getattr(instance, "_previous_language", None)
+    if not created and previous is not None and previous != instance.language:
+        knowledge_entries_reindex(chatbot=instance)

@@ -1,0 +1,48 @@
+"""URL map: admin, REST API under /api/, OpenAPI schema and docs."""
+
+from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from chatbots import api as chatbots_api
+from config.errors import ErrorCode, error_body
+
+api_patterns = [
+    path(
+        "conversation-config/<str:chatbot_id>",
+        chatbots_api.conversation_config,
+        name="conversation-config",
+    ),
+    path("", include("conversations.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+]
+
+admin.site.site_header = "Chatbot administration"
+admin.site.site_title = "Chatbot admin"
+admin.site.index_title = "Configure chatbots, follow conversations"
+
+
+def handler404(request: HttpRequest, exception=None):
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body(ErrorCode.NOT_FOUND, "No such endpoint."), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest):
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            error_body(ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; it is logged."),
+            status=500,
+        )
+    from django.views.defaults import server_error
+
+    return server_error(request)

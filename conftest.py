@@ -1,0 +1,26 @@
+"""Suite-wide fixtures: a clean Redis database per test and model factories."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+from django.conf import settings
+
+from chatbots.tests.factories import *  # noqa: F403 - factories as fixtures
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis():
+    from config.redis import get_redis
+
+    # `./run test` points REDIS_URL at database 15 of the server; never flush anything else.
+    assert settings.REDIS_URL.rstrip("/").endswith("/15"), "tests must use Redis database 15"
+    get_redis().flushdb()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _encryption_keys(settings):
+    if not settings.FIELD_ENCRYPTION_KEYS:
+        settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    yield

@@ -1,0 +1,1 @@
+"""Development and test stack: embedded services, the process supervisor behind `./run`."""

@@ -1,0 +1,173 @@
+"""`./run` (start the product), `./run test` (run the suite): the supervisor behind the run script."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+from devstack.services import ensure_services
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / ".data"
+PY = sys.executable
+
+
+def manage(*args: str) -> None:
+    subprocess.run([PY, "manage.py", *args], cwd=ROOT, check=True)
+
+
+def celery_worker_cmd(name: str, queues: str, pool: str, concurrency: int) -> list[str]:
+    return [
+        PY,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-n",
+        f"{name}@%h",
+        "-Q",
+        queues,
+        "-P",
+        pool,
+        "-c",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+
+
+def serve() -> int:
+    services = ensure_services(DATA)
+    try:
+        for note in services.notes:
+            print(f"run: {note}")
+        manage("migrate", "--noinput", "-v", "0")
+        manage("load_demo")
+        manage("ensure_admin")
+        port = os.environ.get("PORT", "8000")
+        host = os.environ.get("HOST", "127.0.0.1")
+        turn_threads = os.environ.get("TURN_WORKER_CONCURRENCY", "50")
+        procs: dict[str, subprocess.Popen] = {}
+        commands = {
+            # Twisted endpoint string: raises the listen backlog (Daphne's default 50 resets bursts).
+            "daphne": [
+                PY,
+                "-m",
+                "daphne",
+                "-e",
+                f"tcp:port={port}:interface={host}:backlog=2048",
+                "config.asgi:application",
+            ],
+            "worker-turns": celery_worker_cmd("turns", "turns", "threads", int(turn_threads)),
+            "worker-background": celery_worker_cmd(
+                "background", "analytics,maintenance,celery", "threads", 4
+            ),
+            "beat": [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "-s",
+                str(DATA / "celerybeat-schedule"),
+            ],
+        }
+        for name, cmd in commands.items():
+            procs[name] = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+        base = f"http://{host}:{port}"
+        print(
+            "\nrun: the product is up\n"
+            f"  Admin:        {base}/admin/\n"
+            f"  API docs:     {base}/api/docs/\n"
+            f"  Demo config:  {base}/api/conversation-config/demo\n"
+            f"  Health:       {base}/api/conversation-health\n"
+            "  Stop with Ctrl-C.\n",
+            flush=True,
+        )
+        return supervise(procs)
+    finally:
+        services.stop()
+
+
+def supervise(procs: dict[str, subprocess.Popen]) -> int:
+    stopping = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stopping["signal"] = signum
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    exit_code = 0
+    while stopping["signal"] is None:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                print(f"run: {name} exited with {proc.returncode}; stopping everything", flush=True)
+                stopping["signal"] = "child"
+                exit_code = 1
+                break
+        time.sleep(0.3)
+    for proc in procs.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for name, proc in procs.items():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"run: {name} did not stop in time; killing it", flush=True)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    print("run: stopped", flush=True)
+    return exit_code
+
+
+def redis_test_url(url: str) -> str:
+    """The same Redis server, database 15: the suite flushes it, so never the live data."""
+    parsed = urllib.parse.urlparse(url)
+    return urllib.parse.urlunparse(parsed._replace(path="/15"))
+
+
+def test(args: list[str]) -> int:
+    services = ensure_services(DATA)
+    os.environ["REDIS_URL"] = redis_test_url(os.environ["REDIS_URL"])
+    os.environ["TESTING"] = "1"
+    try:
+        for note in services.notes:
+            print(f"run test: {note}", flush=True)
+        result = subprocess.run([PY, "-m", "pytest", *args], cwd=ROOT)
+        return result.returncode
+    finally:
+        services.stop()
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        return serve()
+    command, rest = argv[0], argv[1:]
+    if command == "test":
+        return test(rest)
+    if command == "manage":
+        services = ensure_services(DATA)
+        try:
+            return subprocess.run([PY, "manage.py", *rest], cwd=ROOT).returncode
+        finally:
+            services.stop()
+    print(
+        f"usage: ./run [test [pytest args] | manage <command>]; unknown: {command}", file=sys.stderr
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
