@@ -360,6 +360,12 @@ class Flow(models.Model):
         blank=True,
         help_text="The router's label that selects this flow, e.g. product, productfilter, order.",
     )
+    applies_to = models.SlugField(
+        max_length=50,
+        blank=True,
+        help_text="Extractor flows only: the routing key of the answer flow whose questions this "
+        "extractor reads first (e.g. order, productfilter). Empty = every answer flow.",
+    )
     endpoint = models.ForeignKey(AIEndpoint, on_delete=models.PROTECT, related_name="flows")
     target = models.CharField(
         "chatflow id or model",
@@ -416,6 +422,8 @@ class Flow(models.Model):
             errors["is_main"] = "Only an answer flow can be the main flow."
         if self.routing_key and self.role != self.Role.ANSWER:
             errors["routing_key"] = "Only answer flows are chosen by a routing key."
+        if self.applies_to and self.role != self.Role.EXTRACTOR:
+            errors["applies_to"] = "Only extractor flows apply to another flow."
         endpoint = self.endpoint if self.endpoint_id else None
         if endpoint is not None:
             if endpoint.kind == AIEndpoint.Kind.FLOWISE:

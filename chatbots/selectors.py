@@ -38,6 +38,7 @@ def _build_config(chatbot: Chatbot) -> dict[str, Any]:
                 "role": flow.role,
                 "is_main": flow.is_main,
                 "routing_key": flow.routing_key,
+                "applies_to": flow.applies_to,
                 "target": flow.target,
                 "top_k": flow.top_k,
                 "namespace": flow.namespace or (kb.namespace if kb else ""),

@@ -186,3 +186,42 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+
+# --- Conversations and turns -------------------------------------------------------------------
+CONVERSATION_TOKEN_MAX_AGE = env.int("CONVERSATION_TOKEN_MAX_AGE", default=7 * 24 * 3600)
+MESSAGE_MAX_CHARS = env.int("MESSAGE_MAX_CHARS", default=4000)
+HISTORY_MESSAGES_FOR_AI = env.int("HISTORY_MESSAGES_FOR_AI", default=20)
+# First token goes out at once; later tokens are coalesced into frames this often (ms) or size.
+STREAM_FRAME_INTERVAL_MS = env.int("STREAM_FRAME_INTERVAL_MS", default=50)
+STREAM_FRAME_MAX_CHARS = env.int("STREAM_FRAME_MAX_CHARS", default=2000)
+# Events are appended to PostgreSQL in batches this often (seconds).
+STREAM_DB_FLUSH_SECONDS = env.float("STREAM_DB_FLUSH_SECONDS", default=0.5)
+# How long a turn's Redis event log outlives the turn (PostgreSQL keeps it after that).
+STREAM_REDIS_TTL_SECONDS = env.int("STREAM_REDIS_TTL_SECONDS", default=3600)
+STREAM_REDIS_MAXLEN = env.int("STREAM_REDIS_MAXLEN", default=20000)
+# Upper bound for one whole turn, whatever the endpoint says; keep below CELERY_VISIBILITY_TIMEOUT.
+TURN_TOTAL_TIMEOUT = env.int("TURN_TOTAL_TIMEOUT", default=600)
+# The runner refreshes a turn's heartbeat this often; the reaper fails turns silent for longer
+# than TURN_STALE_SECONDS (a killed worker).
+TURN_HEARTBEAT_SECONDS = env.int("TURN_HEARTBEAT_SECONDS", default=5)
+TURN_STALE_SECONDS = env.int("TURN_STALE_SECONDS", default=30)
+# A pending turn no worker has claimed for this long is failed (queue lost or no worker).
+TURN_PENDING_TIMEOUT = env.int("TURN_PENDING_TIMEOUT", default=600)
+TURN_REAPER_INTERVAL_SECONDS = env.int("TURN_REAPER_INTERVAL_SECONDS", default=60)
+# Upstream retries happen only before the first token.
+UPSTREAM_MAX_RETRIES = env.int("UPSTREAM_MAX_RETRIES", default=2)
+# Threads each worker process uses for database writes from the streaming loop.
+TURN_DB_THREADS = env.int("TURN_DB_THREADS", default=8)
+
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-turns": {
+        "task": "conversations.tasks.reap_stale_turns",
+        "schedule": float(TURN_REAPER_INTERVAL_SECONDS),
+    },
+}
+# The builtin answerer streams its passage at this pace (0 = as fast as possible).
+BUILTIN_TOKENS_PER_SECOND = env.float("BUILTIN_TOKENS_PER_SECOND", default=40.0)
+# A message on a resolved conversation reopens it (else 409 and the client starts a new one).
+REOPEN_RESOLVED_ON_MESSAGE = env.bool("REOPEN_RESOLVED_ON_MESSAGE", default=True)
+# Whether AI clients honour HTTP(S)_PROXY / NO_PROXY from the environment.
+UPSTREAM_TRUST_ENV = env.bool("UPSTREAM_TRUST_ENV", default=True)

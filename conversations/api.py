@@ -1,0 +1,259 @@
+"""REST endpoints of the chat: process-message, stream-events (polling and replay), cancel."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from chatbots.models import Chatbot
+from config.errors import ApiError, ErrorCode
+from config.schema import ERROR_RESPONSES
+from conversations import selectors, services
+from conversations.access import (
+    conversation_token_check,
+    conversation_token_issue,
+    token_from_request,
+)
+from conversations.models import Conversation, Turn
+
+
+class ProcessMessageSerializer(serializers.Serializer):
+    chatbot_id = serializers.CharField(max_length=64)
+    message_text = serializers.CharField(
+        max_length=100_000, allow_blank=False, trim_whitespace=True
+    )
+    user_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    session_id = serializers.UUIDField(required=False, allow_null=True)
+    conversation_token = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+    image_data = serializers.JSONField(required=False, allow_null=True)
+    conversation_history = serializers.JSONField(
+        required=False, help_text="Ignored: the server keeps the conversation's history."
+    )
+    configuration = serializers.JSONField(
+        required=False, help_text="Ignored: configuration comes from the admin, never the client."
+    )
+
+
+ProcessMessageResponse = inline_serializer(
+    name="ProcessMessageResponse",
+    fields={
+        "success": serializers.BooleanField(),
+        "session_id": serializers.UUIDField(),
+        "streaming_session_id": serializers.UUIDField(),
+        "turn_id": serializers.UUIDField(),
+        "message_id": serializers.UUIDField(),
+        "flow_type": serializers.CharField(),
+        "streaming_url": serializers.CharField(),
+        "websocket_url": serializers.CharField(),
+        "conversation_token": serializers.CharField(),
+        "status": serializers.CharField(),
+    },
+)
+
+
+def client_ip(request: Request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def conversation_for(request: Request, session_id, body_token: str = "") -> Conversation:
+    """The conversation the caller's token grants, or 404 (same answer whether or not it exists)."""
+    grant = conversation_token_check(token_from_request(request) or body_token)
+    if grant is None or (session_id is not None and grant.conversation_id != session_id):
+        raise ApiError(
+            ErrorCode.CONVERSATION_NOT_FOUND,
+            "No conversation with this id for the token given.",
+            status=404,
+        )
+    conversation = (
+        Conversation.objects.select_related("chatbot")
+        .filter(pk=grant.conversation_id, chatbot_id=grant.chatbot_id)
+        .first()
+    )
+    if conversation is None:
+        raise ApiError(
+            ErrorCode.CONVERSATION_NOT_FOUND,
+            "No conversation with this id for the token given.",
+            status=404,
+        )
+    return conversation
+
+
+def turn_for(request: Request, turn_id) -> Turn:
+    grant = conversation_token_check(token_from_request(request))
+    turn = None
+    if grant is not None:
+        turn = Turn.objects.filter(
+            pk=turn_id,
+            conversation_id=grant.conversation_id,
+            conversation__chatbot_id=grant.chatbot_id,
+        ).first()
+    if turn is None:
+        raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn for the token given.", status=404)
+    return turn
+
+
+def public_url(request: Request, path: str, *, websocket: bool = False) -> str:
+    base = settings.PUBLIC_BASE_URL.rstrip("/") or f"{request.scheme}://{request.get_host()}"
+    if websocket:
+        base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    return base + path
+
+
+def flow_type_for(chatbot: Chatbot) -> str:
+    """The flow known at submit time: `routing` when a router decides later, else the main flow."""
+    flows = list(chatbot.flows.filter(enabled=True).values("name", "role", "is_main"))
+    if any(f["role"] == "router" for f in flows):
+        return "routing"
+    return next((f["name"] for f in flows if f["is_main"]), "main")
+
+
+@extend_schema(
+    operation_id="process_message",
+    summary="Submit a customer message; the answer streams over WebSocket or polling.",
+    request=ProcessMessageSerializer,
+    parameters=[
+        OpenApiParameter(
+            "Idempotency-Key",
+            location=OpenApiParameter.HEADER,
+            required=False,
+            description="A retry with the same key returns the original turn.",
+        )
+    ],
+    responses={200: ProcessMessageResponse, **{s: ERROR_RESPONSES[s] for s in (400, 404, 409)}},
+)
+@api_view(["POST"])
+def process_message(request: Request) -> Response:
+    serializer = ProcessMessageSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
+    if data.get("image_data"):
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            "Images are not accepted on this endpoint yet; send text only.",
+            status=400,
+        )
+    if data.get("session_id"):
+        conversation = conversation_for(
+            request, data["session_id"], data.get("conversation_token", "")
+        )
+        if conversation.chatbot.public_id != data["chatbot_id"]:
+            raise ApiError(
+                ErrorCode.CONVERSATION_NOT_FOUND,
+                "No conversation with this id for the token given.",
+                status=404,
+            )
+        if not conversation.chatbot.active:
+            raise ApiError(
+                ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.", status=404
+            )
+    else:
+        chatbot = Chatbot.objects.filter(public_id=data["chatbot_id"], active=True).first()
+        if chatbot is None:
+            raise ApiError(
+                ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.", status=404
+            )
+        conversation = services.conversation_start(chatbot=chatbot, user_id=data.get("user_id", ""))
+    idempotency_key = request.headers.get("Idempotency-Key", "")[:200]
+    turn, _created = services.message_submit(
+        conversation=conversation,
+        text=data["message_text"],
+        idempotency_key=idempotency_key,
+        client_ip=client_ip(request),
+    )
+    token = conversation_token_issue(
+        conversation_id=conversation.pk, chatbot_id=conversation.chatbot_id
+    )
+    return Response(
+        {
+            "success": True,
+            "session_id": str(conversation.pk),
+            "streaming_session_id": str(turn.pk),
+            "turn_id": str(turn.pk),
+            "message_id": str(turn.user_message_id),
+            "flow_type": turn.flow or flow_type_for(conversation.chatbot),
+            "streaming_url": public_url(request, f"/api/stream-events/{turn.pk}"),
+            "websocket_url": public_url(
+                request, f"/ws/conversations/{conversation.pk}/", websocket=True
+            ),
+            "conversation_token": token,
+            "status": turn.status,
+        }
+    )
+
+
+EVENT_FIELDS = {
+    "id": serializers.IntegerField(),
+    "event": serializers.ChoiceField(
+        choices=["start", "token", "metadata", "source_documents", "order", "error", "end"]
+    ),
+    "data": serializers.DictField(),
+    "timestamp": serializers.DateTimeField(),
+}
+
+
+@extend_schema(
+    operation_id="stream_events",
+    summary="Events of a turn after a given id (polling, and replay of finished turns).",
+    parameters=[
+        OpenApiParameter(
+            "after", int, description="Last event id already seen (0 = from the start)."
+        ),
+        OpenApiParameter(
+            "limit", int, description="At most this many events (1-1000, default 500)."
+        ),
+    ],
+    responses={
+        200: inline_serializer(
+            name="StreamEventsResponse",
+            fields={
+                "events": inline_serializer(name="StreamEvent", fields=EVENT_FIELDS, many=True),
+                "session_status": serializers.ChoiceField(
+                    choices=["active", "completed", "failed", "cancelled"]
+                ),
+                "last_event_id": serializers.IntegerField(),
+                "has_more": serializers.BooleanField(),
+            },
+        ),
+        **{s: ERROR_RESPONSES[s] for s in (400, 404)},
+        410: ERROR_RESPONSES[409],
+    },
+)
+@api_view(["GET"])
+def stream_events(request: Request, turn_id) -> Response:
+    turn = turn_for(request, turn_id)
+    try:
+        after = int(request.GET.get("after", "0"))
+        limit = int(request.GET.get("limit", "500"))
+    except ValueError as exc:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR, "`after` and `limit` must be whole numbers.", status=400
+        ) from exc
+    if after < 0 or not 1 <= limit <= 1000:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            "`after` must be 0 or more and `limit` between 1 and 1000.",
+            status=400,
+        )
+    return Response(selectors.stream_events_after(turn=turn, after=after, limit=limit))
+
+
+@extend_schema(
+    operation_id="turn_cancel",
+    summary="Stop a turn's answer.",
+    request=None,
+    responses={
+        200: inline_serializer(
+            name="TurnCancelResponse",
+            fields={"turn_id": serializers.UUIDField(), "status": serializers.CharField()},
+        ),
+        404: ERROR_RESPONSES[404],
+    },
+)
+@api_view(["POST"])
+def turn_cancel(request: Request, turn_id) -> Response:
+    turn = turn_for(request, turn_id)
+    return Response({"turn_id": str(turn.pk), "status": services.turn_cancel(turn=turn)})

@@ -1,0 +1,333 @@
+"""WebSocket `/ws/conversations/<session_id>/`: send messages, watch answers live, resume, cancel.
+
+Delivery is gapless and duplicate-free: to follow a turn the consumer subscribes to its group
+first, then replays the logged events after the client's last id, then forwards live frames,
+dropping ids already sent and filling any gap from the logs (zulip's "subscribe, load, apply").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from chatbots.selectors import chatbot_config_get
+from config.errors import ApiError, ErrorCode, error_body
+from conversations import selectors, services, streaming
+from conversations.access import conversation_token_check
+from conversations.models import Conversation, Message, Turn
+
+logger = logging.getLogger(__name__)
+
+_redis_by_loop: dict[int, Any] = {}
+
+
+def loop_redis():
+    from config.redis import new_async_redis
+
+    loop = asyncio.get_running_loop()
+    client = _redis_by_loop.get(id(loop))
+    if client is None:
+        client = _redis_by_loop[id(loop)] = new_async_redis()
+    return client
+
+
+def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+    """Browsers always send Origin; a missing one is a server-side client holding a token."""
+    if not origin or not allowed or "*" in allowed:
+        return True
+    return origin.rstrip("/") in allowed
+
+
+@database_sync_to_async
+def _load_conversation(grant) -> tuple[Conversation, dict] | None:
+    conversation = (
+        Conversation.objects.select_related("chatbot")
+        .filter(pk=grant.conversation_id, chatbot_id=grant.chatbot_id)
+        .first()
+    )
+    if conversation is None:
+        return None
+    return conversation, chatbot_config_get(public_id=conversation.chatbot.public_id)
+
+
+@database_sync_to_async
+def _submit(conversation_id, text: str, key: str, ip: str | None):
+    conversation = Conversation.objects.get(pk=conversation_id)
+    turn, created = services.message_submit(
+        conversation=conversation, text=text, idempotency_key=key, client_ip=ip
+    )
+    return str(turn.pk), str(turn.user_message_id), turn.status, created
+
+
+@database_sync_to_async
+def _turn(conversation_id, turn_id) -> Turn | None:
+    return Turn.objects.filter(pk=turn_id, conversation_id=conversation_id).first()
+
+
+@database_sync_to_async
+def _db_events(turn_id: str, after: int, limit: int) -> list[dict]:
+    return streaming.db_events_after(turn_id, after, limit)
+
+
+@database_sync_to_async
+def _cancel(turn: Turn) -> str:
+    return services.turn_cancel(turn=turn)
+
+
+@database_sync_to_async
+def _history(conversation_id, limit: int) -> list[dict]:
+    rows = Message.objects.filter(conversation_id=conversation_id).order_by("-sequence")[:limit]
+    return [
+        {
+            "message_id": str(m.id),
+            "role": m.role,
+            "direction": "incoming" if m.role == Message.Role.USER else "outgoing",
+            "content": m.content,
+            "sequence": m.sequence,
+            "created_at": m.created_at.isoformat(),
+        }
+        for m in reversed(list(rows))
+    ]
+
+
+class ConversationConsumer(AsyncJsonWebsocketConsumer):
+    REPLAY_BATCH = 1000
+
+    async def connect(self) -> None:
+        self.conversation_id = self.scope["url_route"]["kwargs"]["session_id"]
+        self.conversation: Conversation | None = None
+        self.following: dict[str, dict[str, Any]] = {}
+        headers = dict(self.scope.get("headers") or [])
+        self.origin = headers.get(b"origin", b"").decode("latin-1") or None
+        await self.accept()
+        query = self.scope.get("query_string", b"").decode("latin-1")
+        token = next((part[6:] for part in query.split("&") if part.startswith("token=")), None)
+        if token:
+            await self.authenticate(token)
+
+    async def authenticate(self, token: str) -> bool:
+        grant = conversation_token_check(token)
+        loaded = None
+        if grant is not None and str(grant.conversation_id) == str(self.conversation_id):
+            loaded = await _load_conversation(grant)
+        if loaded is None:
+            await self.send_error(
+                ErrorCode.CONVERSATION_NOT_FOUND,
+                "No conversation with this id for the token given.",
+            )
+            await self.close(code=4404)
+            return False
+        conversation, config = loaded
+        if not origin_allowed(self.origin, config["allowed_origins"]):
+            await self.send_error(
+                ErrorCode.PERMISSION_DENIED, "This site may not use this chatbot."
+            )
+            await self.close(code=4403)
+            return False
+        self.conversation = conversation
+        await self.send_json({"type": "ready", "session_id": str(conversation.pk)})
+        return True
+
+    async def disconnect(self, code: int) -> None:
+        for turn_id in list(self.following):
+            await self.channel_layer.group_discard(streaming.turn_group(turn_id), self.channel_name)
+        self.following.clear()
+
+    async def send_error(self, code: str, message: str, details: dict | None = None) -> None:
+        await self.send_json({"type": "error", **error_body(code, message, details)})
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict):
+            await self.send_error(ErrorCode.VALIDATION_ERROR, "Send a JSON object with a `type`.")
+            return
+        kind = content.get("type")
+        if self.conversation is None:
+            if kind == "auth" and isinstance(content.get("token"), str):
+                await self.authenticate(content["token"])
+            else:
+                await self.send_error(
+                    ErrorCode.NOT_AUTHENTICATED, 'Send {"type": "auth", "token": …} first.'
+                )
+            return
+        handler = {
+            "message": self.on_message,
+            "chat:message": self.on_message,
+            "resume": self.on_resume,
+            "cancel": self.on_cancel,
+            "chat:history": self.on_history,
+            "history": self.on_history,
+            "ping": self.on_ping,
+        }.get(kind)
+        if handler is None:
+            await self.send_error(
+                ErrorCode.VALIDATION_ERROR,
+                "Unknown message type; use message, resume, cancel, history or ping.",
+            )
+            return
+        try:
+            await handler(content)
+        except ApiError as err:
+            await self.send_error(err.code, err.message, err.details)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        if text_data is None:
+            await self.send_error(ErrorCode.VALIDATION_ERROR, "Send JSON text frames.")
+            return
+        try:
+            await super().receive(text_data=text_data, bytes_data=bytes_data, **kwargs)
+        except ValueError:
+            await self.send_error(ErrorCode.MALFORMED_JSON, "The frame is not valid JSON.")
+
+    # --- client messages -----------------------------------------------------------------------
+
+    async def on_ping(self, content: dict) -> None:
+        await self.send_json({"type": "pong"})
+
+    async def on_message(self, content: dict) -> None:
+        text = content.get("message_text", content.get("content", content.get("message")))
+        if not isinstance(text, str):
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "`message_text` must be text.")
+        key = content.get("idempotency_key") or ""
+        if not isinstance(key, str):
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "`idempotency_key` must be text.")
+        client = self.scope.get("client") or [None]
+        turn_id, message_id, status, _created = await _submit(
+            self.conversation.pk, text, key[:200], client[0]
+        )
+        await self.send_json(
+            {"type": "turn", "turn_id": turn_id, "message_id": message_id, "status": status}
+        )
+        await self.follow(turn_id, 0)
+
+    async def on_resume(self, content: dict) -> None:
+        turn_id = content.get("turn_id")
+        after = content.get("last_event_id", 0)
+        try:
+            turn_uuid = uuid.UUID(str(turn_id))
+        except ValueError:
+            turn_uuid = None
+        if turn_uuid is None or not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR,
+                "`turn_id` must be a turn id and `last_event_id` a whole number ≥ 0.",
+            )
+        turn = await _turn(self.conversation.pk, turn_uuid)
+        if turn is None:
+            raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
+        # Validates the resume point (gone or never existed) exactly as polling does.
+        await database_sync_to_async(selectors.stream_events_after)(turn=turn, after=after, limit=1)
+        await self.follow(str(turn.pk), after)
+
+    async def on_cancel(self, content: dict) -> None:
+        try:
+            turn_uuid = uuid.UUID(str(content.get("turn_id")))
+        except ValueError as exc:
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "`turn_id` must be a turn id.") from exc
+        turn = await _turn(self.conversation.pk, turn_uuid)
+        if turn is None:
+            raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
+        status = await _cancel(turn)
+        await self.send_json({"type": "cancel", "turn_id": str(turn.pk), "status": status})
+
+    async def on_history(self, content: dict) -> None:
+        limit = content.get("limit", 50)
+        if not isinstance(limit, int) or not 1 <= limit <= 500:
+            limit = 50
+        messages = await _history(self.conversation.pk, limit)
+        await self.send_json(
+            {"type": "chat:history", "session_id": str(self.conversation.pk), "messages": messages}
+        )
+
+    # --- following a turn --------------------------------------------------------------------------
+
+    async def follow(self, turn_id: str, after: int) -> None:
+        state = self.following.get(turn_id)
+        if state is None:
+            state = self.following[turn_id] = {"next": after + 1, "held": {}}
+            # Subscribe first, then replay: nothing published in between can be missed.
+            await self.channel_layer.group_add(streaming.turn_group(turn_id), self.channel_name)
+        else:
+            state["next"] = min(state["next"], after + 1)
+        await self.fill_from_logs(turn_id)
+
+    async def fill_from_logs(self, turn_id: str) -> None:
+        state = self.following.get(turn_id)
+        while state is not None:
+            after = state["next"] - 1
+            try:
+                from_redis = await streaming.redis_events_after(
+                    loop_redis(), turn_id, after, self.REPLAY_BATCH
+                )
+            except Exception:
+                from_redis = []
+            from_db = []
+            if not from_redis or from_redis[0]["id"] != after + 1:
+                from_db = await _db_events(turn_id, after, self.REPLAY_BATCH)
+            events = streaming.merge_contiguous(after, from_redis, from_db, limit=self.REPLAY_BATCH)
+            if not events:
+                return
+            for env in events:
+                await self.deliver(turn_id, env)
+            state = self.following.get(turn_id)
+            if len(events) < self.REPLAY_BATCH:
+                return
+
+    async def deliver(self, turn_id: str, env: dict) -> None:
+        state = self.following.get(turn_id)
+        if state is None or env["id"] < state["next"]:
+            return
+        if env["id"] > state["next"]:
+            # A gap: hold this frame and fetch the missing ones from the logs shortly.
+            state["held"][env["id"]] = env
+            if not state.get("gap_check"):
+                state["gap_check"] = True
+                asyncio.get_running_loop().call_later(
+                    0.2,
+                    lambda: asyncio.ensure_future(
+                        self.channel_layer.send(
+                            self.channel_name, {"type": "gap.check", "turn_id": turn_id}
+                        )
+                    ),
+                )
+            return
+        await self.send_json({"type": "event", "turn_id": turn_id, **env})
+        state["next"] += 1
+        if env["event"] == streaming.TERMINAL_EVENT:
+            self.following.pop(turn_id, None)
+            await self.channel_layer.group_discard(streaming.turn_group(turn_id), self.channel_name)
+            return
+        while state["next"] in state["held"]:
+            await self.deliver(turn_id, state["held"].pop(state["next"]))
+            if turn_id not in self.following:
+                return
+
+    async def turn_event(self, message: dict) -> None:
+        await self.deliver(message["turn_id"], message["event"])
+
+    async def gap_check(self, message: dict) -> None:
+        turn_id = message["turn_id"]
+        state = self.following.get(turn_id)
+        if state is None:
+            return
+        state["gap_check"] = False
+        await self.fill_from_logs(turn_id)
+        state = self.following.get(turn_id)
+        if state is not None and state["held"]:
+            while state is not None and state["next"] in state["held"]:
+                await self.deliver(turn_id, state["held"].pop(state["next"]))
+                state = self.following.get(turn_id)
+            if state is not None and state["held"] and not state.get("gap_check"):
+                state["gap_check"] = True
+                asyncio.get_running_loop().call_later(
+                    0.3,
+                    lambda: asyncio.ensure_future(
+                        self.channel_layer.send(
+                            self.channel_name, {"type": "gap.check", "turn_id": turn_id}
+                        )
+                    ),
+                )

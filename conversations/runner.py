@@ -1,0 +1,530 @@
+"""The turn runner: route, call the AI endpoint, relay tokens through the text rules, store.
+
+Runs on the worker's asyncio loop (conversations.runtime). Every way a turn can end — answer,
+upstream failure, timeout, cancel — ends its stream with an `end` event, preceded by an
+`error` event for failures, and leaves the turn in a finished state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.conf import settings
+
+from chatbots.secrets import decrypt
+from chatbots.selectors import chatbot_config_get, prompt_template_get
+from chatbots.services import prompt_render
+from conversations import flow_router, services
+from conversations.builtin import builtin_answer_stream, builtin_route
+from conversations.runtime import WorkerRuntime
+from conversations.streaming import TurnPublisher
+from conversations.textrules import StreamingRewriter
+from conversations.upstream.errors import UpstreamError
+from conversations.upstream.flowise import abort_flowise, stream_flowise
+from conversations.upstream.openai_compat import stream_openai
+from conversations.upstream.types import (
+    CallStats,
+    RetryPolicy,
+    Timeouts,
+    UpstreamEvent,
+    UpstreamRequest,
+)
+
+logger = logging.getLogger(__name__)
+
+MESSAGES = {
+    "cancelled": {"da": "Svaret blev stoppet.", "en": "The answer was stopped."},
+    "timeout": {
+        "da": "Svaret tog for lang tid. Prøv igen om lidt.",
+        "en": "The answer took too long. Please try again in a moment.",
+    },
+    "no_flow": {
+        "da": "Chatbotten er ikke sat op endnu.",
+        "en": "This chatbot is not set up yet.",
+    },
+    "internal": {
+        "da": "Der gik noget galt hos os. Prøv igen om lidt.",
+        "en": "Something went wrong on our side. Please try again in a moment.",
+    },
+}
+
+
+class TurnFailed(Exception):
+    def __init__(self, code: str, message: str, *, retryable: bool, category: str) -> None:
+        super().__init__(code)
+        self.code, self.message, self.retryable, self.category = code, message, retryable, category
+
+
+def _ms(start: float, end: float | None) -> int | None:
+    return None if end is None else round((end - start) * 1000)
+
+
+class TurnExecution:
+    def __init__(self, rt: WorkerRuntime, work: dict[str, Any], config: dict[str, Any]) -> None:
+        self.rt = rt
+        self.work = work
+        self.config = config
+        self.turn_id = work["turn_id"]
+        self.language = config["language"] if config["language"] in ("da", "en") else "en"
+        self.ai_calls: list[dict[str, Any]] = []
+        self.route: dict[str, Any] = {"mode": config["routing_mode"]}
+        self.chosen_flow: dict | None = None
+        self.usage: dict[str, Any] = {}
+        self.sources: list | None = None
+        self.timings: dict[str, Any] = {}
+        self.t0 = time.monotonic()
+        self.upstream_first_token: float | None = None
+        self.active_flowise: list[tuple[dict, str]] = []
+        self.publisher = TurnPublisher(
+            turn_id=self.turn_id,
+            redis=rt.redis,
+            save_rows=lambda rows: rt.run_db(services.stream_rows_save, rows, turn_id=self.turn_id),
+            first_seq=work["first_seq"],
+        )
+
+    def text(self, key: str) -> str:
+        return MESSAGES[key][self.language]
+
+    # --- calling one flow ---------------------------------------------------------------------
+
+    def _request(self, flow: dict, question: str, extra: dict | None) -> UpstreamRequest:
+        endpoint = flow["endpoint"]
+        variables = {
+            "question": question,
+            "shop_name": self.config["name"],
+            "chatbot_id": self.config["public_id"],
+            "language": self.config["language"],
+            "extracted": json.dumps(extra, ensure_ascii=False) if extra else "",
+        }
+        system_prompt = None
+        if flow.get("template"):
+            template = prompt_template_get(name=flow["template"]["name"])
+            if template:
+                values = {**template["variables"], **flow["template"]["overrides"], **variables}
+                system_prompt = prompt_render(text=template["text"], variables=values)
+        override: dict[str, Any] = {}
+        kb = flow.get("knowledge_base")
+        if kb and kb["kind"] == "pinecone":
+            override["pineconeIndex"] = kb["index_name"]
+            if flow.get("namespace"):
+                override["pineconeNamespace"] = flow["namespace"]
+            override["topK"] = flow["top_k"]
+        flow_vars = {}
+        if system_prompt:
+            flow_vars["prompt"] = system_prompt
+        if extra:
+            flow_vars.update({k: v for k, v in extra.items() if isinstance(v, str | int | float)})
+        if flow_vars:
+            override["vars"] = flow_vars
+        history = [
+            {"role": m["role"], "content": m["content"]}
+            for m in self.work["history"]
+            if m["role"] in ("user", "assistant")
+        ]
+        return UpstreamRequest(
+            base_url=endpoint["base_url"],
+            api_key=decrypt(endpoint["api_key_stored"]),
+            target=flow["target"],
+            question=question,
+            history=history,
+            system_prompt=system_prompt,
+            session_id=self.work["conversation_id"],
+            chat_id=services.new_chat_id(),
+            override_config=override,
+            extra_context=(
+                "Extracted from the customer's message: " + json.dumps(extra, ensure_ascii=False)
+                if extra
+                else None
+            ),
+        )
+
+    async def flow_events(
+        self, flow: dict, question: str, *, purpose: str, extra: dict | None = None
+    ) -> AsyncIterator[UpstreamEvent]:
+        """Events of one flow call; records the call in AICall whatever happens."""
+        endpoint = flow["endpoint"]
+        stats = CallStats()
+        started = time.monotonic()
+        answer: list[str] = []
+        record: dict[str, Any] = {
+            "endpoint_kind": endpoint["kind"],
+            "endpoint_name": endpoint["name"][:100],
+            "flow": flow["name"],
+            "purpose": purpose,
+            "question": question,
+            "model": flow["target"][:200] if endpoint["kind"] != "builtin" else "builtin",
+            "status": "ok",
+        }
+        try:
+            if endpoint["kind"] == "builtin":
+                events = builtin_answer_stream(
+                    config=self.config, flow=flow, question=question, run_db=self.rt.run_db
+                )
+            else:
+                req = self._request(flow, question, extra)
+                timeouts = Timeouts(
+                    connect=endpoint["connect_timeout"],
+                    read_idle=endpoint["read_timeout"],
+                    total=min(endpoint["total_timeout"], settings.TURN_TOTAL_TIMEOUT),
+                )
+                retry = RetryPolicy(max_retries=settings.UPSTREAM_MAX_RETRIES)
+                client = self.rt.client_for(endpoint)
+                if endpoint["kind"] == "flowise":
+                    self.active_flowise.append((flow, req.chat_id))
+                    events = stream_flowise(
+                        client, req, timeouts=timeouts, retry=retry, stats=stats
+                    )
+                else:
+                    events = stream_openai(client, req, timeouts=timeouts, retry=retry, stats=stats)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if event.kind == "token":
+                        if stats.first_token_at is None:
+                            stats.first_token_at = time.monotonic()
+                        answer.append(event.text)
+                    yield event
+        except UpstreamError as err:
+            record.update(status="error", error_code=err.code[:50])
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            record["status"] = "cancelled"
+            raise
+        finally:
+            finished = time.monotonic()
+            record.update(
+                answer="".join(answer),
+                prompt_tokens=stats.prompt_tokens,
+                completion_tokens=stats.completion_tokens,
+                total_tokens=stats.total_tokens,
+                latency_ms=_ms(started, finished),
+                first_token_ms=_ms(started, stats.first_token_at),
+                attempts=max(1, stats.attempts),
+                http_status=stats.status_code,
+            )
+            if stats.model:
+                record["model"] = stats.model[:200]
+            if (
+                stats.headers_at
+                and "upstream_connect_ms" not in self.timings
+                and purpose == "answer"
+            ):
+                self.timings["upstream_connect_ms"] = _ms(started, stats.headers_at)
+            self.ai_calls.append(record)
+
+    async def flow_text(self, flow: dict, question: str, *, purpose: str) -> str:
+        parts = []
+        async for event in self.flow_events(flow, question, purpose=purpose):
+            if event.kind == "token":
+                parts.append(event.text)
+        return "".join(parts)
+
+    # --- routing --------------------------------------------------------------------------------
+
+    async def decide_label(self, router: dict, question: str) -> str | None:
+        keys = flow_router.routable_keys(self.config)
+        try:
+            if router["endpoint"]["kind"] == "builtin":
+                label = await builtin_route(
+                    config=self.config, question=question, run_db=self.rt.run_db
+                )
+            else:
+                label = flow_router.parse_label(
+                    await self.flow_text(router, question, purpose="router"), keys
+                )
+        except UpstreamError as err:
+            # A router outage must not cost the customer the answer: fall back to main.
+            logger.warning(
+                "turn %s: router failed (%s); using the main flow", self.turn_id, err.code
+            )
+            self.route["router_error"] = err.code
+            return None
+        return label
+
+    async def extract(self, answer: dict, question: str) -> dict | None:
+        extractor = flow_router.extractor_for(self.config, answer)
+        if extractor is None or extractor["endpoint"]["kind"] == "builtin":
+            return None
+        try:
+            text = await self.flow_text(extractor, question, purpose="extractor")
+        except UpstreamError as err:
+            logger.warning("turn %s: extractor failed (%s)", self.turn_id, err.code)
+            self.route["extractor_error"] = err.code
+            return None
+        extracted = flow_router.parse_json_object(text)
+        self.route["extractor"] = extractor["name"]
+        return extracted
+
+    async def answer_events(self, question: str) -> AsyncIterator[UpstreamEvent]:
+        config = self.config
+        main = flow_router.main_flow(config)
+        if main is None:
+            raise TurnFailed(
+                "NO_ANSWER_FLOW", self.text("no_flow"), retryable=False, category="template"
+            )
+        router = flow_router.router_flow(config)
+        t_route = time.monotonic()
+        if router is None:
+            self.chosen_flow = main
+            extra = await self.extract(main, question)
+            self.timings["routing_ms"] = _ms(t_route, time.monotonic())
+            await self._announce(None, extra)
+            async for event in self.flow_events(main, question, purpose="answer", extra=extra):
+                yield event
+            return
+        if config["routing_mode"] == "parallel":
+            async for event in self._parallel(main, router, question, t_route):
+                yield event
+            return
+        label = await self.decide_label(router, question)
+        chosen = flow_router.answer_flow_for(config, label)
+        self.chosen_flow = chosen
+        extra = await self.extract(chosen, question)
+        self.timings["routing_ms"] = _ms(t_route, time.monotonic())
+        await self._announce(label, extra)
+        async for event in self.flow_events(chosen, question, purpose="answer", extra=extra):
+            yield event
+
+    async def _parallel(self, main: dict, router: dict, question: str, t_route: float):
+        """Start main while the router decides; hold main's tokens until then."""
+        held: asyncio.Queue = asyncio.Queue()
+        done = object()
+
+        async def pump() -> None:
+            try:
+                async for event in self.flow_events(main, question, purpose="answer"):
+                    await held.put(event)
+                await held.put(done)
+            except Exception as exc:
+                await held.put(exc)
+
+        main_task = asyncio.create_task(pump())
+        try:
+            label = await self.decide_label(router, question)
+        except BaseException:
+            main_task.cancel()
+            raise
+        chosen = flow_router.answer_flow_for(self.config, label)
+        self.chosen_flow = chosen
+        if chosen["id"] == main["id"]:
+            self.timings["routing_ms"] = _ms(t_route, time.monotonic())
+            await self._announce(label, None)
+            try:
+                while True:
+                    item = await held.get()
+                    if item is done:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+            finally:
+                main_task.cancel()
+        main_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await main_task
+        await self._abort_flowise(only=main)
+        extra = await self.extract(chosen, question)
+        self.timings["routing_ms"] = _ms(t_route, time.monotonic())
+        await self._announce(label, extra)
+        async for event in self.flow_events(chosen, question, purpose="answer", extra=extra):
+            yield event
+
+    async def _announce(self, label: str | None, extra: dict | None) -> None:
+        flow = self.chosen_flow
+        self.route.update({"label": label, "flow": flow["name"]})
+        data: dict[str, Any] = {
+            "flow": flow["name"],
+            "route": label,
+            "routing_mode": self.route["mode"],
+        }
+        if extra:
+            data["extracted"] = extra
+        await self.publisher.emit("metadata", data)
+
+    async def _abort_flowise(self, only: dict | None = None) -> None:
+        for flow, chat_id in list(self.active_flowise):
+            if only is not None and flow["id"] != only["id"]:
+                continue
+            endpoint = flow["endpoint"]
+            with contextlib.suppress(Exception):
+                await abort_flowise(
+                    self.rt.client_for(endpoint),
+                    endpoint["base_url"],
+                    flow["target"],
+                    chat_id,
+                    decrypt(endpoint["api_key_stored"]),
+                )
+
+    # --- the whole turn ---------------------------------------------------------------------------
+
+    async def stream_answer(self) -> None:
+        rewriter = StreamingRewriter(self.config["text_rules"])
+        question = self.work["question"]
+        async for event in self.answer_events(question):
+            if event.kind == "token":
+                if self.upstream_first_token is None:
+                    self.upstream_first_token = time.monotonic()
+                await self.publisher.token(rewriter.feed(event.text))
+            elif event.kind == "source_documents":
+                self.sources = event.data
+                await self.publisher.emit("source_documents", {"documents": event.data})
+            elif event.kind == "usage" and isinstance(event.data, dict):
+                self.usage.update(event.data)
+        await self.publisher.token(rewriter.flush())
+        await self.publisher.flush_tokens()
+
+    def _wall(self, mono: float | None) -> dt.datetime | None:
+        if mono is None:
+            return None
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=time.monotonic() - mono)
+
+    async def finish(self, status: str, error: TurnFailed | None = None) -> None:
+        end_at = time.monotonic()
+        pub = self.publisher
+        self.timings.update(
+            {
+                "first_token_ms": _ms(self.t0, pub.first_token_at),
+                "streaming_ms": _ms(pub.first_token_at, end_at) if pub.first_token_at else None,
+                "total_ms": _ms(self.t0, end_at),
+            }
+        )
+        if error is not None:
+            await pub.emit(
+                "error",
+                {"code": error.code, "message": error.message, "retryable": error.retryable},
+            )
+        t_persist = time.monotonic()
+        end_id = pub.next_seq
+        message_id = await self.rt.run_db(
+            services.turn_finish,
+            turn_id=self.turn_id,
+            status=status,
+            text=pub.text(),
+            flow=(self.chosen_flow or {}).get("name", ""),
+            route=self.route,
+            usage=self.usage,
+            timings=self.timings,
+            sources=self.sources,
+            ai_calls=self.ai_calls,
+            last_event_id=end_id,
+            error=(
+                {"code": error.code, "message": error.message, "category": error.category}
+                if error
+                else None
+            ),
+            first_token_at=self._wall(pub.first_token_at),
+        )
+        self.timings["persistence_ms"] = _ms(t_persist, time.monotonic())
+        if message_id is None:
+            # Someone else finished this turn (the reaper); its events already ended the stream.
+            logger.warning("turn %s was finished elsewhere; not sending a second end", self.turn_id)
+            await pub.aclose()
+            return
+        data: dict[str, Any] = {
+            "status": status,
+            "message_id": message_id or None,
+            "flow": (self.chosen_flow or {}).get("name"),
+            "usage": self.usage,
+            "timings": self.timings,
+        }
+        if status == "cancelled":
+            data["reason"] = self.rt.cancel_reasons.get(self.turn_id, "cancelled")
+        await pub.emit("end", data)
+        await pub.aclose()
+
+
+async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
+    """Run one turn to its end. Returns its final status (or 'skipped' if not ours to run)."""
+    work = await rt.run_db(services.turn_claim, turn_id=turn_id, worker=rt.name)
+    if work is None:
+        return "skipped"
+    t0 = time.monotonic()
+    config = await rt.run_db(chatbot_config_get, public_id=work["chatbot_public_id"])
+    execution = TurnExecution(rt, work, config)
+    execution.t0 = t0
+    execution.timings["config_load_ms"] = _ms(t0, time.monotonic())
+    cancel = rt.cancel_event(turn_id)
+    heartbeat = asyncio.create_task(_heartbeat(rt, turn_id, cancel))
+    try:
+        await execution.publisher.emit(
+            "start",
+            {
+                "turn_id": turn_id,
+                "conversation_id": work["conversation_id"],
+                "user_message_id": work["user_message_id"],
+            },
+        )
+        streaming = asyncio.create_task(execution.stream_answer())
+        cancelled = asyncio.create_task(cancel.wait())
+        try:
+            async with asyncio.timeout(settings.TURN_TOTAL_TIMEOUT):
+                await asyncio.wait({streaming, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError:
+            streaming.cancel()
+            with contextlib.suppress(BaseException):
+                await streaming
+            await execution._abort_flowise()
+            await execution.finish(
+                "failed",
+                TurnFailed(
+                    "TURN_TIMEOUT", execution.text("timeout"), retryable=True, category="streaming"
+                ),
+            )
+            return "failed"
+        finally:
+            cancelled.cancel()
+        if not streaming.done():
+            streaming.cancel()
+            with contextlib.suppress(BaseException):
+                await streaming
+            await execution._abort_flowise()
+            await execution.finish("cancelled")
+            return "cancelled"
+        try:
+            streaming.result()
+        except UpstreamError as err:
+            await execution.finish(
+                "failed",
+                TurnFailed(err.code, err.message, retryable=err.retryable, category=err.category),
+            )
+            return "failed"
+        except TurnFailed as err:
+            await execution.finish("failed", err)
+            return "failed"
+        await execution.finish("completed")
+        return "completed"
+    except Exception:
+        logger.exception("turn %s failed unexpectedly", turn_id)
+        with contextlib.suppress(Exception):
+            await execution.finish(
+                "failed",
+                TurnFailed(
+                    "INTERNAL_ERROR",
+                    execution.text("internal"),
+                    retryable=True,
+                    category="streaming",
+                ),
+            )
+        return "failed"
+    finally:
+        heartbeat.cancel()
+        rt.release(turn_id)
+
+
+async def _heartbeat(rt: WorkerRuntime, turn_id: str, cancel: asyncio.Event) -> None:
+    while True:
+        await asyncio.sleep(settings.TURN_HEARTBEAT_SECONDS)
+        try:
+            still_ours = await rt.run_db(services.turn_heartbeat, turn_id=turn_id)
+        except Exception:
+            logger.warning("turn %s: heartbeat failed", turn_id, exc_info=True)
+            continue
+        if not still_ours:
+            cancel.set()
+            return

@@ -1,0 +1,380 @@
+"""Use cases of a chat: start conversations, submit messages, and move turns through their states.
+
+Every state change of a turn is a conditional UPDATE on its current status, so a re-delivered
+Celery task, the reaper and a cancel request can race without a turn ever running twice or
+finishing twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.dispatch import Signal
+from django.utils import timezone
+
+from chatbots.models import Chatbot
+from config.errors import ApiError, ErrorCode
+from conversations import streaming
+from conversations.models import AICall, Conversation, Message, StreamEvent, Turn
+
+logger = logging.getLogger(__name__)
+
+# Sent (synchronously, in the worker) after a turn is finished: analytics and metrics attach here.
+turn_finished = Signal()  # kwargs: turn_id, status
+
+
+def conversation_start(
+    *, chatbot: Chatbot, user_id: str = "", metadata: dict | None = None
+) -> Conversation:
+    return Conversation.objects.create(
+        chatbot=chatbot, user_id=user_id or "", metadata=metadata or {}
+    )
+
+
+def message_submit(
+    *,
+    conversation: Conversation,
+    text: str,
+    idempotency_key: str = "",
+    client_ip: str | None = None,
+    message_type: str = "text",
+    metadata: dict | None = None,
+) -> tuple[Turn, bool]:
+    """Store the user's message and create its turn; the turn is enqueued after commit.
+
+    Returns (turn, created). A retry with the same Idempotency-Key returns the original turn.
+    """
+    text = (text or "").strip()
+    if not text:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "The message is empty.", status=400)
+    if len(text) > settings.MESSAGE_MAX_CHARS:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            f"The message is longer than {settings.MESSAGE_MAX_CHARS} characters.",
+            status=400,
+            details={"max_chars": settings.MESSAGE_MAX_CHARS},
+        )
+    if idempotency_key:
+        existing = Turn.objects.filter(
+            conversation=conversation, idempotency_key=idempotency_key
+        ).first()
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            # Lock the conversation: serializes sequence numbers of concurrent messages.
+            locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+            if locked.status == Conversation.Status.ENDED:
+                raise ApiError(
+                    ErrorCode.CONVERSATION_CLOSED,
+                    "This conversation has ended; start a new one.",
+                    status=409,
+                )
+            if locked.status == Conversation.Status.RESOLVED:
+                if not settings.REOPEN_RESOLVED_ON_MESSAGE:
+                    raise ApiError(
+                        ErrorCode.CONVERSATION_CLOSED,
+                        "This conversation is resolved; start a new one.",
+                        status=409,
+                    )
+                locked.status = Conversation.Status.ACTIVE
+                locked.is_resolved = False
+            sequence = (locked.messages.aggregate(m=Max("sequence"))["m"] or 0) + 1
+            message = Message.objects.create(
+                conversation=locked,
+                role=Message.Role.USER,
+                content=text,
+                type=message_type,
+                sequence=sequence,
+                metadata=metadata or {},
+            )
+            turn = Turn.objects.create(
+                conversation=locked,
+                user_message=message,
+                idempotency_key=idempotency_key or "",
+                client_ip=client_ip,
+            )
+            locked.message_count = F("message_count") + 1
+            locked.last_activity_at = timezone.now()
+            locked.save(
+                update_fields=[
+                    "status",
+                    "is_resolved",
+                    "message_count",
+                    "last_activity_at",
+                    "updated_at",
+                ]
+            )
+            from conversations.tasks import run_turn
+
+            transaction.on_commit(lambda: run_turn.delay(str(turn.id)))
+    except IntegrityError:
+        # Two requests with the same Idempotency-Key raced; the other one won.
+        existing = Turn.objects.filter(
+            conversation=conversation, idempotency_key=idempotency_key
+        ).first()
+        if existing is None:
+            raise
+        return existing, False
+    return turn, True
+
+
+def turn_claim(*, turn_id: str, worker: str) -> dict[str, Any] | None:
+    """pending → running, once. Returns what the runner needs, or None if someone else has it."""
+    now = timezone.now()
+    # Conditional UPDATE: a re-delivered task or a second worker finds 0 rows and stops.
+    claimed = Turn.objects.filter(pk=turn_id, status=Turn.Status.PENDING).update(
+        status=Turn.Status.RUNNING, worker=worker[:200], started_at=now, heartbeat_at=now
+    )
+    if not claimed:
+        return None
+    turn = Turn.objects.select_related("conversation__chatbot", "user_message").get(pk=turn_id)
+    conversation = turn.conversation
+    history = list(
+        conversation.messages.filter(sequence__lt=turn.user_message.sequence)
+        .exclude(role=Message.Role.SYSTEM)
+        .order_by("-sequence")
+        .values("role", "content")[: settings.HISTORY_MESSAGES_FOR_AI]
+    )
+    history.reverse()
+    return {
+        "turn_id": str(turn.id),
+        "conversation_id": str(conversation.id),
+        "chatbot_public_id": conversation.chatbot.public_id,
+        "chatbot_id": conversation.chatbot_id,
+        "user_id": conversation.user_id,
+        "user_message_id": str(turn.user_message_id),
+        "question": turn.user_message.content,
+        "message_metadata": turn.user_message.metadata,
+        "history": history,
+        "client_ip": turn.client_ip,
+        "context": conversation.context,
+        "first_seq": turn.last_event_id + 1,
+    }
+
+
+def stream_rows_save(rows: list[dict], *, turn_id: str) -> None:
+    StreamEvent.objects.bulk_create(streaming.rows_to_models(turn_id, rows), ignore_conflicts=True)
+    Turn.objects.filter(pk=turn_id).update(
+        heartbeat_at=timezone.now(), last_event_id=max(env["id"] for env in rows)
+    )
+
+
+def turn_heartbeat(*, turn_id: str) -> bool:
+    """Refresh the heartbeat; False when the turn is no longer ours (reaped or cancelled)."""
+    return bool(
+        Turn.objects.filter(pk=turn_id, status=Turn.Status.RUNNING).update(
+            heartbeat_at=timezone.now()
+        )
+    )
+
+
+def _next_sequence(conversation_id: str) -> int:
+    return (
+        Message.objects.filter(conversation_id=conversation_id).aggregate(m=Max("sequence"))["m"]
+        or 0
+    ) + 1
+
+
+@transaction.atomic
+def turn_finish(
+    *,
+    turn_id: str,
+    status: str,
+    text: str,
+    flow: str,
+    route: dict,
+    usage: dict,
+    timings: dict,
+    sources: list | None,
+    ai_calls: list[dict],
+    last_event_id: int,
+    error: dict | None = None,
+    first_token_at: dt.datetime | None = None,
+) -> str | None:
+    """running → completed | failed | cancelled with the answer stored; returns its message id.
+
+    Returns None without changing anything if the turn was already finished by someone else
+    (the reaper, or a cancel while it was pending).
+    """
+    turn = Turn.objects.select_for_update().filter(pk=turn_id).first()
+    if turn is None or turn.status != Turn.Status.RUNNING:
+        return None
+    conversation = Conversation.objects.select_for_update().get(pk=turn.conversation_id)
+    message_id = None
+    if text:
+        metadata: dict[str, Any] = {}
+        if sources:
+            metadata["sources"] = sources
+        if status != Turn.Status.COMPLETED:
+            metadata["incomplete"] = True
+            metadata["reason"] = status
+        message = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            content=text,
+            sequence=_next_sequence(conversation.pk),
+            flow=flow,
+            usage=usage,
+            timings=timings,
+            metadata=metadata,
+        )
+        message_id = str(message.id)
+        turn.assistant_message = message
+        conversation.message_count += 1
+    turn.status = status
+    turn.flow = flow
+    turn.route = route
+    turn.timings = timings
+    turn.finished_at = timezone.now()
+    turn.first_token_at = first_token_at
+    turn.last_event_id = last_event_id
+    if error:
+        turn.error_code = error.get("code", "")[:50]
+        turn.error_message = error.get("message", "")
+        turn.error_category = error.get("category", "")[:30]
+    turn.save()
+    conversation.last_activity_at = timezone.now()
+    conversation.save(update_fields=["message_count", "last_activity_at", "updated_at"])
+    AICall.objects.bulk_create(
+        [
+            AICall(
+                chatbot_id=conversation.chatbot_id,
+                conversation_id=conversation.pk,
+                turn_id=turn.pk,
+                user_id=conversation.user_id,
+                client_ip=turn.client_ip,
+                **call,
+            )
+            for call in ai_calls
+        ]
+    )
+    final_status = status
+    transaction.on_commit(
+        lambda: turn_finished.send(sender=Turn, turn_id=turn_id, status=final_status)
+    )
+    return message_id or ""
+
+
+def append_events_sync(*, turn_id: str, events: list[tuple[str, dict]]) -> list[dict]:
+    """Append events for a turn nobody is running (pending, or its worker died).
+
+    Ids continue after the highest id in either log, so clients see no gap and no repeat.
+    """
+    from channels.layers import get_channel_layer
+
+    from config.redis import get_redis
+
+    redis = get_redis()
+    last_redis = redis.xrevrange(streaming.stream_key(turn_id), count=1)
+    last_id = int(last_redis[0][0].decode().split("-")[1]) if last_redis else 0
+    last_db = StreamEvent.objects.filter(turn_id=turn_id).aggregate(m=Max("seq"))["m"] or 0
+    turn_last = Turn.objects.filter(pk=turn_id).values_list("last_event_id", flat=True).first() or 0
+    seq = max(last_id, last_db, turn_last)
+    serialize = get_channel_layer().serialize
+    written = []
+    for event, data in events:
+        seq += 1
+        env = streaming.envelope(seq, event, data)
+        pipe = redis.pipeline(transaction=True)
+        pipe.xadd(
+            streaming.stream_key(turn_id),
+            {"e": json.dumps(env, separators=(",", ":"))},
+            id=f"0-{seq}",
+            maxlen=settings.STREAM_REDIS_MAXLEN,
+            approximate=True,
+        )
+        pipe.expire(streaming.stream_key(turn_id), settings.STREAM_REDIS_TTL_SECONDS)
+        pipe.publish(
+            streaming.group_channel(turn_id), serialize(streaming.layer_message(turn_id, env))
+        )
+        try:
+            pipe.execute()
+        except Exception:
+            logger.warning("turn %s: Redis unavailable while appending %s", turn_id, event)
+        written.append(env)
+    StreamEvent.objects.bulk_create(
+        streaming.rows_to_models(turn_id, written), ignore_conflicts=True
+    )
+    Turn.objects.filter(pk=turn_id).update(last_event_id=seq)
+    return written
+
+
+def turn_cancel(*, turn: Turn, reason: str = "cancelled by the customer") -> str:
+    """Ask for a turn to stop. Returns the resulting state as the caller should report it."""
+    from config.redis import get_redis
+
+    # A pending turn nobody has claimed: cancel it here (the claim's conditional UPDATE then
+    # finds nothing to run).
+    if Turn.objects.filter(pk=turn.pk, status=Turn.Status.PENDING).update(
+        status=Turn.Status.CANCELLED, finished_at=timezone.now(), error_message=reason
+    ):
+        append_events_sync(
+            turn_id=str(turn.pk),
+            events=[("end", {"status": "cancelled", "reason": reason, "message_id": None})],
+        )
+        return "cancelled"
+    turn.refresh_from_db(fields=["status"])
+    if turn.status == Turn.Status.RUNNING:
+        # The worker running it listens on this channel and stops the upstream call.
+        get_redis().publish(CANCEL_CHANNEL, json.dumps({"turn_id": str(turn.pk), "reason": reason}))
+        return "cancelling"
+    return turn.status
+
+
+CANCEL_CHANNEL = "cb:turn-cancel"
+
+
+def turns_reap_stale() -> int:
+    """Fail turns whose worker died (no heartbeat) or that no worker ever picked up."""
+    now = timezone.now()
+    stale = list(
+        Turn.objects.filter(
+            status=Turn.Status.RUNNING,
+            heartbeat_at__lt=now - dt.timedelta(seconds=settings.TURN_STALE_SECONDS),
+        ).values_list("pk", flat=True)[:500]
+    )
+    never_started = list(
+        Turn.objects.filter(
+            status=Turn.Status.PENDING,
+            created_at__lt=now - dt.timedelta(seconds=settings.TURN_PENDING_TIMEOUT),
+        ).values_list("pk", flat=True)[:500]
+    )
+    reaped = 0
+    for turn_id, from_status, code, message in [
+        (t, Turn.Status.RUNNING, "WORKER_LOST", "The answer was interrupted. Please ask again.")
+        for t in stale
+    ] + [
+        (t, Turn.Status.PENDING, "NOT_STARTED", "We could not start answering. Please ask again.")
+        for t in never_started
+    ]:
+        # Conditional UPDATE: if the runner finished meanwhile, leave its result alone.
+        if not Turn.objects.filter(pk=turn_id, status=from_status).update(
+            status=Turn.Status.FAILED,
+            finished_at=now,
+            error_code=code,
+            error_message=message,
+            error_category="streaming",
+        ):
+            continue
+        append_events_sync(
+            turn_id=str(turn_id),
+            events=[
+                ("error", {"code": code, "message": message, "retryable": True}),
+                ("end", {"status": "failed", "message_id": None}),
+            ],
+        )
+        turn_finished.send(sender=Turn, turn_id=str(turn_id), status=Turn.Status.FAILED)
+        reaped += 1
+    return reaped
+
+
+def new_chat_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,279 @@
+"""A turn's event stream: ids, token coalescing, live fan-out and the durable logs.
+
+Every event gets the next id of its turn (1, 2, 3 … with no gaps). It is appended to a capped
+Redis Stream and published to the turn's channel-layer group in one Redis transaction, and
+appended to PostgreSQL in batches. The channel layer delivers at most once, so readers that
+(re)connect replay from the logs and drop ids they already have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_EVENT = "end"
+
+
+def stream_key(turn_id: str) -> str:
+    return f"cb:turn:{turn_id}:events"
+
+
+def turn_group(turn_id: str) -> str:
+    return f"turn.{turn_id}"
+
+
+def group_channel(turn_id: str) -> str:
+    """The Redis channel RedisPubSubChannelLayer uses for the turn's group."""
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
+    return f"{prefix}__group__{turn_group(turn_id)}"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envelope(seq: int, event: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"id": seq, "event": event, "data": data, "timestamp": now_iso()}
+
+
+def layer_message(turn_id: str, env: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "turn.event", "turn_id": turn_id, "event": env}
+
+
+def _serializer() -> Callable[[dict], bytes]:
+    from channels.layers import get_channel_layer
+
+    return get_channel_layer().serialize
+
+
+class TurnPublisher:
+    """Writes one turn's events. Used from the worker's asyncio loop by the one runner of a turn."""
+
+    def __init__(
+        self,
+        *,
+        turn_id: str,
+        redis,
+        save_rows: Callable[[list[dict]], Any],
+        first_seq: int = 1,
+    ) -> None:
+        self.turn_id = turn_id
+        self.redis = redis
+        self.save_rows = save_rows  # async callable writing StreamEvent rows (and the heartbeat)
+        self.next_seq = first_seq
+        self.serialize = _serializer()
+        self.key = stream_key(turn_id)
+        self.channel = group_channel(turn_id)
+        self.frame_interval = settings.STREAM_FRAME_INTERVAL_MS / 1000
+        self.frame_max = settings.STREAM_FRAME_MAX_CHARS
+        self.ttl = settings.STREAM_REDIS_TTL_SECONDS + settings.TURN_TOTAL_TIMEOUT
+        self.pending_text: list[str] = []
+        self.pending_chars = 0
+        self.last_frame_at = 0.0
+        self.frames_sent = 0
+        self.text_sent: list[str] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._rows: list[dict] = []
+        self._db_task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+        self.first_token_at: float | None = None
+
+    @property
+    def last_seq(self) -> int:
+        return self.next_seq - 1
+
+    async def _publish(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        async with self._lock:
+            env = envelope(self.next_seq, event, data)
+            self.next_seq += 1
+            payload = json.dumps(env, separators=(",", ":"))
+            message = self.serialize(layer_message(self.turn_id, env))
+            for attempt in range(50):
+                try:
+                    pipe = self.redis.pipeline(transaction=True)
+                    pipe.xadd(
+                        self.key,
+                        {"e": payload},
+                        id=f"0-{env['id']}",
+                        maxlen=settings.STREAM_REDIS_MAXLEN,
+                        approximate=True,
+                    )
+                    pipe.expire(self.key, self.ttl)
+                    pipe.publish(self.channel, message)
+                    await pipe.execute()
+                    break
+                except Exception as exc:
+                    if "equal or smaller" in str(exc):
+                        # Already appended by a previous attempt whose reply was lost.
+                        break
+                    if attempt == 49:
+                        logger.error(
+                            "turn %s: Redis unavailable, event %s kept in PostgreSQL only",
+                            self.turn_id,
+                            env["id"],
+                        )
+                        break
+                    await asyncio.sleep(0.2)
+            self._rows.append(env)
+            self.frames_sent += 1
+            if event != TERMINAL_EVENT:
+                self._maybe_schedule_rows()
+            return env
+
+    async def token(self, text: str) -> None:
+        """Queue token text; the first goes out at once, later ones are coalesced into frames."""
+        if not text:
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+            self.text_sent.append(text)
+            self.last_frame_at = time.monotonic()
+            await self._publish("token", {"text": text})
+            return
+        self.pending_text.append(text)
+        self.pending_chars += len(text)
+        if self.pending_chars >= self.frame_max:
+            await self.flush_tokens()
+            return
+        if self._flush_timer is None:
+            delay = max(0.0, self.last_frame_at + self.frame_interval - time.monotonic())
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(
+                delay, lambda: loop.create_task(self._timer_flush())
+            )
+
+    async def _timer_flush(self) -> None:
+        self._flush_timer = None
+        await self.flush_tokens()
+
+    async def flush_tokens(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if not self.pending_text:
+            return
+        text = "".join(self.pending_text)
+        self.pending_text.clear()
+        self.pending_chars = 0
+        self.text_sent.append(text)
+        self.last_frame_at = time.monotonic()
+        await self._publish("token", {"text": text})
+
+    async def emit(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        """A non-token event; tokens queued before it go out first so order is kept."""
+        await self.flush_tokens()
+        env = await self._publish(event, data)
+        if event == TERMINAL_EVENT:
+            await self.flush_rows()
+        return env
+
+    def _maybe_schedule_rows(self) -> None:
+        if self._db_task is None or self._db_task.done():
+            self._db_task = asyncio.get_running_loop().create_task(self._rows_loop())
+
+    async def _rows_loop(self) -> None:
+        while self._rows:
+            await asyncio.sleep(settings.STREAM_DB_FLUSH_SECONDS)
+            await self.flush_rows(final=False)
+
+    async def flush_rows(self, *, final: bool = True) -> None:
+        """Append buffered events to PostgreSQL; on failure keep them and try again."""
+        attempts = 0
+        while self._rows:
+            rows, self._rows = self._rows, []
+            try:
+                await self.save_rows(rows)
+            except Exception:
+                self._rows = rows + self._rows
+                attempts += 1
+                logger.warning(
+                    "turn %s: could not store %d events yet", self.turn_id, len(rows), exc_info=True
+                )
+                if not final or attempts >= 20:
+                    if final:
+                        raise
+                    return
+                await asyncio.sleep(min(0.25 * attempts, 2.0))
+
+    def text(self) -> str:
+        return "".join(self.text_sent)
+
+    async def aclose(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        if self._db_task is not None and not self._db_task.done():
+            self._db_task.cancel()
+        await self.flush_rows()
+
+
+def _decode_entries(entries) -> list[dict]:
+    events = []
+    for _entry_id, fields in entries:
+        raw = fields.get(b"e") or fields.get("e")
+        if raw is not None:
+            events.append(json.loads(raw))
+    return events
+
+
+def merge_contiguous(after: int, *sources: list[dict], limit: int) -> list[dict]:
+    """Events after `after` from several logs, deduplicated, in order, stopping at any gap."""
+    by_id: dict[int, dict] = {}
+    for source in sources:
+        for env in source:
+            if env["id"] > after:
+                by_id.setdefault(env["id"], env)
+    result = []
+    expected = after + 1
+    while expected in by_id and len(result) < limit:
+        result.append(by_id[expected])
+        expected += 1
+    return result
+
+
+def redis_events_after_sync(redis, turn_id: str, after: int, limit: int) -> list[dict]:
+    entries = redis.xrange(stream_key(turn_id), min=f"0-{after + 1}", max="+", count=limit)
+    return _decode_entries(entries)
+
+
+async def redis_events_after(redis, turn_id: str, after: int, limit: int) -> list[dict]:
+    entries = await redis.xrange(stream_key(turn_id), min=f"0-{after + 1}", max="+", count=limit)
+    return _decode_entries(entries)
+
+
+def db_events_after(turn_id: str, after: int, limit: int) -> list[dict]:
+    from conversations.models import StreamEvent
+
+    rows = StreamEvent.objects.filter(turn_id=turn_id, seq__gt=after).order_by("seq")[:limit]
+    return [
+        {
+            "id": row.seq,
+            "event": row.event,
+            "data": row.data,
+            "timestamp": row.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+        for row in rows
+    ]
+
+
+def rows_to_models(turn_id: str, rows: list[dict]):
+    from conversations.models import StreamEvent
+
+    return [
+        StreamEvent(
+            turn_id=turn_id,
+            seq=env["id"],
+            event=env["event"],
+            data=env["data"],
+            created_at=dt.datetime.fromisoformat(env["timestamp"].replace("Z", "+00:00")),
+        )
+        for env in rows
+    ]
