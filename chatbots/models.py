@@ -428,9 +428,15 @@ class Flow(models.Model):
         if endpoint is not None:
             if endpoint.kind == AIEndpoint.Kind.FLOWISE:
                 try:
-                    uuid.UUID(self.target)
+                    chatflow = uuid.UUID(self.target)
                 except ValueError:
                     errors["target"] = "A Flowise flow needs its chatflow id (a UUID from Flowise)."
+                else:
+                    if chatflow.int == 0 and self.enabled:
+                        # The legacy import's placeholder: the flow is not finished yet.
+                        errors["target"] = (
+                            "Enter the flow's real chatflow id from Flowise before enabling it."
+                        )
             elif endpoint.kind == AIEndpoint.Kind.OPENAI and not self.target:
                 errors["target"] = "Enter the model name, e.g. gpt-4o-mini."
             elif endpoint.kind == AIEndpoint.Kind.BUILTIN:

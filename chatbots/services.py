@@ -59,3 +59,189 @@ def support_open_now(*, opening_hours: dict, timezone: str, now: dt.datetime | N
     spans = opening_hours.get(WEEKDAYS[local.weekday()], [])
     hhmm = local.strftime("%H:%M")
     return any(start <= hhmm < end for start, end in spans)
+
+
+def chatbot_widget_key_regenerate(*, chatbot: Chatbot) -> str:
+    """Give the chatbot a new public widget key; pages still using the old one stop working."""
+    from chatbots.models import new_widget_key
+
+    chatbot.widget_key = new_widget_key()
+    chatbot.save(update_fields=["widget_key", "updated_at"])
+    return chatbot.widget_key
+
+
+UNREADABLE_KEY = (
+    "The stored key cannot be decrypted with the current FIELD_ENCRYPTION_KEYS (was a key "
+    "removed?). Enter the key again."
+)
+
+
+def ai_endpoint_connection_test(*, endpoint) -> tuple[bool, str]:
+    """One real request to the AI service with the stored key; a message staff can act on."""
+    from chatbots.models import AIEndpoint, Flow
+    from chatbots.secrets import SecretDecryptionError
+    from conversations.upstream.probe import probe_flowise, probe_openai
+
+    if endpoint.kind == AIEndpoint.Kind.BUILTIN:
+        return _builtin_endpoint_check(endpoint=endpoint)
+    # The first flow that uses the endpoint tells us which chatflow or model to ask for.
+    flow = Flow.objects.filter(endpoint=endpoint).order_by("-is_main", "chatbot_id", "id").first()
+    target = flow.target if flow else ""
+    try:
+        api_key = endpoint.api_key.reveal()
+    except SecretDecryptionError:
+        return False, UNREADABLE_KEY
+    if endpoint.kind == AIEndpoint.Kind.FLOWISE:
+        if flow is None:
+            ok, message = _flowise_ping(endpoint.base_url)
+        else:
+            ok, message = probe_flowise(endpoint.base_url, api_key, target)
+    else:
+        ok, message = probe_openai(endpoint.base_url, api_key, target)
+    if flow is not None:
+        message = f"{message} (tested with flow {flow})"
+    return ok, _without_secret(message, api_key)
+
+
+def _without_secret(message: str, secret: str) -> str:
+    # The probes never echo keys; this is the second lock on that door.
+    from chatbots.secrets import MASK, redact
+
+    message = redact(message)
+    return message.replace(secret, MASK) if secret else message
+
+
+def _flowise_ping(base_url: str) -> tuple[bool, str]:
+    import httpx
+
+    try:
+        response = httpx.get(f"{base_url.rstrip('/')}/api/v1/ping", timeout=10.0)
+    except httpx.HTTPError as exc:
+        return False, f"Could not reach the Flowise server ({type(exc).__name__})."
+    if response.status_code == 200 and response.text.strip() == "pong":
+        return True, (
+            "The Flowise server answers. No flow uses this endpoint yet, so the key and a "
+            "chatflow could not be tested."
+        )
+    return (
+        False,
+        "The address answered, but not like a Flowise server (no 'pong' from /api/v1/ping).",
+    )
+
+
+def _builtin_endpoint_check(*, endpoint) -> tuple[bool, str]:
+    from django.db.models import Count, Q
+
+    from chatbots.models import KnowledgeBase
+
+    chatbots = (
+        Chatbot.objects.filter(flows__endpoint=endpoint)
+        .distinct()
+        .annotate(
+            entry_count=Count(
+                "knowledge_bases__entries",
+                filter=Q(knowledge_bases__kind=KnowledgeBase.Kind.BUILTIN),
+                distinct=True,
+            )
+        )
+        .order_by("public_id")
+    )
+    if not chatbots:
+        return True, "Builtin needs no connection. No chatbot uses this endpoint yet."
+    empty = [c.public_id for c in chatbots if not c.entry_count]
+    counts = ", ".join(f"{c.public_id}: {c.entry_count} knowledge entries" for c in chatbots)
+    if empty:
+        return False, (
+            f"Builtin needs no connection, but {', '.join(empty)} has no knowledge entries to "
+            f"answer from ({counts}). Add entries to a builtin knowledge base."
+        )
+    return True, f"Builtin needs no connection; it answers from the knowledge entries ({counts})."
+
+
+def knowledge_base_connection_test(*, knowledge_base) -> tuple[bool, str]:
+    """Describe the Pinecone index with the stored key; builtin bases report their entries."""
+    from chatbots.models import KnowledgeBase
+    from chatbots.secrets import SecretDecryptionError
+    from conversations.upstream.probe import probe_pinecone
+
+    if knowledge_base.kind == KnowledgeBase.Kind.BUILTIN:
+        count = knowledge_base.entries.count()
+        if not count:
+            return False, "Builtin knowledge base: no connection needed, but it has no entries yet."
+        return True, f"Builtin knowledge base: no connection needed; {count} entries to search."
+    try:
+        api_key = knowledge_base.api_key.reveal()
+    except SecretDecryptionError:
+        return False, UNREADABLE_KEY
+    ok, message = probe_pinecone(
+        api_key, knowledge_base.index_name, control_url=knowledge_base.control_url
+    )
+    return ok, _without_secret(message, api_key)
+
+
+def configuration_revert(*, version, user=None) -> None:
+    """Restore everything saved together with `version` (a chatbot with its flows, rules and
+    knowledge bases, or an endpoint): rows deleted since come back, rows added since go.
+
+    Raises reversion.errors.RevertError with a message for staff when that is impossible.
+    """
+    from django.db import IntegrityError, connection, transaction
+    from django.db.models import ProtectedError
+    from django.utils import formats, timezone
+    from reversion import create_revision, set_comment, set_user
+    from reversion.errors import RevertError
+
+    from chatbots import selectors
+
+    revision = version.revision
+    versions = list(revision.version_set.all())
+    _revert_dependencies_check(versions)
+    public_ids = {v.field_dict["public_id"] for v in versions if v._model is Chatbot}
+    chatbot_ids = [int(v.object_id) for v in versions if v._model is Chatbot]
+    public_ids |= set(
+        Chatbot.objects.filter(pk__in=chatbot_ids).values_list("public_id", flat=True)
+    )
+    saved_on = formats.localize(timezone.template_localtime(revision.date_created))
+    try:
+        with transaction.atomic(), create_revision():
+            revision.revert(delete=True)
+            # Foreign keys are checked at commit; check now so a failure is a message, not a 500.
+            connection.check_constraints()
+            set_user(user)
+            set_comment(f"Reverted to the version saved on {saved_on}.")
+    except ProtectedError as exc:
+        names = ", ".join(sorted({str(o) for o in exc.protected_objects})[:5])
+        raise RevertError(
+            f"Could not revert: rows added since then are still in use ({names})."
+        ) from exc
+    except IntegrityError as exc:
+        raise RevertError(
+            "Could not revert: this version refers to something that no longer exists "
+            "or clashes with the current configuration."
+        ) from exc
+    # post_save signals already dropped the cached configuration; rows removed by the revert's
+    # bulk delete and a changed public_id are covered here.
+    selectors.chatbot_config_invalidate(*public_ids)
+
+
+def _revert_dependencies_check(versions) -> None:
+    """Refuse, in words, a revert whose rows point at endpoints or templates deleted since."""
+    from django.db import models
+    from reversion.errors import RevertError
+
+    in_revision = {(v._model, str(v.object_id)) for v in versions}
+    for version in versions:
+        model = version._model
+        for field in model._meta.concrete_fields:
+            if not isinstance(field, models.ForeignKey):
+                continue
+            value = version.field_dict.get(field.attname)
+            target = field.related_model
+            if value is None or (target, str(value)) in in_revision:
+                continue
+            if not target._default_manager.filter(pk=value).exists():
+                raise RevertError(
+                    f"Could not revert: in that version {model._meta.verbose_name} "
+                    f"“{version.object_repr}” uses {target._meta.verbose_name} #{value}, "
+                    "which has been deleted since."
+                )

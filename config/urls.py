@@ -15,6 +15,9 @@ api_patterns = [
         name="conversation-config",
     ),
     path("", include("conversations.urls")),
+    path("", include("orders.urls")),
+    path("", include("analytics.urls")),
+    path("", include("monitoring.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +23,8 @@ from chatbots.secrets import decrypt
 from chatbots.selectors import chatbot_config_get, prompt_template_get
 from chatbots.services import prompt_render
 from conversations import flow_router, services
-from conversations.builtin import builtin_answer_stream, builtin_route
+from conversations.builtin import builtin_answer_stream, builtin_route, split_tokens
+from conversations.hooks import TurnContext, context_providers
 from conversations.runtime import WorkerRuntime
 from conversations.streaming import TurnPublisher
 from conversations.textrules import StreamingRewriter
@@ -94,7 +96,9 @@ class TurnExecution:
 
     # --- calling one flow ---------------------------------------------------------------------
 
-    def _request(self, flow: dict, question: str, extra: dict | None) -> UpstreamRequest:
+    def _request(
+        self, flow: dict, question: str, extra: dict | None, ctx: TurnContext | None = None
+    ) -> UpstreamRequest:
         endpoint = flow["endpoint"]
         variables = {
             "question": question,
@@ -102,6 +106,8 @@ class TurnExecution:
             "chatbot_id": self.config["public_id"],
             "language": self.config["language"],
             "extracted": json.dumps(extra, ensure_ascii=False) if extra else "",
+            "context": "\n\n".join(ctx.context_parts) if ctx else "",
+            **(ctx.variables if ctx else {}),
         }
         system_prompt = None
         if flow.get("template"):
@@ -121,6 +127,8 @@ class TurnExecution:
             flow_vars["prompt"] = system_prompt
         if extra:
             flow_vars.update({k: v for k, v in extra.items() if isinstance(v, str | int | float)})
+        if variables["context"]:
+            flow_vars["context"] = variables["context"]
         if flow_vars:
             override["vars"] = flow_vars
         history = [
@@ -138,15 +146,27 @@ class TurnExecution:
             session_id=self.work["conversation_id"],
             chat_id=services.new_chat_id(),
             override_config=override,
-            extra_context=(
-                "Extracted from the customer's message: " + json.dumps(extra, ensure_ascii=False)
-                if extra
-                else None
-            ),
+            extra_context="\n\n".join(
+                part
+                for part in (
+                    "Extracted from the customer's message: " + json.dumps(extra, ensure_ascii=False)
+                    if extra
+                    else "",
+                    variables["context"],
+                )
+                if part
+            )
+            or None,
         )
 
     async def flow_events(
-        self, flow: dict, question: str, *, purpose: str, extra: dict | None = None
+        self,
+        flow: dict,
+        question: str,
+        *,
+        purpose: str,
+        extra: dict | None = None,
+        ctx: TurnContext | None = None,
     ) -> AsyncIterator[UpstreamEvent]:
         """Events of one flow call; records the call in AICall whatever happens."""
         endpoint = flow["endpoint"]
@@ -168,7 +188,7 @@ class TurnExecution:
                     config=self.config, flow=flow, question=question, run_db=self.rt.run_db
                 )
             else:
-                req = self._request(flow, question, extra)
+                req = self._request(flow, question, extra, ctx)
                 timeouts = Timeouts(
                     connect=endpoint["connect_timeout"],
                     read_idle=endpoint["read_timeout"],
@@ -275,7 +295,7 @@ class TurnExecution:
             extra = await self.extract(main, question)
             self.timings["routing_ms"] = _ms(t_route, time.monotonic())
             await self._announce(None, extra)
-            async for event in self.flow_events(main, question, purpose="answer", extra=extra):
+            async for event in self.run_answer(main, question, extra):
                 yield event
             return
         if config["routing_mode"] == "parallel":
@@ -288,7 +308,7 @@ class TurnExecution:
         extra = await self.extract(chosen, question)
         self.timings["routing_ms"] = _ms(t_route, time.monotonic())
         await self._announce(label, extra)
-        async for event in self.flow_events(chosen, question, purpose="answer", extra=extra):
+        async for event in self.run_answer(chosen, question, extra):
             yield event
 
     async def _parallel(self, main: dict, router: dict, question: str, t_route: float):
@@ -296,10 +316,19 @@ class TurnExecution:
         held: asyncio.Queue = asyncio.Queue()
         done = object()
 
+        # Providers run for main first (an image description must reach it too).
+        main_ctx = await self.provide_context(main, question, None)
+
         async def pump() -> None:
             try:
-                async for event in self.flow_events(main, question, purpose="answer"):
-                    await held.put(event)
+                if main_ctx.final_answer is not None:
+                    for token in split_tokens(main_ctx.final_answer):
+                        await held.put(UpstreamEvent(kind="token", text=token))
+                else:
+                    async for event in self.flow_events(
+                        main, question, purpose="answer", ctx=main_ctx
+                    ):
+                        await held.put(event)
                 await held.put(done)
             except Exception as exc:
                 await held.put(exc)
@@ -332,8 +361,49 @@ class TurnExecution:
         extra = await self.extract(chosen, question)
         self.timings["routing_ms"] = _ms(t_route, time.monotonic())
         await self._announce(label, extra)
-        async for event in self.flow_events(chosen, question, purpose="answer", extra=extra):
+        async for event in self.run_answer(chosen, question, extra):
             yield event
+
+    async def run_answer(
+        self, flow: dict, question: str, extra: dict | None
+    ) -> AsyncIterator[UpstreamEvent]:
+        """Let the context providers look first, then run the answer flow (or their answer)."""
+        ctx = await self.provide_context(flow, question, extra)
+        if ctx.final_answer is not None:
+            for token in split_tokens(ctx.final_answer):
+                yield UpstreamEvent(kind="token", text=token)
+            return
+        async for event in self.flow_events(flow, question, purpose="answer", extra=extra, ctx=ctx):
+            yield event
+
+    async def provide_context(self, flow: dict, question: str, extra: dict | None) -> TurnContext:
+        ctx = TurnContext(
+            turn_id=self.turn_id,
+            conversation_id=self.work["conversation_id"],
+            config=self.config,
+            flow=flow,
+            question=question,
+            extracted=extra,
+            message_metadata=self.work.get("message_metadata") or {},
+            history=self.work["history"],
+            language=self.language,
+            emit=self.publisher.emit,
+            run_db=self.rt.run_db,
+            timings=self.timings,
+        )
+        for name, provider in context_providers():
+            try:
+                await provider(ctx)
+            except (UpstreamError, TurnFailed):
+                raise
+            except Exception:
+                # A broken provider must not cost the customer the answer.
+                logger.exception("turn %s: context provider %s failed", self.turn_id, name)
+            if ctx.final_answer is not None:
+                break
+        if ctx.metadata:
+            self.route.setdefault("context", {}).update(ctx.metadata)
+        return ctx
 
     async def _announce(self, label: str | None, extra: dict | None) -> None:
         flow = self.chosen_flow
@@ -400,19 +470,31 @@ class TurnExecution:
                 {"code": error.code, "message": error.message, "retryable": error.retryable},
             )
         t_persist = time.monotonic()
-        end_id = pub.next_seq
-        message_id = await self.rt.run_db(
+        text = pub.text()
+        message_id = str(uuid.uuid4()) if text else None
+        data: dict[str, Any] = {
+            "status": status,
+            "message_id": message_id,
+            "flow": (self.chosen_flow or {}).get("name"),
+            "usage": self.usage,
+            "timings": self.timings,
+        }
+        if status == "cancelled":
+            data["reason"] = self.rt.cancel_reasons.get(self.turn_id, "cancelled")
+        end = await pub.reserve_end(data)
+        finished = await self.rt.run_db(
             services.turn_finish,
             turn_id=self.turn_id,
             status=status,
-            text=pub.text(),
+            text=text,
             flow=(self.chosen_flow or {}).get("name", ""),
             route=self.route,
             usage=self.usage,
             timings=self.timings,
             sources=self.sources,
             ai_calls=self.ai_calls,
-            last_event_id=end_id,
+            end_event=end,
+            message_id=message_id,
             error=(
                 {"code": error.code, "message": error.message, "category": error.category}
                 if error
@@ -421,21 +503,11 @@ class TurnExecution:
             first_token_at=self._wall(pub.first_token_at),
         )
         self.timings["persistence_ms"] = _ms(t_persist, time.monotonic())
-        if message_id is None:
+        if finished is None:
             # Someone else finished this turn (the reaper); its events already ended the stream.
             logger.warning("turn %s was finished elsewhere; not sending a second end", self.turn_id)
-            await pub.aclose()
-            return
-        data: dict[str, Any] = {
-            "status": status,
-            "message_id": message_id or None,
-            "flow": (self.chosen_flow or {}).get("name"),
-            "usage": self.usage,
-            "timings": self.timings,
-        }
-        if status == "cancelled":
-            data["reason"] = self.rt.cancel_reasons.get(self.turn_id, "cancelled")
-        await pub.emit("end", data)
+        else:
+            await pub.announce(end)
         await pub.aclose()
 
 

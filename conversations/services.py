@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
+from django.db.models.functions import Greatest
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -162,8 +163,10 @@ def turn_claim(*, turn_id: str, worker: str) -> dict[str, Any] | None:
 
 def stream_rows_save(rows: list[dict], *, turn_id: str) -> None:
     StreamEvent.objects.bulk_create(streaming.rows_to_models(turn_id, rows), ignore_conflicts=True)
+    # Greatest(): batches may commit out of order; the id must never go backwards.
     Turn.objects.filter(pk=turn_id).update(
-        heartbeat_at=timezone.now(), last_event_id=max(env["id"] for env in rows)
+        heartbeat_at=timezone.now(),
+        last_event_id=Greatest(F("last_event_id"), max(env["id"] for env in rows)),
     )
 
 
@@ -195,7 +198,8 @@ def turn_finish(
     timings: dict,
     sources: list | None,
     ai_calls: list[dict],
-    last_event_id: int,
+    end_event: dict,
+    message_id: str,
     error: dict | None = None,
     first_token_at: dt.datetime | None = None,
 ) -> str | None:
@@ -208,7 +212,7 @@ def turn_finish(
     if turn is None or turn.status != Turn.Status.RUNNING:
         return None
     conversation = Conversation.objects.select_for_update().get(pk=turn.conversation_id)
-    message_id = None
+    stored_id = ""
     if text:
         metadata: dict[str, Any] = {}
         if sources:
@@ -217,6 +221,7 @@ def turn_finish(
             metadata["incomplete"] = True
             metadata["reason"] = status
         message = Message.objects.create(
+            id=message_id,
             conversation=conversation,
             role=Message.Role.ASSISTANT,
             content=text,
@@ -226,7 +231,7 @@ def turn_finish(
             timings=timings,
             metadata=metadata,
         )
-        message_id = str(message.id)
+        stored_id = str(message.id)
         turn.assistant_message = message
         conversation.message_count += 1
     turn.status = status
@@ -235,12 +240,17 @@ def turn_finish(
     turn.timings = timings
     turn.finished_at = timezone.now()
     turn.first_token_at = first_token_at
-    turn.last_event_id = last_event_id
+    turn.last_event_id = end_event["id"]
     if error:
         turn.error_code = error.get("code", "")[:50]
         turn.error_message = error.get("message", "")
         turn.error_category = error.get("category", "")[:30]
-    turn.save()
+    turn.save(
+        update_fields=[
+            "assistant_message", "status", "flow", "route", "timings", "finished_at",
+            "first_token_at", "last_event_id", "error_code", "error_message", "error_category",
+        ]
+    )
     conversation.last_activity_at = timezone.now()
     conversation.save(update_fields=["message_count", "last_activity_at", "updated_at"])
     AICall.objects.bulk_create(
@@ -256,11 +266,13 @@ def turn_finish(
             for call in ai_calls
         ]
     )
+    # The end event is stored with the finished turn: nobody sees one without the other.
+    StreamEvent.objects.bulk_create(streaming.rows_to_models(turn_id, [end_event]))
     final_status = status
     transaction.on_commit(
         lambda: turn_finished.send(sender=Turn, turn_id=turn_id, status=final_status)
     )
-    return message_id or ""
+    return stored_id
 
 
 def append_events_sync(*, turn_id: str, events: list[tuple[str, dict]]) -> list[dict]:

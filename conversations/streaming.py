@@ -85,6 +85,9 @@ class TurnPublisher:
         self._rows: list[dict] = []
         self._db_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
+        # Batches are written one at a time, so when the final flush returns every earlier
+        # batch is in PostgreSQL too.
+        self._save_lock = asyncio.Lock()
         self.first_token_at: float | None = None
 
     @property
@@ -95,39 +98,60 @@ class TurnPublisher:
         async with self._lock:
             env = envelope(self.next_seq, event, data)
             self.next_seq += 1
-            payload = json.dumps(env, separators=(",", ":"))
-            message = self.serialize(layer_message(self.turn_id, env))
-            for attempt in range(50):
-                try:
-                    pipe = self.redis.pipeline(transaction=True)
-                    pipe.xadd(
-                        self.key,
-                        {"e": payload},
-                        id=f"0-{env['id']}",
-                        maxlen=settings.STREAM_REDIS_MAXLEN,
-                        approximate=True,
-                    )
-                    pipe.expire(self.key, self.ttl)
-                    pipe.publish(self.channel, message)
-                    await pipe.execute()
-                    break
-                except Exception as exc:
-                    if "equal or smaller" in str(exc):
-                        # Already appended by a previous attempt whose reply was lost.
-                        break
-                    if attempt == 49:
-                        logger.error(
-                            "turn %s: Redis unavailable, event %s kept in PostgreSQL only",
-                            self.turn_id,
-                            env["id"],
-                        )
-                        break
-                    await asyncio.sleep(0.2)
             self._rows.append(env)
+            if event == TERMINAL_EVENT:
+                # Everything is durable in PostgreSQL before anyone can see the end.
+                await self.flush_rows()
+            await self._to_redis(env)
             self.frames_sent += 1
             if event != TERMINAL_EVENT:
                 self._maybe_schedule_rows()
             return env
+
+    async def _to_redis(self, env: dict[str, Any]) -> None:
+        payload = json.dumps(env, separators=(",", ":"))
+        message = self.serialize(layer_message(self.turn_id, env))
+        for attempt in range(50):
+            try:
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.xadd(
+                    self.key,
+                    {"e": payload},
+                    id=f"0-{env['id']}",
+                    maxlen=settings.STREAM_REDIS_MAXLEN,
+                    approximate=True,
+                )
+                pipe.expire(self.key, self.ttl)
+                pipe.publish(self.channel, message)
+                await pipe.execute()
+                return
+            except Exception as exc:
+                if "equal or smaller" in str(exc):
+                    return  # appended by an earlier attempt whose reply was lost
+                if attempt == 49:
+                    logger.error(
+                        "turn %s: Redis unavailable; event %s is in PostgreSQL only",
+                        self.turn_id,
+                        env["id"],
+                    )
+                    return
+                await asyncio.sleep(0.2)
+
+    async def reserve_end(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The `end` event, with its id, for the caller to store in the same transaction that
+        finishes the turn; every earlier event is in PostgreSQL when this returns."""
+        await self.flush_tokens()
+        async with self._lock:
+            await self.flush_rows()
+            env = envelope(self.next_seq, TERMINAL_EVENT, data)
+            self.next_seq += 1
+            return env
+
+    async def announce(self, env: dict[str, Any]) -> None:
+        """Send an event already stored in PostgreSQL (the reserved `end`) to Redis and clients."""
+        async with self._lock:
+            await self._to_redis(env)
+            self.frames_sent += 1
 
     async def token(self, text: str) -> None:
         """Queue token text; the first goes out at once, later ones are coalesced into frames."""
@@ -171,10 +195,7 @@ class TurnPublisher:
     async def emit(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
         """A non-token event; tokens queued before it go out first so order is kept."""
         await self.flush_tokens()
-        env = await self._publish(event, data)
-        if event == TERMINAL_EVENT:
-            await self.flush_rows()
-        return env
+        return await self._publish(event, data)
 
     def _maybe_schedule_rows(self) -> None:
         if self._db_task is None or self._db_task.done():
@@ -188,21 +209,25 @@ class TurnPublisher:
     async def flush_rows(self, *, final: bool = True) -> None:
         """Append buffered events to PostgreSQL; on failure keep them and try again."""
         attempts = 0
-        while self._rows:
-            rows, self._rows = self._rows, []
-            try:
-                await self.save_rows(rows)
-            except Exception:
-                self._rows = rows + self._rows
-                attempts += 1
-                logger.warning(
-                    "turn %s: could not store %d events yet", self.turn_id, len(rows), exc_info=True
-                )
-                if not final or attempts >= 20:
-                    if final:
-                        raise
+        while True:
+            async with self._save_lock:
+                rows, self._rows = self._rows, []
+                if not rows:
                     return
-                await asyncio.sleep(min(0.25 * attempts, 2.0))
+                try:
+                    await self.save_rows(rows)
+                    continue
+                except Exception as exc:
+                    self._rows = rows + self._rows
+                    attempts += 1
+                    logger.warning(
+                        "turn %s: could not store %d events yet (%s)", self.turn_id, len(rows), exc
+                    )
+                    if not final:
+                        return
+                    if attempts >= 20:
+                        raise
+            await asyncio.sleep(min(0.25 * attempts, 2.0))
 
     def text(self) -> str:
         return "".join(self.text_sent)

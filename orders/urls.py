@@ -1,0 +1,3 @@
+"""REST endpoints of the orders app (under /api/)."""
+
+urlpatterns: list = []

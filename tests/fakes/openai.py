@@ -1,0 +1,375 @@
+"""Fake OpenAI-compatible Chat Completions API (streaming and not) with rate-limit headers and faults.
+
+Run standalone: `python -m tests.fakes.openai --port 8102` (base URL for clients: http://host:port/v1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from typing import Any
+
+from tests.fakes._server import (
+    COMMON_DEFAULTS,
+    FakeServer,
+    Request,
+    Responder,
+    Scenario,
+    decode_data_url,
+    describe_image,
+)
+
+OPENAI_DEFAULTS: dict[str, Any] = {
+    **COMMON_DEFAULTS,
+    "models": ["gpt-4o-mini"],
+    "strict_models": False,  # when true, unknown models get 404 model_not_found
+    "error_code": None,  # e.g. "insufficient_quota" with status 429
+    "retry_after_ms": None,
+    "x_should_retry": None,
+    "finish_reason": "stop",
+    "omit_usage": False,  # never send the usage chunk, even when asked for
+    "json_fallback": False,  # answer stream requests with one chat.completion JSON, like some servers
+}
+
+SSE_HEADERS = [
+    ("Content-Type", "text/event-stream; charset=utf-8"),
+    ("Cache-Control", "no-cache"),
+]
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def mask_key(key: str) -> str:
+    # OpenAI echoes a masked form of the key it rejected; clients must not log even that.
+    return f"{key[:8]}{'*' * 10}{key[-4:]}" if len(key) > 12 else "***"
+
+
+def message_text(content: Any) -> tuple[str, list[bytes]]:
+    """Text and decoded images of one message's content (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content, []
+    texts: list[str] = []
+    images: list[bytes] = []
+    for part in content or []:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            texts.append(str(part.get("text", "")))
+        elif part.get("type") == "image_url":
+            data = decode_data_url((part.get("image_url") or {}).get("url", ""))
+            if data is not None:
+                images.append(data)
+    return " ".join(texts), images
+
+
+def default_answer(body: dict[str, Any]) -> str:
+    """`You asked: <last user text>` plus one `[Image <hash>]` per image in that message."""
+    for msg in reversed(body.get("messages") or []):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            text, images = message_text(msg.get("content"))
+            return f"You asked: {text}" + "".join(f" [{describe_image(d)}]" for d in images)
+    return "You asked: "
+
+
+def count_prompt_tokens(body: dict[str, Any]) -> int:
+    n = 0
+    for msg in body.get("messages") or []:
+        if isinstance(msg, dict):
+            n += 4 + len(message_text(msg.get("content"))[0].split())
+    return n
+
+
+class FakeOpenAI(FakeServer):
+    name = "fake-openai"
+    DEFAULTS = OPENAI_DEFAULTS
+    fault_knobs = FakeServer.fault_knobs | {"error_code", "retry_after_ms", "x_should_retry"}
+
+    def _headers(self, extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+        return [
+            ("x-request-id", f"req_{secrets.token_hex(8)}"),
+            ("openai-processing-ms", "12"),
+            ("x-ratelimit-limit-requests", "10000"),
+            ("x-ratelimit-limit-tokens", "2000000"),
+            ("x-ratelimit-remaining-requests", "9999"),
+            ("x-ratelimit-remaining-tokens", "1999000"),
+            ("x-ratelimit-reset-requests", "6ms"),
+            ("x-ratelimit-reset-tokens", "30ms"),
+            *(extra or []),
+        ]
+
+    def _auth_error(self, req: Request, sc: Scenario) -> dict | None:
+        if not sc.api_key:
+            return None
+        header = req.headers.get("authorization", "")
+        if header == f"Bearer {sc.api_key}":
+            return None
+        if not header:
+            return error_body(
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                "invalid_request_error",
+                None,
+            )
+        given = header.removeprefix("Bearer ").strip()
+        return error_body(
+            f"Incorrect API key provided: {mask_key(given)}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            "invalid_api_key",
+        )
+
+    async def handle(self, req: Request, resp: Responder) -> None:
+        path = req.path.rstrip("/")
+        if path == "/v1/chat/completions" and req.method == "POST":
+            await self._completions(req, resp)
+        elif path == "/v1/models" and req.method == "GET":
+            sc = self.scenario
+            if err := self._auth_error(req, sc):
+                await resp.send(401, err, headers=self._headers())
+                return
+            data = [
+                {"id": m, "object": "model", "created": 1700000000, "owned_by": "openai"}
+                for m in sc.models
+            ]
+            await resp.send(200, {"object": "list", "data": data}, headers=self._headers())
+        else:
+            msg = f"Invalid URL ({req.method} {req.path})"
+            await resp.send(
+                404, error_body(msg, "invalid_request_error", None), headers=self._headers()
+            )
+
+    async def _error_status(self, resp: Responder, sc: Scenario, status: int, model: str) -> None:
+        extra: list[tuple[str, str]] = []
+        if sc.retry_after is not None:
+            extra.append(("retry-after", str(sc.retry_after)))
+        if sc.retry_after_ms is not None:
+            extra.append(("retry-after-ms", str(sc.retry_after_ms)))
+        if sc.x_should_retry is not None:
+            extra.append(("x-should-retry", "true" if sc.x_should_retry else "false"))
+        msg = sc.error_message
+        if status == 429 and sc.error_code == "insufficient_quota":
+            body = error_body(
+                msg
+                or "You exceeded your current quota, please check your plan and billing details.",
+                "insufficient_quota",
+                "insufficient_quota",
+            )
+        elif status == 429:
+            body = error_body(
+                msg
+                or f"Rate limit reached for {model} in organization org-fake on tokens per min "
+                "(TPM): Limit 10000, Used 9524, Requested 497. Please try again in 125ms.",
+                "tokens",
+                "rate_limit_exceeded",
+            )
+        elif status == 401:
+            body = error_body(
+                msg or "Incorrect API key provided: sk-fake**********abcd.",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+        elif status == 403:
+            body = error_body(
+                msg or "Country, region, or territory not supported",
+                "request_forbidden",
+                "unsupported_country_region_territory",
+            )
+        elif status == 404:
+            body = error_body(
+                msg or f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                "model_not_found",
+            )
+        elif status == 503:
+            body = error_body(
+                msg or "The engine is currently overloaded, please try again later",
+                "server_error",
+                None,
+            )
+        elif status >= 500:
+            body = error_body(
+                msg or "The server had an error while processing your request. Sorry about that!",
+                "server_error",
+                None,
+            )
+        else:
+            body = error_body(
+                msg or "Invalid request.", "invalid_request_error", sc.error_code, "messages"
+            )
+        await resp.send(status, body, headers=self._headers(extra))
+
+    async def _completions(self, req: Request, resp: Responder) -> None:
+        sc = self.take_scenario()
+        body = req.json if isinstance(req.json, dict) else None
+        if sc.delay_before_headers:
+            await asyncio.sleep(sc.delay_before_headers)
+        if sc.hang_without_headers:
+            await resp.wait_peer_closed()
+            return
+        if err := self._auth_error(req, sc):
+            await resp.send(401, err, headers=self._headers())
+            return
+        model = str((body or {}).get("model", ""))
+        if sc.status:
+            await self._error_status(resp, sc, int(sc.status), model)
+            return
+        if body is None:
+            msg = "We could not parse the JSON body of your request."
+            await resp.send(
+                400, error_body(msg, "invalid_request_error", None), headers=self._headers()
+            )
+            return
+        if not model or not isinstance(body.get("messages"), list) or not body["messages"]:
+            param = "model" if not model else "messages"
+            msg = f"Missing required parameter: '{param}'."
+            await resp.send(
+                400,
+                error_body(msg, "invalid_request_error", "missing_required_parameter", param),
+                headers=self._headers(),
+            )
+            return
+        if sc.strict_models and model not in sc.models:
+            await self._error_status(resp, Scenario(sc, error_message=None), 404, model)
+            return
+
+        tokens = [] if sc.empty_answer else self.answer_tokens(sc, default_answer(body))
+        usage = {
+            "prompt_tokens": count_prompt_tokens(body),
+            "completion_tokens": len(tokens),
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        cid = f"chatcmpl-fake{req.index}"
+        if body.get("stream") is True and not sc.json_fallback:
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            include_usage = include_usage and not sc.omit_usage
+            await self._stream(resp, sc, req.index, cid, model, tokens, usage, include_usage)
+        else:
+            await self._complete(resp, sc, req.index, cid, model, tokens, usage)
+
+    async def _complete(
+        self,
+        resp: Responder,
+        sc: Scenario,
+        key: int,
+        cid: str,
+        model: str,
+        tokens: list,
+        usage: dict,
+    ) -> None:
+        if sc.error_after_tokens is not None:
+            await self._error_status(resp, sc, 500, model)
+            return
+        delay = (sc.delay_before_first_token or 0) + (
+            len(tokens) / sc.tokens_per_second if sc.tokens_per_second else 0
+        )
+        if delay:
+            await asyncio.sleep(delay)
+        if sc.reset_after_tokens is not None:
+            resp.abort(rst=bool(sc.reset_with_rst))
+            return
+        for i in range(len(tokens)):
+            self.emit(key, i)
+        out = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(tokens), "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": sc.finish_reason,
+                }
+            ],
+            "usage": usage,
+            "system_fingerprint": "fp_fake",
+        }
+        await resp.send(200, out, headers=self._headers())
+
+    async def _stream(
+        self,
+        resp: Responder,
+        sc: Scenario,
+        key: int,
+        cid: str,
+        model: str,
+        tokens: list[str],
+        usage: dict,
+        include_usage: bool,
+    ) -> None:
+        await resp.start(200, SSE_HEADERS + self._headers())
+        beat = self.heartbeat(resp, sc.heartbeat_interval, b": keep-alive\n\n")
+        created = int(time.time())
+        # Everything but the choices is the same for every chunk: format the JSON once.
+        prefix = f'data: {{"id":"{cid}","object":"chat.completion.chunk","created":{created},'
+        prefix += f'"model":{_dumps(model)},"system_fingerprint":"fp_fake","choices":'
+        null_usage = ',"usage":null}\n\n' if include_usage else "}\n\n"
+
+        def chunk(delta: dict, finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return (prefix + "[" + _dumps(choice) + "]" + null_usage).encode()
+
+        try:
+            if sc.delay_before_first_token:
+                await asyncio.sleep(sc.delay_before_first_token)
+            await resp.write(chunk({"role": "assistant", "content": "", "refusal": None}))
+            frames = [chunk({"content": t}) for t in tokens]
+            if not await self.run_tokens(
+                resp, sc, key, frames, lambda i: self._interrupt(resp, sc, i)
+            ):
+                return
+            if sc.no_end:
+                await resp.wait_peer_closed()
+                return
+            await resp.write(chunk({}, sc.finish_reason))
+            if include_usage:
+                full = {
+                    **usage,
+                    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                    "completion_tokens_details": {
+                        "reasoning_tokens": 0,
+                        "audio_tokens": 0,
+                        "accepted_prediction_tokens": 0,
+                        "rejected_prediction_tokens": 0,
+                    },
+                }
+                await resp.write((prefix + '[],"usage":' + _dumps(full) + "}\n\n").encode())
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.finish()
+        finally:
+            if beat is not None:
+                beat.cancel()
+
+    async def _interrupt(self, resp: Responder, sc: Scenario, i: int) -> bool:
+        if sc.error_after_tokens == i:
+            err = error_body(
+                sc.error_message or "The server had an error while processing your request.",
+                "server_error",
+                None,
+            )
+            await resp.write(f"data: {_dumps(err)}\n\n".encode())
+            await resp.finish()
+            resp.abort()
+            return True
+        if sc.malformed_after_tokens == i:
+            await resp.write(b"data: {not json\n\n")
+        if sc.reset_after_tokens == i:
+            resp.abort(rst=bool(sc.reset_with_rst))
+            return True
+        if sc.stall_after_tokens == i:
+            await resp.wait_peer_closed()
+            return True
+        return False
+
+
+if __name__ == "__main__":
+    FakeOpenAI.main()
