@@ -20,6 +20,11 @@ def _clean_redis():
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _encryption_keys(settings):
     if not settings.FIELD_ENCRYPTION_KEYS:
         settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]

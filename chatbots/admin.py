@@ -21,7 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import escape, format_html, format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 from reversion.admin import VersionAdmin
 from reversion.errors import RevertError
@@ -595,9 +595,6 @@ class ChatbotForm(forms.ModelForm):
             "message_rate_limit",
             "topics",
         )
-        # The admin renders help texts as HTML; this one mentions a <script> tag, which would
-        # otherwise open a real script element and swallow the rest of the page.
-        help_texts = {"widget_key": escape(Chatbot._meta.get_field("widget_key").help_text)}
 
 
 @admin.register(Chatbot)

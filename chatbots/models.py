@@ -114,7 +114,7 @@ class Chatbot(models.Model):
         max_length=64,
         unique=True,
         default=new_widget_key,
-        help_text="Public key put in the shop's <script> tag. Not a secret, but it only works "
+        help_text="Public key put in the shop's script tag. Not a secret, but it only works "
         "from the allowed origins below.",
     )
     allowed_origins = ArrayField(
@@ -182,7 +182,7 @@ class AIEndpoint(models.Model):
         "/v1. Builtin: leave empty.",
     )
     api_key = EncryptedSecretField(
-        blank=True, help_text="Stored encrypted; never shown again after saving."
+        "API key", blank=True, help_text="Stored encrypted; never shown again after saving."
     )
     connect_timeout = models.FloatField(
         default=5.0, validators=[MinValueValidator(0.1), MaxValueValidator(60)]
@@ -256,7 +256,9 @@ class KnowledgeBase(models.Model):
     host = models.CharField(
         max_length=255, blank=True, help_text="Pinecone index host (from the Pinecone console)."
     )
-    api_key = EncryptedSecretField(blank=True, help_text="Pinecone API key, stored encrypted.")
+    api_key = EncryptedSecretField(
+        "API key", blank=True, help_text="Pinecone API key, stored encrypted."
+    )
     namespace = models.CharField(max_length=200, blank=True)
     control_url = models.URLField(
         default="https://api.pinecone.io",

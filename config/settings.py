@@ -35,11 +35,15 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "reversion",
+    "django_celery_beat",
+    "corsheaders",
     "chatbots",
     "conversations",
     "orders",
     "analytics",
     "monitoring",
+    "helpdesk",
+    "images",
 ]
 
 MIDDLEWARE = [

@@ -18,6 +18,8 @@ api_patterns = [
     path("", include("orders.urls")),
     path("", include("analytics.urls")),
     path("", include("monitoring.urls")),
+    path("", include("helpdesk.urls")),
+    path("", include("images.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -18,6 +18,7 @@ from conversations.access import (
     conversation_token_issue,
     token_from_request,
 )
+from conversations.hooks import attachments_metadata
 from conversations.models import Conversation, Turn
 
 
@@ -29,7 +30,15 @@ class ProcessMessageSerializer(serializers.Serializer):
     user_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     session_id = serializers.UUIDField(required=False, allow_null=True)
     conversation_token = serializers.CharField(required=False, allow_blank=True, max_length=1000)
-    image_data = serializers.JSONField(required=False, allow_null=True)
+    image_data = serializers.JSONField(
+        required=False, allow_null=True, help_text="An image: {name, data (base64), mime}."
+    )
+    image_ids = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        max_length=4,
+        help_text="Images uploaded before with POST /api/upload-image.",
+    )
     conversation_history = serializers.JSONField(
         required=False, help_text="Ignored: the server keeps the conversation's history."
     )
@@ -130,12 +139,6 @@ def process_message(request: Request) -> Response:
     serializer = ProcessMessageSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
-    if data.get("image_data"):
-        raise ApiError(
-            ErrorCode.VALIDATION_ERROR,
-            "Images are not accepted on this endpoint yet; send text only.",
-            status=400,
-        )
     if data.get("session_id"):
         conversation = conversation_for(
             request, data["session_id"], data.get("conversation_token", "")
@@ -163,6 +166,7 @@ def process_message(request: Request) -> Response:
         text=data["message_text"],
         idempotency_key=idempotency_key,
         client_ip=client_ip(request),
+        metadata=attachments_metadata(conversation, data),
     )
     token = conversation_token_issue(
         conversation_id=conversation.pk, chatbot_id=conversation.chatbot_id

@@ -19,6 +19,7 @@ from chatbots.selectors import chatbot_config_get
 from config.errors import ApiError, ErrorCode, error_body
 from conversations import selectors, services, streaming
 from conversations.access import conversation_token_check
+from conversations.hooks import attachments_metadata
 from conversations.models import Conversation, Message, Turn
 
 logger = logging.getLogger(__name__)
@@ -56,10 +57,14 @@ def _load_conversation(grant) -> tuple[Conversation, dict] | None:
 
 
 @database_sync_to_async
-def _submit(conversation_id, text: str, key: str, ip: str | None):
+def _submit(conversation_id, text: str, key: str, ip: str | None, content: dict):
     conversation = Conversation.objects.get(pk=conversation_id)
     turn, created = services.message_submit(
-        conversation=conversation, text=text, idempotency_key=key, client_ip=ip
+        conversation=conversation,
+        text=text,
+        idempotency_key=key,
+        client_ip=ip,
+        metadata=attachments_metadata(conversation, content),
     )
     return str(turn.pk), str(turn.user_message_id), turn.status, created
 
@@ -197,7 +202,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             raise ApiError(ErrorCode.VALIDATION_ERROR, "`idempotency_key` must be text.")
         client = self.scope.get("client") or [None]
         turn_id, message_id, status, _created = await _submit(
-            self.conversation.pk, text, key[:200], client[0]
+            self.conversation.pk, text, key[:200], client[0], content
         )
         await self.send_json(
             {"type": "turn", "turn_id": turn_id, "message_id": message_id, "status": status}

@@ -27,6 +27,9 @@ class TurnContext:
     emit: Callable[[str, dict[str, Any]], Awaitable[Any]]  # send an event to the customer
     run_db: Callable[..., Awaitable[Any]]  # run a sync DB function off the event loop
     timings: dict[str, Any]
+    # Run another flow of this bot and get its whole answer (recorded in AICall), e.g. the
+    # `image` flow: await ctx.flow_text(flow, "Describe this", images=[{name, mime, data_b64}]).
+    flow_text: Callable[..., Awaitable[str]] | None = None
     context_parts: list[str] = field(default_factory=list)
     variables: dict[str, Any] = field(default_factory=dict)  # extra prompt/Flowise variables
     final_answer: str | None = None  # set to answer without calling the flow
@@ -51,3 +54,56 @@ def register_context_provider(name: str, provider: ContextProvider, *, order: in
 
 def context_providers() -> list[tuple[str, ContextProvider]]:
     return [(name, provider) for _order, name, provider in _providers]
+
+
+# Observers of every AI call (monitoring's pool statistics): called with phase "start" (record
+# None) when a call begins and "end" with the AICall record (a dict) when it ends. They run on
+# the worker's event loop, so they must be quick and must not block.
+CallObserver = Callable[[str, dict[str, Any], dict[str, Any] | None], Awaitable[None]]
+_call_observers: dict[str, CallObserver] = {}
+
+
+def register_call_observer(name: str, observer: CallObserver) -> None:
+    _call_observers[name] = observer
+
+
+def call_observers() -> list[CallObserver]:
+    return list(_call_observers.values())
+
+
+# Attachments of a customer message (e.g. `image_ids`, `image_data`): a handler validates the
+# request field's value for a conversation and returns metadata stored with the user message
+# (or raises config.errors.ApiError). Fields without a handler are refused with a clear error.
+AttachmentHandler = Callable[[Any, Any], dict[str, Any]]
+_attachment_handlers: dict[str, AttachmentHandler] = {}
+
+
+def register_message_attachment(field_name: str, handler: AttachmentHandler) -> None:
+    _attachment_handlers[field_name] = handler
+
+
+def attachment_handler(field_name: str) -> AttachmentHandler | None:
+    return _attachment_handlers.get(field_name)
+
+
+ATTACHMENT_FIELDS = ("image_data", "image_ids")
+
+
+def attachments_metadata(conversation: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Metadata for the user message from the attachment fields present in `payload`."""
+    from config.errors import ApiError, ErrorCode
+
+    metadata: dict[str, Any] = {}
+    for name in ATTACHMENT_FIELDS:
+        value = payload.get(name)
+        if value in (None, "", [], {}):
+            continue
+        handler = attachment_handler(name)
+        if handler is None:
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR,
+                f"`{name}` is not accepted by this installation.",
+                status=400,
+            )
+        metadata.update(handler(conversation, value))
+    return metadata

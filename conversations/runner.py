@@ -24,7 +24,7 @@ from chatbots.selectors import chatbot_config_get, prompt_template_get
 from chatbots.services import prompt_render
 from conversations import flow_router, services
 from conversations.builtin import builtin_answer_stream, builtin_route, split_tokens
-from conversations.hooks import TurnContext, context_providers
+from conversations.hooks import TurnContext, call_observers, context_providers
 from conversations.runtime import WorkerRuntime
 from conversations.streaming import TurnPublisher
 from conversations.textrules import StreamingRewriter
@@ -149,7 +149,8 @@ class TurnExecution:
             extra_context="\n\n".join(
                 part
                 for part in (
-                    "Extracted from the customer's message: " + json.dumps(extra, ensure_ascii=False)
+                    "Extracted from the customer's message: "
+                    + json.dumps(extra, ensure_ascii=False)
                     if extra
                     else "",
                     variables["context"],
@@ -167,6 +168,7 @@ class TurnExecution:
         purpose: str,
         extra: dict | None = None,
         ctx: TurnContext | None = None,
+        images: list[dict] | None = None,
     ) -> AsyncIterator[UpstreamEvent]:
         """Events of one flow call; records the call in AICall whatever happens."""
         endpoint = flow["endpoint"]
@@ -182,6 +184,7 @@ class TurnExecution:
             "model": flow["target"][:200] if endpoint["kind"] != "builtin" else "builtin",
             "status": "ok",
         }
+        await self._observe("start", endpoint, None)
         try:
             if endpoint["kind"] == "builtin":
                 events = builtin_answer_stream(
@@ -189,6 +192,8 @@ class TurnExecution:
                 )
             else:
                 req = self._request(flow, question, extra, ctx)
+                if images:
+                    req.images = images
                 timeouts = Timeouts(
                     connect=endpoint["connect_timeout"],
                     read_idle=endpoint["read_timeout"],
@@ -237,10 +242,24 @@ class TurnExecution:
             ):
                 self.timings["upstream_connect_ms"] = _ms(started, stats.headers_at)
             self.ai_calls.append(record)
+            await self._observe(
+                "end",
+                endpoint,
+                {**record, "retries": stats.retries, "pool_wait_seconds": stats.pool_wait_seconds},
+            )
 
-    async def flow_text(self, flow: dict, question: str, *, purpose: str) -> str:
+    async def _observe(self, phase: str, endpoint: dict, record: dict | None) -> None:
+        for observer in call_observers():
+            try:
+                await observer(phase, endpoint, record)
+            except Exception:
+                logger.warning("call observer failed", exc_info=True)
+
+    async def flow_text(
+        self, flow: dict, question: str, *, purpose: str, images: list[dict] | None = None
+    ) -> str:
         parts = []
-        async for event in self.flow_events(flow, question, purpose=purpose):
+        async for event in self.flow_events(flow, question, purpose=purpose, images=images):
             if event.kind == "token":
                 parts.append(event.text)
         return "".join(parts)
@@ -390,6 +409,7 @@ class TurnExecution:
             emit=self.publisher.emit,
             run_db=self.rt.run_db,
             timings=self.timings,
+            flow_text=self.flow_text,
         )
         for name, provider in context_providers():
             try:

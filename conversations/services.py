@@ -247,8 +247,17 @@ def turn_finish(
         turn.error_category = error.get("category", "")[:30]
     turn.save(
         update_fields=[
-            "assistant_message", "status", "flow", "route", "timings", "finished_at",
-            "first_token_at", "last_event_id", "error_code", "error_message", "error_category",
+            "assistant_message",
+            "status",
+            "flow",
+            "route",
+            "timings",
+            "finished_at",
+            "first_token_at",
+            "last_event_id",
+            "error_code",
+            "error_message",
+            "error_category",
         ]
     )
     conversation.last_activity_at = timezone.now()

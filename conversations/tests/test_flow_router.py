@@ -6,13 +6,62 @@ from conversations import flow_router
 
 CONFIG = {
     "flows": [
-        {"id": 1, "name": "main", "role": "answer", "is_main": True, "routing_key": "", "applies_to": ""},
-        {"id": 2, "name": "flow3", "role": "answer", "is_main": False, "routing_key": "product", "applies_to": ""},
-        {"id": 3, "name": "flow4", "role": "answer", "is_main": False, "routing_key": "productfilter", "applies_to": ""},
-        {"id": 4, "name": "apiflow", "role": "answer", "is_main": False, "routing_key": "order", "applies_to": ""},
-        {"id": 5, "name": "router", "role": "router", "is_main": False, "routing_key": "", "applies_to": ""},
-        {"id": 6, "name": "metadata", "role": "extractor", "is_main": False, "routing_key": "", "applies_to": "productfilter"},
-        {"id": 7, "name": "metadata2", "role": "extractor", "is_main": False, "routing_key": "", "applies_to": ""},
+        {
+            "id": 1,
+            "name": "main",
+            "role": "answer",
+            "is_main": True,
+            "routing_key": "",
+            "applies_to": "",
+        },
+        {
+            "id": 2,
+            "name": "flow3",
+            "role": "answer",
+            "is_main": False,
+            "routing_key": "product",
+            "applies_to": "",
+        },
+        {
+            "id": 3,
+            "name": "flow4",
+            "role": "answer",
+            "is_main": False,
+            "routing_key": "productfilter",
+            "applies_to": "",
+        },
+        {
+            "id": 4,
+            "name": "apiflow",
+            "role": "answer",
+            "is_main": False,
+            "routing_key": "order",
+            "applies_to": "",
+        },
+        {
+            "id": 5,
+            "name": "router",
+            "role": "router",
+            "is_main": False,
+            "routing_key": "",
+            "applies_to": "",
+        },
+        {
+            "id": 6,
+            "name": "metadata",
+            "role": "extractor",
+            "is_main": False,
+            "routing_key": "",
+            "applies_to": "productfilter",
+        },
+        {
+            "id": 7,
+            "name": "metadata2",
+            "role": "extractor",
+            "is_main": False,
+            "routing_key": "",
+            "applies_to": "",
+        },
     ]
 }
 KEYS = flow_router.routable_keys(CONFIG)
@@ -48,5 +97,7 @@ def test_extractor_for_a_flow_prefers_the_one_that_applies_to_it():
 
 
 def test_json_objects_are_found_inside_prose():
-    assert flow_router.parse_json_object('Here: {"order_number": "1001"} ok') == {"order_number": "1001"}
+    assert flow_router.parse_json_object('Here: {"order_number": "1001"} ok') == {
+        "order_number": "1001"
+    }
     assert flow_router.parse_json_object("no json") is None

@@ -10,7 +10,9 @@ pytestmark = pytest.mark.django_db
 
 
 def post(client, body, **headers):
-    return client.post("/api/process-message", body, content_type="application/json", headers=headers)
+    return client.post(
+        "/api/process-message", body, content_type="application/json", headers=headers
+    )
 
 
 def test_it_stores_the_message_creates_a_turn_and_answers_at_once(client, make_chatbot):
@@ -37,7 +39,11 @@ def test_a_second_message_needs_the_conversation_token(client, make_chatbot):
     ok = post(client, body, Authorization=f"Bearer {first['conversation_token']}")
     assert ok.status_code == 200
     assert ok.json()["session_id"] == first["session_id"]
-    sequences = list(Message.objects.filter(conversation_id=first["session_id"]).values_list("sequence", flat=True))
+    sequences = list(
+        Message.objects.filter(conversation_id=first["session_id"]).values_list(
+            "sequence", flat=True
+        )
+    )
     assert sorted(sequences) == [1, 2]
 
 
@@ -74,8 +80,16 @@ def test_a_retry_with_the_same_idempotency_key_returns_the_original_turn(client,
         ({"chatbot_id": "shop", "message_text": "x" * 5000}, 400, "VALIDATION_ERROR"),
         ({"chatbot_id": "nope", "message_text": "hi"}, 404, "CHATBOT_NOT_FOUND"),
         ({"chatbot_id": "sleepy", "message_text": "hi"}, 404, "CHATBOT_NOT_FOUND"),
-        ({"chatbot_id": "shop", "message_text": "hi", "session_id": "not-a-uuid"}, 400, "VALIDATION_ERROR"),
-        ({"chatbot_id": "shop", "message_text": "hi", "session_id": str(uuid.uuid4())}, 404, "CONVERSATION_NOT_FOUND"),
+        (
+            {"chatbot_id": "shop", "message_text": "hi", "session_id": "not-a-uuid"},
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            {"chatbot_id": "shop", "message_text": "hi", "session_id": str(uuid.uuid4())},
+            404,
+            "CONVERSATION_NOT_FOUND",
+        ),
         ({"chatbot_id": "shop", "message_text": ["a"]}, 400, "VALIDATION_ERROR"),
     ],
 )
@@ -118,4 +132,9 @@ def test_stream_events_validates_its_parameters(client, make_chatbot):
         assert response.status_code == 400, query
         assert response.json()["error"]["code"] == "VALIDATION_ERROR"
     pending = client.get(url, headers=auth).json()
-    assert pending == {"events": [], "session_status": "active", "last_event_id": 0, "has_more": True}
+    assert pending == {
+        "events": [],
+        "session_status": "active",
+        "last_event_id": 0,
+        "has_more": True,
+    }

@@ -98,8 +98,10 @@ class _Connection(asyncio.Protocol):
             self._waiter = None
 
     def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        # abort, not close: nothing is left to flush, and a TLS close_notify handshake would
+        # outlive the event loop when a worker shuts down.
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class _Body(httpx.AsyncByteStream):
@@ -467,3 +469,4 @@ class LeanTransport(httpx.AsyncBaseTransport):
             while idle:
                 self._discard(idle.popleft())
         self._idle.clear()
+        await asyncio.sleep(0)  # let the loop run the sockets' close callbacks

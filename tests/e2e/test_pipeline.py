@@ -9,7 +9,13 @@ import uuid
 import pytest
 
 from chatbots.models import AIEndpoint, TextRule
-from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow, create_kb, create_entry
+from chatbots.tests.factories import (
+    create_chatbot,
+    create_endpoint,
+    create_entry,
+    create_flow,
+    create_kb,
+)
 from conversations.models import AICall, Message, Turn
 from tests.e2e.client import answer_text, assert_gapless, poll_events, post_message, ws_events
 from tests.fakes.flowise import FakeFlowise

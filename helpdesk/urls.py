@@ -1,0 +1,3 @@
+"""REST endpoints of the helpdesk app (under /api/)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""REST endpoints of the images app (under /api/)."""
+
+urlpatterns: list = []
