@@ -154,6 +154,13 @@ class Chatbot(models.Model):
         help_text="Topics used to classify conversations, comma-separated, e.g. "
         "levering,retur,produkt,ordre.",
     )
+    api_users = models.ManyToManyField(
+        "auth.User",
+        blank=True,
+        related_name="api_chatbots",
+        help_text="Server-to-server API users (JWT) allowed to use this chatbot. Staff users may "
+        "use every chatbot.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -177,3 +177,19 @@ def cache_stats() -> dict[str, Any]:
 
 def cache_stats_reset() -> None:
     get_redis().delete(STATS_KEY)
+
+
+ORIGINS_KEY = "cb:origins"
+
+
+def all_allowed_origins() -> set[str]:
+    """Every active chatbot's allowed origins (cached; invalidated when a chatbot is saved)."""
+    client = get_redis()
+    raw = client.get(ORIGINS_KEY)
+    if raw is not None:
+        return set(json.loads(raw))
+    origins: set[str] = set()
+    for values in Chatbot.objects.filter(active=True).values_list("allowed_origins", flat=True):
+        origins.update(values)
+    client.set(ORIGINS_KEY, json.dumps(sorted(origins)), ex=settings.CHATBOT_CONFIG_CACHE_SECONDS)
+    return origins

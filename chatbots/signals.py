@@ -18,6 +18,7 @@ from chatbots.models import (
     TextRule,
 )
 from chatbots.services import knowledge_entries_reindex
+from config.redis import get_redis
 
 
 def _drop(public_ids: list[str]) -> None:
@@ -29,6 +30,8 @@ def _drop(public_ids: list[str]) -> None:
 @receiver([post_save, post_delete], sender=Chatbot)
 def chatbot_changed(sender, instance: Chatbot, **kwargs) -> None:
     _drop([instance.public_id])
+    get_redis().delete(selectors.ORIGINS_KEY)
+    transaction.on_commit(lambda: get_redis().delete(selectors.ORIGINS_KEY))
 
 
 @receiver([post_save, post_delete], sender=Flow)
@@ -76,3 +79,21 @@ def chatbot_language_changed(sender, instance: Chatbot, created: bool, **kwargs)
     previous = getattr(instance, "_previous_language", None)
     if not created and previous is not None and previous != instance.language:
         knowledge_entries_reindex(chatbot=instance)
+
+
+def cors_origin_allowed(sender, request, **kwargs) -> bool:
+    """CORS for any active chatbot's allowed origin; each view then checks the bot's own list."""
+    from chatbots.selectors import all_allowed_origins
+
+    origin = request.headers.get("Origin", "")
+    allowed = all_allowed_origins()
+    return "*" in allowed or origin in allowed
+
+
+def _connect_cors() -> None:
+    from corsheaders.signals import check_request_enabled
+
+    check_request_enabled.connect(cors_origin_allowed, dispatch_uid="chatbot-origins")
+
+
+_connect_cors()

@@ -2,18 +2,45 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.http import JsonResponse  # noqa: E402
 
+from config.errors import ErrorCode, error_body  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+
+
+class ApiASGIHandler(ASGIHandler):
+    """Django's handler, but requests it cannot even build (a body that is not valid for its
+    content type, or too big) are answered in the API's error envelope, not an empty 400."""
+
+    def create_request(self, scope, body_file):
+        request, response = super().create_request(scope, body_file)
+        if response is not None and scope.get("path", "").startswith("/api/"):
+            if response.status_code == 413:
+                response = JsonResponse(
+                    error_body(ErrorCode.PAYLOAD_TOO_LARGE, "The request body is too large."),
+                    status=413,
+                )
+            else:
+                response = JsonResponse(
+                    error_body(
+                        ErrorCode.VALIDATION_ERROR,
+                        "The request could not be read (its body does not match its content type).",
+                    ),
+                    status=response.status_code,
+                )
+        return request, response
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": ApiASGIHandler(),
         # Origin checks happen per chatbot inside the consumer (each bot has its own origins).
         "websocket": URLRouter(websocket_urlpatterns),
     }

@@ -3,6 +3,7 @@
 Every setting has a safe default for the embedded development mode and is listed in README.md.
 """
 
+import datetime as dt
 from pathlib import Path
 
 import environ
@@ -48,7 +49,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ApiGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.SyncCorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -163,11 +166,57 @@ MEDIA_URL = "media/"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "config.authentication.ApiJWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # JSON only; endpoints that take files (upload-image) add the multipart parser themselves.
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.SafeJSONParser"],
     "DEFAULT_PERMISSION_CLASSES": [],
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": dt.timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
+    "REFRESH_TOKEN_LIFETIME": dt.timedelta(days=env.int("JWT_REFRESH_DAYS", default=7)),
+    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default="") or SECRET_KEY,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "UPDATE_LAST_LOGIN": False,
+}
+
+# Request bodies under /api/: refused with 413 from Content-Length before they are read.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=256 * 1024)
+API_BODY_LIMITS = {
+    "/api/upload-image": env.int("API_UPLOAD_MAX_BODY_BYTES", default=15 * 1024 * 1024)
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_BODY_LIMITS.values())
+
+# CORS: browsers may call the API from any chatbot's allowed origins (checked per bot in views).
+CORS_URLS_REGEX = r"^/(api|ws)/.*$"
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "x-conversation-token",
+    "x-session-id",
+    "x-widget-key",
+)
+CORS_EXPOSE_HEADERS = ("Retry-After",)
+
+# Production hardening (`PRODUCTION=true`; see docs/deploy.md); off for the local http stack.
+PRODUCTION = env.bool("PRODUCTION", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = PRODUCTION
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
+SECURE_HSTS_PRELOAD = PRODUCTION
+if env.bool("BEHIND_TLS_PROXY", default=PRODUCTION):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Chatbot backend API",
     "DESCRIPTION": "REST and streaming API for the shop chat widget and operators.",
@@ -226,7 +275,17 @@ CELERY_BEAT_SCHEDULE = {
 }
 # The builtin answerer streams its passage at this pace (0 = as fast as possible).
 BUILTIN_TOKENS_PER_SECOND = env.float("BUILTIN_TOKENS_PER_SECOND", default=40.0)
+# Rate limits (Redis, shared by all processes). Per-bot override of the message limit: admin.
+RATE_LIMITS_ENABLED = env.bool("RATE_LIMITS_ENABLED", default=True)
+MESSAGE_RATE_LIMIT_PER_MINUTE = env.int("MESSAGE_RATE_LIMIT_PER_MINUTE", default=60)
+SESSION_CREATE_RATE_LIMIT = env.str("SESSION_CREATE_RATE_LIMIT", default="30/minute")
+AUTH_TOKEN_RATE_LIMIT = env.str("AUTH_TOKEN_RATE_LIMIT", default="10/minute")
+# Conversations with no message for this long are ended (0 = never).
+SESSION_INACTIVITY_MINUTES = env.int("SESSION_INACTIVITY_MINUTES", default=24 * 60)
+# POST /api/chat/message waits this long for the answer before returning the turn id.
+CHAT_SYNC_TIMEOUT_SECONDS = env.float("CHAT_SYNC_TIMEOUT_SECONDS", default=30.0)
 # A message on a resolved conversation reopens it (else 409 and the client starts a new one).
 REOPEN_RESOLVED_ON_MESSAGE = env.bool("REOPEN_RESOLVED_ON_MESSAGE", default=True)
 # Whether AI clients honour HTTP(S)_PROXY / NO_PROXY from the environment.
 UPSTREAM_TRUST_ENV = env.bool("UPSTREAM_TRUST_ENV", default=True)
+

@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chatbots import api as chatbots_api
+from config.auth_api import TokenObtain, TokenRefresh
 from config.errors import ErrorCode, error_body
 
 api_patterns = [
@@ -20,6 +21,8 @@ api_patterns = [
     path("", include("monitoring.urls")),
     path("", include("helpdesk.urls")),
     path("", include("images.urls")),
+    path("auth/token", TokenObtain.as_view(), name="auth-token"),
+    path("auth/token/refresh", TokenRefresh.as_view(), name="auth-token-refresh"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -1,16 +1,25 @@
-"""Conversation access tokens: signed, expiring, bound to one conversation and its chatbot.
+"""Who may read and write a conversation, and who may start one (docs/access.md).
 
-The token is handed out when a conversation is created; every later read or write of that
-conversation (REST, polling, WebSocket) must present it. Guessing a session id gets nothing.
+- The widget starts conversations with the chatbot's public widget key, from one of the bot's
+  allowed origins, and then holds the conversation token: signed, expiring, bound to that one
+  conversation and chatbot.
+- Server-to-server clients use JWT (djangorestframework-simplejwt), scoped to the chatbots they
+  were granted (Chatbot.api_users); staff may use every chatbot.
+- Anything else gets the same 404 whether or not the id exists.
 """
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signing
+
+from chatbots.models import Chatbot
+from config.authentication import looks_like_jwt
+from config.errors import ApiError, ErrorCode
 
 SALT = "conversation-access"
 
@@ -37,8 +46,99 @@ def conversation_token_check(token: str | None) -> ConversationGrant | None:
 
 
 def token_from_request(request) -> str | None:
-    """Bearer header, X-Conversation-Token header, or ?token= (for EventSource-style clients)."""
+    """Bearer header, X-Conversation-Token header, or ?token= (EventSource-style clients)."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        return header[7:].strip()
+        token = header[7:].strip()
+        if not looks_like_jwt(token):
+            return token
     return request.headers.get("X-Conversation-Token") or request.GET.get("token")
+
+
+def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+    """Exact match against the bot's origins (or "*"); None means no Origin header."""
+    if "*" in allowed:
+        return True
+    return bool(origin) and origin.rstrip("/") in allowed
+
+
+def request_user(request):
+    user = getattr(request, "user", None)
+    return user if user is not None and user.is_authenticated else None
+
+
+def user_may_use_chatbot(user, chatbot_id: int) -> bool:
+    if user is None or not user.is_active:
+        return False
+    return user.is_staff or user.api_chatbots.filter(pk=chatbot_id).exists()
+
+
+def not_found(code: ErrorCode = ErrorCode.CONVERSATION_NOT_FOUND) -> ApiError:
+    return ApiError(code, "No conversation with this id for the credentials given.", status=404)
+
+
+def check_browser_origin(request, chatbot: Chatbot) -> None:
+    """A browser request (it carries Origin) must come from one of the bot's sites."""
+    origin = request.headers.get("Origin")
+    if origin and not origin_allowed(origin, chatbot.allowed_origins):
+        raise ApiError(
+            ErrorCode.ORIGIN_NOT_ALLOWED,
+            "This site may not use this chatbot; add it to the chatbot's allowed origins.",
+            status=403,
+        )
+
+
+def conversation_access(request, conversation_id, *, body_token: str = ""):
+    """The conversation the caller may use: its token, or a JWT/staff user with access."""
+    from conversations.models import Conversation
+
+    grant = conversation_token_check(token_from_request(request) or body_token)
+    if grant is not None:
+        if conversation_id is not None and grant.conversation_id != conversation_id:
+            raise not_found()
+        conversation = (
+            Conversation.objects.select_related("chatbot")
+            .filter(pk=grant.conversation_id, chatbot_id=grant.chatbot_id)
+            .first()
+        )
+        if conversation is None:
+            raise not_found()
+        check_browser_origin(request, conversation.chatbot)
+        return conversation
+    user = request_user(request)
+    if user is not None and conversation_id is not None:
+        conversation = (
+            Conversation.objects.select_related("chatbot").filter(pk=conversation_id).first()
+        )
+        if conversation is not None and user_may_use_chatbot(user, conversation.chatbot_id):
+            return conversation
+    raise not_found()
+
+
+def chatbot_for_new_conversation(request, chatbot_public_id: str, widget_key: str = "") -> Chatbot:
+    """Who may start a conversation: the widget (key + allowed origin) or a JWT/staff user."""
+    chatbot = Chatbot.objects.filter(public_id=chatbot_public_id, active=True).first()
+    if chatbot is None:
+        raise ApiError(ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.", status=404)
+    user = request_user(request)
+    if user is not None:
+        if user_may_use_chatbot(user, chatbot.pk):
+            return chatbot
+        raise ApiError(
+            ErrorCode.PERMISSION_DENIED, "Your API user may not use this chatbot.", status=403
+        )
+    key = widget_key or request.headers.get("X-Widget-Key", "")
+    if not key or not hmac.compare_digest(key.encode(), chatbot.widget_key.encode()):
+        raise ApiError(
+            ErrorCode.NOT_AUTHENTICATED,
+            "Send the chatbot's widget key (X-Widget-Key) or an API token.",
+            status=401,
+        )
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, chatbot.allowed_origins):
+        raise ApiError(
+            ErrorCode.ORIGIN_NOT_ALLOWED,
+            "This site may not use this chatbot; add it to the chatbot's allowed origins.",
+            status=403,
+        )
+    return chatbot

@@ -11,12 +11,18 @@ from rest_framework.response import Response
 
 from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode
+from config.ratelimit import ip_of, rate_limit_hit
 from config.schema import ERROR_RESPONSES
 from conversations import selectors, services
 from conversations.access import (
+    chatbot_for_new_conversation,
+    check_browser_origin,
+    conversation_access,
     conversation_token_check,
     conversation_token_issue,
+    request_user,
     token_from_request,
+    user_may_use_chatbot,
 )
 from conversations.hooks import attachments_metadata
 from conversations.models import Conversation, Turn
@@ -30,6 +36,9 @@ class ProcessMessageSerializer(serializers.Serializer):
     user_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     session_id = serializers.UUIDField(required=False, allow_null=True)
     conversation_token = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+    widget_key = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, help_text="Or the X-Widget-Key header."
+    )
     image_data = serializers.JSONField(
         required=False, allow_null=True, help_text="An image: {name, data (base64), mime}."
     )
@@ -69,39 +78,35 @@ def client_ip(request: Request) -> str | None:
 
 
 def conversation_for(request: Request, session_id, body_token: str = "") -> Conversation:
-    """The conversation the caller's token grants, or 404 (same answer whether or not it exists)."""
-    grant = conversation_token_check(token_from_request(request) or body_token)
-    if grant is None or (session_id is not None and grant.conversation_id != session_id):
-        raise ApiError(
-            ErrorCode.CONVERSATION_NOT_FOUND,
-            "No conversation with this id for the token given.",
-            status=404,
-        )
-    conversation = (
-        Conversation.objects.select_related("chatbot")
-        .filter(pk=grant.conversation_id, chatbot_id=grant.chatbot_id)
-        .first()
-    )
-    if conversation is None:
-        raise ApiError(
-            ErrorCode.CONVERSATION_NOT_FOUND,
-            "No conversation with this id for the token given.",
-            status=404,
-        )
-    return conversation
+    """The conversation the caller may use, or 404 (same answer whether or not it exists)."""
+    return conversation_access(request, session_id, body_token=body_token)
 
 
 def turn_for(request: Request, turn_id) -> Turn:
     grant = conversation_token_check(token_from_request(request))
     turn = None
     if grant is not None:
-        turn = Turn.objects.filter(
-            pk=turn_id,
-            conversation_id=grant.conversation_id,
-            conversation__chatbot_id=grant.chatbot_id,
-        ).first()
+        turn = (
+            Turn.objects.select_related("conversation__chatbot")
+            .filter(
+                pk=turn_id,
+                conversation_id=grant.conversation_id,
+                conversation__chatbot_id=grant.chatbot_id,
+            )
+            .first()
+        )
+        if turn is not None:
+            check_browser_origin(request, turn.conversation.chatbot)
+    else:
+        user = request_user(request)
+        if user is not None:
+            turn = Turn.objects.select_related("conversation").filter(pk=turn_id).first()
+            if turn is not None and not user_may_use_chatbot(user, turn.conversation.chatbot_id):
+                turn = None
     if turn is None:
-        raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn for the token given.", status=404)
+        raise ApiError(
+            ErrorCode.TURN_NOT_FOUND, "No such turn for the credentials given.", status=404
+        )
     return turn
 
 
@@ -146,7 +151,7 @@ def process_message(request: Request) -> Response:
         if conversation.chatbot.public_id != data["chatbot_id"]:
             raise ApiError(
                 ErrorCode.CONVERSATION_NOT_FOUND,
-                "No conversation with this id for the token given.",
+                "No conversation with this id for the credentials given.",
                 status=404,
             )
         if not conversation.chatbot.active:
@@ -154,11 +159,14 @@ def process_message(request: Request) -> Response:
                 ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.", status=404
             )
     else:
-        chatbot = Chatbot.objects.filter(public_id=data["chatbot_id"], active=True).first()
-        if chatbot is None:
-            raise ApiError(
-                ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.", status=404
-            )
+        chatbot = chatbot_for_new_conversation(
+            request, data["chatbot_id"], data.get("widget_key", "")
+        )
+        rate_limit_hit(
+            scope="conversation-create",
+            key=ip_of(request),
+            limit=settings.SESSION_CREATE_RATE_LIMIT,
+        )
         conversation = services.conversation_start(chatbot=chatbot, user_id=data.get("user_id", ""))
     idempotency_key = request.headers.get("Idempotency-Key", "")[:200]
     turn, _created = services.message_submit(

@@ -17,7 +17,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chatbots.selectors import chatbot_config_get
 from config.errors import ApiError, ErrorCode, error_body
-from conversations import selectors, services, streaming
+from conversations import access, selectors, services, streaming
 from conversations.access import conversation_token_check
 from conversations.hooks import attachments_metadata
 from conversations.models import Conversation, Message, Turn
@@ -39,9 +39,7 @@ def loop_redis():
 
 def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
     """Browsers always send Origin; a missing one is a server-side client holding a token."""
-    if not origin or not allowed or "*" in allowed:
-        return True
-    return origin.rstrip("/") in allowed
+    return origin is None or access.origin_allowed(origin, allowed)
 
 
 @database_sync_to_async

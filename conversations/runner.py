@@ -268,6 +268,7 @@ class TurnExecution:
 
     async def decide_label(self, router: dict, question: str) -> str | None:
         keys = flow_router.routable_keys(self.config)
+        self.route["router"] = router["name"]
         try:
             if router["endpoint"]["kind"] == "builtin":
                 label = await builtin_route(

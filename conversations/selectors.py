@@ -54,3 +54,78 @@ def stream_events_after(*, turn: Turn, after: int, limit: int) -> dict[str, Any]
         "last_event_id": last_id,
         "has_more": has_more,
     }
+
+
+def conversation_history(*, conversation_id, limit: int, offset: int) -> list[dict[str, Any]]:
+    from conversations.models import Message
+
+    rows = Message.objects.filter(conversation_id=conversation_id).order_by("sequence")[
+        offset : offset + limit
+    ]
+    return [message_as_dict(m) for m in rows]
+
+
+def message_as_dict(m) -> dict[str, Any]:
+    return {
+        "message_id": str(m.id),
+        "direction": "incoming" if m.role == "user" else "outgoing",
+        "role": m.role,
+        "content": m.content,
+        "type": m.type,
+        "sequence": m.sequence,
+        "flow": m.flow,
+        "metadata": {
+            k: v for k, v in m.metadata.items() if k in ("incomplete", "reason", "images")
+        },
+        "created_at": m.created_at.isoformat(),
+    }
+
+
+def conversation_as_dict(c) -> dict[str, Any]:
+    return {
+        "sessionId": str(c.id),
+        "chatbotId": c.chatbot.public_id,
+        "userId": c.user_id,
+        "status": c.status,
+        "isActive": c.status == "active",
+        "isResolved": c.is_resolved,
+        "lastActivity": c.last_activity_at.isoformat(),
+        "messageCount": c.message_count,
+        "createdAt": c.created_at.isoformat(),
+        "metadata": c.metadata,
+        "conversationContext": c.context,
+        "resolutionNotes": c.resolution_notes,
+        "endedReason": c.ended_reason,
+    }
+
+
+def user_sessions(*, user_id: str, chatbot_ids: list[int] | None, kind: str, limit: int) -> list:
+    """A user's sessions with their five latest messages, in two queries whatever the count."""
+    from django.db.models import F, Window
+    from django.db.models.functions import RowNumber
+
+    from conversations.models import Conversation, Message
+
+    sessions = Conversation.objects.select_related("chatbot").filter(user_id=user_id)
+    if chatbot_ids is not None:
+        sessions = sessions.filter(chatbot_id__in=chatbot_ids)
+    if kind == "active":
+        sessions = sessions.filter(status="active")
+    elif kind == "unresolved":
+        sessions = sessions.filter(is_resolved=False).exclude(status="ended")
+    sessions = list(sessions.order_by("-last_activity_at")[:limit])
+    recent: dict = {}
+    if sessions:
+        rows = (
+            Message.objects.filter(conversation_id__in=[c.pk for c in sessions])
+            .annotate(
+                rank=Window(
+                    RowNumber(), partition_by=[F("conversation_id")], order_by=F("sequence").desc()
+                )
+            )
+            .filter(rank__lte=5)
+            .order_by("conversation_id", "sequence")
+        )
+        for m in rows:
+            recent.setdefault(m.conversation_id, []).append(message_as_dict(m))
+    return [{**conversation_as_dict(c), "recentMessages": recent.get(c.pk, [])} for c in sessions]

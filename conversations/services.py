@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode
+from config.ratelimit import message_limit, rate_limit_hit
 from conversations import streaming
 from conversations.models import AICall, Conversation, Message, StreamEvent, Turn
 
@@ -68,6 +69,12 @@ def message_submit(
         ).first()
         if existing is not None:
             return existing, False
+    # Counted here so REST, WebSocket and the synchronous chat API share one limit.
+    rate_limit_hit(
+        scope="messages",
+        key=str(conversation.pk),
+        limit=message_limit(conversation.chatbot.message_rate_limit),
+    )
     try:
         with transaction.atomic():
             # Lock the conversation: serializes sequence numbers of concurrent messages.
@@ -399,3 +406,74 @@ def turns_reap_stale() -> int:
 
 def new_chat_id() -> str:
     return str(uuid.uuid4())
+
+
+def conversation_expire_if_idle(*, conversation: Conversation) -> Conversation:
+    """End an active conversation nobody wrote in for SESSION_INACTIVITY_MINUTES."""
+    minutes = settings.SESSION_INACTIVITY_MINUTES
+    if (
+        minutes
+        and conversation.status == Conversation.Status.ACTIVE
+        and conversation.last_activity_at < timezone.now() - dt.timedelta(minutes=minutes)
+    ):
+        Conversation.objects.filter(pk=conversation.pk, status=Conversation.Status.ACTIVE).update(
+            status=Conversation.Status.ENDED, ended_at=timezone.now(), ended_reason="inactivity"
+        )
+        conversation.refresh_from_db()
+    return conversation
+
+
+def conversations_expire_idle() -> int:
+    """The periodic sweep behind conversation_expire_if_idle; returns how many it ended."""
+    minutes = settings.SESSION_INACTIVITY_MINUTES
+    if not minutes:
+        return 0
+    cutoff = timezone.now() - dt.timedelta(minutes=minutes)
+    return Conversation.objects.filter(
+        status=Conversation.Status.ACTIVE, last_activity_at__lt=cutoff
+    ).update(status=Conversation.Status.ENDED, ended_at=timezone.now(), ended_reason="inactivity")
+
+
+def conversation_resume(*, conversation: Conversation) -> Conversation:
+    """Make an unresolved conversation active again (seed 003 "resume")."""
+    conversation = conversation_expire_if_idle(conversation=conversation)
+    if conversation.status == Conversation.Status.ENDED:
+        raise ApiError(
+            ErrorCode.CONVERSATION_CLOSED,
+            "This conversation has ended; start a new one.",
+            status=409,
+        )
+    if conversation.status == Conversation.Status.RESOLVED:
+        raise ApiError(
+            ErrorCode.CONVERSATION_CLOSED,
+            "This conversation is resolved; send a message to reopen it or start a new one.",
+            status=409,
+        )
+    Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=timezone.now())
+    conversation.refresh_from_db()
+    return conversation
+
+
+def conversation_resolve(*, conversation: Conversation, notes: str = "") -> Conversation:
+    # Conditional UPDATE: resolving an ended conversation must not bring it back.
+    updated = Conversation.objects.filter(
+        pk=conversation.pk, status__in=[Conversation.Status.ACTIVE, Conversation.Status.RESOLVED]
+    ).update(status=Conversation.Status.RESOLVED, is_resolved=True, resolution_notes=notes[:5000])
+    if not updated:
+        raise ApiError(
+            ErrorCode.CONVERSATION_CLOSED, "An ended conversation cannot be resolved.", status=409
+        )
+    conversation.refresh_from_db()
+    return conversation
+
+
+def conversation_end(*, conversation: Conversation, reason: str = "") -> Conversation:
+    Conversation.objects.filter(pk=conversation.pk).exclude(
+        status=Conversation.Status.ENDED
+    ).update(
+        status=Conversation.Status.ENDED,
+        ended_at=timezone.now(),
+        ended_reason=(reason or "user_request")[:255],
+    )
+    conversation.refresh_from_db()
+    return conversation

@@ -10,6 +10,12 @@ pytestmark = pytest.mark.django_db
 
 
 def post(client, body, **headers):
+    """As the widget does: the bot's public key and the shop page's origin for new chats."""
+    from chatbots.models import Chatbot
+
+    bot = Chatbot.objects.filter(public_id=body.get("chatbot_id", "")).first()
+    if bot is not None and "session_id" not in body:
+        headers = {"X-Widget-Key": bot.widget_key, "Origin": bot.allowed_origins[0], **headers}
     return client.post(
         "/api/process-message", body, content_type="application/json", headers=headers
     )

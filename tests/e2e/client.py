@@ -10,8 +10,16 @@ import httpx
 import websockets
 
 
+def widget_headers(chatbot_id: str) -> dict:
+    """What the widget on the shop's page sends: the public key and the page's origin."""
+    from chatbots.models import Chatbot
+
+    bot = Chatbot.objects.get(public_id=chatbot_id)
+    return {"X-Widget-Key": bot.widget_key, "Origin": (bot.allowed_origins or [""])[0]}
+
+
 def post_message(base_url: str, chatbot_id: str, text: str, **extra) -> dict:
-    headers = extra.pop("headers", {})
+    headers = {**widget_headers(chatbot_id), **extra.pop("headers", {})}
     response = httpx.post(
         f"{base_url}/api/process-message",
         json={"chatbot_id": chatbot_id, "message_text": text, **extra},

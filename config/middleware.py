@@ -1,0 +1,77 @@
+"""API hardening that must happen before a view runs: body size (413) and last-resort errors.
+
+Oversized bodies are refused from Content-Length before anything is read; anything a view did
+not handle still leaves in the error envelope (and is logged), never as an HTML 500 page.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from corsheaders.middleware import CorsMiddleware
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse
+
+from config.errors import ErrorCode, error_body
+
+logger = logging.getLogger("config.api")
+
+
+def body_limit_for(path: str) -> int:
+    for prefix, limit in settings.API_BODY_LIMITS.items():
+        if path.startswith(prefix):
+            return limit
+    return settings.API_MAX_BODY_BYTES
+
+
+def too_large(limit: int) -> JsonResponse:
+    return JsonResponse(
+        error_body(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"The request body is larger than {limit} bytes.",
+            {"max_bytes": limit},
+        ),
+        status=413,
+    )
+
+
+class ApiGuardMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/api/"):
+            limit = body_limit_for(request.path)
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return JsonResponse(
+                    error_body(ErrorCode.VALIDATION_ERROR, "Content-Length is not a number."),
+                    status=400,
+                )
+            if length > limit:
+                return too_large(limit)
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not request.path.startswith("/api/"):
+            return None
+        if isinstance(exception, RequestDataTooBig):
+            return too_large(body_limit_for(request.path))
+        if isinstance(exception, RecursionError):
+            return JsonResponse(
+                error_body(ErrorCode.MALFORMED_JSON, "The JSON is nested too deeply."), status=400
+            )
+        logger.exception("unhandled error in %s %s", request.method, request.path)
+        return JsonResponse(
+            error_body(ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; it is logged."),
+            status=500,
+        )
+
+
+class SyncCorsMiddleware(CorsMiddleware):
+    """django-cors-headers, run synchronously: our origin check reads the database."""
+
+    sync_capable = True
+    async_capable = False

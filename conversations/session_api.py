@@ -1,0 +1,417 @@
+"""Sessions API (seed 003): create, history, resume, resolve, end, a user's sessions, and the
+synchronous chat message that waits for the answer."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.errors import ApiError, ErrorCode
+from config.ratelimit import ip_of, rate_limit_hit
+from config.redis import get_redis
+from config.schema import ERROR_RESPONSES
+from conversations import selectors, services, streaming
+from conversations.access import (
+    chatbot_for_new_conversation,
+    conversation_token_issue,
+    request_user,
+)
+from conversations.api import conversation_for, public_url
+from conversations.models import Turn
+
+SESSION = inline_serializer(
+    name="Session",
+    fields={
+        "sessionId": serializers.UUIDField(),
+        "chatbotId": serializers.CharField(),
+        "userId": serializers.CharField(),
+        "status": serializers.ChoiceField(choices=["active", "resolved", "ended"]),
+        "isActive": serializers.BooleanField(),
+        "isResolved": serializers.BooleanField(),
+        "lastActivity": serializers.DateTimeField(),
+        "messageCount": serializers.IntegerField(),
+        "createdAt": serializers.DateTimeField(),
+        "metadata": serializers.DictField(),
+        "conversationContext": serializers.DictField(),
+        "resolutionNotes": serializers.CharField(),
+        "endedReason": serializers.CharField(),
+    },
+)
+MESSAGE_FIELDS = {
+    "message_id": serializers.UUIDField(),
+    "direction": serializers.ChoiceField(choices=["incoming", "outgoing"]),
+    "role": serializers.CharField(),
+    "content": serializers.CharField(),
+    "type": serializers.CharField(),
+    "sequence": serializers.IntegerField(),
+    "flow": serializers.CharField(),
+    "metadata": serializers.DictField(),
+    "created_at": serializers.DateTimeField(),
+}
+
+
+def history_item(**kw):
+    return inline_serializer(name="HistoryMessage", fields=MESSAGE_FIELDS, **kw)
+
+
+class CreateSessionSerializer(serializers.Serializer):
+    chatbot_id = serializers.CharField(max_length=64)
+    userId = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    user_id = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    metadata = serializers.DictField(required=False)
+    widget_key = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+    def validate_metadata(self, value: dict) -> dict:
+        if len(json.dumps(value)) > 4000:
+            raise serializers.ValidationError("Metadata is limited to 4000 characters of JSON.")
+        return value
+
+
+@extend_schema(
+    operation_id="session_create",
+    summary="Start a conversation (widget key + allowed origin, or an API token).",
+    request=CreateSessionSerializer,
+    responses={
+        201: inline_serializer(
+            name="SessionCreated",
+            fields={
+                "success": serializers.BooleanField(),
+                "sessionId": serializers.UUIDField(),
+                "session": SESSION,
+                "conversation_token": serializers.CharField(),
+                "websocket_url": serializers.CharField(),
+            },
+        ),
+        **{s: ERROR_RESPONSES[s] for s in (400, 401, 403, 404, 429)},
+    },
+)
+@api_view(["POST"])
+def session_create(request: Request) -> Response:
+    data = CreateSessionSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    body = data.validated_data
+    chatbot = chatbot_for_new_conversation(request, body["chatbot_id"], body.get("widget_key", ""))
+    rate_limit_hit(
+        scope="conversation-create", key=ip_of(request), limit=settings.SESSION_CREATE_RATE_LIMIT
+    )
+    conversation = services.conversation_start(
+        chatbot=chatbot,
+        user_id=body.get("userId") or body.get("user_id") or "",
+        metadata=body.get("metadata") or {},
+    )
+    return Response(
+        {
+            "success": True,
+            "sessionId": str(conversation.pk),
+            "session": selectors.conversation_as_dict(conversation),
+            "conversation_token": conversation_token_issue(
+                conversation_id=conversation.pk, chatbot_id=chatbot.pk
+            ),
+            "websocket_url": public_url(
+                request, f"/ws/conversations/{conversation.pk}/", websocket=True
+            ),
+        },
+        status=201,
+    )
+
+
+def _paging(request: Request, default_limit: int = 50) -> tuple[int, int]:
+    try:
+        limit = int(request.GET.get("limit", default_limit))
+        offset = int(request.GET.get("offset", 0))
+    except ValueError as exc:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR, "`limit` and `offset` must be whole numbers."
+        ) from exc
+    if not 1 <= limit <= 500 or offset < 0:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "`limit` must be 1-500 and `offset` 0 or more.")
+    return limit, offset
+
+
+@extend_schema(
+    operation_id="session_history",
+    summary="A conversation's messages, oldest first.",
+    parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+    responses={
+        200: inline_serializer(
+            name="SessionHistory",
+            fields={
+                "sessionId": serializers.UUIDField(),
+                "messages": history_item(many=True),
+                "total": serializers.IntegerField(),
+                "limit": serializers.IntegerField(),
+                "offset": serializers.IntegerField(),
+            },
+        ),
+        **{s: ERROR_RESPONSES[s] for s in (400, 404)},
+    },
+)
+@api_view(["GET"])
+def session_history(request: Request, session_id) -> Response:
+    conversation = conversation_for(request, session_id)
+    limit, offset = _paging(request)
+    return Response(
+        {
+            "sessionId": str(conversation.pk),
+            "messages": selectors.conversation_history(
+                conversation_id=conversation.pk, limit=limit, offset=offset
+            ),
+            "total": conversation.messages.count(),
+            "limit": limit,
+            "offset": offset,
+        }
+    )
+
+
+@extend_schema(
+    operation_id="session_resume",
+    summary="Resume an unresolved conversation: the session, its context and full history.",
+    request=None,
+    responses={
+        200: inline_serializer(
+            name="SessionResumed",
+            fields={
+                "success": serializers.BooleanField(),
+                "sessionId": serializers.UUIDField(),
+                "session": SESSION,
+                "history": history_item(many=True),
+                "message": serializers.CharField(),
+            },
+        ),
+        **{s: ERROR_RESPONSES[s] for s in (404, 409)},
+    },
+)
+@api_view(["POST"])
+def session_resume(request: Request, session_id) -> Response:
+    conversation = services.conversation_resume(conversation=conversation_for(request, session_id))
+    return Response(
+        {
+            "success": True,
+            "sessionId": str(conversation.pk),
+            "session": selectors.conversation_as_dict(conversation),
+            "history": selectors.conversation_history(
+                conversation_id=conversation.pk, limit=10_000, offset=0
+            ),
+            "message": "Session resumed successfully. You can continue the conversation.",
+        }
+    )
+
+
+class ResolveSerializer(serializers.Serializer):
+    notes = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+
+
+class EndSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+SESSION_RESPONSE = inline_serializer(
+    name="SessionChanged", fields={"success": serializers.BooleanField(), "session": SESSION}
+)
+
+
+@extend_schema(
+    operation_id="session_resolve",
+    summary="Mark a conversation resolved.",
+    request=ResolveSerializer,
+    responses={200: SESSION_RESPONSE, **{s: ERROR_RESPONSES[s] for s in (400, 404, 409)}},
+)
+@api_view(["POST"])
+def session_resolve(request: Request, session_id) -> Response:
+    conversation = conversation_for(request, session_id)
+    body = ResolveSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    conversation = services.conversation_resolve(
+        conversation=conversation, notes=body.validated_data["notes"]
+    )
+    return Response({"success": True, "session": selectors.conversation_as_dict(conversation)})
+
+
+@extend_schema(
+    operation_id="session_end",
+    summary="End a conversation.",
+    request=EndSerializer,
+    responses={200: SESSION_RESPONSE, **{s: ERROR_RESPONSES[s] for s in (400, 404)}},
+)
+@api_view(["POST"])
+def session_end(request: Request, session_id) -> Response:
+    conversation = conversation_for(request, session_id)
+    body = EndSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    conversation = services.conversation_end(
+        conversation=conversation, reason=body.validated_data["reason"]
+    )
+    return Response({"success": True, "session": selectors.conversation_as_dict(conversation)})
+
+
+@extend_schema(
+    operation_id="user_sessions",
+    summary="A user's sessions with recent messages (API token or staff only).",
+    parameters=[
+        OpenApiParameter("type", str, enum=["active", "unresolved", "recent"]),
+        OpenApiParameter("limit", int),
+    ],
+    responses={
+        200: inline_serializer(
+            name="UserSessions",
+            fields={
+                "userId": serializers.CharField(),
+                "type": serializers.CharField(),
+                "count": serializers.IntegerField(),
+                "sessions": serializers.ListField(child=serializers.DictField()),
+            },
+        ),
+        **{s: ERROR_RESPONSES[s] for s in (400, 401)},
+    },
+)
+@api_view(["GET"])
+def user_sessions(request: Request, user_id: str) -> Response:
+    user = request_user(request)
+    if user is None:
+        # A user id is chosen by the client, so it proves nothing: visitors resume with their
+        # conversation token instead (POST /api/sessions/<id>/resume).
+        raise ApiError(
+            ErrorCode.NOT_AUTHENTICATED, "An API token or a staff login is required.", status=401
+        )
+    kind = request.GET.get("type", "recent")
+    if kind not in ("active", "unresolved", "recent"):
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "`type` must be active, unresolved or recent.")
+    limit, _offset = _paging(request, default_limit=10)
+    chatbot_ids = None if user.is_staff else list(user.api_chatbots.values_list("pk", flat=True))
+    sessions = selectors.user_sessions(
+        user_id=user_id[:200], chatbot_ids=chatbot_ids, kind=kind, limit=limit
+    )
+    return Response({"userId": user_id, "type": kind, "count": len(sessions), "sessions": sessions})
+
+
+class ChatMessageSerializer(serializers.Serializer):
+    message = serializers.CharField(max_length=100_000)
+    type = serializers.ChoiceField(choices=["text"], default="text", required=False)
+    sessionId = serializers.UUIDField(required=False)
+
+
+@extend_schema(
+    operation_id="chat_message",
+    summary="Send a message and wait for the answer (times out to the turn id).",
+    request=ChatMessageSerializer,
+    parameters=[
+        OpenApiParameter("X-Session-ID", str, location=OpenApiParameter.HEADER, required=False),
+        OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER, required=False),
+    ],
+    responses={
+        200: inline_serializer(
+            name="ChatMessageAnswered",
+            fields={
+                "sessionId": serializers.UUIDField(),
+                "turn_id": serializers.UUIDField(),
+                "status": serializers.CharField(),
+                "message": history_item(),
+                "response": history_item(allow_null=True),
+                "agent": serializers.DictField(),
+                "error": serializers.DictField(required=False),
+            },
+        ),
+        202: inline_serializer(
+            name="ChatMessagePending",
+            fields={
+                "sessionId": serializers.UUIDField(),
+                "turn_id": serializers.UUIDField(),
+                "status": serializers.CharField(),
+                "streaming_url": serializers.CharField(),
+            },
+        ),
+        **{s: ERROR_RESPONSES[s] for s in (400, 404, 409, 429)},
+    },
+)
+@api_view(["POST"])
+def chat_message(request: Request) -> Response:
+    body = ChatMessageSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    session_id = request.headers.get("X-Session-ID") or body.validated_data.get("sessionId")
+    if not session_id:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            "Send the session id in the X-Session-ID header (create one with POST /api/sessions).",
+        )
+    conversation = conversation_for(request, _uuid(session_id))
+    turn, _created = services.message_submit(
+        conversation=conversation,
+        text=body.validated_data["message"],
+        idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
+        client_ip=ip_of(request),
+    )
+    turn = _wait_for_turn(turn, settings.CHAT_SYNC_TIMEOUT_SECONDS)
+    if not turn.is_finished:
+        return Response(
+            {
+                "sessionId": str(conversation.pk),
+                "turn_id": str(turn.pk),
+                "status": turn.status,
+                "streaming_url": public_url(request, f"/api/stream-events/{turn.pk}"),
+            },
+            status=202,
+        )
+    route = turn.route or {}
+    involved = [name for name in (route.get("router"), route.get("extractor")) if name]
+    involved.append(turn.flow or "main")
+    result = {
+        "sessionId": str(conversation.pk),
+        "turn_id": str(turn.pk),
+        "status": turn.status,
+        "message": selectors.message_as_dict(turn.user_message),
+        "response": (
+            selectors.message_as_dict(turn.assistant_message) if turn.assistant_message else None
+        ),
+        "agent": {
+            "type": turn.flow or None,
+            "confidence": route.get("confidence"),
+            "agentsInvolved": involved,
+            "route": route.get("label"),
+        },
+    }
+    if turn.status != Turn.Status.COMPLETED:
+        result["error"] = {"code": turn.error_code, "message": turn.error_message}
+    return Response(result)
+
+
+def _uuid(value):
+    import uuid
+
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise ApiError(
+            ErrorCode.CONVERSATION_NOT_FOUND,
+            "No conversation with this id for the credentials given.",
+            status=404,
+        ) from exc
+
+
+def _wait_for_turn(turn: Turn, timeout: float) -> Turn:
+    """Block until the turn's `end` event is logged (Redis XREAD), or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    redis = get_redis()
+    key = streaming.stream_key(str(turn.pk))
+    last = "0-0"
+    while time.monotonic() < deadline:
+        turn.refresh_from_db(fields=["status", "assistant_message", "flow", "route"])
+        if turn.is_finished:
+            break
+        wait_ms = int(min(1.0, max(0.05, deadline - time.monotonic())) * 1000)
+        try:
+            entries = redis.xread({key: last}, block=wait_ms, count=100)
+        except Exception:
+            time.sleep(0.2)
+            continue
+        for _stream, items in entries or []:
+            if items:
+                last = items[-1][0]
+    turn = Turn.objects.select_related("user_message", "assistant_message").get(pk=turn.pk)
+    return turn
