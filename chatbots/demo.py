@@ -107,3 +107,44 @@ def demo_load() -> Chatbot:
         },
     )
     return chatbot
+
+
+DEMO_CHATFLOW_ID = "0d5e1f2a-3b4c-4d6e-8f90-a1b2c3d4e5f6"
+
+
+@transaction.atomic
+def demo_flowise_load(*, base_url: str) -> Chatbot:
+    """A second demo bot on a Flowise endpoint (the fake Flowise `./run` starts locally)."""
+    endpoint, _ = AIEndpoint.objects.update_or_create(
+        name="Demo Flowise (local fake)",
+        defaults={"kind": AIEndpoint.Kind.FLOWISE, "base_url": base_url, "read_timeout": 30.0},
+    )
+    chatbot, _ = Chatbot.objects.get_or_create(
+        public_id="demo-flowise",
+        defaults={
+            "name": "Demo Shop (Flowise)",
+            "language": "en",
+            "greeting": "Hi! I answer through a (fake) Flowise server.",
+            "allowed_origins": ["http://127.0.0.1:8000", "http://localhost:8000"],
+            "contact_email": "kundeservice@demo-shop.example",
+        },
+    )
+    Flow.objects.update_or_create(
+        chatbot=chatbot,
+        name="main",
+        defaults={
+            "role": Flow.Role.ANSWER,
+            "is_main": True,
+            "endpoint": endpoint,
+            "target": DEMO_CHATFLOW_ID,
+        },
+    )
+    return chatbot
+
+
+def demo_allow_origin(*, origin: str) -> None:
+    """The demo page is served by this installation: its own origin must be allowed."""
+    for chatbot in Chatbot.objects.filter(public_id__in=["demo", "demo-flowise"]):
+        if origin not in chatbot.allowed_origins:
+            chatbot.allowed_origins = [*chatbot.allowed_origins, origin]
+            chatbot.save(update_fields=["allowed_origins", "updated_at"])

@@ -20,3 +20,19 @@ class ApiJWTAuthentication(JWTAuthentication):
         if raw is None or not looks_like_jwt(raw.decode("latin-1")):
             return None
         return super().authenticate(request)
+
+
+try:
+    from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+    class ApiJWTScheme(OpenApiAuthenticationExtension):
+        """Documents the JWT bearer scheme in the OpenAPI schema."""
+
+        target_class = "config.authentication.ApiJWTAuthentication"
+        name = "jwtAuth"
+
+        def get_security_definition(self, auto_schema):
+            return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+except ImportError:  # pragma: no cover - drf-spectacular is a runtime dependency
+    pass

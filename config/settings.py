@@ -186,8 +186,14 @@ SIMPLE_JWT = {
 
 # Request bodies under /api/: refused with 413 from Content-Length before they are read.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=256 * 1024)
+# Endpoints that take an image (base64 in JSON is 4/3 of the file, plus the other fields).
+API_UPLOAD_MAX_BODY_BYTES = env.int(
+    "API_UPLOAD_MAX_BODY_BYTES",
+    default=4 * -(-env.int("IMAGE_MAX_BYTES", default=10 * 1024 * 1024) // 3) + 256 * 1024,
+)
 API_BODY_LIMITS = {
-    "/api/upload-image": env.int("API_UPLOAD_MAX_BODY_BYTES", default=15 * 1024 * 1024)
+    "/api/upload-image": API_UPLOAD_MAX_BODY_BYTES,
+    "/api/process-message": API_UPLOAD_MAX_BODY_BYTES,
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_BODY_LIMITS.values())
 
@@ -288,4 +294,22 @@ CHAT_SYNC_TIMEOUT_SECONDS = env.float("CHAT_SYNC_TIMEOUT_SECONDS", default=30.0)
 REOPEN_RESOLVED_ON_MESSAGE = env.bool("REOPEN_RESOLVED_ON_MESSAGE", default=True)
 # Whether AI clients honour HTTP(S)_PROXY / NO_PROXY from the environment.
 UPSTREAM_TRUST_ENV = env.bool("UPSTREAM_TRUST_ENV", default=True)
+
+# --- Images: uploads, validation, description (images app; docs/images.md) -------------------
+# Largest image accepted (bytes of the file; base64 in JSON is ~4/3 of this). Bigger → 413.
+IMAGE_MAX_BYTES = env.int("IMAGE_MAX_BYTES", default=10 * 1024 * 1024)
+# Largest width x height decoded (decompression bombs); also bounds the memory of one decode.
+IMAGE_MAX_PIXELS = env.int("IMAGE_MAX_PIXELS", default=40_000_000)
+# Longest animation accepted (GIF/WebP/APNG); only the first frame is kept.
+IMAGE_MAX_FRAMES = env.int("IMAGE_MAX_FRAMES", default=100)
+# Stored images are scaled down to this longest side (vision models scale to ~2048 anyway).
+IMAGE_MAX_SIDE = env.int("IMAGE_MAX_SIDE", default=4096)
+IMAGE_THUMBNAIL_SIZE = env.int("IMAGE_THUMBNAIL_SIZE", default=256)
+IMAGE_MAX_PER_CONVERSATION = env.int("IMAGE_MAX_PER_CONVERSATION", default=20)
+IMAGE_UPLOAD_RATE_LIMIT = env.str("IMAGE_UPLOAD_RATE_LIMIT", default="20/minute")  # per IP
+# Our own retries of a failed description, on top of the client's retries before a first token.
+IMAGE_DESCRIPTION_ATTEMPTS = env.int("IMAGE_DESCRIPTION_ATTEMPTS", default=2)
+IMAGE_DESCRIPTION_BACKOFF_SECONDS = env.float("IMAGE_DESCRIPTION_BACKOFF_SECONDS", default=1.0)
+# Delete images (files and rows) this many days after upload; 0 = keep as long as the conversation.
+IMAGE_RETENTION_DAYS = env.int("IMAGE_RETENTION_DAYS", default=0)
 

@@ -105,5 +105,10 @@ def attachments_metadata(conversation: Any, payload: dict[str, Any]) -> dict[str
                 f"`{name}` is not accepted by this installation.",
                 status=400,
             )
-        metadata.update(handler(conversation, value))
+        for key, item in handler(conversation, value).items():
+            # `image_data` and `image_ids` together: both lists of images are kept.
+            if isinstance(item, list) and isinstance(metadata.get(key), list):
+                metadata[key] = metadata[key] + item
+            else:
+                metadata[key] = item
     return metadata

@@ -44,21 +44,25 @@ SESSION = inline_serializer(
         "endedReason": serializers.CharField(),
     },
 )
-MESSAGE_FIELDS = {
-    "message_id": serializers.UUIDField(),
-    "direction": serializers.ChoiceField(choices=["incoming", "outgoing"]),
-    "role": serializers.CharField(),
-    "content": serializers.CharField(),
-    "type": serializers.CharField(),
-    "sequence": serializers.IntegerField(),
-    "flow": serializers.CharField(),
-    "metadata": serializers.DictField(),
-    "created_at": serializers.DateTimeField(),
-}
+
+
+class HistoryMessageSerializer(serializers.Serializer):
+    message_id = serializers.UUIDField()
+    direction = serializers.ChoiceField(choices=["incoming", "outgoing"])
+    role = serializers.CharField()
+    content = serializers.CharField()
+    type = serializers.CharField()
+    sequence = serializers.IntegerField()
+    flow = serializers.CharField()
+    metadata = serializers.DictField()
+    created_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "HistoryMessage"
 
 
 def history_item(**kw):
-    return inline_serializer(name="HistoryMessage", fields=MESSAGE_FIELDS, **kw)
+    return HistoryMessageSerializer(**kw)
 
 
 class CreateSessionSerializer(serializers.Serializer):

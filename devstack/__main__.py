@@ -50,11 +50,26 @@ def serve() -> int:
         for note in services.notes:
             print(f"run: {note}")
         manage("migrate", "--noinput", "-v", "0")
-        manage("load_demo")
+        fake_flowise = os.environ.get("DEMO_FAKE_FLOWISE", "true").lower() not in (
+            "0",
+            "false",
+            "no",
+        )
+        fake_port = os.environ.get("FAKE_FLOWISE_PORT", "8101")
+        fake_url = f"http://127.0.0.1:{fake_port}" if fake_flowise else ""
+        port = os.environ.get("PORT", "8000")
+        host = os.environ.get("HOST", "127.0.0.1")
+        manage(
+            "load_demo",
+            "--origin",
+            f"http://{host}:{port}",
+            *(["--flowise-url", fake_url] if fake_flowise else []),
+        )
         manage("ensure_admin")
         port = os.environ.get("PORT", "8000")
         host = os.environ.get("HOST", "127.0.0.1")
         turn_threads = os.environ.get("TURN_WORKER_CONCURRENCY", "50")
+        flower_port = os.environ.get("FLOWER_PORT", "5555")
         procs: dict[str, subprocess.Popen] = {}
         commands = {
             # Twisted endpoint string: raises the listen backlog (Daphne's default 50 resets bursts).
@@ -70,6 +85,17 @@ def serve() -> int:
             "worker-background": celery_worker_cmd(
                 "background", "analytics,maintenance,celery", "threads", 4
             ),
+            "flower": [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "flower",
+                f"--address={host}",
+                f"--port={flower_port}",
+                "--loglevel=WARNING",
+            ],
             "beat": [
                 PY,
                 "-m",
@@ -83,6 +109,17 @@ def serve() -> int:
                 str(DATA / "celerybeat-schedule"),
             ],
         }
+        if fake_flowise:
+            # A local stand-in for Flowise so `demo-flowise` streams with no AI service at all.
+            commands["fake-flowise"] = [
+                PY,
+                "-m",
+                "tests.fakes.flowise",
+                "--port",
+                fake_port,
+                "--tokens-per-second",
+                "15",
+            ]
         for name, cmd in commands.items():
             procs[name] = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
         base = f"http://{host}:{port}"
@@ -91,8 +128,14 @@ def serve() -> int:
             f"  Admin:        {base}/admin/\n"
             f"  API docs:     {base}/api/docs/\n"
             f"  Demo config:  {base}/api/conversation-config/demo\n"
-            f"  Health:       {base}/api/conversation-health\n"
-            "  Stop with Ctrl-C.\n",
+            f"  Health:       {base}/health\n"
+            f"  Flower:       http://{host}:{flower_port}/  (Celery workers and tasks)\n"
+            + (
+                f"  Demo bots:    demo (builtin), demo-flowise (fake Flowise at {fake_url})\n"
+                if fake_flowise
+                else "  Demo bot:     demo (builtin)\n"
+            )
+            + "  Stop with Ctrl-C.\n",
             flush=True,
         )
         return supervise(procs)

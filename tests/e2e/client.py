@@ -45,7 +45,10 @@ async def ws_events(
         ready = json.loads(await asyncio.wait_for(ws.recv(), timeout))
         assert ready["type"] == "ready", ready
         await ws.send(
-            json.dumps(send_first or {"type": "resume", "turn_id": reply["turn_id"], "last_event_id": after})
+            json.dumps(
+                send_first
+                or {"type": "resume", "turn_id": reply["turn_id"], "last_event_id": after}
+            )
         )
         deadline = time.monotonic() + timeout
         while True:

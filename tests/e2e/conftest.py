@@ -81,28 +81,64 @@ def stack(django_db_setup, django_db_blocker) -> Stack:
             "TURN_HEARTBEAT_SECONDS": "1",
             "UPSTREAM_TRUST_ENV": "false",
             "DATABASE_CONN_MAX_AGE": "0",
-            # Fuzzing sends hundreds of requests from one IP; limits have their own tests.
-            "RATE_LIMITS_ENABLED": "false",
+            # Fuzzing sends hundreds of requests from one IP: lift the global limits (per-bot
+            # message limits still apply, and the limits have their own tests).
+            "SESSION_CREATE_RATE_LIMIT": "100000/minute",
+            "AUTH_TOKEN_RATE_LIMIT": "100000/minute",
+            "MESSAGE_RATE_LIMIT_PER_MINUTE": "100000",
+            "CHAT_SYNC_TIMEOUT_SECONDS": "5",
+            "IMAGE_UPLOAD_RATE_LIMIT": "100000/minute",
         }
     )
     port = _free_port()
     daphne_log = ARTIFACTS / "e2e-daphne.log"
     worker_log = ARTIFACTS / "e2e-worker.log"
     daphne = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
-         "config.asgi:application"],
-        cwd=ROOT, env=env, stdout=daphne_log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-e",
+            f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
+            "config.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=daphne_log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "turns,celery", "-P",
-         "threads", "-c", "40", "-n", f"e2e-{port}@%h", "--without-mingle", "--without-gossip",
-         "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "turns,celery",
+            "-P",
+            "threads",
+            "-c",
+            "40",
+            "-n",
+            f"e2e-{port}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=worker_log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     try:
         _wait_for(lambda: _port_open(port), 30, "Daphne", daphne_log)
         _wait_for(lambda: b" ready." in worker_log.read_bytes(), 60, "Celery worker", worker_log)
-        yield Stack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", worker_log, daphne_log, env)
+        yield Stack(
+            f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", worker_log, daphne_log, env
+        )
     finally:
         for proc in (daphne, worker):
             proc.terminate()

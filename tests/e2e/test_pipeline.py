@@ -39,8 +39,13 @@ def openai_server():
 def flowise_bot(server, *, public_id: str = "vinhuset", **chatbot) -> tuple:
     chatbot.setdefault("with_main_flow", False)
     bot = create_chatbot(public_id=public_id, **chatbot)
-    endpoint = create_endpoint(kind=AIEndpoint.Kind.FLOWISE, base_url=server.url, api_key="fw-key-0123456789",
-                               read_timeout=2.0, total_timeout=20)
+    endpoint = create_endpoint(
+        kind=AIEndpoint.Kind.FLOWISE,
+        base_url=server.url,
+        api_key="fw-key-0123456789",
+        read_timeout=2.0,
+        total_timeout=20,
+    )
     flow = create_flow(chatbot=bot, name="main", is_main=True, endpoint=endpoint)
     return bot, flow
 
@@ -63,15 +68,32 @@ def test_demo_bot_streams_an_answer_equal_to_the_stored_message(stack):
     text = answer_text(events)
     assert "We ship within two days to Denmark." in text
     assert text == stored_answer(reply["turn_id"])
-    assert events[-1]["data"]["message_id"] == str(Turn.objects.get(pk=reply["turn_id"]).assistant_message_id)
+    assert events[-1]["data"]["message_id"] == str(
+        Turn.objects.get(pk=reply["turn_id"]).assistant_message_id
+    )
 
 
 def test_flowise_answer_streams_through_text_rules_and_is_logged(stack, flowise):
-    bot, flow = flowise_bot(flowise)
+    bot, _flow = flowise_bot(flowise)
     TextRule.objects.create(chatbot=bot, kind=TextRule.Kind.EXCLAMATION, replace=".")
-    TextRule.objects.create(chatbot=bot, kind=TextRule.Kind.REPLACE, find="red wine", replace="rødvin")
-    flowise.scenario.tokens = ["Try", " our", " red", " wi", "ne", "!", " It", " is", " great", "!!"]
-    flowise.scenario.source_documents = [{"pageContent": "Wine list", "metadata": {"source": "wines.pdf"}}]
+    TextRule.objects.create(
+        chatbot=bot, kind=TextRule.Kind.REPLACE, find="red wine", replace="rødvin"
+    )
+    flowise.scenario.tokens = [
+        "Try",
+        " our",
+        " red",
+        " wi",
+        "ne",
+        "!",
+        " It",
+        " is",
+        " great",
+        "!!",
+    ]
+    flowise.scenario.source_documents = [
+        {"pageContent": "Wine list", "metadata": {"source": "wines.pdf"}}
+    ]
     reply = post_message(stack.base_url, "vinhuset", "Which wine?")
     events = asyncio.run(ws_events(reply))
     assert_gapless(events)
@@ -160,7 +182,9 @@ def test_every_upstream_failure_ends_the_turn_with_an_error_event(stack, flowise
 
 def test_rate_limited_upstream_is_retried_before_the_first_token(stack, flowise):
     flowise_bot(flowise)
-    flowise.scenario.update({"status": 429, "fail_times": 1, "retry_after": "1", "answer": "Finally here."})
+    flowise.scenario.update(
+        {"status": 429, "fail_times": 1, "retry_after": "1", "answer": "Finally here."}
+    )
     reply = post_message(stack.base_url, "vinhuset", "Anyone?")
     events = asyncio.run(ws_events(reply))
     assert answer_text(events) == "Finally here."
@@ -182,7 +206,9 @@ def test_cancel_stops_the_answer_and_aborts_flowise(stack, flowise):
         url = reply["websocket_url"] + "?token=" + reply["conversation_token"]
         async with websockets.connect(url) as ws:
             await ws.recv()
-            await ws.send(json.dumps({"type": "resume", "turn_id": reply["turn_id"], "last_event_id": 0}))
+            await ws.send(
+                json.dumps({"type": "resume", "turn_id": reply["turn_id"], "last_event_id": 0})
+            )
             events = []
             while True:
                 msg = json.loads(await asyncio.wait_for(ws.recv(), 20))
@@ -236,8 +262,11 @@ def test_parallel_routing_releases_main_when_the_router_picks_it(stack, flowise)
 
 def test_openai_compatible_endpoint_streams_with_usage(stack, openai_server):
     bot = create_chatbot(public_id="oa-shop", with_main_flow=False)
-    endpoint = create_endpoint(kind=AIEndpoint.Kind.OPENAI, base_url=openai_server.url + "/v1",
-                               api_key="sk-test-abcdef123456")
+    endpoint = create_endpoint(
+        kind=AIEndpoint.Kind.OPENAI,
+        base_url=openai_server.url + "/v1",
+        api_key="sk-test-abcdef123456",
+    )
     create_flow(chatbot=bot, name="main", is_main=True, endpoint=endpoint, target="gpt-4o-mini")
     openai_server.scenario.answer = "Hello from a model."
     reply = post_message(stack.base_url, "oa-shop", "Hi model")
@@ -258,9 +287,15 @@ def test_reaper_fails_a_turn_whose_worker_died_and_clients_hear_it(stack, flowis
     asyncio.run(ws_events(reply))
     # A turn left running by a worker that was killed: heartbeat long gone.
     turn = Turn.objects.get(pk=reply["turn_id"])
-    message = Message.objects.create(conversation=turn.conversation, role="user", content="y", sequence=99)
-    dead = Turn.objects.create(conversation=turn.conversation, user_message=message, status="running",
-                               heartbeat_at=timezone.now() - timezone.timedelta(minutes=5))
+    message = Message.objects.create(
+        conversation=turn.conversation, role="user", content="y", sequence=99
+    )
+    dead = Turn.objects.create(
+        conversation=turn.conversation,
+        user_message=message,
+        status="running",
+        heartbeat_at=timezone.now() - timezone.timedelta(minutes=5),
+    )
     settings.TURN_STALE_SECONDS = 30
     assert turns_reap_stale() == 1
     dead_reply = {**reply, "turn_id": str(dead.pk)}
@@ -277,14 +312,19 @@ def test_outsiders_cannot_read_or_resume_a_turn(stack, flowise):
     reply = post_message(stack.base_url, "vinhuset", "private question")
     other = post_message(stack.base_url, "vinhuset", "someone else")
     url = f"{stack.base_url}/api/stream-events/{reply['turn_id']}"
-    for headers in ({}, {"Authorization": f"Bearer {other['conversation_token']}"},
-                    {"Authorization": "Bearer forged"}):
+    for headers in (
+        {},
+        {"Authorization": f"Bearer {other['conversation_token']}"},
+        {"Authorization": "Bearer forged"},
+    ):
         response = httpx.get(url, headers=headers)
         assert response.status_code == 404
         assert "private" not in response.text
     events = asyncio.run(ws_events({**other, "turn_id": reply["turn_id"]}))
     assert events[-1]["type"] == "error"
     assert events[-1]["error"]["code"] == "TURN_NOT_FOUND"
-    missing = httpx.get(f"{stack.base_url}/api/stream-events/{uuid.uuid4()}",
-                        headers={"Authorization": f"Bearer {reply['conversation_token']}"})
+    missing = httpx.get(
+        f"{stack.base_url}/api/stream-events/{uuid.uuid4()}",
+        headers={"Authorization": f"Bearer {reply['conversation_token']}"},
+    )
     assert missing.status_code == 404

@@ -1,0 +1,116 @@
+"""Sessions over the real stack: the synchronous chat API and WebSocket rate limiting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+import websockets
+
+from chatbots.models import AIEndpoint
+from chatbots.tests.factories import (
+    create_chatbot,
+    create_endpoint,
+    create_entry,
+    create_flow,
+    create_kb,
+)
+from tests.e2e.client import poll_events, widget_headers
+from tests.fakes.flowise import FakeFlowise
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def new_session(stack, chatbot_id: str) -> dict:
+    response = httpx.post(
+        f"{stack.base_url}/api/sessions",
+        json={"chatbot_id": chatbot_id, "userId": "user_12345"},
+        headers=widget_headers(chatbot_id),
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_chat_message_waits_for_the_answer(stack):
+    bot = create_chatbot(public_id="sync-bot", with_main_flow=False)
+    kb = create_kb(chatbot=bot)
+    create_entry(knowledge_base=kb, title="Opening hours", text="We are open 9 to 17.")
+    create_flow(chatbot=bot, name="main", is_main=True, knowledge_base=kb)
+    session = new_session(stack, "sync-bot")
+    response = httpx.post(
+        f"{stack.base_url}/api/chat/message",
+        json={"message": "When are you open?", "type": "text"},
+        headers={
+            "X-Session-ID": session["sessionId"],
+            "Authorization": f"Bearer {session['conversation_token']}",
+        },
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["message"]["content"] == "When are you open?"
+    assert body["message"]["direction"] == "incoming"
+    assert "We are open 9 to 17." in body["response"]["content"]
+    assert body["response"]["direction"] == "outgoing"
+    assert body["agent"]["type"] == "main" and body["agent"]["agentsInvolved"] == ["main"]
+
+
+def test_chat_message_returns_the_turn_id_when_the_answer_takes_too_long(stack):
+    with FakeFlowise() as flowise:
+        bot = create_chatbot(public_id="slow-bot", with_main_flow=False)
+        endpoint = create_endpoint(kind=AIEndpoint.Kind.FLOWISE, base_url=flowise.url)
+        create_flow(chatbot=bot, name="main", is_main=True, endpoint=endpoint)
+        # The stack waits CHAT_SYNC_TIMEOUT_SECONDS=5 for an answer; this one takes longer.
+        flowise.scenario.delay_before_first_token = 7
+        session = new_session(stack, "slow-bot")
+        auth = {
+            "X-Session-ID": session["sessionId"],
+            "Authorization": f"Bearer {session['conversation_token']}",
+        }
+        response = httpx.post(
+            f"{stack.base_url}/api/chat/message",
+            json={"message": "hello"},
+            headers=auth,
+            timeout=30,
+        )
+        assert response.status_code == 202
+        body = response.json()
+        assert body["status"] in ("pending", "running")
+        events = poll_events(
+            stack.base_url,
+            {"turn_id": body["turn_id"], "conversation_token": session["conversation_token"]},
+        )
+        assert events[-1]["data"]["status"] == "completed"
+
+
+def test_websocket_messages_over_the_limit_get_an_error_frame_and_the_socket_stays_open(stack):
+    from chatbots.models import Chatbot
+
+    bot = create_chatbot(public_id="ws-limit", message_rate_limit=2)
+    Chatbot.objects.filter(pk=bot.pk).update(message_rate_limit=2)
+    session = new_session(stack, "ws-limit")
+    url = f"{stack.ws_url}/ws/conversations/{session['sessionId']}/?token={session['conversation_token']}"
+
+    async def scenario():
+        frames = []
+        async with websockets.connect(url) as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+            for i in range(3):
+                await ws.send(json.dumps({"type": "message", "message_text": f"m{i}"}))
+            while len([f for f in frames if f.get("type") in ("turn", "error")]) < 3:
+                frames.append(json.loads(await asyncio.wait_for(ws.recv(), 20)))
+            await ws.send(json.dumps({"type": "ping"}))
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                if frame["type"] == "pong":
+                    break
+        return frames
+
+    frames = asyncio.run(scenario())
+    kinds = [f["type"] for f in frames if f.get("type") in ("turn", "error")]
+    assert kinds.count("turn") == 2
+    error = next(f for f in frames if f["type"] == "error")
+    assert error["error"]["code"] == "RATE_LIMITED"
+    assert error["error"]["details"]["retry_after"] >= 1
