@@ -26,11 +26,20 @@ def world(make_chatbot):
     bot_a.api_users.add(api_user)
     User.objects.create_user("shop-b-server", password="pw-123456789").api_chatbots.add(bot_b)
     User.objects.create_user("staff", password="pw-123456789", is_staff=True)
-    return {"a": bot_a, "b": bot_b, "owner": owner, "turn": turn, "other": other, "foreign": foreign}
+    return {
+        "a": bot_a,
+        "b": bot_b,
+        "owner": owner,
+        "turn": turn,
+        "other": other,
+        "foreign": foreign,
+    }
 
 
 def token_for(conversation: Conversation) -> str:
-    return conversation_token_issue(conversation_id=conversation.pk, chatbot_id=conversation.chatbot_id)
+    return conversation_token_issue(
+        conversation_id=conversation.pk, chatbot_id=conversation.chatbot_id
+    )
 
 
 def jwt_for(username: str) -> str:
@@ -140,7 +149,9 @@ def test_starting_a_conversation_needs_the_widget_key_from_an_allowed_origin(
         for k, v in headers.items()
     }
     response = client.post(
-        "/api/sessions", {"chatbot_id": "bot-a", "userId": "u"}, content_type="application/json",
+        "/api/sessions",
+        {"chatbot_id": "bot-a", "userId": "u"},
+        content_type="application/json",
         headers=headers,
     )
     assert response.status_code == status, response.content
@@ -152,12 +163,16 @@ def test_starting_a_conversation_needs_the_widget_key_from_an_allowed_origin(
 
 def test_api_users_start_conversations_only_for_their_bots(client, world):
     ok = client.post(
-        "/api/sessions", {"chatbot_id": "bot-a"}, content_type="application/json",
+        "/api/sessions",
+        {"chatbot_id": "bot-a"},
+        content_type="application/json",
         headers={"Authorization": f"Bearer {jwt_for('shop-a-server')}"},
     )
     assert ok.status_code == 201
     denied = client.post(
-        "/api/sessions", {"chatbot_id": "bot-a"}, content_type="application/json",
+        "/api/sessions",
+        {"chatbot_id": "bot-a"},
+        content_type="application/json",
         headers={"Authorization": f"Bearer {jwt_for('shop-b-server')}"},
     )
     assert denied.status_code == 403
@@ -166,7 +181,10 @@ def test_api_users_start_conversations_only_for_their_bots(client, world):
 def test_a_browser_on_another_site_cannot_use_a_valid_token(client, world):
     response = client.get(
         f"/api/sessions/{world['owner'].pk}/history",
-        headers={"Authorization": f"Bearer {token_for(world['owner'])}", "Origin": "https://evil.example"},
+        headers={
+            "Authorization": f"Bearer {token_for(world['owner'])}",
+            "Origin": "https://evil.example",
+        },
     )
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "ORIGIN_NOT_ALLOWED"
@@ -182,7 +200,10 @@ def test_user_session_lists_need_an_api_user_and_stay_within_its_bots(client, wo
         "/api/users/anna/sessions?type=unresolved",
         headers={"Authorization": f"Bearer {jwt_for('shop-a-server')}"},
     ).json()
-    assert mine["count"] == 1 and mine["sessions"][0]["recentMessages"][0]["content"] == "my private question"
+    assert (
+        mine["count"] == 1
+        and mine["sessions"][0]["recentMessages"][0]["content"] == "my private question"
+    )
     theirs = client.get(
         "/api/users/anna/sessions", headers={"Authorization": f"Bearer {jwt_for('shop-b-server')}"}
     ).json()
@@ -191,7 +212,8 @@ def test_user_session_lists_need_an_api_user_and_stay_within_its_bots(client, wo
 
 def test_jwt_obtain_and_refresh(client, world):
     tokens = client.post(
-        "/api/auth/token", {"username": "shop-a-server", "password": "pw-123456789"},
+        "/api/auth/token",
+        {"username": "shop-a-server", "password": "pw-123456789"},
         content_type="application/json",
     ).json()
     assert tokens["access"] and tokens["refresh"]
@@ -200,7 +222,8 @@ def test_jwt_obtain_and_refresh(client, world):
     )
     assert refreshed.status_code == 200 and refreshed.json()["access"]
     wrong = client.post(
-        "/api/auth/token", {"username": "shop-a-server", "password": "nope"},
+        "/api/auth/token",
+        {"username": "shop-a-server", "password": "nope"},
         content_type="application/json",
     )
     assert wrong.status_code == 401

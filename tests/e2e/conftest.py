@@ -116,7 +116,7 @@ def stack(django_db_setup, django_db_blocker) -> Stack:
             "config",
             "worker",
             "-Q",
-            "turns,celery",
+            "turns,celery,analytics",
             "-P",
             "threads",
             "-c",

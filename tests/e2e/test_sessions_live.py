@@ -114,3 +114,60 @@ def test_websocket_messages_over_the_limit_get_an_error_frame_and_the_socket_sta
     error = next(f for f in frames if f["type"] == "error")
     assert error["error"]["code"] == "RATE_LIMITED"
     assert error["error"]["details"]["retry_after"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("who", "origin", "close_code"),
+    [
+        ("owner", "https://shop.example", None),
+        ("owner", None, None),
+        ("owner", "https://evil.example", 4403),
+        ("other visitor", "https://shop.example", 4404),
+        ("forged", None, 4404),
+    ],
+)
+def test_websocket_checks_the_token_and_the_browser_origin(stack, who, origin, close_code):
+    create_chatbot(public_id="ws-guard")
+    mine = new_session(stack, "ws-guard")
+    theirs = new_session(stack, "ws-guard")
+    token = {
+        "owner": mine["conversation_token"],
+        "other visitor": theirs["conversation_token"],
+        "forged": mine["conversation_token"][:-2] + "xx",
+    }[who]
+    url = f"{stack.ws_url}/ws/conversations/{mine['sessionId']}/?token={token}"
+
+    async def connect():
+        async with websockets.connect(url, origin=origin) as ws:
+            first = json.loads(await ws.recv())
+            if first["type"] == "ready":
+                return None, first
+            try:
+                await asyncio.wait_for(ws.recv(), 5)
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code, first
+            return "open", first
+
+    code, first = asyncio.run(connect())
+    assert code == close_code, first
+    if close_code:
+        assert first["type"] == "error"
+
+
+def test_cors_preflight_allows_only_chatbot_origins(stack):
+    create_chatbot(public_id="cors-bot", allowed_origins=["https://wine.example"])
+    ok = httpx.options(
+        f"{stack.base_url}/api/process-message",
+        headers={
+            "Origin": "https://wine.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-widget-key",
+        },
+    )
+    assert ok.headers.get("access-control-allow-origin") == "https://wine.example"
+    assert "x-widget-key" in ok.headers.get("access-control-allow-headers", "")
+    denied = httpx.options(
+        f"{stack.base_url}/api/process-message",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in denied.headers
