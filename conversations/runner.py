@@ -529,6 +529,13 @@ class TurnExecution:
             logger.warning("turn %s was finished elsewhere; not sending a second end", self.turn_id)
         else:
             await pub.announce(end)
+            # The time the answer took to store is known only now; keep it with the turn.
+            await self.rt.run_db(
+                services.turn_timings_update,
+                turn_id=self.turn_id,
+                timings=self.timings,
+                status=status,
+            )
         await pub.aclose()
 
 

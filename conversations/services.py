@@ -284,11 +284,13 @@ def turn_finish(
     )
     # The end event is stored with the finished turn: nobody sees one without the other.
     StreamEvent.objects.bulk_create(streaming.rows_to_models(turn_id, [end_event]))
-    final_status = status
-    transaction.on_commit(
-        lambda: turn_finished.send(sender=Turn, turn_id=turn_id, status=final_status)
-    )
     return stored_id
+
+
+def turn_timings_update(*, turn_id: str, timings: dict, status: str) -> None:
+    """Store the final timings (persistence is measured last), then tell the listeners."""
+    Turn.objects.filter(pk=turn_id).update(timings=timings)
+    turn_finished.send(sender=Turn, turn_id=turn_id, status=status)
 
 
 def append_events_sync(*, turn_id: str, events: list[tuple[str, dict]]) -> list[dict]:
