@@ -110,6 +110,33 @@ def turn_for(request: Request, turn_id) -> Turn:
     return turn
 
 
+def conversation_or_chatbot(request: Request, data: dict) -> tuple[Conversation | None, Chatbot]:
+    """(existing conversation, its chatbot) or (None, the chatbot a new one will belong to).
+
+    An existing conversation needs its token (or an API/staff user with access); a new one the
+    widget key from an allowed origin, or an API/staff user. Shared by every endpoint that takes
+    a customer message (process-message, upload-image).
+    """
+    if data.get("session_id"):
+        conversation = conversation_for(
+            request, data["session_id"], data.get("conversation_token", "")
+        )
+        if conversation.chatbot.public_id != data["chatbot_id"]:
+            raise ApiError(
+                ErrorCode.CONVERSATION_NOT_FOUND,
+                "No conversation with this id for the credentials given.",
+                status=404,
+            )
+        if not conversation.chatbot.active:
+            raise ApiError(
+                ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.", status=404
+            )
+        return conversation, conversation.chatbot
+    return None, chatbot_for_new_conversation(
+        request, data["chatbot_id"], data.get("widget_key", "")
+    )
+
+
 def public_url(request: Request, path: str, *, websocket: bool = False) -> str:
     base = settings.PUBLIC_BASE_URL.rstrip("/") or f"{request.scheme}://{request.get_host()}"
     if websocket:
@@ -144,24 +171,8 @@ def process_message(request: Request) -> Response:
     serializer = ProcessMessageSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
-    if data.get("session_id"):
-        conversation = conversation_for(
-            request, data["session_id"], data.get("conversation_token", "")
-        )
-        if conversation.chatbot.public_id != data["chatbot_id"]:
-            raise ApiError(
-                ErrorCode.CONVERSATION_NOT_FOUND,
-                "No conversation with this id for the credentials given.",
-                status=404,
-            )
-        if not conversation.chatbot.active:
-            raise ApiError(
-                ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.", status=404
-            )
-    else:
-        chatbot = chatbot_for_new_conversation(
-            request, data["chatbot_id"], data.get("widget_key", "")
-        )
+    conversation, chatbot = conversation_or_chatbot(request, data)
+    if conversation is None:
         rate_limit_hit(
             scope="conversation-create",
             key=ip_of(request),

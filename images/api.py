@@ -14,21 +14,23 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode
 from config.parsers import SafeJSONParser
 from config.ratelimit import ip_of, rate_limit_hit
 from config.schema import ERROR_RESPONSES
 from conversations import services as conversation_services
 from conversations.access import (
-    chatbot_for_new_conversation,
     check_browser_origin,
     conversation_token_check,
     conversation_token_issue,
     token_from_request,
 )
-from conversations.api import client_ip, conversation_for, flow_type_for, public_url
-from conversations.models import Conversation
+from conversations.api import (
+    client_ip,
+    conversation_or_chatbot,
+    flow_type_for,
+    public_url,
+)
 from images import selectors, services
 from images.error_codes import ImageErrorCode
 from images.validation import base64_limit, refuse, too_large
@@ -151,31 +153,6 @@ def _read_upload(upload) -> bytes:
     return b"".join(chunks)
 
 
-def _conversation_of(request: Request, data: dict) -> tuple[Conversation | None, Chatbot]:
-    """(existing conversation, its chatbot) or (None, the chatbot a new one will belong to).
-
-    Same rules as process-message: an existing conversation needs its token; a new one the
-    widget key from an allowed origin (or an API user), and counts against the creation limit.
-    """
-    if data.get("session_id"):
-        conversation = conversation_for(
-            request, data["session_id"], data.get("conversation_token", "")
-        )
-        if conversation.chatbot.public_id != data["chatbot_id"]:
-            raise ApiError(
-                ErrorCode.CONVERSATION_NOT_FOUND,
-                "No conversation with this id for the credentials given.",
-                status=404,
-            )
-        if not conversation.chatbot.active:
-            raise ApiError(
-                ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.", status=404
-            )
-        return conversation, conversation.chatbot
-    chatbot = chatbot_for_new_conversation(request, data["chatbot_id"], data.get("widget_key", ""))
-    return None, chatbot
-
-
 @extend_schema(
     operation_id="upload_image",
     summary="Send a photo; with message_text it also starts the answer like process-message.",
@@ -208,7 +185,7 @@ def upload_image(request: Request) -> Response:
     serializer = UploadImageSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
-    conversation, chatbot = _conversation_of(request, data)
+    conversation, chatbot = conversation_or_chatbot(request, data)
     services.images_enabled_check(chatbot=chatbot)
     rate_limit_hit(scope="image-upload", key=ip_of(request), limit=settings.IMAGE_UPLOAD_RATE_LIMIT)
     upload = data.get("image")
