@@ -85,8 +85,16 @@ def cors_origin_allowed(sender, request, **kwargs) -> bool:
     """CORS for any active chatbot's allowed origin; each view then checks the bot's own list."""
     from chatbots.selectors import all_allowed_origins
 
+    import redis
+
     origin = request.headers.get("Origin", "")
-    allowed = all_allowed_origins()
+    if not origin:
+        return False
+    try:
+        allowed = all_allowed_origins()
+    except redis.RedisError:
+        # Redis down: no CORS answers (fail closed), but the request itself is still served.
+        return False
     return "*" in allowed or origin in allowed
 
 

@@ -1,6 +1,8 @@
 """Who may call staff-only APIs: authenticated staff (admin session; JWT staff once issued)."""
 
 from rest_framework.authentication import SessionAuthentication
+
+from config.authentication import ApiJWTAuthentication
 from rest_framework.permissions import BasePermission
 
 
@@ -12,4 +14,4 @@ class StaffOnly(BasePermission):
         return bool(user and user.is_authenticated and user.is_staff)
 
 
-STAFF_AUTHENTICATION = [SessionAuthentication]
+STAFF_AUTHENTICATION = [ApiJWTAuthentication, SessionAuthentication]

@@ -313,3 +313,62 @@ IMAGE_DESCRIPTION_BACKOFF_SECONDS = env.float("IMAGE_DESCRIPTION_BACKOFF_SECONDS
 # Delete images (files and rows) this many days after upload; 0 = keep as long as the conversation.
 IMAGE_RETENTION_DAYS = env.int("IMAGE_RETENTION_DAYS", default=0)
 
+# --- Monitoring: health, pools, error log, maintenance, logs (monitoring app; docs/monitoring.md) --
+from celery.schedules import crontab  # noqa: E402
+
+# Log lines as JSON objects (`json`) or plain text (`plain`); both carry request/turn ids.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOGGING["filters"]["request_context"] = {"()": "monitoring.logging.RequestContextFilter"}
+LOGGING["formatters"]["json"] = {"()": "monitoring.logging.JsonFormatter"}
+LOGGING["formatters"]["plain"] = {
+    "()": "monitoring.logging.PlainFormatter",
+    "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+}
+LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"
+# The secrets filter stays in the chain (it runs after the context filter).
+LOGGING["handlers"]["console"]["filters"] = [
+    "request_context",
+    *LOGGING["handlers"]["console"]["filters"],
+]
+MIDDLEWARE.insert(0, "monitoring.logging.RequestContextMiddleware")
+# Workers log through the same handler (ids, JSON, redaction) instead of Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Bearer token Prometheus sends to GET /metrics; empty = staff session only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Remote-control ping of the Celery workers: timeout (s) and how long a result is reused (s).
+HEALTH_CELERY_TIMEOUT = env.float("HEALTH_CELERY_TIMEOUT", default=1.0)
+HEALTH_CELERY_CACHE_SECONDS = env.float("HEALTH_CELERY_CACHE_SECONDS", default=5.0)
+# Queues whose depth and oldest waiting task are reported; a task waiting longer than
+# QUEUE_STUCK_SECONDS marks its queue stuck (and the monitoring health degraded).
+MONITORED_QUEUES = env.list(
+    "MONITORED_QUEUES", default=["turns", "analytics", "maintenance", "celery"]
+)
+QUEUE_STUCK_SECONDS = env.int("QUEUE_STUCK_SECONDS", default=120)
+# Retention (days) of error log entries, job runs, and the event rows of finished turns.
+ERROR_LOG_RETENTION_DAYS = env.int("ERROR_LOG_RETENTION_DAYS", default=30)
+JOB_RUN_RETENTION_DAYS = env.int("JOB_RUN_RETENTION_DAYS", default=14)
+STREAM_EVENTS_RETENTION_DAYS = env.int("STREAM_EVENTS_RETENTION_DAYS", default=30)
+# Rows one maintenance DELETE removes at a time (each batch is its own short transaction).
+MAINTENANCE_BATCH_SIZE = env.int("MAINTENANCE_BATCH_SIZE", default=1000)
+# Beat reads its schedules from the database (editable in the admin), seeded from the entries below.
+CELERY_BEAT_SCHEDULER = "monitoring.beat:DatabaseScheduler"
+# Task events for Flower (task list, timings); cheap when nobody listens.
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_TASK_EVENTS", default=True)
+CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
+CELERY_BEAT_SCHEDULE["cache-cleanup"] = {
+    "task": "monitoring.tasks.cache_cleanup",
+    "schedule": 30 * 60.0,
+}
+CELERY_BEAT_SCHEDULE["turn-metrics-cleanup"] = {
+    "task": "monitoring.tasks.turn_metrics_cleanup",
+    "schedule": crontab(minute=0, hour=4),
+}
+CELERY_BEAT_SCHEDULE["stream-events-retention"] = {
+    "task": "monitoring.tasks.stream_events_prune",
+    "schedule": 60 * 60.0,
+}
+CELERY_BEAT_SCHEDULE["error-log-retention"] = {
+    "task": "monitoring.tasks.error_logs_prune",
+    "schedule": crontab(minute=30, hour=4),
+}
+

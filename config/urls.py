@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from chatbots import api as chatbots_api
 from config.auth_api import TokenObtain, TokenRefresh
 from config.errors import ErrorCode, error_body
+from monitoring.urls import root_urlpatterns
 
 api_patterns = [
     path(
@@ -28,6 +29,7 @@ api_patterns = [
 ]
 
 urlpatterns = [
+    *root_urlpatterns,  # /health and /metrics
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
 ]

@@ -103,10 +103,11 @@ def serve() -> int:
                 "-A",
                 "config",
                 "beat",
+                # Schedules live in the database, editable in the admin (docs/operations.md).
+                "-S",
+                "monitoring.beat:DatabaseScheduler",
                 "--loglevel",
                 "INFO",
-                "-s",
-                str(DATA / "celerybeat-schedule"),
             ],
         }
         if fake_flowise:

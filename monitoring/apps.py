@@ -3,3 +3,12 @@ from django.apps import AppConfig
 
 class MonitoringConfig(AppConfig):
     name = "monitoring"
+    verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        from conversations.hooks import register_call_observer
+        from monitoring import receivers
+        from monitoring.pool_stats import call_observer
+
+        register_call_observer("monitoring", call_observer)
+        receivers.connect(self)

@@ -1,0 +1,69 @@
+"""Celery tasks of the monitoring app (queue `maintenance`): thin adapters around the jobs."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from monitoring import maintenance
+
+# These tasks store their own JobRun (with a lock and row counts); the generic recorder of
+# beat-started tasks (monitoring.receivers) leaves them alone.
+SELF_RECORDING = {
+    "monitoring.tasks.cache_cleanup",
+    "monitoring.tasks.turn_metrics_cleanup",
+    "monitoring.tasks.stream_events_prune",
+    "monitoring.tasks.error_logs_prune",
+}
+
+
+def _run(task, default_job: str, work) -> int:
+    # The schedule's name when beat started us (so two schedules of one task stay apart).
+    from monitoring.receivers import request_header
+
+    job = request_header(task.request, "periodic_task_name") or default_job
+    run = maintenance.job_execute(job=job, task=task.name, work=work)
+    return run.rows_affected or 0
+
+
+@shared_task(
+    bind=True,
+    name="monitoring.tasks.cache_cleanup",
+    ignore_result=True,
+    soft_time_limit=600,
+    time_limit=660,
+)
+def cache_cleanup(self) -> int:
+    return _run(self, maintenance.CACHE_CLEANUP_JOB, maintenance.cache_cleanup)
+
+
+@shared_task(
+    bind=True,
+    name="monitoring.tasks.turn_metrics_cleanup",
+    ignore_result=True,
+    soft_time_limit=3000,
+    time_limit=3600,
+)
+def turn_metrics_cleanup(self) -> int:
+    return _run(self, maintenance.TURN_METRICS_JOB, maintenance.turn_metrics_cleanup)
+
+
+@shared_task(
+    bind=True,
+    name="monitoring.tasks.stream_events_prune",
+    ignore_result=True,
+    soft_time_limit=3000,
+    time_limit=3600,
+)
+def stream_events_prune(self) -> int:
+    return _run(self, maintenance.STREAM_EVENTS_JOB, maintenance.stream_events_prune)
+
+
+@shared_task(
+    bind=True,
+    name="monitoring.tasks.error_logs_prune",
+    ignore_result=True,
+    soft_time_limit=3000,
+    time_limit=3600,
+)
+def error_logs_prune(self) -> int:
+    return _run(self, maintenance.ERROR_LOGS_JOB, maintenance.error_logs_prune)
