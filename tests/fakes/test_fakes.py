@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -233,7 +232,7 @@ def test_openai_rate_limit_carries_retry_headers():
 
 
 def test_hundreds_of_paced_streams_run_concurrently(flowise):
-    streams, tokens, tps = 300, 10, 50
+    streams, tokens, tps = 300, 30, 50
     flowise.configure(tokens=[f" t{i}" for i in range(tokens)], tokens_per_second=tps)
 
     async def one(client: httpx.AsyncClient, i: int) -> int:
@@ -248,16 +247,17 @@ def test_hundreds_of_paced_streams_run_concurrently(flowise):
         async with httpx.AsyncClient(transport=transport, timeout=20, trust_env=False) as client:
             return await asyncio.gather(*(one(client, i) for i in range(streams)))
 
-    started = time.monotonic()
     counts = asyncio.run(main())
-    elapsed = time.monotonic() - started
 
     assert counts == [tokens] * streams
     assert len(flowise.emissions) == streams * tokens
-    # One stream alone takes (tokens - 1) / tps = 0.18 s; all together must not take 10x that.
-    assert elapsed < 3.0
-    first = [e for e in flowise.emissions if e.key == "c0"]
-    assert first[-1].mono - first[0].mono == pytest.approx((tokens - 1) / tps, abs=0.1)
+    # Served side by side, not one after another: every stream had started before any ended
+    # (a stream lasts (tokens - 1) / tps = 0.58 s; no wall-clock limit, which load would break).
+    starts, ends = {}, {}
+    for e in flowise.emissions:
+        starts[e.key] = min(starts.get(e.key, e.mono), e.mono)
+        ends[e.key] = max(ends.get(e.key, e.mono), e.mono)
+    assert max(starts.values()) < min(ends.values())
 
 
 def test_the_fakes_run_standalone():
