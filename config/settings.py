@@ -313,6 +313,25 @@ IMAGE_DESCRIPTION_BACKOFF_SECONDS = env.float("IMAGE_DESCRIPTION_BACKOFF_SECONDS
 # Delete images (files and rows) this many days after upload; 0 = keep as long as the conversation.
 IMAGE_RETENTION_DAYS = env.int("IMAGE_RETENTION_DAYS", default=0)
 
+# --- Order tracking (orders app; docs/orders.md) -----------------------------------------------
+# Connections each worker process keeps per order source, and seconds one request may take
+# (a source's own timeout wins).
+ORDERS_POOL_CONNECTIONS = env.int("ORDERS_POOL_CONNECTIONS", default=3)
+ORDERS_TIMEOUT = env.float("ORDERS_TIMEOUT", default=15.0)
+# Attempts per request (connection errors, timeouts, 429, 502/503/504), the first backoff step,
+# the most a customer waits in total for retries (Retry-After, Shopify's cost bucket), and the
+# deadline of one whole lookup.
+ORDERS_MAX_ATTEMPTS = env.int("ORDERS_MAX_ATTEMPTS", default=3)
+ORDERS_RETRY_BACKOFF = env.float("ORDERS_RETRY_BACKOFF", default=0.5)
+ORDERS_MAX_RETRY_WAIT = env.float("ORDERS_MAX_RETRY_WAIT", default=10.0)
+ORDERS_LOOKUP_DEADLINE = env.float("ORDERS_LOOKUP_DEADLINE", default=25.0)
+# Every answered lookup (found, not found, wrong email) takes at least this long, so response
+# time tells nothing about whether an order number exists.
+ORDERS_LOOKUP_MIN_SECONDS = env.float("ORDERS_LOOKUP_MIN_SECONDS", default=0.3)
+# Lookups that find nothing (or the wrong email) per conversation per hour before the bot stops.
+ORDERS_MAX_FAILED_LOOKUPS = env.int("ORDERS_MAX_FAILED_LOOKUPS", default=5)
+ORDERS_SHOPIFY_API_VERSION = env.str("ORDERS_SHOPIFY_API_VERSION", default="2025-10")
+
 # --- Monitoring: health, pools, error log, maintenance, logs (monitoring app; docs/monitoring.md) --
 from celery.schedules import crontab  # noqa: E402
 
@@ -372,3 +391,21 @@ CELERY_BEAT_SCHEDULE["error-log-retention"] = {
     "schedule": crontab(minute=30, hour=4),
 }
 
+# --- Helpdesk handoff (helpdesk app; docs/helpdesk.md) -------------------------------------------
+# Seconds one helpdesk request may take; attempts to create a ticket (429/5xx/timeouts retried,
+# Retry-After honoured, else HELPDESK_RETRY_BACKOFF * 2^n seconds); handoff/contact requests one
+# conversation may send per day; messages put into a ticket's transcript; days handoffs and
+# ratings are kept.
+HELPDESK_TIMEOUT = env.float("HELPDESK_TIMEOUT", default=15.0)
+HELPDESK_TICKET_MAX_ATTEMPTS = env.int("HELPDESK_TICKET_MAX_ATTEMPTS", default=5)
+HELPDESK_RETRY_BACKOFF = env.float("HELPDESK_RETRY_BACKOFF", default=10.0)
+HELPDESK_MAX_REQUESTS_PER_CONVERSATION = env.int("HELPDESK_MAX_REQUESTS_PER_CONVERSATION", default=5)
+HELPDESK_TRANSCRIPT_MESSAGES = env.int("HELPDESK_TRANSCRIPT_MESSAGES", default=200)
+HELPDESK_RETENTION_DAYS = env.int("HELPDESK_RETENTION_DAYS", default=365)
+CELERY_BEAT_SCHEDULE["helpdesk-retention"] = {
+    "task": "helpdesk.tasks.retention",
+    "schedule": 24 * 3600.0,
+}
+# Filtered conversation lists count matches exactly up to this many, then say "at least"
+# (unfiltered and per-chatbot totals are always exact). Analytics app, docs/analytics.md.
+CONVERSATION_INDEX_COUNT_LIMIT = env.int("CONVERSATION_INDEX_COUNT_LIMIT", default=1_000)

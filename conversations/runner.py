@@ -129,6 +129,11 @@ class TurnExecution:
             flow_vars.update({k: v for k, v in extra.items() if isinstance(v, str | int | float)})
         if variables["context"]:
             flow_vars["context"] = variables["context"]
+        if ctx is not None:
+            # Values context providers add (e.g. the looked-up order) reach Flowise flows too.
+            flow_vars.update(
+                {k: v for k, v in ctx.variables.items() if isinstance(v, str | int | float)}
+            )
         if flow_vars:
             override["vars"] = flow_vars
         history = [

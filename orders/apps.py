@@ -3,3 +3,11 @@ from django.apps import AppConfig
 
 class OrdersConfig(AppConfig):
     name = "orders"
+    verbose_name = "Order tracking"
+
+    def ready(self) -> None:
+        from conversations.hooks import register_context_provider
+        from orders.services import order_context_provide
+
+        # Before other providers: a missing order number ends the turn with a question.
+        register_context_provider("orders", order_context_provide, order=50)

@@ -1,3 +1,9 @@
 """REST endpoints of the orders app (under /api/)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from orders import api
+
+urlpatterns = [
+    path("orders/stats", api.order_stats, name="order-stats"),
+]

@@ -21,13 +21,23 @@ _SERVERS = {
     "FakeFlowise": "tests.fakes.flowise",
     "FakeOpenAI": "tests.fakes.openai",
     "FakePinecone": "tests.fakes.pinecone",
+    "FakeShopify": "tests.fakes.shopify",
+    "FakeMagento": "tests.fakes.magento",
+    "FakeCommercetools": "tests.fakes.commercetools",
+    "FakeFreshdesk": "tests.fakes.freshdesk",
+    "FakeZendesk": "tests.fakes.zendesk",
 }
 
 __all__ = [
     "Emission",
+    "FakeCommercetools",
     "FakeFlowise",
+    "FakeFreshdesk",
+    "FakeMagento",
     "FakeOpenAI",
     "FakePinecone",
+    "FakeShopify",
+    "FakeZendesk",
     "RecordedRequest",
     "Scenario",
     "decode_data_url",

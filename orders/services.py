@@ -1,0 +1,336 @@
+"""Order tracking use cases: look an order up for a turn, test a source, count what happened.
+
+The turn's context provider (`order_context_provide`) runs only for the chatbot's order flow:
+it extracts the order number and email, asks the platform, shows the order only if the email
+(or postcode) matches, and otherwise answers exactly like an unknown order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+from chatbots.secrets import SecretDecryptionError, redact
+from config.redis import get_redis
+from orders import answers, extract, selectors
+from orders.client import OrderHttp, new_client, pooled_client
+from orders.models import OrderSource
+from orders.providers import provider_class
+from orders.providers.base import (
+    PROBE_ORDER_NUMBER,
+    OrderSourceError,
+    SourceConfig,
+    clean_email,
+    clean_postcode,
+)
+
+logger = logging.getLogger(__name__)
+
+CATEGORY = "order_tracking"
+FAILURES_KEY = "cb:orders:failures:{}"
+FAILURES_WINDOW_SECONDS = 3600
+
+
+@dataclass
+class LookupOutcome:
+    result: str  # found | not_found | unavailable
+    order: dict[str, Any] | None = None
+    mismatch: bool = False  # internal only: never shown, never sent as an event
+    error: OrderSourceError | None = None
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+# --- counters and failure log -------------------------------------------------------------------
+
+
+def order_stats_record(
+    *, source_id: int, counters: dict[str, int], fields: dict[str, str] | None = None
+) -> None:
+    """Add to a source's counters in Redis (one round trip)."""
+    key = selectors.STATS_KEY.format(source_id)
+    pipe = get_redis().pipeline(transaction=False)
+    for name, value in counters.items():
+        if value:
+            pipe.hincrby(key, name, value)
+    if fields:
+        pipe.hset(key, mapping=fields)
+    pipe.execute()
+
+
+def order_stats_reset(*, source_id: int) -> None:
+    get_redis().delete(selectors.STATS_KEY.format(source_id))
+
+
+def order_failure_log(
+    *,
+    source: SourceConfig,
+    error: OrderSourceError,
+    chatbot_id: int | str | None = None,
+    turn_id: str | None = None,
+) -> None:
+    """Record a lookup the platform could not answer, category `order_tracking` (sync: DB)."""
+    message = redact(f"{source.name} ({source.kind}): {error.message}")
+    context = {
+        "order_source": source.id,
+        "kind": source.kind,
+        "reason": error.reason,
+        "http_status": error.status,
+    }
+    try:
+        from monitoring.services import error_record  # the operators' error log
+    except ImportError:  # pragma: no cover - monitoring is part of the product
+        error_record = None
+    if error_record is not None:
+        error_record(
+            category=CATEGORY,
+            code=f"ORDER_{error.reason.upper()}",
+            message=message,
+            chatbot_id=chatbot_id,
+            turn_id=turn_id,
+            context=context,
+        )
+        return
+    logger.warning(  # pragma: no cover
+        "order lookup failed: %s", message, extra={"category": CATEGORY, **context}
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- the lookup ---------------------------------------------------------------------------------
+
+
+def factor_matches(
+    record_email: str,
+    record_postcodes: list[str],
+    *,
+    source: SourceConfig,
+    email: str,
+    postcode: str,
+) -> bool:
+    if source.second_factor == "postcode":
+        wanted = clean_postcode(postcode)
+        return bool(wanted) and wanted in record_postcodes
+    wanted = clean_email(email)
+    return bool(wanted) and wanted == record_email
+
+
+async def order_lookup(
+    *,
+    source: SourceConfig,
+    order_number: str,
+    email: str = "",
+    postcode: str = "",
+    client: httpx.AsyncClient,
+) -> LookupOutcome:
+    """Find the order and check the second factor; the order comes back only if both match."""
+    http = OrderHttp(client, source_id=source.id, timeout=source.timeout, secrets=source.secrets())
+    provider = provider_class(source.kind)(source, http)
+    outcome: LookupOutcome
+    try:
+        record = await provider.find(order_number, email=email, postcode=postcode)
+        if record is None:
+            outcome = LookupOutcome("not_found")
+        elif not (
+            record.verified_by_platform
+            or factor_matches(
+                record.email, record.postcodes, source=source, email=email, postcode=postcode
+            )
+        ):
+            # Nothing more is fetched for someone else's order: same calls as "not found".
+            outcome = LookupOutcome("not_found", mismatch=True)
+        else:
+            outcome = LookupOutcome("found", order=await provider.complete(record))
+    except OrderSourceError as err:
+        err.message = http.scrub(err.message)
+        outcome = LookupOutcome("unavailable", error=err)
+    outcome.calls = http.calls
+    counters = dict(http.counters)
+    counters["lookups"] = 1
+    fields = {"last_outcome": outcome.result}
+    if outcome.result == "found":
+        counters["found"] = 1
+        fields["last_ok_at"] = _now()
+    elif outcome.result == "not_found":
+        counters["mismatch" if outcome.mismatch else "not_found"] = 1
+        fields["last_ok_at"] = _now()
+    else:
+        assert outcome.error is not None
+        counters["failed"] = 1
+        fields.update(
+            last_error=redact(outcome.error.message)[:500],
+            last_error_reason=outcome.error.reason,
+            last_error_at=_now(),
+        )
+    await asyncio.to_thread(
+        order_stats_record, source_id=source.id, counters=counters, fields=fields
+    )
+    return outcome
+
+
+def _failures_count(conversation_id: str) -> int:
+    value = get_redis().get(FAILURES_KEY.format(conversation_id))
+    return int(value) if value else 0
+
+
+def _failures_add(conversation_id: str) -> None:
+    key = FAILURES_KEY.format(conversation_id)
+    pipe = get_redis().pipeline()
+    pipe.incr(key)
+    pipe.expire(key, FAILURES_WINDOW_SECONDS)
+    pipe.execute()
+
+
+async def order_context_provide(ctx: Any) -> None:
+    """Context provider of the turn (conversations.hooks): acts only for the order flow."""
+    flow = ctx.flow or {}
+    routing_key = flow.get("routing_key")
+    if flow.get("role") != "answer" or not routing_key:
+        return
+    try:
+        source = await ctx.run_db(
+            selectors.order_source_for_turn,
+            chatbot_id=ctx.config["id"],
+            routing_key=routing_key,
+            language=ctx.language,
+        )
+    except SecretDecryptionError:
+        logger.warning(
+            "order source of %s cannot be decrypted; order lookups are off",
+            ctx.config.get("public_id"),
+            extra={"category": CATEGORY},
+        )
+        await ctx.emit("order", {"status": "unavailable"})
+        ctx.final_answer = answers.unavailable_text(ctx.language, ctx.config)
+        return
+    if source is None:
+        return
+    started = time.monotonic()
+    try:
+        await _provide(ctx, source, started)
+    finally:
+        ctx.timings["order_lookup_ms"] = round((time.monotonic() - started) * 1000)
+
+
+async def _provide(ctx: Any, source: SourceConfig, started: float) -> None:
+    language = ctx.language
+    details = extract.order_details(
+        extracted=ctx.extracted, question=ctx.question, history=ctx.history
+    )
+    missing = details.missing(source.second_factor)
+    if missing:
+        await ctx.emit("order", {"status": "need_details", "missing": missing})
+        ctx.final_answer = answers.need_details_text(missing, language)
+        ctx.metadata["order_lookup"] = {"outcome": "need_details", "missing": missing}
+        return
+    failures = await asyncio.to_thread(_failures_count, ctx.conversation_id)
+    if failures >= settings.ORDERS_MAX_FAILED_LOOKUPS:
+        # Guessing order numbers with one email (or emails with one number) stops here.
+        await ctx.emit("order", {"status": "too_many_attempts"})
+        ctx.final_answer = answers.too_many_text(language, ctx.config)
+        ctx.metadata["order_lookup"] = {"outcome": "too_many_attempts"}
+        return
+    outcome = await order_lookup(
+        source=source,
+        order_number=details.order_number,
+        email=details.email,
+        postcode=details.postcode,
+        client=pooled_client(source_id=source.id, timeout=source.timeout),
+    )
+    if outcome.result != "unavailable":
+        # Found, unknown and mismatching answers all take at least this long: no timing oracle.
+        remaining = settings.ORDERS_LOOKUP_MIN_SECONDS - (time.monotonic() - started)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+    ctx.metadata["order_lookup"] = {"outcome": outcome.result, "source": source.kind}
+    if outcome.result == "found":
+        order = outcome.order or {}
+        await ctx.emit("order", order)
+        ctx.variables["order"] = json.dumps(order, ensure_ascii=False)
+        ctx.add_context(answers.order_context_text(order))
+        if (ctx.flow.get("endpoint") or {}).get("kind") == "builtin":
+            ctx.final_answer = answers.order_answer_text(order, language)
+        return
+    if outcome.result == "not_found":
+        await asyncio.to_thread(_failures_add, ctx.conversation_id)
+        await ctx.emit("order", {"status": "not_found"})
+        ctx.final_answer = answers.not_found_text(language, source.second_factor)
+        return
+    assert outcome.error is not None
+    await ctx.run_db(
+        order_failure_log,
+        source=source,
+        error=outcome.error,
+        chatbot_id=ctx.config.get("id"),
+        turn_id=ctx.turn_id,
+    )
+    await ctx.emit("order", {"status": "unavailable"})
+    ctx.final_answer = answers.unavailable_text(language, ctx.config)
+
+
+# --- admin --------------------------------------------------------------------------------------
+
+UNREADABLE = (
+    "The stored credentials cannot be decrypted with the current FIELD_ENCRYPTION_KEYS (was a "
+    "key removed?). Enter them again."
+)
+REASON_WORDS = {
+    "auth": "Authentication failed",
+    "forbidden": "Access refused",
+    "config": "The platform does not accept our request",
+    "rate_limited": "The platform is rate limiting us",
+    "timeout": "The platform did not answer in time",
+    "unavailable": "The platform is unavailable",
+    "bad_response": "The platform's answer is not what we expect",
+}
+
+
+def order_source_connection_test(*, source: OrderSource) -> tuple[bool, str]:
+    """One real order search (for a number no shop uses) with the stored credentials."""
+    try:
+        config = selectors.order_source_config(source, language=source.chatbot.language)
+    except SecretDecryptionError:
+        return False, UNREADABLE
+
+    async def probe() -> tuple[bool, str]:
+        async with new_client(timeout=config.timeout) as client:
+            http = OrderHttp(
+                client, source_id=config.id, timeout=config.timeout, secrets=config.secrets()
+            )
+            provider = provider_class(config.kind)(config, http)
+            try:
+                record = await provider.find(
+                    PROBE_ORDER_NUMBER, email="connection-test@example.invalid", postcode="0000"
+                )
+                ok = True
+                found = "found an order" if record else "not found, as expected"
+                message = (
+                    f"Connected to {provider.label} ({provider.describe()}): the order search "
+                    f"works (test number {PROBE_ORDER_NUMBER}: {found})."
+                )
+            except OrderSourceError as err:
+                ok = False
+                message = f"{REASON_WORDS.get(err.reason, 'Failed')}: {http.scrub(err.message)}"
+            total_ms = sum(c["ms"] for c in http.calls)
+            message += f" {len(http.calls)} request(s), {total_ms} ms."
+            counters = dict(http.counters)
+            counters["tests"] = 1
+            await asyncio.to_thread(
+                order_stats_record, source_id=config.id, counters=counters, fields=None
+            )
+            return ok, message
+
+    ok, message = asyncio.run(probe())
+    for secret in config.secrets():
+        message = message.replace(secret, "••••••••")
+    return ok, redact(message)
