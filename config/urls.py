@@ -31,6 +31,7 @@ api_patterns = [
 urlpatterns = [
     *root_urlpatterns,  # /health and /metrics
     path("admin/", admin.site.urls),
+    path("", include("chatbots.widget_urls")),  # /chat/<chatbot_id>/ demo page
     path("api/", include(api_patterns)),
 ]
 

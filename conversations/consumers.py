@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -109,7 +110,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.origin = headers.get(b"origin", b"").decode("latin-1") or None
         await self.accept()
         query = self.scope.get("query_string", b"").decode("latin-1")
-        token = next((part[6:] for part in query.split("&") if part.startswith("token=")), None)
+        token = (urllib.parse.parse_qs(query).get("token") or [None])[0]
         if token:
             await self.authenticate(token)
 

@@ -126,6 +126,7 @@ def serve() -> int:
         base = f"http://{host}:{port}"
         print(
             "\nrun: the product is up\n"
+            f"  Demo chat:    {base}/chat/demo/  and  {base}/chat/demo-flowise/\n"
             f"  Admin:        {base}/admin/\n"
             f"  API docs:     {base}/api/docs/\n"
             f"  Demo config:  {base}/api/conversation-config/demo\n"

@@ -1,0 +1,286 @@
+"""Browser tests: Debian's Chromium, driven by Playwright, against the real stack of tests/e2e.
+
+Chromium comes from `devstack.browser.ensure_chromium()` (installed with apt-get when missing
+and possible); Playwright's own browser downloads are never used. Screenshots of failed tests
+(and of the main flows) go to test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from django.conf import settings
+from django.urls import Resolver404, resolve
+
+from devstack import browser as devstack_browser
+from tests.e2e.conftest import (
+    ARTIFACTS,
+    ROOT,
+    Stack,
+    _database_url,
+    _free_port,
+    _port_open,
+    _wait_for,
+)
+from tests.fakes.flowise import FakeFlowise
+
+SHOTS = ARTIFACTS / "browser"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker) -> Stack:
+    """Daphne and a Celery worker on the test database, as in tests/e2e, with logs of their own
+    (test-artifacts/browser/*-<port>.log) so parallel runs do not write into each other's."""
+    shutil.rmtree(SHOTS, ignore_errors=True)  # pictures of an earlier run would mislead
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    env = os.environ.copy()
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env.update(
+        {
+            "DATABASE_URL": _database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
+            "SECRET_KEY": settings.SECRET_KEY,
+            "TURN_HEARTBEAT_SECONDS": "1",
+            "UPSTREAM_TRUST_ENV": "false",
+            "DATABASE_CONN_MAX_AGE": "0",
+            # Per-bot limits still apply (the rate-limit test sets one); the global ones would
+            # only make the tests depend on each other.
+            "SESSION_CREATE_RATE_LIMIT": "100000/minute",
+            "MESSAGE_RATE_LIMIT_PER_MINUTE": "100000",
+            "IMAGE_UPLOAD_RATE_LIMIT": "100000/minute",
+        }
+    )
+    port = _free_port()
+    daphne_log = SHOTS / f"daphne-{port}.log"
+    worker_log = SHOTS / f"worker-{port}.log"
+    daphne = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-e",
+            f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
+            "config.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=daphne_log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "turns,celery",
+            "-P",
+            "threads",
+            "-c",
+            "20",
+            "-n",
+            f"browser-{port}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=worker_log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for(lambda: _port_open(port), 30, "Daphne", daphne_log)
+        _wait_for(lambda: b" ready." in worker_log.read_bytes(), 60, "Celery worker", worker_log)
+        yield Stack(
+            f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", worker_log, daphne_log, env
+        )
+    finally:
+        for proc in (daphne, worker):
+            proc.terminate()
+        for proc in (daphne, worker):
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    # Kept only when something failed: a green run leaves just its screenshots.
+    for log in (daphne_log, worker_log):
+        if not any(SHOTS.glob("FAILED-*")) and not os.environ.get("BROWSER_TEST_KEEP_LOGS"):
+            log.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = devstack_browser.ensure_chromium()
+    if path is None:
+        pytest.skip(f"no Chromium for the browser tests: {devstack_browser.last_problem}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_page_routed() -> None:
+    try:
+        resolve("/chat/demo/")
+    except Resolver404:
+        pytest.fail(
+            "/chat/<chatbot_id>/ is not routed: add "
+            '`path("", include("chatbots.widget_urls"))` to config/urls.py'
+        )
+
+
+@pytest.fixture(scope="module")
+def browser(demo_page_routed, chromium_path, stack):
+    """Chromium for one test module.
+
+    Playwright's sync API keeps its asyncio loop marked as running in this thread, which Django
+    takes for an async context and refuses ORM calls in; the tests' ORM calls (factories, the
+    database flush) are plain sync code, so the check is off while the browser runs. The stack
+    started before it (its processes keep the check), and it is back on after the module.
+    """
+    from playwright.sync_api import sync_playwright
+
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    with sync_playwright() as playwright:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+        try:
+            chromium = playwright.chromium.launch(
+                executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True
+            )
+            yield chromium
+            chromium.close()
+        finally:
+            if previous is None:
+                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+            else:
+                os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def context(browser):
+    """A fresh browser profile per test: no localStorage, cookies or cache from another test."""
+    ctx = browser.new_context(viewport={"width": 1200, "height": 850}, locale="en-GB")
+    ctx.set_default_timeout(15_000)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context, request):
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+    yield page
+    failed = any(
+        getattr(getattr(request.node, f"report_{when}", None), "failed", False)
+        for when in ("setup", "call")
+    )
+    if failed:
+        name = artifact_name(request.node.name)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        try:
+            page.screenshot(path=str(SHOTS / f"FAILED-{name}.png"), full_page=True)
+        except Exception as exc:  # a crashed page still gets its console log written
+            console.append(f"(screenshot failed: {exc})")
+        (SHOTS / f"FAILED-{name}.console.txt").write_text("\n".join(console))
+
+
+def artifact_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:120]
+
+
+def screenshot(page, name: str) -> None:
+    """A picture of a main flow, for people reviewing what the widget looks like."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{artifact_name(name)}.png"))
+
+
+class ShopSite:
+    """A shop's own web site on another origin: serves `html` at `/` (set it in the test)."""
+
+    def __init__(self) -> None:
+        site = self
+        self.html = "<!DOCTYPE html><title>Shop</title>"
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = site.html.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = self.origin + "/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def shop_site():
+    # A real server, not page.route(): Chromium's local-network checks refuse WebSockets to
+    # 127.0.0.1 from a document that did not come from a local address.
+    site = ShopSite()
+    yield site
+    site.close()
+
+
+@pytest.fixture
+def flowise():
+    """The fake Flowise every test's bot answers from (see tests/fakes/flowise.py)."""
+    with FakeFlowise() as server:
+        yield server
+
+
+@pytest.fixture
+def _turns_settle(transactional_db, browser, flowise):
+    """As in tests/e2e: let the worker finish writing before the database is flushed (and keep
+    the fake Flowise up until then, so a turn the test did not wait for ends normally)."""
+    yield
+    from conversations.models import Turn
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not Turn.objects.filter(status__in=["pending", "running"]).exists():
+            break
+        time.sleep(0.1)
+    time.sleep(0.2)
