@@ -92,18 +92,6 @@ class OrderHttp:
         self.counters: dict[str, int] = {}
         self.calls: list[dict[str, Any]] = []  # (op, status, ms) of each attempt, for tests/logs
 
-    async def _pool(self, phase: str, record: dict[str, Any] | None) -> None:
-        """The orders pool in the shared connection-pool figures (monitoring, seed 001)."""
-        from monitoring.pool_stats import pool_call
-
-        await pool_call(
-            phase,
-            pool=f"orders:{self.source_id}",
-            kind="orders",
-            limit=settings.ORDERS_POOL_CONNECTIONS,
-            record=record,
-        )
-
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
@@ -152,7 +140,6 @@ class OrderHttp:
             started = time.monotonic()
             error: OrderSourceError | None = None
             response: httpx.Response | None = None
-            await self._pool("start", None)
             try:
                 response = await self.client.request(
                     method,
@@ -168,17 +155,6 @@ class OrderHttp:
                     f"Could not connect ({type(exc).__name__}) during {op}.",
                 )
             ms = round((time.monotonic() - started) * 1000)
-            failed = error is not None or (response is not None and response.status_code >= 500)
-            await self._pool(
-                "end",
-                {
-                    "status": "error" if failed else "ok",
-                    "latency_ms": ms,
-                    "attempts": 1,
-                    "retries": 1 if attempt > 1 else 0,
-                    "error_code": "UPSTREAM_TIMEOUT" if error and error.reason == "timeout" else "",
-                },
-            )
             self.count("calls")
             self.count("ms_total", ms)
             self.calls.append(
