@@ -1,9 +1,9 @@
 """Who may call staff-only APIs: authenticated staff (admin session; JWT staff once issued)."""
 
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import BasePermission
 
 from config.authentication import ApiJWTAuthentication
-from rest_framework.permissions import BasePermission
 
 
 class StaffOnly(BasePermission):

@@ -313,6 +313,30 @@ IMAGE_DESCRIPTION_BACKOFF_SECONDS = env.float("IMAGE_DESCRIPTION_BACKOFF_SECONDS
 # Delete images (files and rows) this many days after upload; 0 = keep as long as the conversation.
 IMAGE_RETENTION_DAYS = env.int("IMAGE_RETENTION_DAYS", default=0)
 
+# --- Analytics: turn analysis, metrics, conversation index (analytics app; docs/analytics.md) --
+# Turn metrics (processing-metrics percentiles, dashboard timings) are kept this many days.
+METRICS_RETENTION_DAYS = env.int("METRICS_RETENTION_DAYS", default=30)
+# Analyses and context chunks are kept this many days (they also go with their conversation).
+ANALYSIS_RETENTION_DAYS = env.int("ANALYSIS_RETENTION_DAYS", default=365)
+# Indexed conversations idle this long leave the conversation index.
+CONVERSATION_INDEX_RETENTION_DAYS = env.int("CONVERSATION_INDEX_RETENTION_DAYS", default=365)
+# How often Celery beat syncs the conversation index (seconds).
+CONVERSATION_INDEX_SYNC_SECONDS = env.int("CONVERSATION_INDEX_SYNC_SECONDS", default=300)
+# AI calls merged per statement by a sync (bounds the memory of one aggregate).
+CONVERSATION_INDEX_SYNC_BATCH = env.int("CONVERSATION_INDEX_SYNC_BATCH", default=250_000)
+# Calls not yet committed when a sync passed them are picked up within this many seconds.
+CONVERSATION_INDEX_GAP_HORIZON_SECONDS = env.int(
+    "CONVERSATION_INDEX_GAP_HORIZON_SECONDS", default=600
+)
+# Messages of the conversation (up to the turn) sent to the analysis flow.
+ANALYSIS_TRANSCRIPT_MESSAGES = env.int("ANALYSIS_TRANSCRIPT_MESSAGES", default=20)
+# Longest an analysis-flow call may take before the builtin analyser is used instead.
+ANALYSIS_TIMEOUT_SECONDS = env.int("ANALYSIS_TIMEOUT_SECONDS", default=60)
+CELERY_BEAT_SCHEDULE["conversation-index-sync"] = {
+    "task": "analytics.tasks.sync_conversation_index",
+    "schedule": float(CONVERSATION_INDEX_SYNC_SECONDS),
+}
+
 # --- Order tracking (orders app; docs/orders.md) -----------------------------------------------
 # Connections each worker process keeps per order source, and seconds one request may take
 # (a source's own timeout wins).

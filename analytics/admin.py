@@ -1,0 +1,690 @@
+"""Staff pages of analytics: conversation transcripts (read-only), analyses, turn metrics, the
+conversation index with its sync button, the dashboard, re-analysis and exports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from analytics import charts, selectors
+from analytics.apps import enqueue_turn_analysis
+from analytics.export import export_response
+from analytics.models import ConversationAnalysis, ConversationSummary, TurnMetrics
+from analytics.services.conversation_index import conversation_index_sync
+from chatbots.models import Chatbot
+from conversations.models import Conversation, Turn
+
+DASHBOARD_DEFAULT_DAYS = 14
+DASHBOARD_MAX_DAYS = 366
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Derived or logged data: staff look, nobody edits."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+# --- conversation filters (the dashboard links land here) --------------------------------------------
+
+
+def _day(value: str) -> dt.datetime:
+    day = dt.date.fromisoformat(value)
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+
+
+class _ParamFilter(admin.SimpleListFilter):
+    """A filter that appears in the sidebar only while it is used (it comes from a link)."""
+
+    def lookups(self, request, model_admin):
+        value = self.value()
+        return [(value, self.describe(value))] if value else []
+
+    def describe(self, value: str) -> str:
+        return value
+
+    def apply(self, queryset: QuerySet, value: str) -> QuerySet:
+        raise NotImplementedError
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        try:
+            return self.apply(queryset, value)
+        except (ValueError, TypeError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+
+class StartedFromFilter(_ParamFilter):
+    title = "started on or after"
+    parameter_name = "date_from"
+
+    def apply(self, queryset, value):
+        return queryset.filter(created_at__gte=_day(value))
+
+
+class StartedToFilter(_ParamFilter):
+    title = "started on or before"
+    parameter_name = "date_to"
+
+    def apply(self, queryset, value):
+        return queryset.filter(created_at__lt=_day(value) + dt.timedelta(days=1))
+
+
+class StartedDayFilter(_ParamFilter):
+    title = "started on"
+    parameter_name = "day"
+
+    def apply(self, queryset, value):
+        start = _day(value)
+        return queryset.filter(created_at__gte=start, created_at__lt=start + dt.timedelta(days=1))
+
+
+class _LatestAnalysisFilter(admin.SimpleListFilter):
+    """By a field of each conversation's latest analysis (as the dashboard counts them)."""
+
+    field = ""
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if self.field == "score":
+            try:
+                value = int(value)
+            except ValueError as exc:
+                raise IncorrectLookupParameters(exc) from exc
+        latest = selectors.latest_analyses(queryset).filter(**{self.field: value})
+        return queryset.filter(pk__in=latest.values("conversation_id"))
+
+
+class TopicFilter(_LatestAnalysisFilter):
+    title = "topic"
+    parameter_name = "topic"
+    field = "topic"
+
+    def lookups(self, request, model_admin):
+        topics = list(
+            ConversationAnalysis.objects.exclude(topic="")
+            .order_by("topic")
+            .values_list("topic", flat=True)
+            .distinct()[:40]
+        )
+        if self.value() and self.value() not in topics:
+            topics.append(self.value())
+        return [(t, t) for t in topics]
+
+
+class OutcomeFilter(_LatestAnalysisFilter):
+    title = "outcome"
+    parameter_name = "outcome"
+    field = "outcome"
+
+    def lookups(self, request, model_admin):
+        return ConversationAnalysis.Outcome.choices
+
+
+class SentimentFilter(_LatestAnalysisFilter):
+    title = "sentiment"
+    parameter_name = "sentiment"
+    field = "sentiment"
+
+    def lookups(self, request, model_admin):
+        return ConversationAnalysis.Sentiment.choices
+
+
+class ScoreFilter(_LatestAnalysisFilter):
+    title = "score"
+    parameter_name = "score"
+    field = "score"
+
+    def lookups(self, request, model_admin):
+        return [(str(s), str(s)) for s in range(1, 6)]
+
+
+class ErrorCategoryFilter(_ParamFilter):
+    title = "failed turn category"
+    parameter_name = "error_category"
+
+    def apply(self, queryset, value):
+        category = "" if value == "uncategorised" else value
+        failed = Turn.objects.filter(status=Turn.Status.FAILED, error_category=category)
+        return queryset.filter(pk__in=failed.values("conversation_id"))
+
+
+class MetricsDayFilter(_ParamFilter):
+    title = "had turns finishing on"
+    parameter_name = "metrics_day"
+
+    def apply(self, queryset, value):
+        start = _day(value)
+        metrics = TurnMetrics.objects.filter(
+            created_at__gte=start, created_at__lt=start + dt.timedelta(days=1)
+        )
+        return queryset.filter(pk__in=metrics.values("conversation_id"))
+
+
+class RatingFilter(_ParamFilter):
+    title = "rating"
+    parameter_name = "rating"
+
+    def apply(self, queryset, value):
+        return selectors.conversations_rated(queryset, value)
+
+
+# --- conversations: read-only transcript ----------------------------------------------------------
+
+
+@admin.action(description="Re-analyse the selected conversations (all their turns)")
+def reanalyse_conversations(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:
+    turn_ids = list(
+        Turn.objects.filter(conversation__in=queryset, status__in=Turn.FINISHED).values_list(
+            "pk", flat=True
+        )
+    )
+    for turn_id in turn_ids:
+        enqueue_turn_analysis(str(turn_id), force=True)
+    modeladmin.message_user(
+        request, f"Queued {len(turn_ids)} turns for re-analysis on the analytics queue."
+    )
+
+
+@admin.action(description="Export the selected conversations with their analysis (CSV)")
+def export_csv(modeladmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+    return export_response(Conversation.objects.filter(pk__in=queryset.values("pk")), fmt="csv")
+
+
+@admin.action(description="Export the selected conversations with their analysis (JSON lines)")
+def export_jsonl(modeladmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+    return export_response(Conversation.objects.filter(pk__in=queryset.values("pk")), fmt="jsonl")
+
+
+@admin.register(Conversation)
+class ConversationAdmin(ReadOnlyAdmin):
+    """Read-only: a conversation's transcript with its turns, analyses and context chunks."""
+
+    list_display = (
+        "short_id",
+        "chatbot",
+        "user_id",
+        "status",
+        "message_count",
+        "created_at",
+        "last_activity_at",
+        "topic",
+        "score",
+        "outcome",
+    )
+    list_filter = (
+        StartedFromFilter,
+        StartedToFilter,
+        StartedDayFilter,
+        ("chatbot", admin.RelatedOnlyFieldListFilter),
+        "status",
+        OutcomeFilter,
+        TopicFilter,
+        ScoreFilter,
+        SentimentFilter,
+        ErrorCategoryFilter,
+        MetricsDayFilter,
+        RatingFilter,
+    )
+    list_select_related = ("chatbot",)
+    search_fields = ("user_id",)
+    search_help_text = "A visitor's user id, or a conversation id."
+    ordering = ("-created_at",)
+    show_full_result_count = False
+    actions = (reanalyse_conversations, export_csv, export_jsonl)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.conversations_with_latest(super().get_queryset(request))
+
+    def get_search_results(self, request, queryset, search_term):
+        try:
+            conversation_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(pk=conversation_id), False
+
+    @admin.display(description="conversation", ordering="created_at")
+    def short_id(self, obj: Conversation) -> str:
+        return str(obj.pk)[:8]
+
+    @admin.display(description="topic")
+    def topic(self, obj: Conversation) -> str:
+        return obj.latest_topic or "–"
+
+    @admin.display(description="score")
+    def score(self, obj: Conversation) -> str:
+        return str(obj.latest_score) if obj.latest_score is not None else "–"
+
+    @admin.display(description="outcome")
+    def outcome(self, obj: Conversation) -> str:
+        return (obj.latest_outcome or "–").replace("_", " ")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        conversation = get_object_or_404(
+            Conversation.objects.select_related("chatbot"), pk=object_id
+        )
+        if not self.has_view_permission(request, conversation):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Conversation {str(conversation.pk)[:8]} with {conversation.chatbot.name}",
+            "subtitle": None,
+            "original": conversation,
+            "conversation": conversation,
+            "rows": selectors.conversation_transcript(conversation=conversation),
+            "index_entry": ConversationSummary.objects.filter(
+                conversation_id=conversation.pk
+            ).first(),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/analytics/conversation/transcript.html", context)
+
+
+# --- analyses, dashboard, re-analysis -----------------------------------------------------------------
+
+
+class DashboardForm(forms.Form):
+    chatbot = forms.ModelChoiceField(
+        queryset=Chatbot.objects.order_by("public_id"), required=False, empty_label="All chatbots"
+    )
+    date_from = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def clean(self):
+        data = super().clean()
+        today = timezone.now().date()
+        data["date_to"] = data.get("date_to") or today
+        data["date_from"] = data.get("date_from") or data["date_to"] - dt.timedelta(
+            days=DASHBOARD_DEFAULT_DAYS - 1
+        )
+        if data["date_from"] > data["date_to"]:
+            raise forms.ValidationError("“From” must be on or before “To”.")
+        if (data["date_to"] - data["date_from"]).days >= DASHBOARD_MAX_DAYS:
+            raise forms.ValidationError(f"Choose at most {DASHBOARD_MAX_DAYS} days.")
+        return data
+
+
+class ReanalyseForm(forms.Form):
+    date_from = forms.DateField(
+        label="Turns finished from", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        label="to (inclusive)", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    chatbot = forms.ModelChoiceField(
+        queryset=Chatbot.objects.order_by("public_id"), required=False, empty_label="All chatbots"
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            raise forms.ValidationError("“from” must be on or before “to”.")
+        return data
+
+
+@admin.action(description="Re-analyse the selected turns")
+def reanalyse_selected(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:
+    turn_ids = list(queryset.values_list("turn_id", flat=True))
+    for turn_id in turn_ids:
+        enqueue_turn_analysis(str(turn_id), force=True)
+    modeladmin.message_user(request, f"Queued {len(turn_ids)} turns for re-analysis.")
+
+
+@admin.register(ConversationAnalysis)
+class ConversationAnalysisAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "chatbot",
+        "conversation_link",
+        "topic",
+        "score",
+        "sentiment",
+        "outcome",
+        "analyser",
+    )
+    list_filter = ("chatbot", "outcome", "sentiment", "score", "topic")
+    list_select_related = ("chatbot",)
+    date_hierarchy = "created_at"
+    actions = (reanalyse_selected,)
+    change_list_template = "admin/analytics/conversationanalysis/change_list.html"
+    show_full_result_count = False
+
+    @admin.display(description="conversation")
+    def conversation_link(self, obj: ConversationAnalysis) -> str:
+        url = reverse("admin:conversations_conversation_change", args=[obj.conversation_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.conversation_id)[:8])
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("dashboard/", wrap(self.dashboard_view), name="analytics_dashboard"),
+            path("reanalyse/", wrap(self.reanalyse_view), name="analytics_reanalyse"),
+            *super().get_urls(),
+        ]
+
+    def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": title,
+            "subtitle": None,
+        }
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = DashboardForm(request.GET or None)
+        context = self._context(request, "Conversation dashboard")
+        if request.GET and not form.is_valid():
+            context.update(form=form, charts=None)
+        else:
+            if not request.GET:
+                # Bound to the defaults, so the date inputs show the range that is drawn.
+                today = timezone.now().date()
+                form = DashboardForm(
+                    {
+                        "date_from": today - dt.timedelta(days=DASHBOARD_DEFAULT_DAYS - 1),
+                        "date_to": today,
+                    }
+                )
+                form.is_valid()
+            data = form.cleaned_data
+            chatbot = data.get("chatbot")
+            context.update(
+                form=form,
+                **dashboard_charts(
+                    date_from=data["date_from"], date_to=data["date_to"], chatbot=chatbot
+                ),
+            )
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/analytics/dashboard.html", context)
+
+    def reanalyse_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = ReanalyseForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            from analytics.tasks import reanalyse_range
+
+            data = form.cleaned_data
+            start = dt.datetime.combine(data["date_from"], dt.time.min, tzinfo=dt.UTC)
+            end = dt.datetime.combine(
+                data["date_to"] + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC
+            )
+            chatbot = data.get("chatbot")
+            count = Turn.objects.filter(
+                status__in=Turn.FINISHED, finished_at__gte=start, finished_at__lt=end
+            )
+            if chatbot:
+                count = count.filter(conversation__chatbot=chatbot)
+            reanalyse_range.delay(
+                start.isoformat(), end.isoformat(), chatbot.pk if chatbot else None
+            )
+            self.message_user(
+                request,
+                f"Re-analysis of {count.count()} turns queued on the analytics queue; the "
+                "analyses update as it runs.",
+            )
+            return HttpResponseRedirect(reverse("admin:analytics_conversationanalysis_changelist"))
+        context = self._context(request, "Re-analyse a date range")
+        context["form"] = form
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/analytics/reanalyse.html", context)
+
+
+def _conversations_url(**params: Any) -> str:
+    query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
+    return reverse("admin:conversations_conversation_changelist") + (f"?{query}" if query else "")
+
+
+def dashboard_charts(*, date_from: dt.date, date_to: dt.date, chatbot: Chatbot | None) -> dict:
+    """The dashboard's figures and charts; every bar links to its conversations."""
+    data = selectors.dashboard_data(
+        date_from=date_from, date_to=date_to, chatbot_id=chatbot.pk if chatbot else None
+    )
+    base = {
+        "chatbot__id__exact": chatbot.pk if chatbot else None,
+        "date_from": date_from.isoformat(),
+        "date_to": date_to.isoformat(),
+    }
+
+    def link(**params: Any) -> str:
+        return _conversations_url(**base, **params)
+
+    per_day = charts.vbars(
+        [
+            charts.Bar(
+                label=d["day"].isoformat(),
+                value=d["count"],
+                href=_conversations_url(
+                    **{**base, "date_from": None, "date_to": None}, day=d["day"].isoformat()
+                ),
+                note=d["day"].strftime("%d/%m") if len(data["days"]) <= 31 else "",
+            )
+            for d in data["days"]
+        ]
+    )
+    topics = charts.hbars(
+        [
+            charts.Bar(label=t["value"] or "(none)", value=t["count"], href=link(topic=t["value"]))
+            for t in data["topics"]
+            if t["value"]
+        ],
+        empty="No analysed conversations in this range.",
+    )
+    scores = charts.hbars(
+        [
+            charts.Bar(label=f"{s['value']} / 5", value=s["count"], href=link(score=s["value"]))
+            for s in data["scores"]
+        ],
+        empty="No scored conversations in this range.",
+    )
+    sentiments = charts.hbars(
+        [
+            charts.Bar(label=s["value"], value=s["count"], href=link(sentiment=s["value"]))
+            for s in data["sentiments"]
+        ],
+        empty="No analysed conversations in this range.",
+    )
+    outcomes = charts.hbars(
+        [
+            charts.Bar(label=o["label"], value=o["count"], href=link(outcome=o["value"]))
+            for o in data["outcomes"]
+        ],
+        empty="No analysed conversations in this range.",
+    )
+    reasons = charts.hbars(
+        [
+            charts.Bar(label=r["value"], value=r["count"], href=link(outcome="handed_off"))
+            for r in data["handoff_reasons"]
+        ],
+        empty="No handoffs with a reason in this range.",
+    )
+    errors = charts.hbars(
+        [
+            charts.Bar(label=e["value"], value=e["count"], href=link(error_category=e["value"]))
+            for e in data["errors"]
+        ],
+        empty="No failed turns in this range.",
+    )
+    days = [t["day"] for t in data["timings"]]
+
+    def metrics_link(day: dt.date) -> str:
+        return _conversations_url(
+            chatbot__id__exact=base["chatbot__id__exact"], metrics_day=day.isoformat()
+        )
+
+    ttft = charts.line_chart(
+        days,
+        [
+            charts.Series("p50", [t.get("ttft_p50") for t in data["timings"]], "s-p50"),
+            charts.Series("p95", [t.get("ttft_p95") for t in data["timings"]], "s-p95"),
+        ],
+        href_for_day=metrics_link,
+        unit=" ms",
+    )
+    tps = charts.line_chart(
+        days,
+        [
+            charts.Series("p50", [t.get("tps_p50") for t in data["timings"]], "s-p50"),
+            charts.Series("p95", [t.get("tps_p95") for t in data["timings"]], "s-p95"),
+        ],
+        href_for_day=metrics_link,
+        unit="/s",
+    )
+    ratings = (
+        charts.hbars(
+            [
+                charts.Bar(label=str(r["value"]), value=r["count"], href=link(rating=r["value"]))
+                for r in data["ratings"]
+            ],
+            empty="No ratings in this range.",
+        )
+        if data["ratings"] is not None
+        else None
+    )
+    export_query = urlencode(
+        {
+            k: v
+            for k, v in {
+                "chatbot": chatbot.public_id if chatbot else None,
+                "from": date_from.isoformat(),
+                "to": date_to.isoformat(),
+            }.items()
+            if v
+        }
+    )
+    return {
+        "figures": data,
+        "charts": {
+            "per_day": per_day,
+            "topics": topics,
+            "scores": scores,
+            "sentiments": sentiments,
+            "outcomes": outcomes,
+            "reasons": reasons,
+            "errors": errors,
+            "ttft": ttft,
+            "tps": tps,
+            "ratings": ratings,
+        },
+        "all_conversations_url": link(),
+        "handed_off_url": link(outcome="handed_off"),
+        "export_csv_url": reverse("analytics-export") + f"?format=csv&{export_query}",
+        "export_jsonl_url": reverse("analytics-export") + f"?format=jsonl&{export_query}",
+        "date_from": date_from,
+        "date_to": date_to,
+        "chatbot": chatbot,
+    }
+
+
+# --- turn metrics ---------------------------------------------------------------------------------
+
+
+@admin.register(TurnMetrics)
+class TurnMetricsAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "chatbot",
+        "flow",
+        "endpoint_kind",
+        "status",
+        "time_to_first_token_ms",
+        "total_ms",
+        "tokens_per_second",
+        "error_category",
+    )
+    list_filter = ("chatbot", "status", "endpoint_kind", "flow", "error_category")
+    list_select_related = ("chatbot",)
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+
+# --- the conversation index ---------------------------------------------------------------------------
+
+
+@admin.register(ConversationSummary)
+class ConversationSummaryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "conversation",
+        "chatbot",
+        "username",
+        "last_message_time",
+        "message_count",
+        "first_question_short",
+        "model",
+        "total_tokens",
+    )
+    list_filter = ("chatbot",)
+    list_select_related = ("chatbot",)
+    search_fields = ("username", "=model")
+    change_list_template = "admin/analytics/conversationsummary/change_list.html"
+    show_full_result_count = False
+
+    @admin.display(description="conversation")
+    def conversation(self, obj: ConversationSummary) -> str:
+        url = reverse("admin:conversations_conversation_change", args=[obj.conversation_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.conversation_id)[:8])
+
+    @admin.display(description="first question")
+    def first_question_short(self, obj: ConversationSummary) -> str:
+        return Truncator(obj.first_question).chars(80)
+
+    def get_urls(self):
+        return [
+            path(
+                "sync/",
+                self.admin_site.admin_view(self.sync_view),
+                name="analytics_conversationsummary_sync",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "index": selectors.conversation_index_stats()}
+        return super().changelist_view(request, extra_context)
+
+    def sync_view(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:analytics_conversationsummary_changelist"))
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        result = conversation_index_sync()
+        self.message_user(
+            request,
+            f"Sync finished in {result['durationSeconds']} s: {result['messagesProcessed']} new "
+            f"AI calls, {result['conversationsIndexed']} conversations updated "
+            f"({result['conversationsCreated']} new).",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:analytics_conversationsummary_changelist"))

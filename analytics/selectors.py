@@ -1,0 +1,704 @@
+"""Read side of analytics: processing-metric percentiles, the conversation index, the dashboard,
+transcripts and exports."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery
+from django.core.exceptions import FieldDoesNotExist, FieldError
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import TruncDate
+
+from analytics.models import (
+    INDEX_SEARCH_CONFIG,
+    ContextChunk,
+    ConversationAnalysis,
+    ConversationSummary,
+    SyncState,
+)
+from conversations.models import AICall, Conversation, Message, Turn
+
+# --- processing metrics -------------------------------------------------------------------------
+
+METRIC_PHASES = (
+    "queue_ms",
+    "config_load_ms",
+    "routing_ms",
+    "order_lookup_ms",
+    "image_ms",
+    "upstream_connect_ms",
+    "first_token_ms",
+    "streaming_ms",
+    "persistence_ms",
+    "total_ms",
+    "time_to_first_token_ms",
+)
+PERCENTILES = (0.5, 0.95, 0.99)
+
+
+def processing_metrics(
+    *, since: dt.datetime, until: dt.datetime, chatbot_id: int | None = None
+) -> list[dict[str, Any]]:
+    """p50/p95/p99 of every phase per chatbot and flow, with counts and error rate.
+
+    Percentiles are computed in PostgreSQL (percentile_cont, NULLs ignored), so a phase that
+    did not happen in a turn (no routing, no order look-up) does not drag its figures to zero.
+    """
+    columns = ",\n".join(
+        f"percentile_cont(%(pct)s::float8[]) WITHIN GROUP (ORDER BY m.{name}) AS {name}"
+        for name in (*METRIC_PHASES, "tokens_per_second")
+    )
+    where = "m.created_at >= %(since)s AND m.created_at < %(until)s"
+    if chatbot_id is not None:
+        where += " AND m.chatbot_id = %(chatbot_id)s"
+    sql = f"""
+        SELECT c.public_id, m.flow, count(*) AS turns,
+               count(*) FILTER (WHERE m.status = 'failed') AS failed,
+               count(*) FILTER (WHERE m.status = 'cancelled') AS cancelled,
+               sum(m.total_tokens) AS tokens,
+               {columns}
+        FROM analytics_turnmetrics m
+        JOIN chatbots_chatbot c ON c.id = m.chatbot_id
+        WHERE {where}
+        GROUP BY c.public_id, m.flow
+        ORDER BY c.public_id, m.flow
+    """  # only our own column names are interpolated above
+    params = {"pct": list(PERCENTILES), "since": since, "until": until, "chatbot_id": chatbot_id}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    groups = []
+    for public_id, flow, turns, failed, cancelled, tokens, *percentiles in rows:
+        figures = {}
+        for name, values in zip((*METRIC_PHASES, "tokens_per_second"), percentiles, strict=True):
+            figures[name] = (
+                {
+                    f"p{round(p * 100)}": round(v, 1)
+                    for p, v in zip(PERCENTILES, values, strict=True)
+                }
+                if values is not None
+                else None
+            )
+        groups.append(
+            {
+                "chatbot": public_id,
+                "flow": flow,
+                "turns": turns,
+                "failed": failed,
+                "cancelled": cancelled,
+                "error_rate": round(failed / turns, 4) if turns else 0.0,
+                "tokens": tokens,
+                "tokens_per_second": figures.pop("tokens_per_second"),
+                "phases": figures,
+            }
+        )
+    return groups
+
+
+# --- the conversation index -----------------------------------------------------------------------
+
+
+def index_state() -> SyncState | None:
+    return SyncState.objects.filter(name=SyncState.CONVERSATION_INDEX).first()
+
+
+def _summary_json(row: dict[str, Any]) -> dict[str, Any]:
+    def iso(value: dt.datetime | None) -> str | None:
+        return value.isoformat().replace("+00:00", "Z") if value else None
+
+    return {
+        "conversationId": str(row["conversation_id"]),
+        "chatbot": row["chatbot__public_id"],
+        "username": row["username"],
+        "firstMessageTime": iso(row["first_message_time"]),
+        "lastMessageTime": iso(row["last_message_time"]),
+        "messageCount": row["message_count"],
+        "firstQuestion": row["first_question"],
+        "lastQuestion": row["last_question"],
+        "model": row["model"],
+        "clientIp": row["client_ip"],
+        "totalTokens": row["total_tokens"],
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+        "messageIds": [str(i) for i in row["message_ids"]],
+    }
+
+
+SUMMARY_FIELDS = (
+    "conversation_id",
+    "chatbot__public_id",
+    "username",
+    "first_message_time",
+    "last_message_time",
+    "message_count",
+    "first_question",
+    "last_question",
+    "model",
+    "client_ip",
+    "total_tokens",
+    "created_at",
+    "updated_at",
+    "message_ids",
+)
+
+
+ORDERING = ("-last_message_time", "-conversation_id")
+# With many matches, a search page is first looked for among the newest conversations: twice
+# as many as should hold the rows wanted (offset + size), given how common the words are.
+SEARCH_WINDOW_FACTOR = 2
+
+
+# Words in more than this share of conversations are searched the planner's own way (it
+# scans recent conversations testing each, and finds a page within a few hundred rows).
+COMMON_WORD_SHARE = 0.2
+_word_stats: dict[str, Any] = {"at": 0.0, "shares": {}}
+
+
+def _common_word_share(q: str) -> float:
+    """How common the searched words are, from PostgreSQL's statistics of the index column
+    (refreshed by ANALYZE; read at most once a minute). 0 when any word is not common."""
+    if time.monotonic() - _word_stats["at"] > 60:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+                "WHERE tablename = 'analytics_conversationsummary' AND attname = 'search'"
+            )
+            row = cursor.fetchone()
+        shares = dict(zip(row[0], row[1], strict=False)) if row and row[0] else {}
+        _word_stats.update(at=time.monotonic(), shares=shares)
+    words = [w for w in re.findall(r"\w+", q.lower()) if w != "or"]
+    shares = _word_stats["shares"]
+    return min((shares.get(w, 0.0) for w in words), default=0.0)
+
+
+@contextlib.contextmanager
+def _bitmap_scans_only():
+    """Plan full-text searches through the GIN index (and btree ranges) only.
+
+    PostgreSQL misjudges how many rows match a word, and then either scans the table or walks
+    the recency index testing every row (measured: 15-60 ms at 100,000 conversations for words
+    in 1-5% of them); a bitmap scan reads only the matching rows (1-5 ms).
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
+        yield
+
+
+def _page_ids(
+    rows: QuerySet,
+    *,
+    offset: int,
+    size: int,
+    dense_search: bool,
+    counts: dict[str, int],
+    span: dict | None,
+    word_share: float = 0.0,
+) -> list | QuerySet:
+    """The ids of one page, from the indexes alone (rows skipped by the offset are never read
+    from the table). A search with many matches looks among the newest conversations first,
+    so the full-text bitmap is intersected with a recency range instead of sorting every
+    match; it falls back to all matches when that window holds too few."""
+    if dense_search and counts.get("all") and span and span["newest"] is not None:
+        # More matches than the count limit: at least that share of conversations match, more
+        # if the statistics say so. The window's start assumes activity spread evenly between
+        # the oldest and newest conversation; too narrow a guess only costs the fallback.
+        matching = max(word_share, settings.CONVERSATION_INDEX_COUNT_LIMIT / counts["all"])
+        share = SEARCH_WINDOW_FACTOR * (offset + size) / matching / counts["all"]
+        cutoff = span["newest"] - (span["newest"] - span["oldest"]) * share if share < 1 else None
+        if cutoff is not None:
+            ids = list(
+                rows.filter(last_message_time__gte=cutoff)
+                .order_by(*ORDERING)
+                .values_list("pk", flat=True)[offset : offset + size]
+            )
+            if len(ids) == size:
+                return ids
+    # Unevaluated: it becomes a subquery of the query that reads the page's rows.
+    return rows.order_by(*ORDERING).values("pk")[offset : offset + size]
+
+
+def conversation_index_page(
+    *,
+    page: int = 1,
+    size: int = 50,
+    username: str | None = None,
+    chatbot_id: int | None = None,
+    model: str | None = None,
+    q: str | None = None,
+    date_from: dt.datetime | None = None,
+    date_to: dt.datetime | None = None,
+    state: SyncState | None = None,
+) -> dict[str, Any]:
+    """One page of indexed conversations, newest activity first (seed 004's list, plus search
+    and filters). The date range applies to the last activity, the order of the list.
+
+    `total` is exact for the whole index and per chatbot (counts kept by the sync). With other
+    filters it is exact up to CONVERSATION_INDEX_COUNT_LIMIT matches and then says so
+    (`totalRelation: "gte"`), like Elasticsearch's `track_total_hits`: counting every one of
+    100,000 matches would cost many times the page itself.
+    """
+    rows: QuerySet = ConversationSummary.objects.all()
+    if username:
+        rows = rows.filter(username=username)
+    if chatbot_id is not None:
+        rows = rows.filter(chatbot_id=chatbot_id)
+    if model:
+        rows = rows.filter(model=model)
+    if q:
+        rows = rows.filter(
+            search=SearchQuery(q, config=INDEX_SEARCH_CONFIG, search_type="websearch")
+        )
+    if date_from is not None:
+        rows = rows.filter(last_message_time__gte=date_from)
+    if date_to is not None:
+        rows = rows.filter(last_message_time__lte=date_to)
+    only_chatbot = not (username or model or q or date_from or date_to)
+    counts = (state.counts or {}) if state is not None else {}
+    offset = (page - 1) * size
+    word_share = _common_word_share(q) if q else 0.0
+    bitmaps = bool(q) and word_share < COMMON_WORD_SHARE
+    # Two index end-point look-ups, made before the planner is told to use bitmaps only.
+    span = (
+        ConversationSummary.objects.aggregate(
+            oldest=Min("last_message_time"), newest=Max("last_message_time")
+        )
+        if bitmaps
+        else None
+    )
+    with _bitmap_scans_only() if bitmaps else contextlib.nullcontext():
+        if only_chatbot and "all" in counts:
+            total = counts["all"] if chatbot_id is None else counts.get(str(chatbot_id), 0)
+            relation = "eq"
+        else:
+            limit = settings.CONVERSATION_INDEX_COUNT_LIMIT
+            total = rows.order_by()[: limit + 1].count()
+            relation = "gte" if total > limit else "eq"
+            total = min(total, limit)
+        ids: list | QuerySet = []
+        if offset < total or relation == "gte":
+            ids = _page_ids(
+                rows,
+                offset=offset,
+                size=size,
+                dense_search=bitmaps and relation == "gte",
+                counts=counts,
+                span=span,
+                word_share=word_share,
+            )
+        found = (
+            list(
+                ConversationSummary.objects.filter(pk__in=ids)
+                .order_by(*ORDERING)
+                .values(*SUMMARY_FIELDS)
+            )
+            if isinstance(ids, QuerySet) or ids
+            else []
+        )
+    return {
+        "conversations": [_summary_json(row) for row in found],
+        "total": total,
+        "totalRelation": relation,
+        "page": page,
+        "size": size,
+        "totalPages": -(-total // size),
+    }
+
+
+def conversation_index_stats() -> dict[str, Any]:
+    state = index_state()
+    count = ConversationSummary.objects.count()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size('analytics_conversationsummary')")
+        size = cursor.fetchone()[0]
+    return {
+        "indexExists": bool(state and state.exists),
+        "conversationCount": count,
+        "indexSize": size,
+        "documentCount": count,
+        "watermark": state.watermark if state else 0,
+        "pendingCalls": len(state.pending_ids) if state else 0,
+        "lastSync": (state.last_result or None) if state else None,
+    }
+
+
+def conversation_calls(*, conversation_id: Any) -> list[dict[str, Any]]:
+    """Every AI call of a conversation, oldest first (seed 004's messages of a conversation)."""
+    calls = (
+        AICall.objects.filter(conversation_id=conversation_id)
+        .exclude(purpose="analysis")
+        .order_by("created_at", "id")
+        .values(
+            "id",
+            "created_at",
+            "question",
+            "answer",
+            "model",
+            "flow",
+            "purpose",
+            "endpoint_kind",
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "latency_ms",
+            "first_token_ms",
+            "status",
+            "error_code",
+            "client_ip",
+            "user_id",
+            "chatbot__public_id",
+        )
+    )
+    return [
+        {
+            "id": str(c["id"]),
+            "timestamp": c["created_at"].isoformat().replace("+00:00", "Z"),
+            "userQuestion": c["question"],
+            "response": c["answer"],
+            "model": c["model"],
+            "flow": c["flow"],
+            "purpose": c["purpose"],
+            "endpointKind": c["endpoint_kind"],
+            "promptTokens": c["prompt_tokens"],
+            "completionTokens": c["completion_tokens"],
+            "totalTokens": c["total_tokens"],
+            "latencyMs": c["latency_ms"],
+            "firstTokenMs": c["first_token_ms"],
+            "status": c["status"],
+            "errorCode": c["error_code"],
+            "clientIp": c["client_ip"],
+            "username": c["user_id"],
+            "chatbot": c["chatbot__public_id"],
+        }
+        for c in calls
+    ]
+
+
+# --- latest analysis of each conversation ---------------------------------------------------------
+
+
+def latest_analyses(conversations: QuerySet | None = None) -> QuerySet:
+    """The newest analysis of each conversation (optionally of some conversations only).
+
+    A conversation is counted once, as it stood after its last analysed turn.
+    """
+    analyses = ConversationAnalysis.objects.all()
+    if conversations is not None:
+        analyses = analyses.filter(conversation__in=conversations.values("pk"))
+    latest_ids = analyses.order_by("conversation_id", "-created_at", "-pk").distinct(
+        "conversation_id"
+    )
+    return ConversationAnalysis.objects.filter(pk__in=latest_ids.values("pk"))
+
+
+def conversations_with_latest(queryset: QuerySet) -> QuerySet:
+    """Conversations annotated with their latest analysis' fields (one indexed look-up each)."""
+    newest = ConversationAnalysis.objects.filter(conversation=OuterRef("pk")).order_by(
+        "-created_at", "-pk"
+    )
+    return queryset.annotate(
+        latest_topic=Subquery(newest.values("topic")[:1]),
+        latest_score=Subquery(newest.values("score")[:1]),
+        latest_sentiment=Subquery(newest.values("sentiment")[:1]),
+        latest_outcome=Subquery(newest.values("outcome")[:1]),
+        latest_handoff_reason=Subquery(newest.values("handoff_reason")[:1]),
+        latest_analyser=Subquery(newest.values("analyser")[:1]),
+        latest_analysed_at=Subquery(newest.values("created_at")[:1]),
+    )
+
+
+# --- helpdesk, read defensively -------------------------------------------------------------------
+
+
+def helpdesk_model(name: str):
+    try:
+        return apps.get_model("helpdesk", name)
+    except LookupError:
+        return None
+
+
+def _rating_field(model) -> str | None:
+    for name in ("rating", "score", "stars", "value"):
+        try:
+            model._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        return name
+    return None
+
+
+def ratings_of(conversations: QuerySet) -> list[dict[str, Any]] | None:
+    """Rating value -> count for these conversations, or None without helpdesk ratings."""
+    model = helpdesk_model("ConversationRating")
+    field = _rating_field(model) if model is not None else None
+    if field is None:
+        return None
+    try:
+        rows = list(
+            model.objects.filter(conversation__in=conversations)
+            .values(field)
+            .annotate(n=Count("pk"))
+            .order_by(field)
+        )
+    except (FieldError, DatabaseError):
+        return None
+    return [{"value": row[field], "count": row["n"]} for row in rows]
+
+
+def conversations_rated(queryset: QuerySet, value: str) -> QuerySet:
+    model = helpdesk_model("ConversationRating")
+    field = _rating_field(model) if model is not None else None
+    if field is None:
+        return queryset.none()
+    return queryset.filter(pk__in=model.objects.filter(**{field: value}).values("conversation_id"))
+
+
+def handoffs_count(conversations: QuerySet) -> int | None:
+    model = helpdesk_model("Handoff")
+    if model is None:
+        return None
+    try:
+        return model.objects.filter(conversation__in=conversations).count()
+    except (FieldError, DatabaseError):
+        return None
+
+
+# --- the dashboard --------------------------------------------------------------------------------
+
+
+def _days(date_from: dt.date, date_to: dt.date) -> list[dt.date]:
+    return [date_from + dt.timedelta(days=i) for i in range((date_to - date_from).days + 1)]
+
+
+def _bounds(date_from: dt.date, date_to: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(date_from, dt.time.min, tzinfo=dt.UTC)
+    end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+    return start, end
+
+
+def dashboard_conversations(
+    *, date_from: dt.date, date_to: dt.date, chatbot_id: int | None
+) -> QuerySet:
+    """The conversations a dashboard describes: started in the range (UTC days, inclusive)."""
+    start, end = _bounds(date_from, date_to)
+    conversations = Conversation.objects.filter(created_at__gte=start, created_at__lt=end)
+    if chatbot_id is not None:
+        conversations = conversations.filter(chatbot_id=chatbot_id)
+    return conversations
+
+
+def _daily_timings(
+    *, date_from: dt.date, date_to: dt.date, chatbot_id: int | None
+) -> dict[dt.date, dict[str, Any]]:
+    start, end = _bounds(date_from, date_to)
+    where = "created_at >= %(start)s AND created_at < %(end)s"
+    if chatbot_id is not None:
+        where += " AND chatbot_id = %(chatbot_id)s"
+    sql = f"""
+        SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY time_to_first_token_ms),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY time_to_first_token_ms),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY tokens_per_second),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY tokens_per_second)
+        FROM analytics_turnmetrics WHERE {where} GROUP BY 1 ORDER BY 1
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"start": start, "end": end, "chatbot_id": chatbot_id})
+        return {
+            day: {
+                "turns": n,
+                "ttft_p50": ttft50,
+                "ttft_p95": ttft95,
+                "tps_p50": tps50,
+                "tps_p95": tps95,
+            }
+            for day, n, ttft50, ttft95, tps50, tps95 in cursor.fetchall()
+        }
+
+
+def dashboard_data(*, date_from: dt.date, date_to: dt.date, chatbot_id: int | None) -> dict:
+    """Everything the staff dashboard draws, for conversations started in the range."""
+    conversations = dashboard_conversations(
+        date_from=date_from, date_to=date_to, chatbot_id=chatbot_id
+    )
+    days = _days(date_from, date_to)
+    per_day = dict(
+        conversations.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(n=Count("pk"))
+        .values_list("day", "n")
+    )
+    latest = latest_analyses(conversations)
+
+    def counts(field: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+        rows = latest.values(field).annotate(n=Count("pk")).order_by("-n", field)
+        rows = rows[:limit] if limit else rows
+        return [{"value": row[field], "count": row["n"]} for row in rows]
+
+    scores = {row["value"]: row["count"] for row in counts("score")}
+    sentiments = {row["value"]: row["count"] for row in counts("sentiment")}
+    errors = list(
+        Turn.objects.filter(conversation__in=conversations, status=Turn.Status.FAILED)
+        .values("error_category")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "error_category")
+    )
+    timings = _daily_timings(date_from=date_from, date_to=date_to, chatbot_id=chatbot_id)
+    outcomes = {row["value"]: row["count"] for row in counts("outcome")}
+    reasons = list(
+        latest.filter(outcome=ConversationAnalysis.Outcome.HANDED_OFF)
+        .exclude(handoff_reason="")
+        .values("handoff_reason")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "handoff_reason")[:10]
+    )
+    return {
+        "days": [{"day": day, "count": per_day.get(day, 0)} for day in days],
+        "conversations": sum(per_day.values()),
+        "analysed": sum(outcomes.values()),
+        "topics": counts("topic", limit=12),
+        "scores": [{"value": s, "count": scores.get(s, 0)} for s in (1, 2, 3, 4, 5)],
+        "unscored": scores.get(None, 0),
+        "sentiments": [
+            {"value": s, "count": sentiments.get(s, 0)} for s in ("positive", "neutral", "negative")
+        ],
+        "outcomes": [
+            {"value": o.value, "label": o.label, "count": outcomes.get(o.value, 0)}
+            for o in ConversationAnalysis.Outcome
+        ],
+        "handoff_reasons": [{"value": r["handoff_reason"], "count": r["n"]} for r in reasons],
+        "helpdesk_handoffs": handoffs_count(conversations),
+        "errors": [
+            {
+                "value": r["error_category"] or "uncategorised",
+                "key": r["error_category"],
+                "count": r["n"],
+            }
+            for r in errors
+        ],
+        "timings": [{"day": day, **timings.get(day, {"turns": 0})} for day in days],
+        "ratings": ratings_of(conversations),
+    }
+
+
+# --- transcript and export -----------------------------------------------------------------------
+
+
+def conversation_transcript(*, conversation: Conversation) -> list[dict[str, Any]]:
+    """The conversation's messages in order; a customer message carries its turn (status,
+    timings, events, metrics, analysis), an answer its context chunks. Three queries."""
+    messages = list(conversation.messages.order_by("sequence"))
+    turns = {
+        turn.user_message_id: turn
+        for turn in Turn.objects.filter(conversation=conversation)
+        .select_related("analysis", "metrics")
+        .annotate(event_count=Count("events"))
+    }
+    chunks: dict[Any, list[ContextChunk]] = {}
+    for chunk in ContextChunk.objects.filter(conversation=conversation).order_by(
+        "message_id", "position"
+    ):
+        chunks.setdefault(chunk.message_id, []).append(chunk)
+    rows = []
+    for message in messages:
+        turn = turns.get(message.pk)
+        rows.append(
+            {
+                "message": message,
+                "turn": turn,
+                "analysis": getattr(turn, "analysis", None) if turn else None,
+                "metrics": getattr(turn, "metrics", None) if turn else None,
+                "chunks": chunks.get(message.pk, []),
+            }
+        )
+    return rows
+
+
+EXPORT_FIELDS = (
+    "conversation_id",
+    "chatbot",
+    "user_id",
+    "status",
+    "created_at",
+    "last_activity_at",
+    "message_count",
+    "turns",
+    "failed_turns",
+    "first_question",
+    "topic",
+    "score",
+    "sentiment",
+    "outcome",
+    "handoff_reason",
+    "analyser",
+    "analysed_at",
+)
+
+
+def conversations_export(queryset: QuerySet, *, with_turns: bool = False) -> Iterator[dict]:
+    """One dict per conversation with its latest analysis; streamed in chunks of 500.
+
+    With `with_turns`, each also lists the analysis of every turn (for JSONL).
+    """
+    first_question = Message.objects.filter(
+        conversation=OuterRef("pk"), role=Message.Role.USER
+    ).order_by("sequence")
+    rows = (
+        conversations_with_latest(queryset)
+        .select_related("chatbot")
+        .annotate(
+            turn_count=Count("turns", distinct=True),
+            failed_count=Count("turns", filter=Q(turns__status=Turn.Status.FAILED), distinct=True),
+            first_question=Subquery(first_question.values("content")[:1]),
+        )
+        .order_by("created_at", "pk")
+    )
+    if with_turns:
+        rows = rows.prefetch_related("analyses")
+    for conversation in rows.iterator(chunk_size=500):
+        row = {
+            "conversation_id": str(conversation.pk),
+            "chatbot": conversation.chatbot.public_id,
+            "user_id": conversation.user_id,
+            "status": conversation.status,
+            "created_at": conversation.created_at.isoformat(),
+            "last_activity_at": conversation.last_activity_at.isoformat(),
+            "message_count": conversation.message_count,
+            "turns": conversation.turn_count,
+            "failed_turns": conversation.failed_count,
+            "first_question": conversation.first_question or "",
+            "topic": conversation.latest_topic or "",
+            "score": conversation.latest_score,
+            "sentiment": conversation.latest_sentiment or "",
+            "outcome": conversation.latest_outcome or "",
+            "handoff_reason": conversation.latest_handoff_reason or "",
+            "analyser": conversation.latest_analyser or "",
+            "analysed_at": (
+                conversation.latest_analysed_at.isoformat()
+                if conversation.latest_analysed_at
+                else ""
+            ),
+        }
+        if with_turns:
+            row["analyses"] = [
+                {
+                    "turn_id": str(a.turn_id),
+                    "topic": a.topic,
+                    "score": a.score,
+                    "sentiment": a.sentiment,
+                    "outcome": a.outcome,
+                    "handoff_reason": a.handoff_reason,
+                    "analyser": a.analyser,
+                    "created_at": a.created_at.isoformat(),
+                }
+                for a in sorted(conversation.analyses.all(), key=lambda a: a.created_at)
+            ]
+        yield row

@@ -1,0 +1,1 @@
+"""Benchmarks of the relay and the analytics index (`python -m bench`; docs/benchmarks.md)."""
