@@ -36,6 +36,28 @@ def too_large(limit: int) -> JsonResponse:
     )
 
 
+def is_dependency_down(exception: BaseException) -> bool:
+    """PostgreSQL or Redis cannot be reached: the client should retry, nothing is wrong with it."""
+    import redis
+    from django.db import InterfaceError, OperationalError
+
+    return isinstance(
+        exception, OperationalError | InterfaceError | redis.ConnectionError | redis.TimeoutError
+    )
+
+
+def service_unavailable() -> JsonResponse:
+    response = JsonResponse(
+        error_body(
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "The service is briefly unavailable; please try again in a few seconds.",
+        ),
+        status=503,
+    )
+    response["Retry-After"] = "5"
+    return response
+
+
 class ApiGuardMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -59,6 +81,11 @@ class ApiGuardMiddleware:
             return None
         if isinstance(exception, RequestDataTooBig):
             return too_large(body_limit_for(request.path))
+        if is_dependency_down(exception):
+            logger.warning(
+                "dependency unavailable in %s %s: %s", request.method, request.path, exception
+            )
+            return service_unavailable()
         if isinstance(exception, RecursionError):
             return JsonResponse(
                 error_body(ErrorCode.MALFORMED_JSON, "The JSON is nested too deeply."), status=400

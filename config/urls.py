@@ -49,6 +49,13 @@ def handler404(request: HttpRequest, exception=None):
 
 
 def handler500(request: HttpRequest):
+    import sys
+
+    from config.middleware import is_dependency_down, service_unavailable
+
+    exc = sys.exc_info()[1]
+    if request.path.startswith("/api/") and exc is not None and is_dependency_down(exc):
+        return service_unavailable()
     if request.path.startswith("/api/"):
         return JsonResponse(
             error_body(ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; it is logged."),

@@ -112,7 +112,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         query = self.scope.get("query_string", b"").decode("latin-1")
         token = (urllib.parse.parse_qs(query).get("token") or [None])[0]
         if token:
-            await self.authenticate(token)
+            await self.guarded(self.authenticate(token))
 
     async def authenticate(self, token: str) -> bool:
         grant = conversation_token_check(token)
@@ -150,9 +150,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error(ErrorCode.VALIDATION_ERROR, "Send a JSON object with a `type`.")
             return
         kind = content.get("type")
+        if not isinstance(kind, str):
+            kind = None
         if self.conversation is None:
             if kind == "auth" and isinstance(content.get("token"), str):
-                await self.authenticate(content["token"])
+                await self.guarded(self.authenticate(content["token"]))
             else:
                 await self.send_error(
                     ErrorCode.NOT_AUTHENTICATED, 'Send {"type": "auth", "token": …} first.'
@@ -174,9 +176,25 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             )
             return
         try:
-            await handler(content)
+            await self.guarded(handler(content))
         except ApiError as err:
             await self.send_error(err.code, err.message, err.details)
+
+    async def guarded(self, work) -> None:
+        """PostgreSQL or Redis away: tell the client to come back (4503 mirrors HTTP 503)."""
+        from config.middleware import is_dependency_down
+
+        try:
+            await work
+        except Exception as exc:
+            if not is_dependency_down(exc):
+                raise
+            logger.warning("websocket: dependency unavailable: %s", exc)
+            await self.send_error(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "The service is briefly unavailable; please reconnect in a few seconds.",
+            )
+            await self.close(code=4503)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
         if text_data is None:

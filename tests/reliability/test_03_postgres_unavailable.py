@@ -265,13 +265,6 @@ def test_the_api_never_answers_from_memory_while_postgresql_is_down(outage):
 
 
 def test_the_api_answers_503_with_the_error_envelope_while_postgresql_is_down(outage, request):
-    harness.finding(
-        request,
-        "with PostgreSQL unreachable the API answers 500 INTERNAL_ERROR: django.db."
-        "OperationalError is not mapped to 503 SERVICE_UNAVAILABLE with Retry-After "
-        "(config/middleware.py ApiGuardMiddleware.process_exception, and config/urls.py "
-        "handler500 for errors raised in middleware)",
-    )
     for probe in outage.probes:
         if probe.what.startswith("websocket"):
             continue
@@ -283,14 +276,6 @@ def test_the_api_answers_503_with_the_error_envelope_while_postgresql_is_down(ou
 
 
 def test_a_websocket_opened_while_postgresql_is_down_is_told_to_come_back(outage, request):
-    harness.finding(
-        request,
-        "a WebSocket that connects while PostgreSQL is unreachable is accepted and then dropped "
-        "by an exception inside the consumer (OperationalError in authenticate, logged as "
-        "'Exception inside application'): no error frame, close code 1011 instead of a "
-        "SERVICE_UNAVAILABLE error frame and close code 4503 (Daphne accepts only 1000 and "
-        "3000-4999 from an application; 4503 mirrors HTTP 503 as 4404 mirrors 404)",
-    )
     probe = next(p for p in outage.probes if p.what.startswith("websocket"))
     assert "SERVICE_UNAVAILABLE" in probe.body and probe.body.endswith("code 4503")
 
