@@ -83,9 +83,9 @@ def chatbot_language_changed(sender, instance: Chatbot, created: bool, **kwargs)
 
 def cors_origin_allowed(sender, request, **kwargs) -> bool:
     """CORS for any active chatbot's allowed origin; each view then checks the bot's own list."""
-    from chatbots.selectors import all_allowed_origins
-
     import redis
+
+    from chatbots.selectors import all_allowed_origins
 
     origin = request.headers.get("Origin", "")
     if not origin:
