@@ -377,6 +377,26 @@ def turns_reap_stale() -> int:
             created_at__lt=now - dt.timedelta(seconds=settings.TURN_PENDING_TIMEOUT),
         ).values_list("pk", flat=True)[:500]
     )
+    redispatch_after = settings.TURN_PENDING_REDISPATCH_SECONDS
+    if redispatch_after:
+        # A queued run_turn can be lost (a Redis restart without persistence): send it again.
+        # Harmless when it was only waiting: the claim runs a turn once, whoever gets it.
+        from conversations.tasks import run_turn
+
+        waiting = Turn.objects.filter(
+            status=Turn.Status.PENDING,
+            created_at__lt=now - dt.timedelta(seconds=redispatch_after),
+            created_at__gte=now - dt.timedelta(seconds=settings.TURN_PENDING_TIMEOUT),
+        ).values_list("pk", flat=True)[:500]
+        from config.redis import get_redis
+
+        redis = get_redis()
+        for turn_id in waiting:
+            # Once per turn: a long but healthy queue must not be flooded with copies.
+            if redis.set(
+                f"cb:turn:{turn_id}:redispatched", 1, nx=True, ex=settings.TURN_PENDING_TIMEOUT
+            ):
+                run_turn.delay(str(turn_id))
     reaped = 0
     for turn_id, from_status, code, message in [
         (t, Turn.Status.RUNNING, "WORKER_LOST", "The answer was interrupted. Please ask again.")

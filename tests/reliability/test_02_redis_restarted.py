@@ -141,8 +141,7 @@ def restart_run(request, django_db_setup, django_db_blocker) -> RestartRun:
                 CELERY_BROKER_URL=redis.url(BROKER_DB),
                 # The reaper runs inside the worker (embedded beat), as it would in production.
                 TURN_REAPER_INTERVAL_SECONDS="2",
-                # For the proposed fix of the lost-queue finding (docs/reliability.md): the
-                # reaper sends run_turn again for turns pending this long. Unused until then.
+                # The reaper sends run_turn again for turns pending this long.
                 TURN_PENDING_REDISPATCH_SECONDS="3",
             )
             bot = f"redis-bot-{mode}"
@@ -250,13 +249,6 @@ def test_a_message_accepted_while_redis_was_down_is_answered(restart_run):
 
 
 def test_a_turn_still_queued_when_redis_restarts_is_answered(restart_run, request):
-    if restart_run.mode == "no-persistence":
-        harness.finding(
-            request,
-            "a Redis restart without persistence loses queued run_turn tasks; their turns stay "
-            "pending (the widget shows nothing) until the reaper fails them after "
-            "TURN_PENDING_TIMEOUT (600 s) with NOT_STARTED",
-        )
     for turn_id in restart_run.queued:
         assert restart_run.status[turn_id] == "completed", turn_id
         assert restart_run.seen[turn_id].text == ANSWER
