@@ -293,6 +293,48 @@ def turn_timings_update(*, turn_id: str, timings: dict, status: str) -> None:
     turn_finished.send(sender=Turn, turn_id=turn_id, status=status)
 
 
+def _copy_redis_events(*, turn_id: str, after: int) -> int:
+    """Copy a turn's Redis-only events after `after` to PostgreSQL; returns the last id copied."""
+    from config.redis import get_redis
+
+    try:
+        missing = streaming.redis_events_after_sync(
+            get_redis(), turn_id, after, settings.STREAM_REDIS_MAXLEN
+        )
+    except Exception:
+        return after
+    if not missing:
+        return after
+    StreamEvent.objects.bulk_create(
+        streaming.rows_to_models(turn_id, missing), ignore_conflicts=True
+    )
+    return missing[-1]["id"]
+
+
+def _store_partial_answer(*, turn_id: str) -> str | None:
+    """What the customer of a dead runner already saw, stored as an incomplete answer."""
+    tokens = StreamEvent.objects.filter(turn_id=turn_id, event="token").order_by("seq")
+    text = "".join((e.data or {}).get("text", "") for e in tokens)
+    if not text:
+        return None
+    with transaction.atomic():
+        turn = Turn.objects.select_for_update().get(pk=turn_id)
+        if turn.assistant_message_id:
+            return str(turn.assistant_message_id)
+        conversation = Conversation.objects.select_for_update().get(pk=turn.conversation_id)
+        message = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            content=text,
+            sequence=_next_sequence(conversation.pk),
+            flow=turn.flow,
+            metadata={"incomplete": True, "reason": "failed"},
+        )
+        Turn.objects.filter(pk=turn_id).update(assistant_message=message)
+        Conversation.objects.filter(pk=conversation.pk).update(message_count=F("message_count") + 1)
+    return str(message.id)
+
+
 def append_events_sync(*, turn_id: str, events: list[tuple[str, dict]]) -> list[dict]:
     """Append events for a turn nobody is running (pending, or its worker died).
 
@@ -306,6 +348,8 @@ def append_events_sync(*, turn_id: str, events: list[tuple[str, dict]]) -> list[
     last_redis = redis.xrevrange(streaming.stream_key(turn_id), count=1)
     last_id = int(last_redis[0][0].decode().split("-")[1]) if last_redis else 0
     last_db = StreamEvent.objects.filter(turn_id=turn_id).aggregate(m=Max("seq"))["m"] or 0
+    # Events a dead runner published to Redis but never flushed: keep them before Redis expires.
+    last_db = max(last_db, _copy_redis_events(turn_id=turn_id, after=last_db))
     turn_last = Turn.objects.filter(pk=turn_id).values_list("last_event_id", flat=True).first() or 0
     seq = max(last_id, last_db, turn_last)
     serialize = get_channel_layer().serialize
@@ -414,11 +458,16 @@ def turns_reap_stale() -> int:
             error_category="streaming",
         ):
             continue
+        message_id = None
+        if from_status == Turn.Status.RUNNING:
+            last_db = StreamEvent.objects.filter(turn_id=turn_id).aggregate(m=Max("seq"))["m"] or 0
+            _copy_redis_events(turn_id=str(turn_id), after=last_db)
+            message_id = _store_partial_answer(turn_id=str(turn_id))
         append_events_sync(
             turn_id=str(turn_id),
             events=[
                 ("error", {"code": code, "message": message, "retryable": True}),
-                ("end", {"status": "failed", "message_id": None}),
+                ("end", {"status": "failed", "message_id": message_id}),
             ],
         )
         turn_finished.send(sender=Turn, turn_id=str(turn_id), status=Turn.Status.FAILED)

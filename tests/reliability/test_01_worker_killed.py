@@ -227,12 +227,6 @@ def test_the_broker_never_redelivers_a_turn_that_is_still_within_its_time_limit(
 
 
 def test_events_a_client_saw_before_the_worker_died_are_kept_in_postgresql(killed_run, request):
-    harness.finding(
-        request,
-        "events a killed worker had published to Redis but not yet flushed to PostgreSQL are "
-        "not copied by the reaper; once the Redis log expires the turn's replay stops at the gap "
-        "(410 RESUME_POINT_GONE) and never reaches its error and end",
-    )
     lost = [o for o in killed_run.outcomes if o.on_killed_worker]
     assert [p for o in lost for p in o.row_problems] == []
 
@@ -240,12 +234,6 @@ def test_events_a_client_saw_before_the_worker_died_are_kept_in_postgresql(kille
 def test_what_a_client_saw_before_the_worker_died_is_stored_as_an_incomplete_answer(
     killed_run, request
 ):
-    harness.finding(
-        request,
-        "the reaper stores no assistant message for a turn whose worker died, so the text the "
-        "customer already saw is missing from the history (docs/streaming.md: what the customer "
-        "saw is stored, marked incomplete)",
-    )
     lost = [o for o in killed_run.outcomes if o.on_killed_worker]
     for outcome in lost:
         assert outcome.has_answer_row and outcome.stored == outcome.seen.text
