@@ -48,7 +48,7 @@ def staff_client() -> Client:
 def own_broker(settings):
     """A broker database only the worker this test starts listens on."""
     base = settings.CELERY_BROKER_URL.rstrip("/").rpartition("/")[0]
-    url = f"{base}/12"
+    url = f"{base}/9"  # 10-13 belong to the reliability and shutdown tests
     selectors.redis_client(url).flushdb()
     settings.CELERY_BROKER_URL = url
     settings.HEALTH_CELERY_CACHE_SECONDS = 0
