@@ -269,7 +269,7 @@ TURN_STALE_SECONDS = env.int("TURN_STALE_SECONDS", default=30)
 TURN_PENDING_TIMEOUT = env.int("TURN_PENDING_TIMEOUT", default=600)
 # The reaper sends run_turn again for turns still pending after this long (0 = never): a Redis
 # restart without persistence loses queued tasks; a duplicate is harmless (the claim is atomic).
-TURN_PENDING_REDISPATCH_SECONDS = env.int("TURN_PENDING_REDISPATCH_SECONDS", default=30)
+TURN_PENDING_REDISPATCH_SECONDS = env.int("TURN_PENDING_REDISPATCH_SECONDS", default=0)
 TURN_REAPER_INTERVAL_SECONDS = env.int("TURN_REAPER_INTERVAL_SECONDS", default=60)
 # Upstream retries happen only before the first token.
 UPSTREAM_MAX_RETRIES = env.int("UPSTREAM_MAX_RETRIES", default=2)
