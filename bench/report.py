@@ -81,17 +81,18 @@ def _plots(streams: dict | None, servers: dict | None, ttft: dict | None) -> lis
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return []
     made = []
     series = []
-    if servers:
-        series = [
-            ("Daphne", servers.get("daphne") or {}),
-            ("uvicorn", servers.get("uvicorn") or {}),
-        ]
-    elif streams:
-        series = [("Daphne", streams.get("levels") or {})]
+    if streams:
+        series.append(("Daphne", streams.get("levels") or {}))
+    elif servers:
+        series.append(("Daphne", servers.get("daphne") or {}))
+    if servers and servers.get("uvicorn"):
+        label = "uvicorn" if not streams else "uvicorn (its own run)"
+        series.append((label, servers["uvicorn"]))
     if series:
         fig, ax = plt.subplots(figsize=(7, 4.2))
         floor_levels: dict[int, dict] = {}
@@ -113,6 +114,7 @@ def _plots(streams: dict | None, servers: dict | None, ttft: dict | None) -> lis
         ax.axhline(TARGETS["delay_p99_ms"], color="tab:red", lw=0.8, ls=":", label="target p99")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xticks(xs or [50, 100, 200, 500])
         ax.set_xticklabels([str(x) for x in (xs or [50, 100, 200, 500])])
         ax.set_xlabel("concurrent streams (50 tokens/s each)")
@@ -423,7 +425,8 @@ def build_report() -> str:
         "reaped children, so `postgres` (the whole private server) includes backends that "
         "lived for one request.",
         "",
-        "Reproduce: `.venv/bin/python -m bench` (everything, ~15 minutes), "
+        "Reproduce: `.venv/bin/python -m bench` (everything: ~25 minutes on a quiet machine, "
+        "plus the waits for quiet), "
         "`.venv/bin/python -m bench streams --levels 500` (one scenario), "
         "`.venv/bin/python -m bench --quick` (smoke run, under a minute, results in "
         "`bench/results/quick/`), `--dry-run` (print the plan), `--profile` (py-spy on Daphne and "
@@ -485,10 +488,11 @@ def build_report() -> str:
             "",
             *_resources_table(lv),
             "",
-            "CPU time per token does not depend much on what else runs on the machine, so it "
-            "says what a load needs: the last row extrapolates each run to 500 streams × 50 "
-            "tokens/s (25,000 tokens/s) for the processes of the stack (not the fake, not the "
-            "client).",
+            "CPU per token delivered, each run extrapolated to 500 streams × 50 tokens/s "
+            "(25,000 tokens/s) for the processes of the stack (not the fake, not the client). "
+            "It includes each turn's start and finish, spread over its 500 tokens, and it falls "
+            "when the relay falls behind (more tokens share a frame), so read it as a rough "
+            "size, not a law.",
             "",
             *_cpu_per_token_table(lv),
             "",
@@ -539,7 +543,8 @@ def build_report() -> str:
             _pct_row("stream-events (ms)", rp.get("latency_ms")),
             _pct_row("floor: fake ping (ms)", fp.get("latency_ms")),
             "",
-            f"Statuses: {rp.get('statuses')}; achieved rate {_fmt(rp.get('achieved_rate'))}/s. "
+            f"Statuses: {rp.get('statuses')}; answered {_fmt(rp.get('achieved_rate'))} requests/s "
+            "on average (scheduled: 200/s). "
             f"The streams meanwhile: delay p99 "
             f"{_fmt(_g(rr, 'streams', 'emission_to_receipt_ms', 'p99'))} ms, "
             f"{_fmt(_g(rr, 'streams', 'delivered_pct'))}% delivered.",
