@@ -379,7 +379,7 @@ def build_report() -> str:
         f"`SESSION_CREATE_RATE_LIMIT`={stack.get('SESSION_CREATE_RATE_LIMIT')} (every simulated "
         "visitor comes from 127.0.0.1), `UPSTREAM_TRUST_ENV`=false; everything else at its "
         "default (`STREAM_FRAME_INTERVAL_MS`=50, `STREAM_DB_FLUSH_SECONDS`=0.5, rate limits on, "
-        "INFO logging), except `DATABASE_CONN_MAX_AGE`=0 for the ASGI server (see the findings). "
+        "INFO logging, a psycopg connection pool of up to 20 per process). "
         "PostgreSQL is an embedded server of the benchmark's own (devstack's code and settings: "
         "max_connections 400, shared_buffers 256 MB; data in `.data/bench/`), so a connection "
         "storm cannot take connections from other work on the machine; Redis is a private "

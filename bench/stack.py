@@ -43,11 +43,9 @@ class StackConfig:
         }
     )
 
-    # Only for the ASGI server: Django runs each HTTP request's sync code in a thread of its own
-    # (asgiref's ThreadSensitiveContext), so a persistent connection is never reused and stays
-    # open until garbage collection — hundreds of idle PostgreSQL backends under load. Django's
-    # advice under ASGI is CONN_MAX_AGE=0 (docs/benchmarks.md). Workers keep theirs.
-    asgi_env: dict[str, str] = field(default_factory=lambda: {"DATABASE_CONN_MAX_AGE": "0"})
+    # Settings only for the ASGI server's process (none by default: the connection pool makes
+    # the old CONN_MAX_AGE=0 advice unnecessary).
+    asgi_env: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {

@@ -10,6 +10,7 @@ import math
 import threading
 import time
 
+import redis
 from django.conf import settings
 from limits import parse
 from limits.storage import storage_from_string
@@ -27,7 +28,12 @@ def _get_limiter() -> MovingWindowRateLimiter:
     if _limiter is None or _limiter[0] != url:
         with _lock:
             if _limiter is None or _limiter[0] != url:
-                storage = storage_from_string(url, key_prefix="cb:rl")
+                # A blocking pool: under a burst a request waits briefly for a connection
+                # instead of failing with MaxConnectionsError (bench/findings.md, item 4).
+                pool = redis.BlockingConnectionPool.from_url(
+                    url, max_connections=settings.RATE_LIMIT_REDIS_CONNECTIONS, timeout=5
+                )
+                storage = storage_from_string(url, key_prefix="cb:rl", connection_pool=pool)
                 _limiter = (url, MovingWindowRateLimiter(storage))
     return _limiter[1]
 

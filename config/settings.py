@@ -87,9 +87,27 @@ if not DATABASES["default"].get("HOST") and "host" in DATABASES["default"].get("
     DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="") or None}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"]["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+# A bounded connection pool per process (psycopg_pool). Under ASGI every request and every
+# WebSocket database call runs in a thread of its own, so without a pool connections follow the
+# requests in flight: each pays a new backend (CONN_MAX_AGE=0) or leaves one idle behind
+# (CONN_MAX_AGE>0) until PostgreSQL refuses more (bench/findings.md, item 1). The pool bounds a
+# process to DATABASE_POOL_MAX connections and reuses them; a caller waits up to
+# DATABASE_POOL_TIMEOUT seconds for one and then gets the 503 envelope.
+if env.bool("DATABASE_POOL", default=True):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django requires it with a pool
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX", default=20),
+        # Without a pool this wait is the connect timeout; keep them one concept by default.
+        "timeout": env.float(
+            "DATABASE_POOL_TIMEOUT", default=DATABASES["default"]["OPTIONS"]["connect_timeout"]
+        ),
+        "max_idle": 300,
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, channel layer, Celery broker ----------------------------------------------
@@ -275,6 +293,8 @@ TURN_REAPER_INTERVAL_SECONDS = env.int("TURN_REAPER_INTERVAL_SECONDS", default=6
 UPSTREAM_MAX_RETRIES = env.int("UPSTREAM_MAX_RETRIES", default=2)
 # Threads each worker process uses for database writes from the streaming loop.
 TURN_DB_THREADS = env.int("TURN_DB_THREADS", default=8)
+# Threads of an ASGI process that run WebSocket consumers' database calls (in parallel).
+WS_DB_THREADS = env.int("WS_DB_THREADS", default=10)
 
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-turns": {
@@ -286,6 +306,8 @@ CELERY_BEAT_SCHEDULE = {
 BUILTIN_TOKENS_PER_SECOND = env.float("BUILTIN_TOKENS_PER_SECOND", default=40.0)
 # Rate limits (Redis, shared by all processes). Per-bot override of the message limit: admin.
 RATE_LIMITS_ENABLED = env.bool("RATE_LIMITS_ENABLED", default=True)
+# Redis connections per process for the rate limiter (callers wait for a free one).
+RATE_LIMIT_REDIS_CONNECTIONS = env.int("RATE_LIMIT_REDIS_CONNECTIONS", default=50)
 MESSAGE_RATE_LIMIT_PER_MINUTE = env.int("MESSAGE_RATE_LIMIT_PER_MINUTE", default=60)
 SESSION_CREATE_RATE_LIMIT = env.str("SESSION_CREATE_RATE_LIMIT", default="30/minute")
 AUTH_TOKEN_RATE_LIMIT = env.str("AUTH_TOKEN_RATE_LIMIT", default="10/minute")

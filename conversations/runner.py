@@ -87,7 +87,7 @@ class TurnExecution:
         self.publisher = TurnPublisher(
             turn_id=self.turn_id,
             redis=rt.redis,
-            save_rows=lambda rows: rt.run_db(services.stream_rows_save, rows, turn_id=self.turn_id),
+            save_rows=lambda rows: rt.event_writer.save(self.turn_id, rows),
             first_seq=work["first_seq"],
         )
 

@@ -60,6 +60,9 @@ class WorkerRuntime:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.redis = new_async_redis()
+        from conversations import services, streaming
+
+        self.event_writer = streaming.EventRowWriter(self.run_db, services.stream_rows_save_many)
         self.loop.create_task(self._listen_for_cancels())
         self._ready.set()
         self.loop.run_forever()

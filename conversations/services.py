@@ -14,9 +14,8 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
-from django.db.models.functions import Greatest
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -168,13 +167,30 @@ def turn_claim(*, turn_id: str, worker: str) -> dict[str, Any] | None:
     }
 
 
-def stream_rows_save(rows: list[dict], *, turn_id: str) -> None:
-    StreamEvent.objects.bulk_create(streaming.rows_to_models(turn_id, rows), ignore_conflicts=True)
-    # Greatest(): batches may commit out of order; the id must never go backwards.
-    Turn.objects.filter(pk=turn_id).update(
-        heartbeat_at=timezone.now(),
-        last_event_id=Greatest(F("last_event_id"), max(env["id"] for env in rows)),
-    )
+def stream_rows_save_many(batches: list[tuple[str, list[dict]]]) -> None:
+    """Several turns' event rows and heartbeats in one transaction (one INSERT, one UPDATE)."""
+    batches = [(turn_id, rows) for turn_id, rows in batches if rows]
+    if not batches:
+        return
+    models = [m for turn_id, rows in batches for m in streaming.rows_to_models(turn_id, rows)]
+    last: dict[str, int] = {}
+    for turn_id, rows in batches:
+        last[str(turn_id)] = max(last.get(str(turn_id), 0), max(env["id"] for env in rows))
+    with transaction.atomic():
+        StreamEvent.objects.bulk_create(models, ignore_conflicts=True)
+        table = connection.ops.quote_name(Turn._meta.db_table)
+        values = ", ".join(["(%s::uuid, %s::integer)"] * len(last))
+        params: list = [timezone.now()]
+        for turn_id, seq in last.items():
+            params += [turn_id, seq]
+        with connection.cursor() as cursor:
+            # GREATEST: batches may commit out of order; the id must never go backwards.
+            cursor.execute(
+                f"UPDATE {table} AS t SET heartbeat_at = %s, "
+                f"last_event_id = GREATEST(t.last_event_id, v.seq) "
+                f"FROM (VALUES {values}) AS v(id, seq) WHERE t.id = v.id",
+                params,
+            )
 
 
 def turn_heartbeat(*, turn_id: str) -> bool:

@@ -89,6 +89,7 @@ class TurnPublisher:
         # batch is in PostgreSQL too.
         self._save_lock = asyncio.Lock()
         self.first_token_at: float | None = None
+        self._expire_due = True
 
     @property
     def last_seq(self) -> int:
@@ -121,11 +122,16 @@ class TurnPublisher:
                     maxlen=settings.STREAM_REDIS_MAXLEN,
                     approximate=True,
                 )
-                pipe.expire(self.key, self.ttl)
+                if self._expire_due or env["event"] == TERMINAL_EVENT:
+                    # Once per turn, not per frame: at its first frame, its end, and after a
+                    # Redis error (a restarted server may have lost the key and its expiry).
+                    pipe.expire(self.key, self.ttl)
                 pipe.publish(self.channel, message)
                 await pipe.execute()
+                self._expire_due = False
                 return
             except Exception as exc:
+                self._expire_due = True
                 if "equal or smaller" in str(exc):
                     return  # appended by an earlier attempt whose reply was lost
                 if attempt == 49:
@@ -238,6 +244,65 @@ class TurnPublisher:
         if self._db_task is not None and not self._db_task.done():
             self._db_task.cancel()
         await self.flush_rows()
+
+
+class EventRowWriter:
+    """Stores every turn's event rows of one worker process, in shared transactions.
+
+    A group commit: one write is in flight at a time, and every batch handed in meanwhile goes
+    into the next one, so N streaming turns cost one transaction per write instead of two
+    commits per turn every STREAM_DB_FLUSH_SECONDS (bench/findings.md, item 5). `save` returns
+    once the rows are committed, which keeps TurnPublisher.reserve_end's promise that every
+    earlier event is in PostgreSQL. A failed shared write is retried turn by turn, so one turn's
+    bad rows (its turn deleted meanwhile) cannot hold back the others.
+    """
+
+    def __init__(self, run_db: Callable[..., Any], save_many: Callable[[list], Any]) -> None:
+        self.run_db = run_db  # async: runs a sync function on a database thread
+        self.save_many = save_many  # sync: [(turn_id, rows), …] in one transaction
+        self._waiting: list[tuple[str, list[dict], asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+        self.writes = 0
+        self.batches = 0
+
+    async def save(self, turn_id: str, rows: list[dict]) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((turn_id, rows, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+        await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            self.writes += 1
+            self.batches += len(group)
+            try:
+                await self.run_db(self.save_many, [(turn_id, rows) for turn_id, rows, _ in group])
+            except Exception as exc:
+                if len(group) == 1:
+                    _settle(group[0][2], exc)
+                    continue
+                for turn_id, rows, future in group:
+                    try:
+                        await self.run_db(self.save_many, [(turn_id, rows)])
+                    except Exception as one_exc:
+                        _settle(future, one_exc)
+                    else:
+                        _settle(future, None)
+                logger.warning("event rows: a shared write failed (%s); stored turn by turn", exc)
+                continue
+            for _turn_id, _rows, future in group:
+                _settle(future, None)
+
+
+def _settle(future: asyncio.Future, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
 
 
 def _decode_entries(entries) -> list[dict]:

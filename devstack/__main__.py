@@ -213,8 +213,13 @@ def main(argv: list[str]) -> int:
             return subprocess.run([PY, "manage.py", *rest], cwd=ROOT).returncode
         finally:
             services.stop()
+    if command == "bench":
+        # The benchmark starts its own embedded PostgreSQL and Redis (bench/stack.py).
+        return subprocess.run([PY, "-m", "bench", *rest], cwd=ROOT).returncode
     print(
-        f"usage: ./run [test [pytest args] | manage <command>]; unknown: {command}", file=sys.stderr
+        f"usage: ./run [test [pytest args] | manage <command> | bench [scenarios] [options]]; "
+        f"unknown: {command}",
+        file=sys.stderr,
     )
     return 2
 

@@ -1,0 +1,92 @@
+"""The worker's shared event-row writer: many turns' rows per transaction, none lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from chatbots.tests.factories import create_chatbot
+from conversations import services
+from conversations.models import StreamEvent, Turn
+from conversations.runtime import _db_call
+from conversations.streaming import EventRowWriter, envelope
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _turn() -> Turn:
+    conversation = services.conversation_start(chatbot=create_chatbot())
+    turn, _ = services.message_submit(conversation=conversation, text="Hello?")
+    return turn
+
+
+def _rows(first: int, count: int) -> list[dict]:
+    return [envelope(seq, "token", {"text": f"t{seq}"}) for seq in range(first, first + count)]
+
+
+class CountingRunDb:
+    """Runs the sync write in a thread of its own, as the worker's database threads do (and
+    returns the connection to the pool afterwards, as they do)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, fn, *args):
+        self.calls += 1
+        return await sync_to_async(_db_call, thread_sensitive=False)(fn, args, {})
+
+
+def test_rows_of_many_turns_saved_at_once_share_transactions_and_all_arrive():
+    turns = [str(_turn().pk) for _ in range(30)]
+    run_db = CountingRunDb()
+
+    async def scenario():
+        writer = EventRowWriter(run_db, services.stream_rows_save_many)
+        await asyncio.gather(*(writer.save(t, _rows(1, 5)) for t in turns))
+        await asyncio.gather(*(writer.save(t, _rows(6, 3)) for t in turns))
+        return writer
+
+    writer = asyncio.run(scenario())
+    assert writer.batches == 60
+    # The first save goes alone, everything handed in meanwhile shares the next write.
+    assert run_db.calls <= 4
+    for turn_id in turns:
+        seqs = list(
+            StreamEvent.objects.filter(turn_id=turn_id)
+            .order_by("seq")
+            .values_list("seq", flat=True)
+        )
+        assert seqs == list(range(1, 9))
+    assert set(Turn.objects.filter(pk__in=turns).values_list("last_event_id", flat=True)) == {8}
+    assert not Turn.objects.filter(pk__in=turns, heartbeat_at=None).exists()
+
+
+def test_last_event_id_never_goes_back_when_an_older_batch_commits_later():
+    turn_id = str(_turn().pk)
+    services.stream_rows_save_many([(turn_id, _rows(1, 10))])
+    services.stream_rows_save_many([(turn_id, _rows(3, 2))])
+    assert Turn.objects.get(pk=turn_id).last_event_id == 10
+
+
+def test_one_turn_s_bad_rows_do_not_hold_back_the_others():
+    good = [str(_turn().pk) for _ in range(3)]
+    gone = _turn()
+    gone_id = str(gone.pk)
+    gone.conversation.delete()  # its rows now break the foreign key
+    run_db = CountingRunDb()
+
+    async def scenario():
+        writer = EventRowWriter(run_db, services.stream_rows_save_many)
+        first = asyncio.ensure_future(writer.save(good[0], _rows(1, 2)))
+        await asyncio.sleep(0)  # the first write is in flight; the rest queue behind it
+        rest = [writer.save(t, _rows(1, 2)) for t in [*good[1:], gone_id]]
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    assert results[:3] == [None, None, None]
+    assert isinstance(results[3], Exception)
+    for turn_id in good:
+        assert StreamEvent.objects.filter(turn_id=turn_id).count() == 2
+    assert not StreamEvent.objects.filter(turn_id=gone_id).exists()
