@@ -22,6 +22,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--levels", default="", help="stream counts, e.g. 50,100,200,500")
     parser.add_argument("--workers", type=int, default=None, help="turn worker processes")
     parser.add_argument(
+        "--asgi-processes", type=int, default=None, help="ASGI server processes (ASGI_PROCESSES)"
+    )
+    parser.add_argument(
         "--worker-threads", type=int, default=None, help="TURN_WORKER_CONCURRENCY per worker"
     )
     parser.add_argument(
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         config.workers, config.worker_threads = 1, 100
     if args.workers is not None:
         config.workers = args.workers
+    if args.asgi_processes is not None:
+        config.asgi_processes = args.asgi_processes
     if args.worker_threads is not None:
         config.worker_threads = args.worker_threads
     for item in args.env:

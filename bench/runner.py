@@ -431,7 +431,7 @@ class Executor:
         seconds = max(3, int(run.ramp_s + run.tokens / max(run.tokens_per_second, 1)))
         spies = []
         for role, proc in (
-            ("asgi", self.stack.procs.get("asgi")),
+            ("asgi", self.stack.procs.get("asgi-0")),
             ("worker-0", self.stack.procs.get("worker-0")),
         ):
             if proc is None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from devstack.asgi import asgi_processes, daphne_command, listen_sockets
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".data"
 LOGS = DATA / "bench-logs"
@@ -32,6 +34,7 @@ class StackConfig:
     """Product settings the benchmark's stack runs with (docs/benchmarks.md lists them)."""
 
     workers: int = 2  # turn worker processes (Celery, threads pool, queue `turns`)
+    asgi_processes: int = field(default_factory=asgi_processes)  # as ./run: ASGI_PROCESSES
     worker_threads: int = 300  # TURN_WORKER_CONCURRENCY: turns one worker process runs at once
     pool_size: int = 600  # the AI endpoint's pool_size: upstream sockets per worker process
     env: dict[str, str] = field(
@@ -50,6 +53,7 @@ class StackConfig:
     def as_dict(self) -> dict:
         return {
             "turn_worker_processes": self.workers,
+            "asgi_processes": self.asgi_processes,
             "TURN_WORKER_CONCURRENCY": self.worker_threads,
             "ai_endpoint_pool_size": self.pool_size,
             **self.env,
@@ -165,7 +169,9 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def _spawn(self, name: str, cmd: list[str], env: dict | None = None) -> Path:
+    def _spawn(
+        self, name: str, cmd: list[str], env: dict | None = None, sock: socket.socket | None = None
+    ) -> Path:
         log = LOGS / f"{name}.log"
         self.procs[name] = subprocess.Popen(
             cmd,
@@ -174,6 +180,7 @@ class Stack:
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=[sock.fileno()] if sock is not None else [],
         )
         return log
 
@@ -223,19 +230,18 @@ class Stack:
         return self._spawn(name, cmd)
 
     def start_server(self, server: str) -> None:
-        if "asgi" in self.procs:
-            self._stop_proc("asgi")
+        for name in [n for n in self.procs if n.startswith("asgi")]:
+            self._stop_proc(name)
         port = free_port()
         if server == "daphne":
-            # The same command line as ./run (devstack): a raised listen backlog.
-            cmd = [
-                PY,
-                "-m",
-                "daphne",
-                "-e",
-                f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
-                "config.asgi:application",
-            ]
+            # As ./run starts it (devstack/asgi.py): N processes sharing the port, raised backlog.
+            logs = []
+            for n, sock in enumerate(listen_sockets("127.0.0.1", port, self.config.asgi_processes)):
+                logs.append(
+                    self._spawn(f"asgi-{n}", daphne_command(sock), self.config.asgi_env, sock)
+                )
+                sock.close()
+            log = logs[0]
         elif server == "uvicorn":
             cmd = [
                 PY,
@@ -252,10 +258,12 @@ class Stack:
                 "off",
                 "--ws-ping-interval",
                 "20",
+                "--workers",
+                str(self.config.asgi_processes),
             ]
+            log = self._spawn("asgi-0", cmd, self.config.asgi_env)
         else:
             raise ValueError(f"unknown server {server!r}")
-        log = self._spawn("asgi", cmd, self.config.asgi_env)
         wait_for(lambda: port_open(port), 60, server, log)
         self.server = server
         self.base_url = f"http://127.0.0.1:{port}"
@@ -320,9 +328,10 @@ class Stack:
 
     def process_groups(self) -> dict[str, list[int]]:
         """Role -> pids (PostgreSQL is added by the sampler: its backends come and go)."""
-        groups = {
-            name if name != "asgi" else self.server: [p.pid] for name, p in self.procs.items()
-        }
+        groups: dict[str, list[int]] = {}
+        for name, proc in self.procs.items():
+            role = self.server if name.startswith("asgi") else name
+            groups.setdefault(role, []).append(proc.pid)
         redis = getattr(self.services, "_redis_proc", None)
         if redis is not None:
             groups["redis"] = [redis.pid]

@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, WebSocket through Channels (conversations.routing)."""
 
+import importlib.util
 import os
 
 import django
@@ -13,6 +14,12 @@ from django.http import JsonResponse  # noqa: E402
 
 from config.errors import ErrorCode, error_body  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+
+if importlib.util.find_spec("daphne") is not None:
+    # Daphne keeps unsent frames without limit; bound them (uvicorn bounds its own buffer).
+    from config.daphne_ws import install as install_daphne_send_bound
+
+    install_daphne_send_bound()
 
 
 class ApiASGIHandler(ASGIHandler):

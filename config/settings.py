@@ -277,6 +277,12 @@ STREAM_DB_FLUSH_SECONDS = env.float("STREAM_DB_FLUSH_SECONDS", default=0.5)
 # How long a turn's Redis event log outlives the turn (PostgreSQL keeps it after that).
 STREAM_REDIS_TTL_SECONDS = env.int("STREAM_REDIS_TTL_SECONDS", default=3600)
 STREAM_REDIS_MAXLEN = env.int("STREAM_REDIS_MAXLEN", default=20000)
+# An answer (any one AI call's text) longer than this many characters is cut there: the upstream
+# is stopped and the turn fails with UPSTREAM_TOO_LARGE, keeping the part streamed so far.
+ANSWER_MAX_CHARS = env.int("ANSWER_MAX_CHARS", default=100_000)
+# Daphne aborts a WebSocket connection whose client leaves more than this many bytes unread in
+# the server process (config/daphne_ws.py); the widget reconnects and resumes. 0 = no bound.
+WS_SEND_BUFFER_MAX_BYTES = env.int("WS_SEND_BUFFER_MAX_BYTES", default=4 * 1024 * 1024)
 # Upper bound for one whole turn, whatever the endpoint says; keep below CELERY_VISIBILITY_TIMEOUT.
 TURN_TOTAL_TIMEOUT = env.int("TURN_TOTAL_TIMEOUT", default=600)
 # The runner refreshes a turn's heartbeat this often; the reaper fails turns silent for longer

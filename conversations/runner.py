@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -28,7 +29,7 @@ from conversations.hooks import TurnContext, call_observers, context_providers
 from conversations.runtime import WorkerRuntime
 from conversations.streaming import TurnPublisher
 from conversations.textrules import StreamingRewriter
-from conversations.upstream.errors import UpstreamError
+from conversations.upstream.errors import UPSTREAM_TOO_LARGE, UpstreamError
 from conversations.upstream.flowise import abort_flowise, stream_flowise
 from conversations.upstream.openai_compat import stream_openai
 from conversations.upstream.types import (
@@ -50,6 +51,10 @@ MESSAGES = {
     "no_flow": {
         "da": "Chatbotten er ikke sat op endnu.",
         "en": "This chatbot is not set up yet.",
+    },
+    "too_large": {
+        "da": "Svaret blev for langt og er blevet afkortet.",
+        "en": "The answer was too long and has been cut off.",
     },
     "internal": {
         "da": "Der gik noget galt hos os. Prøv igen om lidt.",
@@ -213,13 +218,24 @@ class TurnExecution:
                     )
                 else:
                     events = stream_openai(client, req, timeouts=timeouts, retry=retry, stats=stats)
+            room, cut = settings.ANSWER_MAX_CHARS, False
             async with contextlib.aclosing(events):
                 async for event in events:
                     if event.kind == "token":
                         if stats.first_token_at is None:
                             stats.first_token_at = time.monotonic()
+                        if len(event.text) > room:
+                            # Keep what fits; leaving the block closes the upstream's response.
+                            cut = True
+                            if room:
+                                answer.append(event.text[:room])
+                                yield dataclasses.replace(event, text=event.text[:room])
+                            break
+                        room -= len(event.text)
                         answer.append(event.text)
                     yield event
+            if cut:
+                await self._answer_too_large(flow)
         except UpstreamError as err:
             record.update(status="error", error_code=err.code[:50])
             raise
@@ -252,6 +268,27 @@ class TurnExecution:
                 endpoint,
                 {**record, "retries": stats.retries, "pool_wait_seconds": stats.pool_wait_seconds},
             )
+
+    async def _answer_too_large(self, flow: dict) -> None:
+        """An answer passed ANSWER_MAX_CHARS: a runaway model (or a hostile endpoint) must not fill
+        the worker's memory, the event log and every client's buffers. Flowise is told to stop
+        generating; the turn fails with what was streamed so far, stored as incomplete."""
+        cap = settings.ANSWER_MAX_CHARS
+        logger.warning(
+            "turn %s: %s answer of flow %s passed %d characters; stopped",
+            self.turn_id,
+            flow["endpoint"]["kind"],
+            flow["name"],
+            cap,
+        )
+        if flow["endpoint"]["kind"] == "flowise":
+            await self._abort_flowise(only=flow)
+        raise UpstreamError(
+            UPSTREAM_TOO_LARGE,
+            f"the answer passed ANSWER_MAX_CHARS ({cap} characters)",
+            message=self.text("too_large"),
+            retryable=False,
+        )
 
     async def _observe(self, phase: str, endpoint: dict, record: dict | None) -> None:
         for observer in call_observers():

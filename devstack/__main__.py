@@ -10,6 +10,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from devstack.asgi import asgi_processes, daphne_command, listen_sockets
 from devstack.services import ensure_services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,16 +72,14 @@ def serve() -> int:
         turn_threads = os.environ.get("TURN_WORKER_CONCURRENCY", "50")
         flower_port = os.environ.get("FLOWER_PORT", "5555")
         procs: dict[str, subprocess.Popen] = {}
+        # One or more Daphne processes sharing the port (devstack/asgi.py).
+        sockets = listen_sockets(host, int(port), asgi_processes())
+        listeners = {
+            ("daphne" if len(sockets) == 1 else f"daphne-{n}"): sock
+            for n, sock in enumerate(sockets, 1)
+        }
         commands = {
-            # Twisted endpoint string: raises the listen backlog (Daphne's default 50 resets bursts).
-            "daphne": [
-                PY,
-                "-m",
-                "daphne",
-                "-e",
-                f"tcp:port={port}:interface={host}:backlog=2048",
-                "config.asgi:application",
-            ],
+            **{name: daphne_command(sock) for name, sock in listeners.items()},
             "worker-turns": celery_worker_cmd("turns", "turns", "threads", int(turn_threads)),
             "worker-background": celery_worker_cmd(
                 "background", "analytics,maintenance,celery", "threads", 4
@@ -122,7 +121,14 @@ def serve() -> int:
                 "15",
             ]
         for name, cmd in commands.items():
-            procs[name] = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+            procs[name] = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                start_new_session=True,
+                pass_fds=[listeners[name].fileno()] if name in listeners else [],
+            )
+        for sock in sockets:  # the children hold them now
+            sock.close()
         base = f"http://{host}:{port}"
         print(
             "\nrun: the product is up\n"

@@ -349,6 +349,9 @@ def base_env(*, broker_db: int) -> dict[str, str]:
             "MESSAGE_RATE_LIMIT_PER_MINUTE": "1000000",
             "IMAGE_UPLOAD_RATE_LIMIT": "1000000/minute",
             "CHAT_SYNC_TIMEOUT_SECONDS": "5",
+            # Answers far past the product's cap (100k characters): the slow-client test streams
+            # 28 MB to exercise Daphne's send-buffer bound, and the 1 MB-token case must pass.
+            "ANSWER_MAX_CHARS": "50000000",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         }
