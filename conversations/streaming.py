@@ -1,7 +1,7 @@
 """A turn's event stream: ids, token coalescing, live fan-out and the durable logs.
 
 Every event gets the next id of its turn (1, 2, 3 … with no gaps). It is appended to a capped
-Redis Stream and published to the turn's channel-layer group in one Redis transaction, and
+Redis Stream and published to the turn's channel-layer group in one Redis round trip, and
 appended to PostgreSQL in batches. The channel layer delivers at most once, so readers that
 (re)connect replay from the logs and drop ids they already have.
 """
@@ -114,7 +114,10 @@ class TurnPublisher:
         message = self.serialize(layer_message(self.turn_id, env))
         for attempt in range(50):
             try:
-                pipe = self.redis.pipeline(transaction=True)
+                # A plain pipeline (one round trip), not MULTI/EXEC: if a connection drops
+                # between XADD and PUBLISH, readers fill the gap from the stream, and a retried
+                # XADD is refused as "equal or smaller" (below), so nothing is doubled.
+                pipe = self.redis.pipeline(transaction=False)
                 pipe.xadd(
                     self.key,
                     {"e": payload},

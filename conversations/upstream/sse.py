@@ -75,6 +75,15 @@ class SSEParser:
         events: list[SSEEvent] = []
         # The buffered partial line holds no line break, so scanning starts at the new text.
         buf = self._buf + text
+        if "\r" not in buf:
+            # The common case (LF line endings): one C-level split instead of a regex search per
+            # line; this is the hot path of every streamed token.
+            *lines, self._buf = buf.split("\n")
+            for line in lines:
+                self._line(line, events)
+            if len(self._buf) + self._data_size > self.max_event_bytes:
+                raise SSEEventTooLarge(f"SSE event larger than {self.max_event_bytes} bytes")
+            return events
         pos = 0
         search_from = len(self._buf)
         while True:
