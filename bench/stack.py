@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 from devstack.asgi import asgi_processes, daphne_command, listen_sockets
 
@@ -268,8 +269,10 @@ class Stack:
         self.server = server
         self.base_url = f"http://127.0.0.1:{port}"
         self.ws_url = f"ws://127.0.0.1:{port}"
-        # First request imports and warms the URL conf, DRF and the schema hooks.
-        httpx.get(f"{self.base_url}/health", timeout=30)
+        # First requests import and warm the URL conf, DRF and the schema hooks, in every
+        # process (new connections spread over the processes' sockets).
+        for _ in range(8 * self.config.asgi_processes):
+            httpx.get(f"{self.base_url}/health", timeout=30, headers={"Connection": "close"})
 
     # --- data -----------------------------------------------------------------------------------
 
@@ -332,6 +335,10 @@ class Stack:
         for name, proc in self.procs.items():
             role = self.server if name.startswith("asgi") else name
             groups.setdefault(role, []).append(proc.pid)
+            if name.startswith("asgi"):
+                # uvicorn --workers N: the work happens in the supervisor's child processes.
+                with contextlib.suppress(psutil.Error):
+                    groups[role] += [c.pid for c in psutil.Process(proc.pid).children(True)]
         redis = getattr(self.services, "_redis_proc", None)
         if redis is not None:
             groups["redis"] = [redis.pid]

@@ -23,13 +23,19 @@ def stream_events_after(*, turn: Turn, after: int, limit: int) -> dict[str, Any]
 
     Reads both logs: the Redis stream is complete while the turn runs (PostgreSQL lags by up
     to one batch); PostgreSQL is complete once the turn has finished (Redis may have expired).
+    PostgreSQL is read only when Redis does not hold the next event.
     """
     finished_before = turn.is_finished
     try:
         from_redis = streaming.redis_events_after_sync(get_redis(), str(turn.pk), after, limit)
     except Exception:
         from_redis = []
-    from_db = streaming.db_events_after(str(turn.pk), after, limit)
+    from_db: list[dict] = []
+    if not from_redis or from_redis[0]["id"] != after + 1:
+        # Redis lacks the start of the range (expired, or written while Redis was away): read
+        # PostgreSQL. A gap further on ends the page at the gap (merge_contiguous); the next
+        # page starts there and comes here.
+        from_db = streaming.db_events_after(str(turn.pk), after, limit)
     events = streaming.merge_contiguous(after, from_redis, from_db, limit=limit)
     if not events and finished_before and after > 0:
         if after > turn.last_event_id:
