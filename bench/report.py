@@ -373,11 +373,14 @@ def build_report() -> str:
         f"Python {machine.get('python')}. Results generated {meta.get('generated_at')}.",
         "- Versions: "
         + ", ".join(f"{k} {v}" for k, v in sorted((machine.get("versions") or {}).items())),
-        f"- Stack: {stack.get('turn_worker_processes')} turn worker process(es) (Celery, threads "
+        f"- Stack: {stack.get('asgi_processes', 1)} ASGI server process(es) on one port "
+        "(Daphne: one SO_REUSEPORT socket each, as `./run` starts them; uvicorn: `--workers`), "
+        f"{stack.get('turn_worker_processes')} turn worker process(es) (Celery, threads "
         f"pool, queue `turns`) × `TURN_WORKER_CONCURRENCY`={stack.get('TURN_WORKER_CONCURRENCY')}, "
         f"AI endpoint `pool_size`={stack.get('ai_endpoint_pool_size')}, "
         f"`SESSION_CREATE_RATE_LIMIT`={stack.get('SESSION_CREATE_RATE_LIMIT')} (every simulated "
-        "visitor comes from 127.0.0.1), `UPSTREAM_TRUST_ENV`=false; everything else at its "
+        "visitor comes from 127.0.0.1), `UPSTREAM_TRUST_ENV`=false, `ANSWER_MAX_CHARS`=10000000 "
+        "(scenario 3's answer is longer than the default cap); everything else at its "
         "default (`STREAM_FRAME_INTERVAL_MS`=50, `STREAM_DB_FLUSH_SECONDS`=0.5, rate limits on, "
         "INFO logging, a psycopg connection pool of up to 20 per process). "
         "PostgreSQL is an embedded server of the benchmark's own (devstack's code and settings: "
@@ -598,7 +601,8 @@ def build_report() -> str:
             "## 6. Server choice: Daphne and uvicorn",
             "",
             "Scenario 2 again with uvicorn (`uvicorn[standard]`: uvloop, httptools, websockets) in "
-            "place of Daphne; the workers, Redis, PostgreSQL and the fake are the same processes.",
+            "place of Daphne (the same number of processes, `--workers`); the workers, Redis, "
+            "PostgreSQL and the fake are the same processes.",
             "",
             *_streams_table(servers.get("daphne") or {}, "Daphne"),
             "",

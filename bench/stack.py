@@ -44,6 +44,9 @@ class StackConfig:
             # conversations a minute would refuse the load itself.
             "SESSION_CREATE_RATE_LIMIT": "1000000/minute",
             "UPSTREAM_TRUST_ENV": "false",
+            # Scenario 3's 30,000-token answer is longer than the default answer cap (100,000
+            # characters), which would end it early with UPSTREAM_TOO_LARGE.
+            "ANSWER_MAX_CHARS": "10000000",
         }
     )
 

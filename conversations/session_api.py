@@ -229,13 +229,9 @@ SESSION_RESPONSE = inline_serializer(
 )
 @api_view(["POST"])
 def session_resolve(request: Request, session_id) -> Response:
-    conversation = conversation_for(request, session_id)
-    body = ResolveSerializer(data=request.data)
-    body.is_valid(raise_exception=True)
-    conversation = services.conversation_resolve(
-        conversation=conversation, notes=body.validated_data["notes"]
+    return _session_change(
+        request, session_id, ResolveSerializer, services.conversation_resolve, "notes"
     )
-    return Response({"success": True, "session": selectors.conversation_as_dict(conversation)})
 
 
 @extend_schema(
@@ -246,12 +242,15 @@ def session_resolve(request: Request, session_id) -> Response:
 )
 @api_view(["POST"])
 def session_end(request: Request, session_id) -> Response:
+    return _session_change(request, session_id, EndSerializer, services.conversation_end, "reason")
+
+
+def _session_change(request: Request, session_id, serializer, change, field: str) -> Response:
+    """Resolve and end: check access, validate the one field, apply, return the session."""
     conversation = conversation_for(request, session_id)
-    body = EndSerializer(data=request.data)
+    body = serializer(data=request.data)
     body.is_valid(raise_exception=True)
-    conversation = services.conversation_end(
-        conversation=conversation, reason=body.validated_data["reason"]
-    )
+    conversation = change(conversation=conversation, **{field: body.validated_data[field]})
     return Response({"success": True, "session": selectors.conversation_as_dict(conversation)})
 
 

@@ -116,6 +116,40 @@ def test_websocket_messages_over_the_limit_get_an_error_frame_and_the_socket_sta
     assert error["error"]["details"]["retry_after"] >= 1
 
 
+def test_a_websocket_message_resent_with_its_idempotency_key_is_one_turn(stack):
+    """A widget that lost its socket after sending re-sends with the same key: one message, one
+    turn, and the reply names the original turn."""
+    from conversations.models import Message, Turn
+
+    create_chatbot(public_id="ws-idem")
+    session = new_session(stack, "ws-idem")
+    url = f"{stack.ws_url}/ws/conversations/{session['sessionId']}/?token={session['conversation_token']}"
+
+    async def send_once(key: str) -> dict:
+        async with websockets.connect(url) as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+            frame = {
+                "type": "message",
+                "message_text": "Where is my parcel?",
+                "idempotency_key": key,
+            }
+            await ws.send(json.dumps(frame))
+            while True:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                if reply["type"] in ("turn", "error"):
+                    return reply
+
+    first = asyncio.run(send_once("k-1"))
+    again = asyncio.run(send_once("k-1"))
+    other = asyncio.run(send_once("k-2"))
+    assert first["type"] == again["type"] == other["type"] == "turn"
+    assert again["turn_id"] == first["turn_id"] and again["message_id"] == first["message_id"]
+    assert other["turn_id"] != first["turn_id"]
+    conversation_id = session["sessionId"]
+    assert Turn.objects.filter(conversation_id=conversation_id).count() == 2
+    assert Message.objects.filter(conversation_id=conversation_id, role="user").count() == 2
+
+
 @pytest.mark.parametrize(
     ("who", "origin", "close_code"),
     [
