@@ -64,11 +64,15 @@ def test_conversation_health_is_503_and_degraded_when_redis_is_down(client, redi
 def test_conversation_health_is_503_when_the_database_is_down(client):
     saved = dict(connection.settings_dict)
     connection.close()
-    connection.settings_dict.update(HOST="127.0.0.1", PORT=str(closed_port()))
+    connection.close_pool()  # the pool was built from the old settings: rebuild it from these
+    connection.settings_dict.update(
+        HOST="127.0.0.1", PORT=str(closed_port()), OPTIONS=_short_pool_wait(saved["OPTIONS"])
+    )
     try:
         response = client.get("/api/conversation-health")
     finally:
         connection.close()
+        connection.close_pool()
         connection.settings_dict.clear()
         connection.settings_dict.update(saved)
     assert response.status_code == 503
@@ -78,9 +82,23 @@ def test_conversation_health_is_503_when_the_database_is_down(client):
     assert "password" not in response.content.decode().lower()
 
 
+def _short_pool_wait(options: dict) -> dict:
+    """A pooled connection to a dead server fails after the pool's wait: keep the test short."""
+    if "pool" not in options:
+        return options
+    return {**options, "pool": {**options["pool"], "timeout": 1}}
+
+
 def test_database_check_reports_a_refused_connection_without_raising():
     broken = connection.copy()
-    broken.settings_dict = {**connection.settings_dict, "HOST": "127.0.0.1", "PORT": closed_port()}
+    # Without the pool: the process's pool belongs to the alias and holds working connections.
+    options = {k: v for k, v in connection.settings_dict["OPTIONS"].items() if k != "pool"}
+    broken.settings_dict = {
+        **connection.settings_dict,
+        "HOST": "127.0.0.1",
+        "PORT": closed_port(),
+        "OPTIONS": options,
+    }
     result = selectors.database_check(connection=broken)
     assert result["status"] == "down"
     assert "OperationalError" in result["error"]
