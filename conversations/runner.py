@@ -93,6 +93,7 @@ class TurnExecution:
             turn_id=self.turn_id,
             redis=rt.redis,
             save_rows=lambda rows: rt.event_writer.save(self.turn_id, rows),
+            frames=rt.frame_writer,
             first_seq=work["first_seq"],
         )
 

@@ -90,3 +90,34 @@ def test_one_turn_s_bad_rows_do_not_hold_back_the_others():
     for turn_id in good:
         assert StreamEvent.objects.filter(turn_id=turn_id).count() == 2
     assert not StreamEvent.objects.filter(turn_id=gone_id).exists()
+
+
+def test_frames_of_many_turns_share_round_trips_and_survive_a_forgotten_script():
+    from config.redis import new_async_redis
+    from conversations.streaming import FrameWriter, stream_key
+
+    async def scenario():
+        redis = new_async_redis()
+        writer = FrameWriter(redis)
+        keys = [stream_key(f"frame-writer-test-{n}") for n in range(20)]
+        await redis.delete(*keys)
+        await redis.script_flush()  # as after a Redis restart: the script must be loaded again
+
+        async def frames_of(key: str) -> None:
+            for seq in range(1, 4):
+                await writer.append([key, "frame-writer-test"], [1000, f"0-{seq}", "x", 60, "m"])
+
+        await asyncio.gather(*(frames_of(k) for k in keys))
+        lengths = [await redis.xlen(k) for k in keys]
+        ttls = [await redis.ttl(k) for k in keys]
+        # A repeated id (an earlier attempt whose reply was lost) fails that frame alone.
+        with pytest.raises(Exception, match="equal or smaller"):
+            await writer.append([keys[0], "frame-writer-test"], [1000, "0-3", "x", 0, "m"])
+        await redis.delete(*keys)
+        await redis.aclose()
+        return lengths, ttls, writer.round_trips
+
+    lengths, ttls, round_trips = asyncio.run(scenario())
+    assert round_trips < 30  # 61 frames, sent together while a round trip was in flight
+    assert lengths == [3] * 20
+    assert all(0 < ttl <= 60 for ttl in ttls)
