@@ -11,25 +11,14 @@ import http.server
 import os
 import re
 import shutil
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from django.conf import settings
 from django.urls import Resolver404, resolve
 
 from devstack import browser as devstack_browser
-from tests.e2e.conftest import (
-    ARTIFACTS,
-    ROOT,
-    Stack,
-    _database_url,
-    _free_port,
-    _port_open,
-    _wait_for,
-)
+from tests.e2e.conftest import ARTIFACTS, Stack, running_stack, stack_env
 from tests.fakes.flowise import FakeFlowise
 
 SHOTS = ARTIFACTS / "browser"
@@ -58,84 +47,17 @@ def stack(django_db_setup, django_db_blocker) -> Stack:
     (test-artifacts/browser/*-<port>.log) so parallel runs do not write into each other's."""
     shutil.rmtree(SHOTS, ignore_errors=True)  # pictures of an earlier run would mislead
     SHOTS.mkdir(parents=True, exist_ok=True)
-    env = os.environ.copy()
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    env.update(
-        {
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
-            "SECRET_KEY": settings.SECRET_KEY,
-            "TURN_HEARTBEAT_SECONDS": "1",
-            "UPSTREAM_TRUST_ENV": "false",
-            "DATABASE_CONN_MAX_AGE": "0",
-            # Per-bot limits still apply (the rate-limit test sets one); the global ones would
-            # only make the tests depend on each other.
-            "SESSION_CREATE_RATE_LIMIT": "100000/minute",
-            "MESSAGE_RATE_LIMIT_PER_MINUTE": "100000",
-            "IMAGE_UPLOAD_RATE_LIMIT": "100000/minute",
-        }
+    env = stack_env(
+        # Per-bot limits still apply (the rate-limit test sets one); the global ones would
+        # only make the tests depend on each other.
+        SESSION_CREATE_RATE_LIMIT="100000/minute",
+        MESSAGE_RATE_LIMIT_PER_MINUTE="100000",
+        IMAGE_UPLOAD_RATE_LIMIT="100000/minute",
     )
-    port = _free_port()
-    daphne_log = SHOTS / f"daphne-{port}.log"
-    worker_log = SHOTS / f"worker-{port}.log"
-    daphne = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-e",
-            f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
-            "config.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=daphne_log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "turns,celery",
-            "-P",
-            "threads",
-            "-c",
-            "20",
-            "-n",
-            f"browser-{port}@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=worker_log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_for(lambda: _port_open(port), 30, "Daphne", daphne_log)
-        _wait_for(lambda: b" ready." in worker_log.read_bytes(), 60, "Celery worker", worker_log)
-        yield Stack(
-            f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", worker_log, daphne_log, env
-        )
-    finally:
-        for proc in (daphne, worker):
-            proc.terminate()
-        for proc in (daphne, worker):
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with running_stack(env, SHOTS, "browser", "turns,celery", 20) as running:
+        yield running
     # Kept only when something failed: a green run leaves just its screenshots.
-    for log in (daphne_log, worker_log):
+    for log in (running.daphne_log, running.worker_log):
         if not any(SHOTS.glob("FAILED-*")) and not os.environ.get("BROWSER_TEST_KEEP_LOGS"):
             log.unlink(missing_ok=True)
 

@@ -6,6 +6,7 @@ Both point at pytest's test database and the test Redis database; tests use
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -66,10 +67,10 @@ def _port_open(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def stack(django_db_setup, django_db_blocker) -> Stack:
-    ARTIFACTS.mkdir(exist_ok=True)
+def stack_env(**extra: str) -> dict[str, str]:
+    """The environment of a test stack's processes: this run's test database, Redis and keys."""
     env = os.environ.copy()
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env.update(
         {
             "DATABASE_URL": _database_url(),
@@ -77,23 +78,16 @@ def stack(django_db_setup, django_db_blocker) -> Stack:
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
             "SECRET_KEY": settings.SECRET_KEY,
-            "BUILTIN_TOKENS_PER_SECOND": "0",
             "TURN_HEARTBEAT_SECONDS": "1",
             "UPSTREAM_TRUST_ENV": "false",
-            "DATABASE_CONN_MAX_AGE": "0",
-            # Fuzzing sends hundreds of requests from one IP: lift the global limits (per-bot
-            # message limits still apply, and the limits have their own tests).
-            "SESSION_CREATE_RATE_LIMIT": "100000/minute",
-            "AUTH_TOKEN_RATE_LIMIT": "100000/minute",
-            "MESSAGE_RATE_LIMIT_PER_MINUTE": "100000",
-            "CHAT_SYNC_TIMEOUT_SECONDS": "5",
-            "IMAGE_UPLOAD_RATE_LIMIT": "100000/minute",
+            **extra,
         }
     )
-    port = _free_port()
-    daphne_log = ARTIFACTS / "e2e-daphne.log"
-    worker_log = ARTIFACTS / "e2e-worker.log"
-    daphne = subprocess.Popen(
+    return env
+
+
+def spawn_daphne(port: int, env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -104,10 +98,13 @@ def stack(django_db_setup, django_db_blocker) -> Stack:
         ],
         cwd=ROOT,
         env=env,
-        stdout=daphne_log.open("wb"),
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    worker = subprocess.Popen(
+
+
+def spawn_worker(name: str, queues: str, concurrency: int, env: dict, log: Path):
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -116,13 +113,13 @@ def stack(django_db_setup, django_db_blocker) -> Stack:
             "config",
             "worker",
             "-Q",
-            "turns,celery,analytics",
+            queues,
             "-P",
             "threads",
             "-c",
-            "40",
+            str(concurrency),
             "-n",
-            f"e2e-{port}@%h",
+            f"{name}@%h",
             "--without-mingle",
             "--without-gossip",
             "--loglevel",
@@ -130,23 +127,58 @@ def stack(django_db_setup, django_db_blocker) -> Stack:
         ],
         cwd=ROOT,
         env=env,
-        stdout=worker_log.open("wb"),
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
+
+
+def wait_ready(port: int, daphne_log: Path, worker_log: Path) -> None:
+    _wait_for(lambda: _port_open(port), 30, "Daphne", daphne_log)
+    _wait_for(lambda: b" ready." in worker_log.read_bytes(), 60, "Celery worker", worker_log)
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def running_stack(env: dict, logs: Path, name: str, queues: str, concurrency: int):
+    """Daphne and a Celery worker as separate processes, logging to <logs>/<name>-*-<port>.log."""
+    port = _free_port()
+    daphne_log = logs / f"{name}-daphne-{port}.log"
+    worker_log = logs / f"{name}-worker-{port}.log"
+    daphne = spawn_daphne(port, env, daphne_log)
+    worker = spawn_worker(f"{name}-{port}", queues, concurrency, env, worker_log)
     try:
-        _wait_for(lambda: _port_open(port), 30, "Daphne", daphne_log)
-        _wait_for(lambda: b" ready." in worker_log.read_bytes(), 60, "Celery worker", worker_log)
+        wait_ready(port, daphne_log, worker_log)
         yield Stack(
             f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", worker_log, daphne_log, env
         )
     finally:
-        for proc in (daphne, worker):
-            proc.terminate()
-        for proc in (daphne, worker):
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(daphne, worker)
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker) -> Stack:
+    ARTIFACTS.mkdir(exist_ok=True)
+    env = stack_env(
+        BUILTIN_TOKENS_PER_SECOND="0",
+        # Fuzzing sends hundreds of requests from one IP: lift the global limits (per-bot
+        # message limits still apply, and the limits have their own tests).
+        SESSION_CREATE_RATE_LIMIT="100000/minute",
+        AUTH_TOKEN_RATE_LIMIT="100000/minute",
+        MESSAGE_RATE_LIMIT_PER_MINUTE="100000",
+        CHAT_SYNC_TIMEOUT_SECONDS="5",
+        IMAGE_UPLOAD_RATE_LIMIT="100000/minute",
+    )
+    with running_stack(env, ARTIFACTS, "e2e", "turns,celery,analytics", 40) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)

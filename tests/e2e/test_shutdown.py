@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import urllib.parse
 
 import pytest
@@ -15,7 +14,7 @@ from chatbots.models import AIEndpoint
 from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow
 from conversations.models import Turn
 from tests.e2e.client import answer_text, assert_gapless, post_message, ws_events
-from tests.e2e.conftest import ARTIFACTS, ROOT, _free_port, _port_open, _wait_for
+from tests.e2e.conftest import ARTIFACTS, _free_port, spawn_daphne, spawn_worker, wait_ready
 from tests.fakes.flowise import FakeFlowise
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -28,48 +27,9 @@ def private_pair(stack) -> tuple[subprocess.Popen, subprocess.Popen, str]:
     env = {**stack.env, "CELERY_BROKER_URL": urllib.parse.urlunparse(parsed._replace(path="/13"))}
     port = _free_port()
     daphne_log, worker_log = ARTIFACTS / "shutdown-daphne.log", ARTIFACTS / "shutdown-worker.log"
-    daphne = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-e",
-            f"tcp:port={port}:interface=127.0.0.1",
-            "config.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=daphne_log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "turns",
-            "-P",
-            "threads",
-            "-c",
-            "4",
-            "-n",
-            f"shutdown-{port}@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=worker_log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    _wait_for(lambda: _port_open(port), 30, "Daphne", daphne_log)
-    _wait_for(lambda: b" ready." in worker_log.read_bytes(), 60, "worker", worker_log)
+    daphne = spawn_daphne(port, env, daphne_log)
+    worker = spawn_worker(f"shutdown-{port}", "turns", 4, env, worker_log)
+    wait_ready(port, daphne_log, worker_log)
     return daphne, worker, f"http://127.0.0.1:{port}"
 
 

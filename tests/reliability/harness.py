@@ -343,7 +343,6 @@ def base_env(*, broker_db: int) -> dict[str, str]:
             "BUILTIN_TOKENS_PER_SECOND": "0",
             "TURN_HEARTBEAT_SECONDS": "1",
             "UPSTREAM_TRUST_ENV": "false",
-            "DATABASE_CONN_MAX_AGE": "0",
             "SESSION_CREATE_RATE_LIMIT": "1000000/minute",
             "AUTH_TOKEN_RATE_LIMIT": "1000000/minute",
             "MESSAGE_RATE_LIMIT_PER_MINUTE": "1000000",
