@@ -280,15 +280,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         turn = await _turn(self.conversation.pk, turn_uuid)
         if turn is None:
             raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
-        # Validates the resume point (gone or never existed) exactly as polling does, unless the
-        # turn's Redis stream holds the very next event: then the point is valid and the replay
-        # below reads from Redis, without touching PostgreSQL.
-        try:
-            upcoming = await streaming.redis_events_after(loop_redis(), str(turn.pk), after, 1)
-        except Exception:
-            upcoming = []
-        if not upcoming or upcoming[0]["id"] != after + 1:
-            await db(selectors.stream_events_after)(turn=turn, after=after, limit=1)
+        # Validates the resume point (gone or never existed) exactly as polling does (from
+        # Redis when it holds the next event, from PostgreSQL otherwise).
+        await db(selectors.stream_events_after)(turn=turn, after=after, limit=1)
         await self.follow(str(turn.pk), after)
 
     async def on_cancel(self, content: dict) -> None:

@@ -65,58 +65,74 @@ return redis.call('PUBLISH', KEYS[2], ARGV[5])
 """
 
 
-class FrameWriter:
-    """Appends and publishes the frames of every turn of one worker process, in shared round trips.
+class _GroupWriter:
+    """One write in flight; everything handed in meanwhile goes into the next write.
 
-    Per-command overhead of redis-py's asyncio client (pool, retry wrapper, hooks) was ~30% of a
-    worker at 200 streams. As EventRowWriter does for rows: one pipeline in flight, and every
-    frame handed in meanwhile goes into the next one. Each frame is still its own script call
-    (atomic XADD, EXPIRE, PUBLISH) and gets its own result, so one frame's error ("equal or
-    smaller" after a lost reply) does not touch the others.
+    Subclasses write a group of items and settle each item's future (`_settle`), or hand an
+    item back (`self._waiting.append`) to go into the next write.
     """
 
-    def __init__(self, redis) -> None:
-        self.redis = redis
-        self.script = redis.register_script(_APPEND_AND_PUBLISH)
-        self._waiting: list[tuple[list, list, asyncio.Future]] = []
+    def __init__(self) -> None:
+        self._waiting: list[tuple[Any, asyncio.Future]] = []
         self._task: asyncio.Task | None = None
-        self.round_trips = 0
+        self.writes = 0
 
-    async def append(self, keys: list, args: list) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((keys, args, future))
+    async def _submit(self, item: Any) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._waiting.append((item, future))
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+            self._task = loop.create_task(self._drain())
         await future
 
     async def _drain(self) -> None:
-        from redis.exceptions import NoScriptError
-
         while self._waiting:
             group, self._waiting = self._waiting, []
-            self.round_trips += 1
-            try:
-                pipe = self.redis.pipeline(transaction=False)
-                for keys, args, _ in group:
-                    pipe.evalsha(self.script.sha, len(keys), *keys, *args)
-                results = await pipe.execute(raise_on_error=False)
-            except Exception as exc:
-                for _keys, _args, future in group:
-                    _settle(future, exc)
-                continue
+            self.writes += 1
+            await self._write(group)
+
+    async def _write(self, group: list[tuple[Any, asyncio.Future]]) -> None:
+        raise NotImplementedError
+
+
+class FrameWriter(_GroupWriter):
+    """Appends and publishes the frames of every turn of one worker process, in shared round trips.
+
+    Per-command overhead of redis-py's asyncio client (pool, retry wrapper, hooks) was ~30% of a
+    worker at 200 streams; here a pipeline carries every frame handed in while the previous one
+    was in flight. Each frame is still its own script call (atomic XADD, EXPIRE, PUBLISH) and
+    gets its own result, so one frame's error ("equal or smaller" after a lost reply) does not
+    touch the others.
+    """
+
+    def __init__(self, redis) -> None:
+        super().__init__()
+        self.redis = redis
+        self.script = redis.register_script(_APPEND_AND_PUBLISH)
+
+    async def append(self, keys: list, args: list) -> None:
+        await self._submit((keys, args))
+
+    async def _write(self, group: list[tuple[Any, asyncio.Future]]) -> None:
+        from redis.exceptions import NoScriptError
+
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for (keys, args), _ in group:
+                pipe.evalsha(self.script.sha, len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
             if any(isinstance(r, NoScriptError) for r in results):
                 # A restarted Redis has forgotten the script: load it, send those frames again.
-                try:
-                    await self.redis.script_load(_APPEND_AND_PUBLISH)
-                except Exception as exc:
-                    for _keys, _args, future in group:
-                        _settle(future, exc)
-                    continue
-            for (keys, args, future), result in zip(group, results, strict=True):
-                if isinstance(result, NoScriptError):
-                    self._waiting.append((keys, args, future))
-                else:
-                    _settle(future, result if isinstance(result, Exception) else None)
+                await self.redis.script_load(_APPEND_AND_PUBLISH)
+        except Exception as exc:
+            for _, future in group:
+                _settle(future, exc)
+            return
+        for (item, future), result in zip(group, results, strict=True):
+            if isinstance(result, NoScriptError):
+                self._waiting.append((item, future))
+            else:
+                _settle(future, result if isinstance(result, Exception) else None)
 
 
 class TurnPublisher:
@@ -312,54 +328,42 @@ class TurnPublisher:
         await self.flush_rows()
 
 
-class EventRowWriter:
+class EventRowWriter(_GroupWriter):
     """Stores every turn's event rows of one worker process, in shared transactions.
 
-    A group commit: one write is in flight at a time, and every batch handed in meanwhile goes
-    into the next one, so N streaming turns cost one transaction per write instead of two
-    commits per turn every STREAM_DB_FLUSH_SECONDS (bench/findings.md, item 5). `save` returns
-    once the rows are committed, which keeps TurnPublisher.reserve_end's promise that every
-    earlier event is in PostgreSQL. A failed shared write is retried turn by turn, so one turn's
-    bad rows (its turn deleted meanwhile) cannot hold back the others.
+    A group commit: N streaming turns cost one transaction per write instead of two commits per
+    turn every STREAM_DB_FLUSH_SECONDS (bench/findings.md). `save` returns once the rows are
+    committed, which keeps TurnPublisher.reserve_end's promise that every earlier event is in
+    PostgreSQL. A failed shared write is retried turn by turn, so one turn's bad rows (its turn
+    deleted meanwhile) cannot hold back the others.
     """
 
     def __init__(self, run_db: Callable[..., Any], save_many: Callable[[list], Any]) -> None:
+        super().__init__()
         self.run_db = run_db  # async: runs a sync function on a database thread
         self.save_many = save_many  # sync: [(turn_id, rows), …] in one transaction
-        self._waiting: list[tuple[str, list[dict], asyncio.Future]] = []
-        self._task: asyncio.Task | None = None
-        self.writes = 0
-        self.batches = 0
 
     async def save(self, turn_id: str, rows: list[dict]) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((turn_id, rows, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._drain())
-        await future
+        await self._submit((turn_id, rows))
 
-    async def _drain(self) -> None:
-        while self._waiting:
-            group, self._waiting = self._waiting, []
-            self.writes += 1
-            self.batches += len(group)
-            try:
-                await self.run_db(self.save_many, [(turn_id, rows) for turn_id, rows, _ in group])
-            except Exception as exc:
-                if len(group) == 1:
-                    _settle(group[0][2], exc)
-                    continue
-                for turn_id, rows, future in group:
-                    try:
-                        await self.run_db(self.save_many, [(turn_id, rows)])
-                    except Exception as one_exc:
-                        _settle(future, one_exc)
-                    else:
-                        _settle(future, None)
-                logger.warning("event rows: a shared write failed (%s); stored turn by turn", exc)
-                continue
-            for _turn_id, _rows, future in group:
-                _settle(future, None)
+    async def _write(self, group: list[tuple[Any, asyncio.Future]]) -> None:
+        try:
+            await self.run_db(self.save_many, [item for item, _ in group])
+        except Exception as exc:
+            if len(group) == 1:
+                _settle(group[0][1], exc)
+                return
+            logger.warning("event rows: a shared write failed (%s); storing turn by turn", exc)
+            for item, future in group:
+                try:
+                    await self.run_db(self.save_many, [item])
+                except Exception as one_exc:
+                    _settle(future, one_exc)
+                else:
+                    _settle(future, None)
+            return
+        for _, future in group:
+            _settle(future, None)
 
 
 def _settle(future: asyncio.Future, exc: BaseException | None) -> None:
