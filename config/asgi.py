@@ -11,6 +11,7 @@ django.setup(set_prefix=False)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.http import JsonResponse  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from config.errors import ErrorCode, error_body  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
@@ -45,10 +46,19 @@ class ApiASGIHandler(ASGIHandler):
         return request, response
 
 
+async def refuse_websocket(scope, receive, send) -> None:
+    """A WebSocket on a path no route serves: refused at the handshake (the server answers
+    403; Daphne's access log says WSREJECT). Without it Channels' router raises, and every stray
+    client costs a 500 and a logged traceback."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close"})
+
+
 application = ProtocolTypeRouter(
     {
         "http": ApiASGIHandler(),
         # Origin checks happen per chatbot inside the consumer (each bot has its own origins).
-        "websocket": URLRouter(websocket_urlpatterns),
+        "websocket": URLRouter([*websocket_urlpatterns, re_path(r"^", refuse_websocket)]),
     }
 )

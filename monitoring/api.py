@@ -57,7 +57,7 @@ PublicHealth = inline_serializer(
         503: OpenApiResponse(PublicHealth, description="Degraded: the same body."),
     },
 )
-@api_view(["GET"])
+@api_view(["GET", "HEAD"])  # load balancers and uptime probes often ask with HEAD
 @authentication_classes([])
 @permission_classes([])
 def conversation_health(request: Request) -> Response:
@@ -89,7 +89,7 @@ ServiceHealth = inline_serializer(
     summary="Service health for load balancers (public; 503 when a dependency is down)",
     responses={200: ServiceHealth, 503: OpenApiResponse(ServiceHealth, description="Degraded.")},
 )
-@api_view(["GET"])
+@api_view(["GET", "HEAD"])
 @authentication_classes([])
 @permission_classes([])
 def health(request: Request) -> Response:

@@ -82,6 +82,22 @@ def test_conversation_health_is_503_when_the_database_is_down(client):
     assert "password" not in response.content.decode().lower()
 
 
+@pytest.mark.parametrize("path", ["/health", "/api/conversation-health"])
+def test_a_head_request_to_a_health_check_answers_like_get(client, path):
+    got = client.get(path)
+    head = client.head(path)
+    assert head.status_code == got.status_code
+    assert head.status_code in (200, 503)  # /health is 503 here: no Celery worker answers
+    assert head["Content-Type"] == got["Content-Type"] == "application/json"
+    assert head["Cache-Control"] == "no-store"
+    # No body: tests/e2e/test_asgi_edges.py asks real Daphne (the test client strips it anyway).
+
+
+@pytest.mark.parametrize("path", ["/health", "/api/conversation-health"])
+def test_a_head_request_to_a_health_check_is_503_when_redis_is_down(client, redis_down, path):
+    assert client.head(path).status_code == 503
+
+
 def _short_pool_wait(options: dict) -> dict:
     """A pooled connection to a dead server fails after the pool's wait: keep the test short."""
     if "pool" not in options:
