@@ -24,7 +24,7 @@ from config.errors import ApiError, ErrorCode, error_body
 from conversations import access, selectors, services, streaming
 from conversations.access import conversation_token_check
 from conversations.hooks import attachments_metadata
-from conversations.models import Conversation, Message, Turn
+from conversations.models import Conversation, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -114,18 +114,8 @@ def _cancel(turn: Turn) -> str:
 
 @db
 def _history(conversation_id, limit: int) -> list[dict]:
-    rows = Message.objects.filter(conversation_id=conversation_id).order_by("-sequence")[:limit]
-    return [
-        {
-            "message_id": str(m.id),
-            "role": m.role,
-            "direction": "incoming" if m.role == Message.Role.USER else "outgoing",
-            "content": m.content,
-            "sequence": m.sequence,
-            "created_at": m.created_at.isoformat(),
-        }
-        for m in reversed(list(rows))
-    ]
+    # The same message shape as GET /api/sessions/<id>/history (with each question's outcome).
+    return selectors.conversation_history_latest(conversation_id=conversation_id, limit=limit)
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):

@@ -65,10 +65,24 @@ def stream_events_after(*, turn: Turn, after: int, limit: int) -> dict[str, Any]
 def conversation_history(*, conversation_id, limit: int, offset: int) -> list[dict[str, Any]]:
     from conversations.models import Message
 
-    rows = Message.objects.filter(conversation_id=conversation_id).order_by("sequence")[
-        offset : offset + limit
-    ]
+    rows = (
+        Message.objects.filter(conversation_id=conversation_id)
+        .select_related("turn_asked")
+        .order_by("sequence")[offset : offset + limit]
+    )
     return [message_as_dict(m) for m in rows]
+
+
+def conversation_history_latest(*, conversation_id, limit: int) -> list[dict[str, Any]]:
+    """The last `limit` messages, oldest first (the WebSocket `history` message)."""
+    from conversations.models import Message
+
+    rows = (
+        Message.objects.filter(conversation_id=conversation_id)
+        .select_related("turn_asked")
+        .order_by("-sequence")[:limit]
+    )
+    return [message_as_dict(m) for m in reversed(list(rows))]
 
 
 def message_as_dict(m) -> dict[str, Any]:
@@ -83,7 +97,30 @@ def message_as_dict(m) -> dict[str, Any]:
         "metadata": {
             k: v for k, v in m.metadata.items() if k in ("incomplete", "reason", "images")
         },
+        "turn": asked_turn_outcome(m),
         "created_at": m.created_at.isoformat(),
+    }
+
+
+def asked_turn_outcome(m) -> dict[str, Any] | None:
+    """For a customer's message, how the answer to it ended, so a client showing the history
+    shows what the customer saw live: the turn's status, its stored answer and the error the
+    stream carried (`error` event's code and message). None for other messages."""
+    from django.core.exceptions import ObjectDoesNotExist
+
+    if m.role != "user":
+        return None
+    try:
+        turn = m.turn_asked  # fetched with the message (select_related) by the history readers
+    except ObjectDoesNotExist:
+        return None
+    return {
+        "turn_id": str(turn.pk),
+        "status": turn.status,
+        "answer_message_id": str(turn.assistant_message_id) if turn.assistant_message_id else None,
+        "error": (
+            {"code": turn.error_code, "message": turn.error_message} if turn.error_code else None
+        ),
     }
 
 
@@ -124,6 +161,7 @@ def user_sessions(*, user_id: str, chatbot_ids: list[int] | None, kind: str, lim
     if sessions:
         rows = (
             Message.objects.filter(conversation_id__in=[c.pk for c in sessions])
+            .select_related("turn_asked")
             .annotate(
                 rank=Window(
                     RowNumber(), partition_by=[F("conversation_id")], order_by=F("sequence").desc()

@@ -46,6 +46,26 @@ SESSION = inline_serializer(
 )
 
 
+class TurnErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField(help_text="What the customer was told (the `error` event).")
+
+    class Meta:
+        ref_name = "HistoryTurnError"
+
+
+class AskedTurnSerializer(serializers.Serializer):
+    turn_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=[s.value for s in Turn.Status])
+    answer_message_id = serializers.UUIDField(
+        allow_null=True, help_text="The stored answer (null when nothing was said)."
+    )
+    error = TurnErrorSerializer(allow_null=True)
+
+    class Meta:
+        ref_name = "HistoryTurn"
+
+
 class HistoryMessageSerializer(serializers.Serializer):
     message_id = serializers.UUIDField()
     direction = serializers.ChoiceField(choices=["incoming", "outgoing"])
@@ -55,6 +75,10 @@ class HistoryMessageSerializer(serializers.Serializer):
     sequence = serializers.IntegerField()
     flow = serializers.CharField()
     metadata = serializers.DictField()
+    turn = AskedTurnSerializer(
+        allow_null=True,
+        help_text="A customer's message: how the answer to it ended. Null for other messages.",
+    )
     created_at = serializers.DateTimeField()
 
     class Meta:

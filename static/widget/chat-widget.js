@@ -777,7 +777,15 @@
     );
   }
 
+  /* The transcript as it was shown live: each question's answer with the error or the
+     "stopped" note under it (a customer's message carries its turn's outcome: `turn`). */
   function renderHistory(messages, pendingTurnId) {
+    var outcomeOfAnswer = {}; // stored answer id -> the turn that said it
+    messages.forEach(function (message) {
+      var turn = message.role === "user" && message.turn;
+      if (turn && turn.answer_message_id) outcomeOfAnswer[turn.answer_message_id] = turn;
+    });
+    var unfinished = null;
     messages.forEach(function (message) {
       if (message.role === "user") {
         var bubble = addBubble("user", message.content);
@@ -785,17 +793,30 @@
         images.forEach(function (image) {
           if (image && image.image_id) showThumbnail(bubble.el, image.image_id);
         });
+        var turn = message.turn;
+        if (turn && (turn.status === "pending" || turn.status === "running")) {
+          unfinished = turn.turn_id;
+        } else if (turn && !turn.answer_message_id && turn.status !== "completed") {
+          // Nothing was said before it failed or was stopped: the empty answer and its note.
+          var empty = addBubble("bot", "");
+          showOutcome(empty.el, turn.status, turn.error && turn.error.message, false);
+        }
       } else if (message.role === "assistant") {
         var answer = addBubble("bot", message.content);
-        if (message.metadata && message.metadata.incomplete) {
+        var said = outcomeOfAnswer[message.message_id];
+        if (said) {
+          showOutcome(answer.el, said.status, said.error && said.error.message, true);
+        } else if (message.metadata && message.metadata.incomplete) {
           answer.el.appendChild(h("div", { class: "cbw-meta", text: t("incomplete") }));
         }
       }
     });
     var last = messages[messages.length - 1];
-    // The last turn may still be answering (a reload mid-answer): follow it from the start.
-    if (pendingTurnId && last && last.role === "user") {
-      followTurn(pendingTurnId);
+    if (last && last.role === "user" && last.turn) {
+      // A reload mid-answer: follow the unfinished turn from its start.
+      if (unfinished === last.turn.turn_id) followTurn(unfinished);
+    } else if (pendingTurnId && last && last.role === "user") {
+      followTurn(pendingTurnId); // a server without `turn` in its history
     }
   }
 
@@ -945,24 +966,27 @@
   function finishTurn(turn, data) {
     turn.done = true;
     turn.el.classList.remove("cbw-streaming");
-    turn.el.setAttribute("data-status", data.status || "completed");
     if (!turn.text) turn.textEl.textContent = "";
-    if (data.status === "failed") {
-      turn.el.appendChild(h("div", { class: "cbw-error", text: turn.error || t("failed") }));
-    } else if (data.status === "cancelled") {
-      turn.el.appendChild(h("div", { class: "cbw-meta", text: t("cancelled") }));
-    } else if (turn.error) {
-      turn.el.appendChild(h("div", { class: "cbw-error", text: turn.error }));
-    }
-    if (!turn.text && data.status !== "failed" && data.status !== "cancelled") {
-      turn.el.classList.add("cbw-empty");
-    }
+    showOutcome(turn.el, data.status || "completed", turn.error, !!turn.text);
     if (state.session && state.session.turn_id === turn.id) {
       state.session.turn_id = null;
       store.set(state.session);
     }
     if (state.busyTurn === turn.id) setBusy(null);
     scrollToEnd();
+  }
+
+  /* How an answer ended, under it: the same live and when the history is shown again. */
+  function showOutcome(el, status, error, hasText) {
+    el.setAttribute("data-status", status);
+    if (status === "failed") {
+      el.appendChild(h("div", { class: "cbw-error", text: error || t("failed") }));
+    } else if (status === "cancelled") {
+      el.appendChild(h("div", { class: "cbw-meta", text: t("cancelled") }));
+    } else if (error) {
+      el.appendChild(h("div", { class: "cbw-error", text: error }));
+    }
+    if (!hasText && status !== "failed" && status !== "cancelled") el.classList.add("cbw-empty");
   }
 
   function failTurn(turn, message) {
@@ -1187,6 +1211,21 @@
     api("GET", path, { auth: "token" }).then(
       function (reply) {
         var messages = (reply.body && reply.body.messages) || [];
+        var asked = messages.filter(function (message) {
+          return message.role === "user" && message.turn && message.turn.turn_id === turn.id;
+        })[0];
+        var outcome = asked && asked.turn;
+        if (outcome && ["completed", "failed", "cancelled"].indexOf(outcome.status) >= 0) {
+          // The stored answer and the error the stream carried, as they were shown live.
+          var answer = messages.filter(function (message) {
+            return message.message_id === outcome.answer_message_id;
+          })[0];
+          turn.text = answer ? answer.content : "";
+          turn.textEl.textContent = turn.text;
+          turn.error = (outcome.error && outcome.error.message) || null;
+          finishTurn(turn, { status: outcome.status });
+          return;
+        }
         var last = messages[messages.length - 1];
         if (last && last.role === "assistant") {
           turn.text = last.content;

@@ -444,3 +444,48 @@ def test_a_failed_answer_shows_the_error_message_under_what_was_said(stack, flow
     assert shown == stored_answer(turn_id) == words(4)
     # The customer can go on: the send button is back.
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled()
+
+
+TRANSCRIPT = """() => Array.from(
+  document.querySelector('.chat-widget-host').shadowRoot.querySelector('.cbw-log').children,
+  (el) => [el.className, el.getAttribute('data-status'), el.innerText]
+)"""
+
+
+def ask(page, text: str, status: str = "completed") -> str:
+    """Send a question and wait for the end of *its* answer; returns the answer's turn id."""
+    answers = page.locator(".cbw-msg[data-turn-id]")
+    before = answers.count()
+    send(page, text)
+    expect(answers).to_have_count(before + 1)
+    turn_id, _shown = finished_answer(page, status=status)
+    return turn_id
+
+
+def test_after_a_reload_a_failed_question_still_shows_the_error_under_it(stack, flowise, page):
+    bot = flowise_bot(flowise, stack)
+    open_widget(page, stack, bot)
+    flowise.scenario.status = 401  # the AI service refuses our key: nothing is said
+    refused_id = ask(page, "Do you have Barolo?", status="failed")
+    flowise.scenario.status = None
+    flowise.scenario.answer = words(10)
+    flowise.scenario.error_after_tokens = 4  # cut off mid-answer
+    cut_id = ask(page, "Tell me everything", status="failed")
+    flowise.scenario.error_after_tokens = None
+    flowise.scenario.answer = words(3)
+    ask(page, "Thanks")
+    live = page.evaluate(TRANSCRIPT)
+
+    page.reload()  # the same tab: the conversation is resumed without asking
+    page.get_by_role("button", name="Open chat").click()
+    expect(page.locator(".cbw-bot:not(.cbw-greeting)")).to_have_count(3)
+    for turn_id, question in ((refused_id, "Do you have Barolo?"), (cut_id, "Tell me everything")):
+        turn = Turn.objects.get(pk=turn_id)
+        assert turn.status == "failed" and turn.error_message
+        asked = page.locator(".cbw-user").filter(has_text=question)
+        # Right under its question: the answer bubble with the error the customer got live.
+        answer = asked.locator("xpath=following-sibling::*[1]")
+        expect(answer).to_have_class(re.compile(r"\bcbw-bot\b"))
+        expect(answer.locator(".cbw-error")).to_have_text(turn.error_message)
+    assert page.evaluate(TRANSCRIPT) == live  # the transcript reads as it did live
+    screenshot(page, "failed-questions-after-reload")
