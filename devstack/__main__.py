@@ -1,20 +1,31 @@
-"""`./run` (start the product), `./run test` (run the suite): the supervisor behind the run script."""
+"""`./run` (start the product), `./run test` (run the suite), `./run example` (the README's
+first API calls with this checkout's widget key): what the run script hands over to."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 from pathlib import Path
 
 from devstack.asgi import asgi_processes, daphne_command, listen_sockets
+from devstack.example import base_url
 from devstack.services import ensure_services
+from devstack.supervisor import (
+    Part,
+    StartProblem,
+    Supervisor,
+    env_port,
+    health_problem,
+    http_answers,
+    port_problem,
+    say,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".data"
+LOGS = DATA / "logs"
 PY = sys.executable
 
 
@@ -45,21 +56,42 @@ def celery_worker_cmd(name: str, queues: str, pool: str, concurrency: int) -> li
     ]
 
 
+def flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    return default if not raw else raw not in ("0", "false", "no", "off")
+
+
 def serve() -> int:
+    host = os.environ.get("HOST", "127.0.0.1").strip() or "127.0.0.1"
+    port = env_port("PORT", 8000)
+    flower_port = env_port("FLOWER_PORT", 5555)
+    fake_port = env_port("FAKE_FLOWISE_PORT", 8101)
+    fake_flowise = flag("DEMO_FAKE_FLOWISE", True)
+    # Before anything starts: a busy web port ends the run in one line; a busy port of an
+    # optional part only skips that part.
+    problem = port_problem(host, port, "PORT")
+    if problem:
+        raise StartProblem(problem)
+    flower_problem = port_problem(host, flower_port, "FLOWER_PORT", avoid=(port,))
+    if flower_problem:
+        say(f"Flower skipped: {flower_problem}. The product runs on without it.")
+    fake_problem = None
+    if fake_flowise:
+        fake_problem = port_problem(
+            "127.0.0.1", fake_port, "FAKE_FLOWISE_PORT", avoid=(port, flower_port)
+        )
+        if fake_problem:
+            say(
+                f"the fake Flowise skipped: {fake_problem}. The demo-flowise bot needs it; "
+                "the rest runs on without it."
+            )
+    fake_url = f"http://127.0.0.1:{fake_port}" if fake_flowise else ""
+
     services = ensure_services(DATA)
     try:
         for note in services.notes:
-            print(f"run: {note}")
+            say(note)
         manage("migrate", "--noinput", "-v", "0")
-        fake_flowise = os.environ.get("DEMO_FAKE_FLOWISE", "true").lower() not in (
-            "0",
-            "false",
-            "no",
-        )
-        fake_port = os.environ.get("FAKE_FLOWISE_PORT", "8101")
-        fake_url = f"http://127.0.0.1:{fake_port}" if fake_flowise else ""
-        port = os.environ.get("PORT", "8000")
-        host = os.environ.get("HOST", "127.0.0.1")
         manage(
             "load_demo",
             "--origin",
@@ -67,120 +99,131 @@ def serve() -> int:
             *(["--flowise-url", fake_url] if fake_flowise else []),
         )
         manage("ensure_admin")
-        port = os.environ.get("PORT", "8000")
-        host = os.environ.get("HOST", "127.0.0.1")
         turn_threads = os.environ.get("TURN_WORKER_CONCURRENCY", "50")
-        flower_port = os.environ.get("FLOWER_PORT", "5555")
-        procs: dict[str, subprocess.Popen] = {}
         # One or more Daphne processes sharing the port (devstack/asgi.py).
-        sockets = listen_sockets(host, int(port), asgi_processes())
-        listeners = {
-            ("daphne" if len(sockets) == 1 else f"daphne-{n}"): sock
+        try:
+            sockets = listen_sockets(host, port, asgi_processes())
+        except OSError:  # taken since the check above
+            raise StartProblem(
+                port_problem(host, port, "PORT") or f"cannot listen on {host}:{port}"
+            ) from None
+        base = base_url(host, port)
+        parts = [
+            Part(
+                "daphne" if len(sockets) == 1 else f"daphne-{n}",
+                daphne_command(sock),
+                label="Daphne" if len(sockets) == 1 else f"Daphne {n}",
+                pass_fds=(sock.fileno(),),
+                # One is enough: every process serves the same application on the same port.
+                ready=(lambda: health_problem(f"{base}/health")) if n == 1 else None,
+            )
             for n, sock in enumerate(sockets, 1)
-        }
-        commands = {
-            **{name: daphne_command(sock) for name, sock in listeners.items()},
-            "worker-turns": celery_worker_cmd("turns", "turns", "threads", int(turn_threads)),
-            "worker-background": celery_worker_cmd(
-                "background", "analytics,maintenance,celery", "threads", 4
+        ]
+        parts += [
+            Part(
+                "worker-turns",
+                celery_worker_cmd("turns", "turns", "threads", int(turn_threads)),
+                label="the turns worker",
             ),
-            "flower": [
-                PY,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "flower",
-                f"--address={host}",
-                f"--port={flower_port}",
-                "--loglevel=WARNING",
-            ],
-            "beat": [
-                PY,
-                "-m",
-                "celery",
-                "-A",
-                "config",
+            Part(
+                "worker-background",
+                celery_worker_cmd("background", "analytics,maintenance,celery", "threads", 4),
+                label="the background worker",
+            ),
+            Part(
                 "beat",
-                # Schedules live in the database, editable in the admin (docs/operations.md).
-                "-S",
-                "monitoring.beat:DatabaseScheduler",
-                "--loglevel",
-                "INFO",
-            ],
-        }
-        if fake_flowise:
+                [
+                    PY,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "beat",
+                    # Schedules live in the database, editable in the admin
+                    # (docs/operations.md).
+                    "-S",
+                    "monitoring.beat:DatabaseScheduler",
+                    "--loglevel",
+                    "INFO",
+                ],
+                label="Celery beat",
+            ),
+        ]
+        flower_url = f"{base_url(host, flower_port)}/"
+        if not flower_problem:
+            parts.append(
+                Part(
+                    "flower",
+                    [
+                        PY,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "config",
+                        "flower",
+                        f"--address={host}",
+                        f"--port={flower_port}",
+                        "--loglevel=WARNING",
+                    ],
+                    essential=False,
+                    label="Flower",
+                    log=LOGS / "flower.log",
+                    ready=lambda: http_answers(f"{flower_url}healthcheck"),
+                )
+            )
+        if fake_flowise and not fake_problem:
             # A local stand-in for Flowise so `demo-flowise` streams with no AI service at all.
-            commands["fake-flowise"] = [
-                PY,
-                "-m",
-                "tests.fakes.flowise",
-                "--port",
-                fake_port,
-                "--tokens-per-second",
-                "15",
+            parts.append(
+                Part(
+                    "fake-flowise",
+                    [
+                        PY,
+                        "-m",
+                        "tests.fakes.flowise",
+                        "--port",
+                        str(fake_port),
+                        "--tokens-per-second",
+                        "15",
+                    ],
+                    essential=False,
+                    label="the fake Flowise",
+                    log=LOGS / "fake-flowise.log",
+                    ready=lambda: http_answers(f"{fake_url}/"),
+                )
+            )
+        supervisor = Supervisor(parts, ROOT)
+        supervisor.install_signal_handlers()
+        try:
+            supervisor.start()
+        finally:
+            for sock in sockets:  # the children hold them now
+                sock.close()
+        say("starting; the addresses follow once everything answers")
+        if supervisor.wait_ready():
+            up = {part.name for part in parts if not part.skipped}
+            flowise_up = "fake-flowise" in up
+            lines = [
+                "",
+                "run: the product is up",
+                f"  Demo chat:    {base}/chat/demo/"
+                + (f"  and  {base}/chat/demo-flowise/" if flowise_up else ""),
+                f"  Admin:        {base}/admin/",
+                f"  API docs:     {base}/api/docs/  and  {base}/api/redoc/",
+                "  Try the API:  ./run example  (prints curl calls with the demo bot's widget key)",
+                f"  Health:       {base}/health",
             ]
-        for name, cmd in commands.items():
-            procs[name] = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                start_new_session=True,
-                pass_fds=[listeners[name].fileno()] if name in listeners else [],
+            if "flower" in up:
+                lines.append(f"  Flower:       {flower_url}  (Celery workers and tasks)")
+            lines.append(
+                f"  Demo bots:    demo (builtin), demo-flowise (fake Flowise at {fake_url})"
+                if flowise_up
+                else "  Demo bot:     demo (builtin)"
             )
-        for sock in sockets:  # the children hold them now
-            sock.close()
-        base = f"http://{host}:{port}"
-        print(
-            "\nrun: the product is up\n"
-            f"  Demo chat:    {base}/chat/demo/  and  {base}/chat/demo-flowise/\n"
-            f"  Admin:        {base}/admin/\n"
-            f"  API docs:     {base}/api/docs/\n"
-            f"  Demo config:  {base}/api/conversation-config/demo\n"
-            f"  Health:       {base}/health\n"
-            f"  Flower:       http://{host}:{flower_port}/  (Celery workers and tasks)\n"
-            + (
-                f"  Demo bots:    demo (builtin), demo-flowise (fake Flowise at {fake_url})\n"
-                if fake_flowise
-                else "  Demo bot:     demo (builtin)\n"
-            )
-            + "  Stop with Ctrl-C.\n",
-            flush=True,
-        )
-        return supervise(procs)
+            lines.append("  Stop with Ctrl-C.\n")
+            print("\n".join(lines), flush=True)
+        return supervisor.watch()
     finally:
         services.stop()
-
-
-def supervise(procs: dict[str, subprocess.Popen]) -> int:
-    stopping = {"signal": None}
-
-    def on_signal(signum, _frame):
-        stopping["signal"] = signum
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    exit_code = 0
-    while stopping["signal"] is None:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                print(f"run: {name} exited with {proc.returncode}; stopping everything", flush=True)
-                stopping["signal"] = "child"
-                exit_code = 1
-                break
-        time.sleep(0.3)
-    for proc in procs.values():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    for name, proc in procs.items():
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"run: {name} did not stop in time; killing it", flush=True)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    print("run: stopped", flush=True)
-    return exit_code
 
 
 def redis_test_url(url: str, db: int) -> str:
@@ -207,7 +250,32 @@ def test(args: list[str]) -> int:
         services.stop()
 
 
+def example() -> int:
+    services = ensure_services(DATA)
+    try:
+        from devstack.example import main as print_example
+
+        return print_example()
+    finally:
+        services.stop()
+
+
 def main(argv: list[str]) -> int:
+    try:
+        return dispatch(argv)
+    except StartProblem as problem:
+        print(f"run: {problem}", file=sys.stderr, flush=True)
+        return 1
+    except subprocess.CalledProcessError as exc:
+        command = " ".join(str(part) for part in exc.cmd[1:])
+        print(f"run: `{command}` failed (exit {exc.returncode}; see above)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("run: stopped", file=sys.stderr)
+        return 130
+
+
+def dispatch(argv: list[str]) -> int:
     if not argv:
         return serve()
     command, rest = argv[0], argv[1:]
@@ -219,11 +287,14 @@ def main(argv: list[str]) -> int:
             return subprocess.run([PY, "manage.py", *rest], cwd=ROOT).returncode
         finally:
             services.stop()
+    if command == "example":
+        return example()
     if command == "bench":
         # The benchmark starts its own embedded PostgreSQL and Redis (bench/stack.py).
         return subprocess.run([PY, "-m", "bench", *rest], cwd=ROOT).returncode
     print(
-        f"usage: ./run [test [pytest args] | manage <command> | bench [scenarios] [options]]; "
+        "usage: ./run [test [pytest args] | manage <command> | example | bench [scenarios] "
+        f"[options]]; "
         f"unknown: {command}",
         file=sys.stderr,
     )
