@@ -471,6 +471,19 @@ class Flow(models.Model):
             raise ValidationError(errors)
 
 
+# Template variables that carry each message's own data. An override may replace a template
+# default or a built-in such as shop_name, but never these: the answer would stop being about
+# what the customer asked. The runner fills them last (chatbots.services.prompt_values).
+TURN_VARIABLES = {
+    "question": "the customer's message",
+    "context": "the passages and facts found for it",
+    "extracted": "what the extractor flow read from it",
+    "order": "the order that was looked up",
+    "transcript": "the conversation being analysed",
+    "instructions": "the analysis instructions",
+}
+
+
 class TemplateAssignment(models.Model):
     """Which prompt template a chatbot's flow uses, with per-chatbot variable overrides."""
 
@@ -499,6 +512,16 @@ class TemplateAssignment(models.Model):
             raise ValidationError({"overrides": "Overrides must be an object of name: value."})
         if self.flow_id and self.chatbot_id and self.flow.chatbot_id != self.chatbot_id:
             raise ValidationError({"flow": "That flow belongs to another chatbot."})
+        reserved = sorted(set(self.overrides) & set(TURN_VARIABLES))
+        if reserved:
+            raise ValidationError(
+                {
+                    "overrides": "These variables cannot be overridden because each message fills "
+                    "them in: "
+                    + "; ".join(f"{name} ({TURN_VARIABLES[name]})" for name in reserved)
+                    + ". Remove them from the overrides."
+                }
+            )
         if self.template_id:
             unknown = set(self.overrides) - self.template.variable_names()
             if unknown:

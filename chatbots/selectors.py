@@ -132,6 +132,35 @@ def prompt_template_get(*, name: str) -> dict[str, Any] | None:
     return value
 
 
+def chatbot_turn_config_get(*, public_id: str) -> dict[str, Any] | None:
+    """Everything a turn reads about its chatbot, in one call: the resolved configuration with
+    each flow's prompt template filled in (`flow["template"]` gains `text` and `defaults`; it is
+    None when the template is gone).
+
+    Synchronous on purpose: the worker runs it in its database threads (`WorkerRuntime.run_db`)
+    before the turn starts, so nothing on the event loop ever reads configuration. A cache miss
+    reads PostgreSQL, and Django refuses ORM calls on an event loop (SynchronousOnlyOperation).
+    """
+    config = chatbot_config_get(public_id=public_id)
+    if config is None:
+        return None
+    templates: dict[str, dict[str, Any] | None] = {}
+    for flow in config["flows"]:
+        assignment = flow.get("template")
+        if not assignment:
+            continue
+        name = assignment["name"]
+        if name not in templates:
+            templates[name] = prompt_template_get(name=name)
+        template = templates[name]
+        flow["template"] = (
+            {**assignment, "text": template["text"], "defaults": template["variables"]}
+            if template
+            else None
+        )
+    return config
+
+
 def chatbot_config_invalidate(*public_ids: str) -> None:
     if public_ids:
         get_redis().delete(*(CONFIG_KEY.format(p) for p in public_ids))

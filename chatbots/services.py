@@ -50,6 +50,20 @@ def prompt_render(*, text: str, variables: dict[str, Any]) -> str:
     return TEMPLATE_VARIABLE.sub(substitute, text)
 
 
+def prompt_values(
+    *,
+    defaults: dict[str, Any],
+    bot: dict[str, Any],
+    overrides: dict[str, Any],
+    turn: dict[str, Any],
+) -> dict[str, Any]:
+    """The values a flow's template is rendered with, weakest first: the template's defaults,
+    the bot's built-ins (shop_name, chatbot_id, language, …), the flow's overrides — staff set
+    them to replace a built-in — and last what the message itself carries (question, context,
+    …; models.TURN_VARIABLES), which no override may replace."""
+    return {**defaults, **bot, **overrides, **turn}
+
+
 def support_open_now(*, opening_hours: dict, timezone: str, now: dt.datetime | None = None) -> bool:
     """Whether people are answering chats right now, in the shop's own time zone."""
     if not opening_hours:

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,8 +22,8 @@ from typing import Any
 from django.conf import settings
 
 from chatbots.secrets import decrypt
-from chatbots.selectors import chatbot_config_get, prompt_template_get
-from chatbots.services import prompt_render
+from chatbots.selectors import chatbot_turn_config_get
+from chatbots.services import prompt_render, prompt_values
 from conversations import flow_router, services
 from conversations.builtin import builtin_answer_stream, builtin_route, split_tokens
 from conversations.hooks import TurnContext, call_observers, context_providers
@@ -105,22 +106,30 @@ class TurnExecution:
     def _request(
         self, flow: dict, question: str, extra: dict | None, ctx: TurnContext | None = None
     ) -> UpstreamRequest:
+        """The upstream request of one flow call. Pure: the flow's template was resolved with
+        the configuration before the turn started (chatbots.selectors.chatbot_turn_config_get),
+        so nothing here reads the database or Redis on the event loop."""
         endpoint = flow["endpoint"]
         variables = {
             "question": question,
-            "shop_name": self.config["name"],
-            "chatbot_id": self.config["public_id"],
-            "language": self.config["language"],
             "extracted": json.dumps(extra, ensure_ascii=False) if extra else "",
             "context": "\n\n".join(ctx.context_parts) if ctx else "",
             **(ctx.variables if ctx else {}),
         }
         system_prompt = None
-        if flow.get("template"):
-            template = prompt_template_get(name=flow["template"]["name"])
-            if template:
-                values = {**template["variables"], **flow["template"]["overrides"], **variables}
-                system_prompt = prompt_render(text=template["text"], variables=values)
+        template = flow.get("template")
+        if template:
+            values = prompt_values(
+                defaults=template["defaults"],
+                bot={
+                    "shop_name": self.config["name"],
+                    "chatbot_id": self.config["public_id"],
+                    "language": self.config["language"],
+                },
+                overrides=template["overrides"],
+                turn=variables,
+            )
+            system_prompt = prompt_render(text=template["text"], variables=values)
         override: dict[str, Any] = {}
         kb = flow.get("knowledge_base")
         if kb and kb["kind"] == "pinecone":
@@ -518,7 +527,11 @@ class TurnExecution:
             return None
         return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=time.monotonic() - mono)
 
-    async def finish(self, status: str, error: TurnFailed | None = None) -> None:
+    async def finish(
+        self, status: str, error: TurnFailed | None = None, exc: BaseException | None = None
+    ) -> None:
+        """End the turn: error event, stored answer, end event. `exc` is what raised, if
+        anything: its traceback goes to the listeners (monitoring's error log)."""
         end_at = time.monotonic()
         pub = self.publisher
         self.timings.update(
@@ -578,6 +591,7 @@ class TurnExecution:
                 turn_id=self.turn_id,
                 timings=self.timings,
                 status=status,
+                stack="".join(traceback.format_exception(exc)) if exc is not None else "",
             )
         await pub.aclose()
 
@@ -588,7 +602,9 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
     if work is None:
         return "skipped"
     t0 = time.monotonic()
-    config = await rt.run_db(chatbot_config_get, public_id=work["chatbot_public_id"])
+    # All the configuration the turn reads, templates included, in one call on a database
+    # thread: on a cold cache it reads PostgreSQL, which the event loop must never do.
+    config = await rt.run_db(chatbot_turn_config_get, public_id=work["chatbot_public_id"])
     execution = TurnExecution(rt, work, config)
     execution.t0 = t0
     execution.timings["config_load_ms"] = _ms(t0, time.monotonic())
@@ -635,14 +651,15 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
             await execution.finish(
                 "failed",
                 TurnFailed(err.code, err.message, retryable=err.retryable, category=err.category),
+                exc=err,
             )
             return "failed"
         except TurnFailed as err:
-            await execution.finish("failed", err)
+            await execution.finish("failed", err, exc=err)
             return "failed"
         await execution.finish("completed")
         return "completed"
-    except Exception:
+    except Exception as exc:
         logger.exception("turn %s failed unexpectedly", turn_id)
         with contextlib.suppress(Exception):
             await execution.finish(
@@ -653,6 +670,7 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
                     retryable=True,
                     category="streaming",
                 ),
+                exc=exc,
             )
         return "failed"
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import json
 import logging
@@ -69,12 +70,18 @@ class WorkerRuntime:
         self.loop.run_forever()
 
     async def run_db(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        # In the caller's context (as asyncio.to_thread does): the log ids bound for the turn
+        # (request, task, turn) stay on the database thread's log lines and error-log rows.
+        context = contextvars.copy_context()
         return await self.loop.run_in_executor(
-            self.db_pool, functools.partial(_db_call, fn, args, kwargs)
+            self.db_pool, functools.partial(context.run, _db_call, fn, args, kwargs)
         )
 
     def submit(self, coro: Coroutine) -> concurrent.futures.Future:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        """Run `coro` on the loop with the calling thread's context variables (the Celery
+        task's request, task and turn ids), which a task on another thread would not inherit."""
+        values = list(contextvars.copy_context().items())
+        return asyncio.run_coroutine_threadsafe(_with_context(values, coro), self.loop)
 
     def client_for(self, endpoint: dict) -> httpx.AsyncClient:
         key = (
@@ -130,6 +137,13 @@ class WorkerRuntime:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+
+
+async def _with_context(values: list[tuple[contextvars.ContextVar, Any]], coro: Coroutine) -> Any:
+    # Runs as its own asyncio task, so these values are seen by this coroutine only.
+    for var, value in values:
+        var.set(value)
+    return await coro
 
 
 def get_runtime() -> WorkerRuntime:

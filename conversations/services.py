@@ -28,7 +28,8 @@ from conversations.models import AICall, Conversation, Message, StreamEvent, Tur
 logger = logging.getLogger(__name__)
 
 # Sent (synchronously, in the worker) after a turn is finished: analytics and metrics attach here.
-turn_finished = Signal()  # kwargs: turn_id, status
+# kwargs: turn_id, status, and stack (the traceback of what failed the turn, if anything raised).
+turn_finished = Signal()
 
 
 def conversation_start(
@@ -338,10 +339,10 @@ def turn_finish(
     return stored_id
 
 
-def turn_timings_update(*, turn_id: str, timings: dict, status: str) -> None:
+def turn_timings_update(*, turn_id: str, timings: dict, status: str, stack: str = "") -> None:
     """Store the final timings (persistence is measured last), then tell the listeners."""
     Turn.objects.filter(pk=turn_id).update(timings=timings)
-    turn_finished.send(sender=Turn, turn_id=turn_id, status=status)
+    turn_finished.send(sender=Turn, turn_id=turn_id, status=status, stack=stack)
 
 
 def _copy_redis_events(*, turn_id: str, after: int) -> int:

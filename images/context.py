@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 
 from chatbots.selectors import prompt_template_get
-from chatbots.services import prompt_render
+from chatbots.services import prompt_render, prompt_values
 from conversations.hooks import TurnContext
 from conversations.upstream.errors import UpstreamError
 from images import selectors, services
@@ -84,14 +84,16 @@ def description_prompt(
     if assignment:
         template = prompt_template_get(name=assignment["name"])
         if template:
-            values = {
-                **template["variables"],
-                **(assignment.get("overrides") or {}),
-                "question": question,
-                "shop_name": config.get("name", ""),
-                "chatbot_id": config.get("public_id", ""),
-                "language": config.get("language", ""),
-            }
+            values = prompt_values(
+                defaults=template["variables"],
+                bot={
+                    "shop_name": config.get("name", ""),
+                    "chatbot_id": config.get("public_id", ""),
+                    "language": config.get("language", ""),
+                },
+                overrides=assignment.get("overrides") or {},
+                turn={"question": question},
+            )
             rendered = prompt_render(text=template["text"], variables=values).strip()
             if rendered:
                 return rendered

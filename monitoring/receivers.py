@@ -32,14 +32,14 @@ def request_header(request: Any, name: str) -> Any:
     return value
 
 
-def on_turn_finished(sender, turn_id=None, status=None, **kwargs) -> None:
+def on_turn_finished(sender, turn_id=None, status=None, stack="", **kwargs) -> None:
     from monitoring import services
 
     try:
         if status:
             services.turn_finished_count(status=str(status))
         if status == "failed":
-            services.turn_failure_record(turn_id=turn_id)
+            services.turn_failure_record(turn_id=turn_id, stack=stack or "")
     except Exception:
         logger.warning("monitoring: could not record finished turn %s", turn_id, exc_info=True)
 

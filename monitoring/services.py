@@ -115,8 +115,13 @@ def error_record(
     turn_id: Any = None,
     context: dict[str, Any] | None = None,
     exc: BaseException | None = None,
+    stack: str = "",
 ) -> ErrorLog:
     """Store one handled failure with its recovery suggestion and a snapshot of the system.
+
+    The stack is `exc`'s traceback, or `stack` when the exception was formatted elsewhere (a
+    failed turn's, formatted on the worker's loop). The request id is the one bound to the log
+    lines of the code that failed (monitoring.logging), so the row leads to those lines.
 
     Never raises for a storage problem (the caller is already handling a failure): when the
     database cannot take the row, the entry is written to the log instead and returned unsaved.
@@ -126,7 +131,6 @@ def error_record(
         raise ValueError(
             f"unknown error category {category!r}; use one of {', '.join(ErrorLog.Category.values)}"
         )
-    stack = ""
     if exc is not None:
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     ids = log_context()
@@ -175,8 +179,9 @@ def error_record(
 TURN_CATEGORIES = set(ErrorLog.Category.values)
 
 
-def turn_failure_record(*, turn_id: Any) -> ErrorLog | None:
-    """Record a failed turn once (the turn keeps its own error_code/category/message)."""
+def turn_failure_record(*, turn_id: Any, stack: str = "") -> ErrorLog | None:
+    """Record a failed turn once (the turn keeps its own error_code/category/message), with the
+    traceback of what failed it when something raised."""
     from conversations.models import AICall, Turn
 
     turn = (
@@ -232,6 +237,7 @@ def turn_failure_record(*, turn_id: Any) -> ErrorLog | None:
         chatbot_id=turn["conversation__chatbot_id"],
         turn_id=turn["id"],
         context=context,
+        stack=stack,
     )
 
 

@@ -32,7 +32,7 @@ from analytics.services.metrics import turn_metrics_record
 from chatbots.models import KnowledgeEntry
 from chatbots.secrets import decrypt
 from chatbots.selectors import chatbot_config_get, prompt_template_get
-from chatbots.services import prompt_render
+from chatbots.services import prompt_render, prompt_values
 from conversations.flow_router import flow_by_role
 from conversations.models import AICall, Message, Turn
 from conversations.upstream import (
@@ -158,16 +158,17 @@ def _flow_request(
     if flow.get("template"):
         template = prompt_template_get(name=flow["template"]["name"])
         if template:
-            values = {
-                **template["variables"],
-                **flow["template"]["overrides"],
-                "shop_name": config["name"],
-                "chatbot_id": config["public_id"],
-                "language": config["language"],
-                "topics": ", ".join(config["topics"]),
-                "transcript": transcript,
-                "instructions": instructions,
-            }
+            values = prompt_values(
+                defaults=template["variables"],
+                bot={
+                    "shop_name": config["name"],
+                    "chatbot_id": config["public_id"],
+                    "language": config["language"],
+                    "topics": ", ".join(config["topics"]),
+                },
+                overrides=flow["template"]["overrides"],
+                turn={"transcript": transcript, "instructions": instructions},
+            )
             system_prompt = prompt_render(text=template["text"], variables=values)
     flowise = endpoint["kind"] == "flowise"
     return UpstreamRequest(
