@@ -186,18 +186,13 @@ def ensure(command: str, *, root: Path = ROOT, python: str = sys.executable) -> 
             return 0  # the run we waited for installed it
         purpose = PURPOSE.get(name, name)
         missing = missing_pins(root, venv, name)
+        count = f"{len(missing)} package{'s' if len(missing) != 1 else ''} (and what they need)"
         if not missing:
             say(f"checking the requirements for {purpose} (they changed)…")
         elif stamp_path(venv, name).exists():
-            say(
-                f"installing {len(missing)} packages (and what they need) for {purpose} "
-                "(the requirements changed)…"
-            )
+            say(f"installing {count} for {purpose} (the requirements changed)…")
         else:
-            say(
-                f"installing {len(missing)} packages (and what they need) for {purpose} "
-                "(first start only; a few minutes)…"
-            )
+            say(f"installing {count} for {purpose} (first start only; a few minutes)…")
         code = pip(venv, "install", "--progress-bar", "off", "-r", name, cwd=root)
         if code != 0:
             say(f"pip could not install {name} (exit {code}; its reasons are above)")
