@@ -40,6 +40,7 @@ from chatbots.models import (
     TextRule,
 )
 from chatbots.secrets import EncryptedSecretField, SecretDecryptionError
+from chatbots.widgets import ModelChoiceInput, ModelNameInput, OpeningHoursField
 
 # --- History --------------------------------------------------------------------------------------
 # A chatbot's revision holds its whole configuration, so one revert restores all of it. Knowledge
@@ -56,7 +57,16 @@ reversion.register(AIEndpoint)
 reversion.register(PromptTemplate)
 
 # Bookkeeping columns that differ on every save and mean nothing to staff.
-DIFF_SKIPPED_FIELDS = {"id", "uuid", "created_at", "updated_at", "search_vector"}
+DIFF_SKIPPED_FIELDS = {
+    "id",
+    "uuid",
+    "created_at",
+    "updated_at",
+    "search_vector",
+    # What the AI server listed at the last "Test connection": fetched, not configured.
+    "known_models",
+    "known_models_at",
+}
 # Where the model's verbose name would read oddly ("Api key").
 DIFF_LABELS = {"api_key": "API key", "base_url": "Base URL", "control_url": "Control URL"}
 
@@ -391,6 +401,7 @@ class AIEndpointForm(SecretFieldsFormMixin, forms.ModelForm):
             "read_timeout",
             "total_timeout",
             "pool_size",
+            "default_model",
         )
         labels = {"api_key": "API key", "base_url": "Base URL"}
         formfield_callback = _https_by_default
@@ -508,28 +519,25 @@ class TemplateAssignmentFormSet(BaseInlineFormSet):
 # --- Chatbot and its inlines ------------------------------------------------------------------------
 
 
-class FlowInline(admin.TabularInline):
+class FlowInline(admin.StackedInline):
+    """One block per flow, its fields grouped in rows: a 12-column table was 3,000 px wide."""
+
     model = Flow
     formset = FlowFormSet
-    fields = (
-        "name",
-        "role",
-        "is_main",
-        "routing_key",
-        "applies_to",
-        "endpoint",
-        "target",
-        "knowledge_base",
-        "namespace",
-        "top_k",
-        "enabled",
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    ("name", "role", "enabled"),
+                    ("endpoint", "target"),
+                    ("is_main", "routing_key", "applies_to"),
+                    ("knowledge_base", "namespace", "top_k"),
+                )
+            },
+        ),
     )
     extra = 0
-
-    def get_fields(self, request, obj=None):
-        # `applies_to` arrived with a later migration; tolerate models that lack it.
-        names = {f.name for f in Flow._meta.get_fields()}
-        return [f for f in self.fields if f in names]
 
     def get_extra(self, request, obj=None, **kwargs):
         return 1 if obj is None else 0
@@ -538,6 +546,21 @@ class FlowInline(admin.TabularInline):
         if db_field.name == "knowledge_base":
             kwargs["queryset"] = KnowledgeBase.objects.filter(chatbot_id=_parent_id(request))
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "target":
+            kwargs["widget"] = ModelNameInput(models=_offered_models())
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+
+def _offered_models() -> list[tuple[str, str]]:
+    """Every model an OpenAI-compatible endpoint's server listed, labelled with the endpoint."""
+    offered: dict[str, list[str]] = {}
+    endpoints = AIEndpoint.objects.filter(kind=AIEndpoint.Kind.OPENAI).order_by("name")
+    for name, models_ in endpoints.values_list("name", "known_models"):
+        for model in models_ if isinstance(models_, list) else []:
+            offered.setdefault(str(model), []).append(name)
+    return [(model, ", ".join(names)) for model, names in sorted(offered.items())]
 
 
 class TemplateAssignmentInline(admin.TabularInline):
@@ -579,6 +602,7 @@ class KnowledgeBaseInline(admin.StackedInline):
 class ChatbotForm(forms.ModelForm):
     class Meta:
         model = Chatbot
+        field_classes = {"opening_hours": OpeningHoursField}
         fields = (
             "public_id",
             "name",
@@ -601,6 +625,10 @@ class ChatbotForm(forms.ModelForm):
 class ChatbotAdmin(ConfigurationHistoryAdmin):
     form = ChatbotForm
     history_follow = CHATBOT_FOLLOW
+
+    class Media:
+        css = {"all": ["chatbots/admin.css"]}
+
     inlines = [FlowInline, TemplateAssignmentInline, TextRuleInline, KnowledgeBaseInline]
     list_display = (
         "public_id",
@@ -707,6 +735,25 @@ class ConnectionTestMixin:
             *super().get_urls(),
         ]
 
+    def _save_and_test(self, request: HttpRequest, obj) -> HttpResponse:
+        # "Save and test connection": one click from a new endpoint to its model list.
+        self.message_user(request, f"“{obj}” was saved.", messages.SUCCESS)
+        self._report(request, obj, *self.connection_test(obj))
+        info = self.model._meta.app_label, self.model._meta.model_name
+        return HttpResponseRedirect(
+            reverse(f"{self.admin_site.name}:{info[0]}_{info[1]}_change", args=[quote(obj.pk)])
+        )
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if "_save_and_test" in request.POST:
+            return self._save_and_test(request, obj)
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if "_save_and_test" in request.POST:
+            return self._save_and_test(request, obj)
+        return super().response_change(request, obj)
+
     def test_connection_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj = self.get_object(request, unquote(object_id))
         if obj is None:
@@ -726,7 +773,15 @@ class ConnectionTestMixin:
 class AIEndpointAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
     form = AIEndpointForm
     formfield_overrides = URL_FIELDS_ASSUME_HTTPS
-    list_display = ("name", "kind", "base_url", "key_stored", "flow_count", "read_timeout")
+    list_display = (
+        "name",
+        "kind",
+        "base_url",
+        "default_model",
+        "key_stored",
+        "flow_count",
+        "read_timeout",
+    )
     list_filter = ("kind",)
     search_fields = ("name", "base_url")
     readonly_fields = ("used_by",)
@@ -736,12 +791,32 @@ class AIEndpointAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
         return (
             (None, {"fields": ("name", "kind", "base_url")}),
             ("Credentials", {"fields": key}),
+            *self._model_fieldsets(obj),
             (
                 "Timeouts and pool",
                 {"fields": ("connect_timeout", "read_timeout", "total_timeout", "pool_size")},
             ),
             ("Used by", {"fields": ("used_by",)}),
         )
+
+    def _model_fieldsets(self, obj: AIEndpoint | None) -> tuple:
+        # Only OpenAI-compatible endpoints have a model here (shown on the add page, where the
+        # kind is not chosen yet); Flowise flows name their chatflow in the flow row.
+        if obj is not None and obj.kind != AIEndpoint.Kind.OPENAI and not obj.default_model:
+            return ()
+        return (("Model", {"fields": ("default_model",)}),)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        known = obj.known_models if obj is not None and isinstance(obj.known_models, list) else []
+        untested = obj is not None and obj.kind == AIEndpoint.Kind.OPENAI and not known
+        kwargs.setdefault("widgets", {})["default_model"] = ModelChoiceInput(
+            models=[str(name) for name in known],
+            listed_at=obj.known_models_at if obj is not None else None,
+            note="Press “Test connection” to list the models this server offers."
+            if untested
+            else "",
+        )
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_flow_count=Count("flows"))

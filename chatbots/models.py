@@ -131,7 +131,8 @@ class Chatbot(models.Model):
         default=dict,
         blank=True,
         validators=[validate_opening_hours],
-        help_text='When people answer chats, e.g. {"mon": [["09:00", "16:00"]], "sat": []}. '
+        help_text="When people answer chats, in the time zone above. A day with no times, or "
+        "ticked “Closed”, is closed; the second range is for a split day (e.g. a lunch break). "
         "Outside these hours the widget offers a ticket instead of live handoff.",
     )
     contact_email = models.EmailField(
@@ -176,6 +177,8 @@ class Chatbot(models.Model):
 
 
 class AIEndpoint(models.Model):
+    """An AI service flows talk to; OpenAI-compatible ones may carry the flows' default model."""
+
     class Kind(models.TextChoices):
         FLOWISE = "flowise", "Flowise"
         OPENAI = "openai", "OpenAI-compatible (OpenAI, Azure, vLLM, Ollama, llama.cpp)"
@@ -210,6 +213,16 @@ class AIEndpoint(models.Model):
         help_text="Connections each worker process may keep open to this service. A streaming "
         "answer holds one for its whole length.",
     )
+    default_model = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="OpenAI-compatible only: the model used by flows that name none of their own, "
+        "e.g. gpt-4o-mini. “Test connection” fetches the names the server offers. Flowise "
+        "flows name their chatflow id in the chatbot's flow row instead.",
+    )
+    # Filled by "Test connection" (chatbots.services), offered as choices for default_model.
+    known_models = models.JSONField(default=list, blank=True, editable=False)
+    known_models_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -232,9 +245,41 @@ class AIEndpoint(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.get_kind_display()})"
+        # Read in the flows' endpoint dropdown: the name, then the kind unless the name says it,
+        # then the model a flow gets when it names none.
+        short_kind = KIND_SHORT_LABELS.get(self.kind, self.kind)
+        label = self.name
+        if self.kind not in self.name.lower():
+            label = f"{label} — {short_kind}"
+        if self.default_model:
+            label = f"{label} · {self.default_model}"
+        return label
 
     def clean(self) -> None:
+        if self.default_model and self.kind != self.Kind.OPENAI:
+            raise ValidationError(
+                {
+                    "default_model": "Only OpenAI-compatible endpoints have a default model. "
+                    "A Flowise flow names its chatflow id in the chatbot's flow row; builtin "
+                    "needs no model."
+                }
+            )
+        if self.pk and self.kind == self.Kind.OPENAI and not self.default_model:
+            relying = list(
+                Flow.objects.filter(endpoint_id=self.pk, target="")
+                .select_related("chatbot")
+                .order_by("chatbot__public_id", "name")[:6]
+            )
+            if relying:
+                names = ", ".join(str(flow) for flow in relying[:5])
+                more = " and more" if len(relying) > 5 else ""
+                raise ValidationError(
+                    {
+                        "default_model": f"Flows {names}{more} name no model of their own and "
+                        "use this default. Give them a model in their chatbot's flow rows first, "
+                        "or keep a default here."
+                    }
+                )
         if self.kind == self.Kind.BUILTIN:
             errors = {}
             if self.base_url:
@@ -249,6 +294,13 @@ class AIEndpoint(models.Model):
             raise ValidationError({"base_url": "Enter the address of the AI service."})
         if self.base_url and self.base_url.endswith("/"):
             self.base_url = self.base_url.rstrip("/")
+
+
+KIND_SHORT_LABELS = {
+    AIEndpoint.Kind.FLOWISE: "Flowise",
+    AIEndpoint.Kind.OPENAI: "OpenAI-compatible",
+    AIEndpoint.Kind.BUILTIN: "builtin",
+}
 
 
 class KnowledgeBase(models.Model):
@@ -282,7 +334,8 @@ class KnowledgeBase(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.get_kind_display()})"
+        # Read in the flows' knowledge-base dropdown, like AIEndpoint's.
+        return f"{self.name} — {'Pinecone' if self.kind == self.Kind.PINECONE else 'builtin'}"
 
     def clean(self) -> None:
         if self.kind == self.Kind.PINECONE and not self.index_name:
@@ -380,7 +433,8 @@ class Flow(models.Model):
         "chatflow id or model",
         max_length=200,
         blank=True,
-        help_text="Flowise: the chatflow id (a UUID). OpenAI-compatible: the model name.",
+        help_text="Flowise: the chatflow id (a UUID), required. OpenAI-compatible: the model; "
+        "empty = the endpoint's default model. Builtin: leave empty.",
     )
     knowledge_base = models.ForeignKey(
         KnowledgeBase, on_delete=models.SET_NULL, null=True, blank=True, related_name="flows"
@@ -446,8 +500,15 @@ class Flow(models.Model):
                         errors["target"] = (
                             "Enter the flow's real chatflow id from Flowise before enabling it."
                         )
-            elif endpoint.kind == AIEndpoint.Kind.OPENAI and not self.target:
-                errors["target"] = "Enter the model name, e.g. gpt-4o-mini."
+            elif (
+                endpoint.kind == AIEndpoint.Kind.OPENAI
+                and not self.target
+                and not endpoint.default_model
+            ):
+                errors["target"] = (
+                    f"Enter the model name, e.g. gpt-4o-mini, or give the endpoint “{endpoint.name}” "
+                    "a default model."
+                )
             elif endpoint.kind == AIEndpoint.Kind.BUILTIN:
                 if self.role not in (self.Role.ANSWER, self.Role.ROUTER, self.Role.ANALYSIS):
                     errors["endpoint"] = (

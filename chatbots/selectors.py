@@ -39,7 +39,7 @@ def _build_config(chatbot: Chatbot) -> dict[str, Any]:
                 "is_main": flow.is_main,
                 "routing_key": flow.routing_key,
                 "applies_to": flow.applies_to,
-                "target": flow.target,
+                "target": flow.target or flow.endpoint.default_model,
                 "top_k": flow.top_k,
                 "namespace": flow.namespace or (kb.namespace if kb else ""),
                 "endpoint": {

@@ -94,27 +94,99 @@ def ai_endpoint_connection_test(*, endpoint) -> tuple[bool, str]:
     """One real request to the AI service with the stored key; a message staff can act on."""
     from chatbots.models import AIEndpoint, Flow
     from chatbots.secrets import SecretDecryptionError
-    from conversations.upstream.probe import probe_flowise, probe_openai
+    from conversations.upstream.probe import probe_flowise
 
     if endpoint.kind == AIEndpoint.Kind.BUILTIN:
         return _builtin_endpoint_check(endpoint=endpoint)
-    # The first flow that uses the endpoint tells us which chatflow or model to ask for.
-    flow = Flow.objects.filter(endpoint=endpoint).order_by("-is_main", "chatbot_id", "id").first()
-    target = flow.target if flow else ""
     try:
         api_key = endpoint.api_key.reveal()
     except SecretDecryptionError:
         return False, UNREADABLE_KEY
-    if endpoint.kind == AIEndpoint.Kind.FLOWISE:
-        if flow is None:
-            ok, message = _flowise_ping(endpoint.base_url)
-        else:
-            ok, message = probe_flowise(endpoint.base_url, api_key, target)
+    if endpoint.kind == AIEndpoint.Kind.OPENAI:
+        ok, message = _openai_endpoint_check(endpoint=endpoint, api_key=api_key)
+        return ok, _without_secret(message, api_key)
+    # The first flow that uses the endpoint tells us which chatflow to ask.
+    flow = Flow.objects.filter(endpoint=endpoint).order_by("-is_main", "chatbot_id", "id").first()
+    if flow is None:
+        ok, message = _flowise_ping(endpoint.base_url)
     else:
-        ok, message = probe_openai(endpoint.base_url, api_key, target)
-    if flow is not None:
+        ok, message = probe_flowise(endpoint.base_url, api_key, flow.target)
         message = f"{message} (tested with flow {flow})"
     return ok, _without_secret(message, api_key)
+
+
+# Enough for any real server's list (OpenAI's is ~100); a hostile one cannot fill the row.
+KNOWN_MODELS_MAX = 500
+MODELS_IN_MESSAGE = 10
+
+
+def _openai_endpoint_check(*, endpoint, api_key: str) -> tuple[bool, str]:
+    """List the server's models, remember them for the endpoint's "Default model" choices, and
+    say which model each flow on this endpoint will use and whether the server offers it."""
+    from django.utils import timezone
+
+    from chatbots.models import AIEndpoint, Flow
+    from conversations.upstream.probe import openai_models_list
+
+    offered, failure = openai_models_list(endpoint.base_url, api_key)
+    if offered is None:
+        return False, failure
+    offered = list(dict.fromkeys(m[:200] for m in offered))[:KNOWN_MODELS_MAX]
+    endpoint.known_models, endpoint.known_models_at = offered, timezone.now()
+    # A plain UPDATE: a fetched list is not a configuration change (no revision, no
+    # updated_at, no cache drop).
+    AIEndpoint.objects.filter(pk=endpoint.pk).update(
+        known_models=endpoint.known_models, known_models_at=endpoint.known_models_at
+    )
+    listing = _model_listing(offered)
+    default = endpoint.default_model
+    # Flows naming a model of their own; the others use the default.
+    own = {}
+    for flow in Flow.objects.filter(endpoint=endpoint).exclude(target="").select_related("chatbot"):
+        own.setdefault(flow.target, []).append(str(flow))
+    parts, ok = [], True
+    if default:
+        if not offered or default in offered:
+            parts.append(
+                f"Connected. Flows without a model of their own use “{default}”, "
+                + ("which the server lists." if offered else "(the server lists no models).")
+            )
+        else:
+            ok = False
+            parts.append(
+                f"Connected, but the default model “{default}” is not among the server's "
+                "models for this key: choose one from the list in “Default model”."
+            )
+    elif own:
+        parts.append("Connected. No default model is set; each flow names its own.")
+    else:
+        parts.append(
+            "Connected. No model is chosen yet: pick the default model below from the "
+            "server's list."
+        )
+    for model, flows in sorted(own.items()):
+        names = ", ".join(flows[:5]) + (" and more" if len(flows) > 5 else "")
+        if not offered or model in offered:
+            parts.append(
+                f"Flow {names} uses “{model}”" + (", which the server lists." if offered else ".")
+            )
+        else:
+            ok = False
+            parts.append(f"Flow {names} uses “{model}”, which the server does not list.")
+    parts.append(listing)
+    return ok, " ".join(parts)
+
+
+def _model_listing(offered: list[str]) -> str:
+    if not offered:
+        return "The server lists no models."
+    shown = ", ".join(offered[:MODELS_IN_MESSAGE])
+    more = (
+        f" and {len(offered) - MODELS_IN_MESSAGE} more" if len(offered) > MODELS_IN_MESSAGE else ""
+    )
+    return (
+        f"The server offers {len(offered)} model{'s' if len(offered) != 1 else ''}: {shown}{more}."
+    )
 
 
 def _without_secret(message: str, secret: str) -> str:

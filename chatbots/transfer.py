@@ -771,6 +771,7 @@ ENDPOINT_FIELDS = (
     "read_timeout",
     "total_timeout",
     "pool_size",
+    "default_model",
 )
 KNOWLEDGE_BASE_FIELDS = ("name", "kind", "index_name", "host", "namespace", "control_url")
 ENTRY_FIELDS = ("title", "text", "tags")

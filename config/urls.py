@@ -47,6 +47,8 @@ urlpatterns = [
 admin.site.site_header = "Chatbot administration"
 admin.site.site_title = "Chatbot admin"
 admin.site.index_title = "Configure chatbots, follow conversations"
+# No public site to "view": each chatbot's own page has "Try this chatbot" (/chat/<id>/).
+admin.site.site_url = None
 
 
 def handler404(request: HttpRequest, exception=None):

@@ -466,7 +466,7 @@ def test_an_openai_endpoint_reports_success_and_a_rejected_key(
     [ok] = run_connection_test(admin_client, good)
     [refused] = run_connection_test(admin_client, bad)
 
-    assert "model 'gpt-4o-mini' is available" in ok
+    assert "uses “gpt-4o-mini”, which the server lists" in ok
     assert "API key was rejected" in refused
     for message in (ok, refused):
         assert SECRET not in message
@@ -515,7 +515,7 @@ def test_a_pinecone_knowledge_base_reports_success_missing_index_and_wrong_key(
     )
     text = "\n".join(messages_of(response))
 
-    assert "good (Pinecone index): Connected: index 'kb' is ready" in text
+    assert "good — Pinecone: Connected: index 'kb' is ready" in text
     assert "Pinecone has no index named 'no-such-index'" in text
     assert "Pinecone rejected the API key" in text
     assert "pcsk-right-key-123456" not in text

@@ -103,40 +103,49 @@ def probe_flowise(
     return False, f"The chatflow failed to answer the test question: {message}"
 
 
-def probe_openai(
-    base_url: str, api_key: str, model: str, *, timeout: float = 15.0
-) -> tuple[bool, str]:
-    """GET {base}/models with the key and check that the model is offered."""
+def openai_models_list(
+    base_url: str, api_key: str, *, timeout: float = 15.0
+) -> tuple[list[str] | None, str]:
+    """GET {base}/models with the key: the model ids offered, or None and why not (in words)."""
     where = _where(base_url)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:
             response = client.get(f"{base_url.rstrip('/')}/models", headers=headers)
     except httpx.HTTPError as exc:
-        return False, _network_failure(exc, where, timeout, "AI")
+        return None, _network_failure(exc, where, timeout, "AI")
 
     status = response.status_code
     data = _json(response)
     error = data.get("error") if isinstance(data, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     if status == 401:
-        return False, "The API key was rejected. Check that it is complete and still active."
+        return None, "The API key was rejected. Check that it is complete and still active."
     if status == 403:
-        return False, "This API key is not allowed to use this service (HTTP 403)."
+        return None, "This API key is not allowed to use this service (HTTP 403)."
     if status == 404:
-        return False, (
+        return None, (
             f"{where} does not look like an OpenAI-compatible API (no /models). "
             "The address usually ends with /v1."
         )
     if status == 429:
         if code == "insufficient_quota":
-            return False, "The AI account has run out of credit (quota exceeded)."
-        return False, "The AI service is limiting requests right now. Try again in a minute."
+            return None, "The AI account has run out of credit (quota exceeded)."
+        return None, "The AI service is limiting requests right now. Try again in a minute."
     if status >= 500:
-        return False, f"The AI service is having problems right now (HTTP {status})."
+        return None, f"The AI service is having problems right now (HTTP {status})."
     if status != 200 or not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        return False, f"{where} answered, but not like an OpenAI-compatible API."
-    ids = [m.get("id") for m in data["data"] if isinstance(m, dict)]
+        return None, f"{where} answered, but not like an OpenAI-compatible API."
+    return [str(m["id"]) for m in data["data"] if isinstance(m, dict) and m.get("id")], ""
+
+
+def probe_openai(
+    base_url: str, api_key: str, model: str, *, timeout: float = 15.0
+) -> tuple[bool, str]:
+    """GET {base}/models with the key and check that the model is offered."""
+    ids, failure = openai_models_list(base_url, api_key, timeout=timeout)
+    if ids is None:
+        return False, failure
     if not model:
         return False, "Connected, but no model is set. Choose one of: " + ", ".join(ids[:10])
     if model in ids:
