@@ -65,6 +65,10 @@ def _int(request: Request, name: str, default: int, *, low: int, high: int) -> i
     return value
 
 
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC)
+
+
 def _when(request: Request, name: str, *, end_of_day: bool = False) -> dt.datetime | None:
     """An ISO date or date-time; a bare date `to` means the end of that day (UTC)."""
     raw = request.GET.get(name)
@@ -80,17 +84,22 @@ def _when(request: Request, name: str, *, end_of_day: bool = False) -> dt.dateti
             value = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
             if end_of_day:
                 value -= dt.timedelta(microseconds=1)
-    except ValueError:
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value, dt.UTC)
+        # The ends of the calendar overflow on the next day or a time zone shift (0001-01-01,
+        # 9999-12-31 were 500s); no data is that old or that new.
+        if value is not None and not EARLIEST <= value <= LATEST:
+            value = None
+    except (ValueError, OverflowError):
         value = None
     if value is None:
         raise ApiError(
             ErrorCode.VALIDATION_ERROR,
-            f"`{name}` must be a date (2025-11-08) or a date and time (2025-11-08T17:28:57Z).",
+            f"`{name}` must be a date (2025-11-08) or a date and time (2025-11-08T17:28:57Z), "
+            f"from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}.",
             status=400,
             details={name: raw},
         )
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, dt.UTC)
     return value
 
 

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 class ErrorCode(enum.StrEnum):
     VALIDATION_ERROR = "VALIDATION_ERROR"
+    # A NUL, a lone surrogate or an out-of-range number in any field (config/input_guard.py).
+    INVALID_INPUT = "INVALID_INPUT"
     MALFORMED_JSON = "MALFORMED_JSON"
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"

@@ -36,12 +36,21 @@ class SafeJSONParser(JSONParser):
         if text.count("[") + text.count("{") > 10_000 and _bracket_depth(text) > MAX_DEPTH:
             raise ParseError("The JSON is nested too deeply.")
         try:
-            data = json.loads(text) if text.strip() else {}
+            # NaN and Infinity are not JSON (RFC 8259), though Python's parser accepts them.
+            data = json.loads(text, parse_constant=_not_json) if text.strip() else {}
         except (ValueError, RecursionError) as exc:
             raise ParseError("The request body is not valid JSON.") from exc
         if _depth(data, MAX_DEPTH) > MAX_DEPTH:
             raise ParseError("The JSON is nested too deeply.")
+        # Imported here: config.errors imports DRF's views, which import this parser.
+        from config.input_guard import check_value
+
+        check_value(data)  # NUL, lone surrogates, unsafe numbers: 400 INVALID_INPUT
         return data
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def _bracket_depth(text: str) -> int:

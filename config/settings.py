@@ -51,6 +51,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.ApiGuardMiddleware",
+    "config.input_guard.InputGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.SyncCorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

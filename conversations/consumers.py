@@ -21,6 +21,7 @@ from django.conf import settings
 
 from chatbots.selectors import chatbot_config_get
 from config.errors import ApiError, ErrorCode, error_body
+from config.input_guard import refusal, value_problem
 from conversations import access, selectors, services, streaming
 from conversations.access import conversation_token_check
 from conversations.hooks import attachments_metadata
@@ -177,6 +178,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
             await self.send_error(ErrorCode.VALIDATION_ERROR, "Send a JSON object with a `type`.")
+            return
+        # NUL, lone surrogates, unsafe numbers: the same refusal as a REST body (was close 1011).
+        if (found := value_problem(content)) is not None:
+            err = refusal(*found)
+            await self.send_error(err.code, err.message, err.details)
             return
         kind = content.get("type")
         if not isinstance(kind, str):

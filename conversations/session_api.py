@@ -150,6 +150,9 @@ def session_create(request: Request) -> Response:
     )
 
 
+MAX_OFFSET = 1_000_000
+
+
 def _paging(request: Request, default_limit: int = 50) -> tuple[int, int]:
     try:
         limit = int(request.GET.get("limit", default_limit))
@@ -158,8 +161,12 @@ def _paging(request: Request, default_limit: int = 50) -> tuple[int, int]:
         raise ApiError(
             ErrorCode.VALIDATION_ERROR, "`limit` and `offset` must be whole numbers."
         ) from exc
-    if not 1 <= limit <= 500 or offset < 0:
-        raise ApiError(ErrorCode.VALIDATION_ERROR, "`limit` must be 1-500 and `offset` 0 or more.")
+    # Bounded: PostgreSQL's OFFSET is a bigint, and no conversation holds a million messages.
+    if not 1 <= limit <= 500 or not 0 <= offset <= MAX_OFFSET:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            f"`limit` must be 1-500 and `offset` from 0 to {MAX_OFFSET}.",
+        )
     return limit, offset
 
 

@@ -33,6 +33,8 @@ SECTIONS = [
     ("load_1000x5", "6b. Load — 1,000 conversations x 5 messages (slow)"),
     ("secrets_scan", "7a. Secrets scan"),
     ("tenant_isolation", "7b. Cross-tenant attempts (HTTP status or close code)"),
+    ("hostile_fields", "8a. Hostile values in every field of every REST endpoint"),
+    ("hostile_websocket_fields", "8b. Hostile values in every WebSocket message type"),
 ]
 
 

@@ -1,0 +1,114 @@
+"""Text and numbers no field may hold, refused at the edge for REST and WebSocket alike.
+
+PostgreSQL cannot store a NUL character, and a lone surrogate cannot be encoded as UTF-8 (not in
+a query, not in a JSON response); both used to surface as 500s, or as a WebSocket closed with
+1011, wherever a field reached the database or was echoed in an error. Integers beyond what
+JSON carries safely (I-JSON, RFC 7493: ±(2**53 - 1)) and non-finite numbers are refused too, so
+no handler ever passes one to a bigint column. One walk over the parsed body (SafeJSONParser),
+the WebSocket frame (the consumer) and the URL, query and headers (InputGuardMiddleware).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.http import JsonResponse
+
+from config.errors import ApiError, ErrorCode, error_body
+
+MAX_SAFE_INTEGER = 2**53 - 1
+# Any character of U+D800..U+DFFF in a Python str is unpaired (a pair would be one code point).
+_SURROGATES = {chr(c) for c in range(0xD800, 0xE000)}
+
+
+def text_problem(value: str) -> str | None:
+    """What is wrong with a piece of text, or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    if not value.isascii() and any(ch in _SURROGATES for ch in value):
+        return "contains an unpaired surrogate (not valid Unicode)"
+    return None
+
+
+def value_problem(value: Any, where: str = "") -> tuple[str, str] | None:
+    """The first (field path, problem) in a parsed JSON value, or None. Keys are checked too."""
+    stack = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+        elif isinstance(item, bool) or item is None:
+            problem = None
+        elif isinstance(item, int):
+            problem = (
+                None
+                if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER
+                else f"is outside ±{MAX_SAFE_INTEGER}"
+            )
+        elif isinstance(item, float):
+            problem = None if math.isfinite(item) else "is not a finite number"
+        elif isinstance(item, dict):
+            problem = None
+            for key, child in item.items():
+                child_path = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and (key_problem := text_problem(key)):
+                    return (repr(key)[:60], f"the field name {key_problem}")
+                stack.append((child, child_path))
+        elif isinstance(item, list):
+            problem = None
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+        else:
+            problem = None
+        if problem:
+            return (path or "body", problem)
+    return None
+
+
+def refusal(where: str, problem: str) -> ApiError:
+    # `where` is a field path chosen by the client: repr() keeps it printable and encodable.
+    where = where if text_problem(where) is None else repr(where)
+    return ApiError(
+        ErrorCode.INVALID_INPUT,
+        f"`{where[:100]}` {problem}.",
+        status=400,
+        details={"field": where[:100], "problem": problem},
+    )
+
+
+def check_value(value: Any, where: str = "") -> None:
+    """Raise the 400 ApiError for a value no field may hold."""
+    found = value_problem(value, where)
+    if found is not None:
+        raise refusal(*found)
+
+
+class InputGuardMiddleware:
+    """The URL path, query parameters and headers of every request: a NUL (or, in a path or
+    query, a lone surrogate) anywhere is a 400 before any view or database call."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        found = self.problem(request)
+        if found is None:
+            return self.get_response(request)
+        # The envelope everywhere (also /health, and admin pages: no page takes a NUL).
+        err = refusal(*found)
+        return JsonResponse(error_body(err.code, err.message, err.details), status=400)
+
+    @staticmethod
+    def problem(request) -> tuple[str, str] | None:
+        if problem := text_problem(request.path):
+            return ("path", problem)
+        for key, values in request.GET.lists():
+            if problem := text_problem(key):
+                return ("query", f"parameter name {problem}")
+            for value in values:
+                if problem := text_problem(value):
+                    return (key, problem)
+        for name, value in request.headers.items():
+            if "\x00" in value:
+                return (f"header {name}", "contains a NUL character")
+        return None
