@@ -28,7 +28,6 @@ from reversion.errors import RevertError
 from reversion.models import Version
 
 from chatbots import services
-from chatbots.forms import SecretFieldsFormMixin
 from chatbots.models import (
     AIEndpoint,
     Chatbot,
@@ -385,11 +384,7 @@ def _https_by_default(db_field: models.Field, **kwargs: Any) -> forms.Field | No
     return db_field.formfield(**kwargs)
 
 
-class AIEndpointForm(SecretFieldsFormMixin, forms.ModelForm):
-    secret_fields = ("api_key",)
-    # Declared so that the admin's fieldsets may name it; the mixin sets its final label.
-    clear_api_key = forms.BooleanField(required=False, label="Remove stored API key")
-
+class AIEndpointForm(forms.ModelForm):
     class Meta:
         model = AIEndpoint
         fields = (
@@ -407,10 +402,7 @@ class AIEndpointForm(SecretFieldsFormMixin, forms.ModelForm):
         formfield_callback = _https_by_default
 
 
-class KnowledgeBaseForm(SecretFieldsFormMixin, forms.ModelForm):
-    secret_fields = ("api_key",)
-    clear_api_key = forms.BooleanField(required=False, label="Remove stored API key")
-
+class KnowledgeBaseForm(forms.ModelForm):
     class Meta:
         model = KnowledgeBase
         fields = (
@@ -592,7 +584,7 @@ class KnowledgeBaseInline(admin.StackedInline):
         ("name", "kind"),
         ("index_name", "namespace"),
         "host",
-        ("api_key", "clear_api_key"),
+        "api_key",
         "control_url",
     )
     extra = 0
@@ -787,10 +779,9 @@ class AIEndpointAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
     readonly_fields = ("used_by",)
 
     def get_fieldsets(self, request, obj=None):
-        key = ("api_key", "clear_api_key") if obj is not None else ("api_key",)
         return (
             (None, {"fields": ("name", "kind", "base_url")}),
-            ("Credentials", {"fields": key}),
+            ("Credentials", {"fields": ("api_key",)}),
             *self._model_fieldsets(obj),
             (
                 "Timeouts and pool",
@@ -871,13 +862,12 @@ class KnowledgeBaseAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
     autocomplete_fields = ("chatbot",)
 
     def get_fieldsets(self, request, obj=None):
-        key = ("api_key", "clear_api_key") if obj is not None else ("api_key",)
         return (
             (None, {"fields": ("chatbot", "name", "kind")}),
             (
                 "Pinecone",
                 {
-                    "fields": ("index_name", "host", "namespace", key, "control_url"),
+                    "fields": ("index_name", "host", "namespace", "api_key", "control_url"),
                     "description": "Only for Pinecone knowledge bases; leave empty for builtin.",
                 },
             ),

@@ -15,7 +15,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from chatbots.secrets import EncryptedSecretField
+from chatbots.secrets import EncryptedSecretField, SecretValue
 
 # Language code -> PostgreSQL text search configuration used for the builtin knowledge base.
 LANGUAGES = {
@@ -286,8 +286,8 @@ class AIEndpoint(models.Model):
                 errors["base_url"] = (
                     "A builtin endpoint has no URL: it answers from the knowledge base."
                 )
-            if self.api_key:
-                errors["api_key"] = "A builtin endpoint needs no API key."
+            # A key left from before a switch to builtin cannot be used: dropped, not refused.
+            self.api_key = SecretValue()
             if errors:
                 raise ValidationError(errors)
         elif not self.base_url:
@@ -340,10 +340,13 @@ class KnowledgeBase(models.Model):
     def clean(self) -> None:
         if self.kind == self.Kind.PINECONE and not self.index_name:
             raise ValidationError({"index_name": "A Pinecone knowledge base needs its index name."})
-        if self.kind == self.Kind.BUILTIN and (self.index_name or self.api_key):
-            raise ValidationError(
-                "A builtin knowledge base has no Pinecone index or key; its entries are stored here."
-            )
+        if self.kind == self.Kind.BUILTIN:
+            # Only what applies to the chosen kind is checked. Pinecone settings left over
+            # from before a switch to builtin are dropped rather than refused: they cannot be
+            # used, and an error about a key box the user never touched helps nobody.
+            self.index_name = ""
+            self.host = ""
+            self.api_key = SecretValue()
 
 
 class KnowledgeEntry(models.Model):

@@ -160,9 +160,21 @@ class EncryptedSecretField(models.TextField):
         # Serializers (dumpdata, django-reversion history) see ciphertext, never plaintext.
         return self.value_from_object(obj).stored
 
-    def formfield(self, **kwargs):
-        from chatbots.forms import SecretFormField
+    def save_form_data(self, instance, data):
+        from chatbots.forms import KEEP_STORED_SECRET
 
-        kwargs.setdefault("form_class", SecretFormField)
+        # An input left empty keeps what is stored (forms never see the value to send back).
+        if data is KEEP_STORED_SECRET:
+            return
+        super().save_form_data(instance, data)
+
+    def formfield(self, **kwargs):
+        from chatbots.forms import SecretFormField, SecretWidget
+
+        # TextField.formfield() would hand the form a Textarea, which renders whatever
+        # prepare_value gives it; the secret widget never renders a value. Forced, not
+        # defaulted, so a formfield_overrides entry for TextField cannot bring it back.
+        kwargs["form_class"] = SecretFormField
+        kwargs["widget"] = SecretWidget
         kwargs.pop("max_length", None)
-        return super().formfield(**kwargs)
+        return models.Field.formfield(self, **kwargs)

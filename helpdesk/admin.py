@@ -9,15 +9,11 @@ from django.contrib import admin, messages
 from django.db import IntegrityError
 
 from chatbots.admin import ConnectionTestMixin
-from chatbots.forms import SecretFieldsFormMixin
 from helpdesk import services
 from helpdesk.models import ConversationRating, Handoff, HelpdeskConnection
 
 
-class HelpdeskConnectionForm(SecretFieldsFormMixin, forms.ModelForm):
-    secret_fields = ("api_key",)
-    clear_api_key = forms.BooleanField(required=False, label="Remove stored API key")
-
+class HelpdeskConnectionForm(forms.ModelForm):
     class Meta:
         model = HelpdeskConnection
         fields = (
@@ -42,12 +38,11 @@ class HelpdeskConnectionAdmin(ConnectionTestMixin, admin.ModelAdmin):
     list_select_related = ("chatbot",)
 
     def get_fieldsets(self, request, obj=None):
-        key = ("api_key", "clear_api_key") if obj is not None else ("api_key",)
         return (
             (None, {"fields": ("chatbot", "kind", "active", "domain")}),
             (
                 "Credentials (stored encrypted, never shown again)",
-                {"fields": (*key, "agent_email")},
+                {"fields": ("api_key", "agent_email")},
             ),
             ("Tickets", {"fields": ("priority", "tags")}),
         )

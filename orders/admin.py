@@ -10,7 +10,6 @@ from django.db import models
 from django.utils.html import format_html
 
 from chatbots.admin import ConnectionTestMixin
-from chatbots.forms import SecretFieldsFormMixin
 from orders import selectors, services
 from orders.models import OrderSource
 from orders.providers.generic import BEVCO_PRESET
@@ -24,12 +23,7 @@ def _https_by_default(db_field: models.Field, **kwargs):
     return db_field.formfield(**kwargs)
 
 
-class OrderSourceForm(SecretFieldsFormMixin, forms.ModelForm):
-    secret_fields = SECRETS
-    clear_client_secret = forms.BooleanField(required=False, label="Remove stored client secret")
-    clear_access_token = forms.BooleanField(required=False, label="Remove stored access token")
-    clear_token_secret = forms.BooleanField(required=False, label="Remove stored token secret")
-
+class OrderSourceForm(forms.ModelForm):
     class Meta:
         model = OrderSource
         fields = (
@@ -73,10 +67,7 @@ class OrderSourceAdmin(ConnectionTestMixin, admin.ModelAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_fieldsets(self, request, obj=None):
-        clear = ("clear_client_secret", "clear_access_token", "clear_token_secret")
-        credentials = ("auth_method", "client_id", "client_secret", "access_token", "token_secret")
-        if obj is not None:
-            credentials += clear
+        credentials = ("auth_method", "client_id", *SECRETS)
         return (
             (None, {"fields": ("chatbot", "name", "kind", "active", "routing_key")}),
             (

@@ -6,11 +6,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django import forms
 from django.contrib.messages import get_messages
 from reversion.models import Version
 
-from chatbots.forms import SecretFormField
 from chatbots.models import (
     AIEndpoint,
     Chatbot,
@@ -23,6 +21,7 @@ from chatbots.selectors import chatbot_config_get
 from tests.fakes.flowise import FakeFlowise
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.pinecone import FakePinecone
+from tests.html_form import form_data as html_form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -46,44 +45,24 @@ def endpoint_url(endpoint: AIEndpoint, suffix: str = "change/") -> str:
 
 
 def form_data(response) -> dict:
-    """What the browser would post back for the form on this page, unchanged; new inline rows
-    are left out (add them with add_row). Secret inputs stay blank, as a browser sends them."""
-    data: dict = {}
-
-    def add(form) -> None:
-        for bound in form:
-            field = bound.field
-            if isinstance(field, SecretFormField):
-                continue
-            value = bound.value()
-            if field.show_hidden_initial:
-                # Fields with callable defaults compare against the hidden initial the page sent.
-                initial = field.prepare_value(bound.initial)
-                data[bound.html_initial_name] = "" if initial is None else str(initial)
-            if isinstance(field.widget, forms.CheckboxInput):
-                if value:
-                    data[bound.html_name] = "on"
-            elif isinstance(value, list | tuple):
-                data[bound.html_name] = [str(v) for v in value]
-            else:
-                data[bound.html_name] = "" if value is None else str(value)
-
-    add(response.context["adminform"].form)
-    for inline in response.context["inline_admin_formsets"]:
-        formset = inline.formset
-        for bound in formset.management_form:
-            data[bound.html_name] = str(bound.value())
-        data[f"{formset.prefix}-TOTAL_FORMS"] = str(len(formset.initial_forms))
-        for form in formset.initial_forms:
-            add(form)
-    return data
+    """What the browser would post back for the form on this page, unchanged: read from the
+    page's HTML (tests/html_form.py), secret boxes and blank extra inline rows included."""
+    assert response.status_code == 200, response.status_code
+    return html_form_data(response.content.decode())
 
 
 def add_row(data: dict, prefix: str, **fields) -> None:
-    index = int(data[f"{prefix}-TOTAL_FORMS"])
+    """Fill the page's first blank extra row, as a person types into it, or add a row as
+    "Add another" does. (The `_filled:` keys only remember which rows were filled; the
+    admin ignores names it does not know.)"""
+    total = int(data[f"{prefix}-TOTAL_FORMS"])
+    index = int(data[f"{prefix}-INITIAL_FORMS"])
+    while index < total and f"_filled:{prefix}-{index}" in data:
+        index += 1
+    data[f"_filled:{prefix}-{index}"] = "1"
     for name, value in fields.items():
         data[f"{prefix}-{index}-{name}"] = value
-    data[f"{prefix}-TOTAL_FORMS"] = str(index + 1)
+    data[f"{prefix}-TOTAL_FORMS"] = str(max(total, index + 1))
 
 
 def new_chatbot_data(admin_client, **fields) -> dict:

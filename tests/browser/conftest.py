@@ -13,6 +13,7 @@ import re
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from django.urls import Resolver404, resolve
@@ -22,6 +23,7 @@ from tests.e2e.conftest import ARTIFACTS, Stack, running_stack, stack_env
 from tests.fakes.flowise import FakeFlowise
 
 SHOTS = ARTIFACTS / "browser"
+BROWSER_DIR = Path(__file__).resolve().parent
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -32,6 +34,18 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def pytest_collection_modifyitems(items):
+    """Browser tests reset sequences when they flush the database. The stack's Daphne caches
+    content types by id (an admin save logs against them); a flush recreates them, and only
+    with sequences reset do they get the ids Daphne already knows."""
+    for item in items:
+        if BROWSER_DIR not in item.path.parents:
+            continue
+        marker = item.get_closest_marker("django_db")
+        if marker is not None and marker.kwargs.get("transaction"):
+            item.add_marker(pytest.mark.django_db(**{**marker.kwargs, "reset_sequences": True}))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
