@@ -34,6 +34,8 @@ class ErrorCode(enum.StrEnum):
     CONFLICT = "CONFLICT"
     RATE_LIMITED = "RATE_LIMITED"
     CHATBOT_NOT_FOUND = "CHATBOT_NOT_FOUND"
+    # The conversation's chatbot was switched off in the admin: 403 on every path of it.
+    CHATBOT_INACTIVE = "CHATBOT_INACTIVE"
     CONVERSATION_NOT_FOUND = "CONVERSATION_NOT_FOUND"
     CONVERSATION_CLOSED = "CONVERSATION_CLOSED"
     TURN_NOT_FOUND = "TURN_NOT_FOUND"

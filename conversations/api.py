@@ -78,8 +78,12 @@ def client_ip(request: Request) -> str | None:
 
 
 def conversation_for(request: Request, session_id, body_token: str = "") -> Conversation:
-    """The conversation the caller may use, or 404 (same answer whether or not it exists)."""
-    return conversation_access(request, session_id, body_token=body_token)
+    """The conversation the caller may use, or 404 (same answer whether or not it exists);
+    403 CHATBOT_INACTIVE once its chatbot is switched off (every session endpoint, helpdesk,
+    chat API and process-message come through here)."""
+    conversation = conversation_access(request, session_id, body_token=body_token)
+    services.chatbot_require_active(conversation.chatbot)
+    return conversation
 
 
 def turn_for(request: Request, turn_id) -> Turn:
@@ -100,13 +104,14 @@ def turn_for(request: Request, turn_id) -> Turn:
     else:
         user = request_user(request)
         if user is not None:
-            turn = Turn.objects.select_related("conversation").filter(pk=turn_id).first()
+            turn = Turn.objects.select_related("conversation__chatbot").filter(pk=turn_id).first()
             if turn is not None and not user_may_use_chatbot(user, turn.conversation.chatbot_id):
                 turn = None
     if turn is None:
         raise ApiError(
             ErrorCode.TURN_NOT_FOUND, "No such turn for the credentials given.", status=404
         )
+    services.chatbot_require_active(turn.conversation.chatbot)  # polling and cancel too
     return turn
 
 
@@ -126,10 +131,6 @@ def conversation_or_chatbot(request: Request, data: dict) -> tuple[Conversation 
                 ErrorCode.CONVERSATION_NOT_FOUND,
                 "No conversation with this id for the credentials given.",
                 status=404,
-            )
-        if not conversation.chatbot.active:
-            raise ApiError(
-                ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.", status=404
             )
         return conversation, conversation.chatbot
     return None, chatbot_for_new_conversation(

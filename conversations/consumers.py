@@ -163,6 +163,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             )
             await self.close(code=4403)
             return False
+        try:
+            services.chatbot_require_active(conversation.chatbot)
+        except ApiError as err:
+            # Existing tokens of a switched-off chatbot get nothing, not even the history.
+            await self.send_error(err.code, err.message)
+            await self.close(code=4403)
+            return False
         self.conversation = conversation
         await self.send_json({"type": "ready", "session_id": str(conversation.pk)})
         return True

@@ -32,6 +32,16 @@ logger = logging.getLogger(__name__)
 turn_finished = Signal()
 
 
+def chatbot_require_active(chatbot: Chatbot) -> None:
+    """A switched-off chatbot answers nothing: not its existing conversations' tokens either."""
+    if not chatbot.active:
+        raise ApiError(
+            ErrorCode.CHATBOT_INACTIVE,
+            "This chatbot is switched off; it answers nothing until its shop turns it back on.",
+            status=403,
+        )
+
+
 def conversation_start(
     *, chatbot: Chatbot, user_id: str = "", metadata: dict | None = None
 ) -> Conversation:
@@ -63,6 +73,9 @@ def message_submit(
             status=400,
             details={"max_chars": settings.MESSAGE_MAX_CHARS},
         )
+    # Every path that takes a message (REST, WebSocket, chat API) comes through here; a socket
+    # opened before the bot was switched off is refused on its next message.
+    chatbot_require_active(conversation.chatbot)
     if idempotency_key:
         existing = Turn.objects.filter(
             conversation=conversation, idempotency_key=idempotency_key
