@@ -32,6 +32,8 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     CONFLICT = "CONFLICT"
+    # The same Idempotency-Key sent again with a different message (422, nothing stored).
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     RATE_LIMITED = "RATE_LIMITED"
     CHATBOT_NOT_FOUND = "CHATBOT_NOT_FOUND"
     # The conversation's chatbot was switched off in the admin: 403 on every path of it.

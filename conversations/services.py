@@ -81,7 +81,7 @@ def message_submit(
             conversation=conversation, idempotency_key=idempotency_key
         ).first()
         if existing is not None:
-            return existing, False
+            return idempotent_replay(existing, text), False
     # Counted here so REST, WebSocket and the synchronous chat API share one limit.
     rate_limit_hit(
         scope="messages",
@@ -143,8 +143,24 @@ def message_submit(
         ).first()
         if existing is None:
             raise
-        return existing, False
+        return idempotent_replay(existing, text), False
     return turn, True
+
+
+def idempotent_replay(turn: Turn, text: str) -> Turn:
+    """The original turn for a retry; a different message under the same key is refused, as
+    Stripe and the IETF Idempotency-Key draft do (it used to get the old turn, and the new text
+    was stored nowhere)."""
+    original = Message.objects.filter(pk=turn.user_message_id).values_list("content", flat=True)
+    if original.first() != text:
+        raise ApiError(
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            "This Idempotency-Key was already used for a different message; send a new key "
+            "with a new message.",
+            status=422,
+            details={"turn_id": str(turn.pk)},
+        )
+    return turn
 
 
 def turn_claim(*, turn_id: str, worker: str) -> dict[str, Any] | None:
