@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode
-from config.ratelimit import ip_of, rate_limit_hit
+from config.ratelimit import ip_of
 from config.schema import ERROR_RESPONSES
 from conversations import selectors, services
 from conversations.access import (
@@ -173,21 +173,26 @@ def process_message(request: Request) -> Response:
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
     conversation, chatbot = conversation_or_chatbot(request, data)
-    if conversation is None:
-        rate_limit_hit(
-            scope="conversation-create",
-            key=ip_of(request),
-            limit=settings.SESSION_CREATE_RATE_LIMIT,
-        )
-        conversation = services.conversation_start(chatbot=chatbot, user_id=data.get("user_id", ""))
     idempotency_key = request.headers.get("Idempotency-Key", "")[:200]
-    turn, _created = services.message_submit(
-        conversation=conversation,
-        text=data["message_text"],
-        idempotency_key=idempotency_key,
-        client_ip=client_ip(request),
-        metadata=attachments_metadata(conversation, data),
-    )
+    if conversation is None:
+        turn, _created = services.first_message_submit(
+            chatbot=chatbot,
+            text=data["message_text"],
+            idempotency_key=idempotency_key,
+            client_ip=client_ip(request),
+            user_id=data.get("user_id", ""),
+            metadata_for=lambda started: attachments_metadata(started, data),
+            create_limit_key=ip_of(request),
+        )
+        conversation = turn.conversation
+    else:
+        turn, _created = services.message_submit(
+            conversation=conversation,
+            text=data["message_text"],
+            idempotency_key=idempotency_key,
+            client_ip=client_ip(request),
+            metadata=attachments_metadata(conversation, data),
+        )
     token = conversation_token_issue(
         conversation_id=conversation.pk, chatbot_id=conversation.chatbot_id
     )

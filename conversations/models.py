@@ -138,6 +138,14 @@ class Turn(models.Model):
             ),
             # Serves retention of finished turns and their events.
             models.Index(fields=["finished_at"], name="turn_finished_at"),
+            # Serves services.first_message_submit's look-up of a retried first message: turns
+            # with this Idempotency-Key of the chatbot's conversations (the unique constraint
+            # above leads with the conversation, which a first message does not know yet).
+            models.Index(
+                fields=["idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="turn_idempotency_key",
+            ),
         ]
 
     def __str__(self) -> str:

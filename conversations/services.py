@@ -8,14 +8,16 @@ finishing twice.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -145,6 +147,85 @@ def message_submit(
             raise
         return idempotent_replay(existing, text), False
     return turn, True
+
+
+# How long a first message's Idempotency-Key finds the conversation it started (Stripe keeps
+# keys for 24 hours); after that the same key starts a new conversation.
+FIRST_MESSAGE_KEY_WINDOW = dt.timedelta(hours=24)
+
+
+def first_message_submit(
+    *,
+    chatbot: Chatbot,
+    text: str,
+    idempotency_key: str = "",
+    client_ip: str | None = None,
+    user_id: str = "",
+    metadata_for: Callable[[Conversation], dict] | None = None,
+    create_limit_key: str = "",
+) -> tuple[Turn, bool]:
+    """Start a conversation with its first message; returns (turn, created).
+
+    With an Idempotency-Key the conversation and its turn are created once per chatbot, client
+    address, user_id and key within FIRST_MESSAGE_KEY_WINDOW: a retry gets the original turn
+    (`turn.conversation`), and one AI call runs. It used to start a second conversation.
+    `metadata_for(conversation)` gives the user message's metadata (attachments); the new
+    conversation counts against SESSION_CREATE_RATE_LIMIT for `create_limit_key` (a retry
+    does not).
+    """
+
+    def start() -> Conversation:
+        if create_limit_key:
+            rate_limit_hit(
+                scope="conversation-create",
+                key=create_limit_key,
+                limit=settings.SESSION_CREATE_RATE_LIMIT,
+            )
+        return conversation_start(chatbot=chatbot, user_id=user_id)
+
+    if not idempotency_key:
+        conversation = start()
+        return message_submit(
+            conversation=conversation,
+            text=text,
+            client_ip=client_ip,
+            metadata=metadata_for(conversation) if metadata_for else None,
+        )
+    scope = f"{chatbot.pk}\x00{client_ip or ''}\x00{user_id}\x00{idempotency_key}"
+    lock_id = int.from_bytes(
+        hashlib.blake2b(scope.encode("utf-8", "replace"), digest_size=8).digest(), signed=True
+    )
+    with transaction.atomic():
+        # Two copies of one first message arriving at once: the second waits here until the
+        # first commits, then finds its turn. (A unique index cannot say this: the key's scope,
+        # chatbot + client, spans the conversation and the turn.) Released at commit.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
+        existing = (
+            Turn.objects.select_related("conversation__chatbot")
+            .filter(
+                # Served by the turn_idempotency_key index.
+                idempotency_key=idempotency_key,
+                conversation__chatbot_id=chatbot.pk,
+                conversation__user_id=user_id or "",
+                user_message__sequence=1,
+                created_at__gte=timezone.now() - FIRST_MESSAGE_KEY_WINDOW,
+            )
+            .filter(Q(client_ip=client_ip) if client_ip else Q(client_ip__isnull=True))
+            .order_by("created_at")
+            .first()
+        )
+        if existing is not None:
+            chatbot_require_active(existing.conversation.chatbot)
+            return idempotent_replay(existing, (text or "").strip()), False
+        conversation = start()
+        return message_submit(
+            conversation=conversation,
+            text=text,
+            idempotency_key=idempotency_key,
+            client_ip=client_ip,
+            metadata=metadata_for(conversation) if metadata_for else None,
+        )
 
 
 def idempotent_replay(turn: Turn, text: str) -> Turn:
