@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "reversion",
     "django_celery_beat",
     "corsheaders",
+    "axes",
     "chatbots",
     "conversations",
     "orders",
@@ -60,6 +61,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # the lockout page (config/login_lockout.py)
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -164,6 +166,25 @@ PROMPT_TEMPLATE_CACHE_SECONDS = env.int("PROMPT_TEMPLATE_CACHE_SECONDS", default
 # --- Admin user created by ./run ------------------------------------------------------------------
 ADMIN_USERNAME = env.str("ADMIN_USERNAME", default="admin")
 ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")
+
+# --- Sign-in: lockout after failed passwords (django-axes; docs/access.md "Hardening") ----------
+# Axes checks every authenticate() (admin login, POST /api/auth/token) before the password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# This many failed passwords for one username from one address lock that pair out for
+# LOGIN_COOLOFF_MINUTES (each further attempt restarts the wait); a success clears the count, so
+# a person who mistypes now and then is never locked out, and nobody else is locked by them.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.login_lockout.client_ip"  # REMOTE_ADDR, as rate limits
+AXES_LOCKOUT_CALLABLE = "config.login_lockout.lockout_response"
+# Failures are kept (the lockout needs them); successful sign-ins are not logged by axes, so no
+# table grows without bound (the audit log records sign-ins).
+AXES_DISABLE_ACCESS_LOG = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -64,7 +64,8 @@ def persona_headers(persona: str, world, settings, client) -> dict:
     if persona == "api user of another bot":
         return {"Authorization": f"Bearer {jwt_for('shop-b-server')}"}
     if persona == "staff":
-        client.login(username="staff", password="pw-123456789")
+        # force_login: client.login() calls authenticate() without a request, which axes refuses.
+        client.force_login(User.objects.get(username="staff"))
         return {}
     return {}
 
