@@ -429,23 +429,51 @@ def _uuid(value):
 
 
 def _wait_for_turn(turn: Turn, timeout: float) -> Turn:
-    """Block until the turn's `end` event is logged (Redis XREAD), or the timeout passes."""
+    """Wait for the turn's end, or the timeout, without holding a database connection.
+
+    The wait blocks on the turn's Redis event log (XREAD), where `end` is written only after
+    the turn's row is finished. The row is read once at the start and then every few seconds
+    (for a turn whose log is gone: Redis restarted, or a finish that reached only PostgreSQL),
+    and the pooled connection goes back to the pool after each read: a waiting call holds one
+    for milliseconds, so 50 callers waiting on slow answers cannot take the DATABASE_POOL_MAX
+    connections other customers need (issue #18 item 4; before, each waiter held its
+    connection for the whole wait and other requests got 503).
+    """
+    from django.db import connection
+    from redis.exceptions import RedisError
+
+    row_check_every = 2.0
+    # XREAD BLOCK must return before the client's socket timeout (config/redis.py: 5 s).
+    block_at_most = 4.0
     deadline = time.monotonic() + timeout
     redis = get_redis()
     key = streaming.stream_key(str(turn.pk))
     last = "0-0"
-    while time.monotonic() < deadline:
-        turn.refresh_from_db(fields=["status", "assistant_message", "flow", "route"])
-        if turn.is_finished:
+    next_row_check = 0.0
+    while True:
+        now = time.monotonic()
+        if now >= next_row_check:
+            if Turn.objects.filter(pk=turn.pk, status__in=Turn.FINISHED).exists():
+                break
+            next_row_check = now + row_check_every
+            if not connection.in_atomic_block:
+                connection.close()  # back to the pool until the answer is there
+        if now >= deadline:
             break
-        wait_ms = int(min(1.0, max(0.05, deadline - time.monotonic())) * 1000)
+        block = min(block_at_most, next_row_check - now, deadline - now)
         try:
-            entries = redis.xread({key: last}, block=wait_ms, count=100)
-        except Exception:
-            time.sleep(0.2)
+            entries = redis.xread({key: last}, block=max(1, int(block * 1000)), count=100)
+        except RedisError:
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
             continue
+        ended = False
         for _stream, items in entries or []:
             if items:
                 last = items[-1][0]
-    turn = Turn.objects.select_related("user_message", "assistant_message").get(pk=turn.pk)
-    return turn
+                ended = any(
+                    e.get("event") == streaming.TERMINAL_EVENT
+                    for e in streaming.decode_entries(items[-1:])
+                )
+        if ended:
+            break
+    return Turn.objects.select_related("user_message", "assistant_message").get(pk=turn.pk)

@@ -375,7 +375,7 @@ def _settle(future: asyncio.Future, exc: BaseException | None) -> None:
         future.set_exception(exc)
 
 
-def _decode_entries(entries) -> list[dict]:
+def decode_entries(entries) -> list[dict]:
     events = []
     for _entry_id, fields in entries:
         raw = fields.get(b"e") or fields.get("e")
@@ -401,12 +401,12 @@ def merge_contiguous(after: int, *sources: list[dict], limit: int) -> list[dict]
 
 def redis_events_after_sync(redis, turn_id: str, after: int, limit: int) -> list[dict]:
     entries = redis.xrange(stream_key(turn_id), min=f"0-{after + 1}", max="+", count=limit)
-    return _decode_entries(entries)
+    return decode_entries(entries)
 
 
 async def redis_events_after(redis, turn_id: str, after: int, limit: int) -> list[dict]:
     entries = await redis.xrange(stream_key(turn_id), min=f"0-{after + 1}", max="+", count=limit)
-    return _decode_entries(entries)
+    return decode_entries(entries)
 
 
 def db_events_after(turn_id: str, after: int, limit: int) -> list[dict]:
