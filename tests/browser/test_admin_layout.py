@@ -233,7 +233,7 @@ def test_the_default_model_is_picked_from_the_list_test_connection_fetched(stack
         )
 
 
-def test_the_error_log_and_conversation_lists_fit_a_1280_px_screen(stack, admin_page):
+def test_the_lists_and_the_add_pages_fit_a_1280_px_screen(stack, admin_page):
     bot = create_chatbot(public_id="a-chatbot-with-a-rather-long-public-identifier")
     long_text = " ".join(["The upstream AI service answered with something unexpected"] * 12)
     for number in range(3):
@@ -252,9 +252,11 @@ def test_the_error_log_and_conversation_lists_fit_a_1280_px_screen(stack, admin_
     for name, url in (
         ("error-log-list", "/admin/monitoring/errorlog/"),
         ("conversation-list", "/admin/conversations/conversation/"),
+        ("chatbot-add-page", "/admin/chatbots/chatbot/add/"),
+        ("endpoint-add-page", "/admin/chatbots/aiendpoint/add/"),
     ):
         page.goto(stack.base_url + url)
-        expect(page.locator("#result_list")).to_be_visible()
+        expect(page.locator("#content")).to_be_visible()
         shot(page, name)
         assert sideways(page) == [], url
 
