@@ -63,11 +63,9 @@ class SecretWidget(forms.Widget):
         widget["stored"] = stored
         widget["clear_name"] = clear_input_name(name)
         widget["clear_id"] = f"{widget['attrs'].get('id') or 'id_' + name}_clear"
-        widget["attrs"]["placeholder"] = (
-            f"{MASK} stored — leave empty to keep, or type a new value to replace it"
-            if stored
-            else "not set"
-        )
+        # Short enough for the admin's narrow input; the field's help text says the rest.
+        widget["attrs"]["placeholder"] = f"{MASK} stored; empty keeps it" if stored else "not set"
+        widget["attrs"]["size"] = widget["attrs"].get("size", 32)
         return context
 
     def value_from_datadict(self, data, files, name: str) -> dict[str, Any]:
