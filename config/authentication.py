@@ -4,6 +4,7 @@ Both travel as `Authorization: Bearer …`; a conversation token contains ':' se
 is three dot-separated base64 parts.
 """
 
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 
@@ -19,7 +20,12 @@ class ApiJWTAuthentication(JWTAuthentication):
         raw = self.get_raw_token(header)
         if raw is None or not looks_like_jwt(raw.decode("latin-1")):
             return None
-        return super().authenticate(request)
+        try:
+            return super().authenticate(request)
+        except AuthenticationFailed as exc:
+            # simplejwt's InvalidToken (expired, revoked by a password change, inactive user) is
+            # a subclass the error envelope would not map to NOT_AUTHENTICATED.
+            raise AuthenticationFailed() from exc
 
 
 try:

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "corsheaders",
     "axes",
+    "rest_framework_simplejwt.token_blacklist",  # used-up refresh tokens (config/auth_api.py)
     "chatbots",
     "conversations",
     "orders",
@@ -223,6 +224,11 @@ SIMPLE_JWT = {
     "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default="") or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": False,
+    # A refresh answers a new refresh token and blacklists the one sent (config/auth_api.py).
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    # Tokens carry a digest of the password hash: a password change ends them all.
+    "CHECK_REVOKE_TOKEN": True,
 }
 
 # Request bodies under /api/: refused with 413 from Content-Length before they are read.
