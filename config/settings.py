@@ -496,6 +496,11 @@ CELERY_BEAT_SCHEDULE["helpdesk-retention"] = {
     "task": "helpdesk.tasks.retention",
     "schedule": 24 * 3600.0,
 }
+# Tickets that failed while the helpdesk was down, sent again (helpdesk.services.handoffs_resend).
+CELERY_BEAT_SCHEDULE["helpdesk-resend"] = {
+    "task": "helpdesk.tasks.resend_failed",
+    "schedule": 300.0,
+}
 # Filtered conversation lists count matches exactly up to this many, then say "at least"
 # (unfiltered and per-chatbot totals are always exact). Analytics app, docs/analytics.md.
 CONVERSATION_INDEX_COUNT_LIMIT = env.int("CONVERSATION_INDEX_COUNT_LIMIT", default=1_000)

@@ -112,6 +112,16 @@ class Handoff(models.Model):
     message = models.TextField(blank=True, help_text="What the customer wrote in the form.")
     ticket_id = models.CharField(max_length=50, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    requests = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Customer requests in this one: later ones made while it was pending are "
+        "appended to it, and count against the daily limit.",
+    )
+    resend = models.BooleanField(
+        default=False,
+        help_text="It failed only because the helpdesk was unreachable or busy: it is sent "
+        "again (helpdesk.tasks.resend_failed) until it gets through.",
+    )
     error = models.TextField(blank=True, help_text="Why the ticket could not be created.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -133,6 +143,12 @@ class Handoff(models.Model):
             models.Index(fields=["conversation", "-created_at"], name="handoff_conversation"),
             # Serves retention (HELPDESK_RETENTION_DAYS).
             models.Index(fields=["created_at"], name="handoff_created"),
+            # Serves handoffs_resend: failed handoffs waiting for the helpdesk to come back.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(state="failed", resend=True),
+                name="handoff_to_resend",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.html import escape, linebreaks
 
@@ -29,6 +30,10 @@ from helpdesk.models import ConversationRating, Handoff, HelpdeskConnection
 logger = logging.getLogger(__name__)
 
 CATEGORY = "helpdesk"
+
+# Failed handoffs whose helpdesk was unreachable are sent again for this long, then left to
+# staff (the admin's retry action).
+RESEND_WITHIN = dt.timedelta(days=3)
 
 MESSAGES = {
     "en": {
@@ -164,7 +169,9 @@ def handoff_request(
 ) -> tuple[Handoff, bool]:
     """Store the request and enqueue its ticket after commit. Returns (handoff, created).
 
-    A request while one of the same kind is still being created returns that one.
+    A request while one of the same kind is still pending is appended to that one (its message,
+    reason and email go into the same ticket) and returned; an exact repeat (a double click)
+    is returned unchanged. Before, the second request answered 202 and was stored nowhere.
     """
     chatbot = conversation.chatbot
     if helpdesk_connection_for(chatbot_id=chatbot.pk) is None:
@@ -181,20 +188,11 @@ def handoff_request(
             status=400,
             details={"email": ["Required outside opening hours."]},
         )
-    pending = conversation.handoffs.filter(kind=kind, state=Handoff.State.PENDING).first()
-    if pending is not None:
-        return pending, False
-    since = timezone.now() - dt.timedelta(days=1)
-    if conversation.handoffs.filter(created_at__gte=since).count() >= (
-        settings.HELPDESK_MAX_REQUESTS_PER_CONVERSATION
-    ):
-        raise ApiError(
-            HelpdeskErrorCode.HANDOFF_LIMIT_REACHED,
-            "This conversation has sent the most requests allowed today; please use the "
-            "contact details.",
-            status=429,
-            headers={"Retry-After": "3600"},
-        )
+    request = {"reason": reason, "name": name, "email": email, "message": message}
+    appended = _request_append(conversation=conversation, kind=kind, **request)
+    if appended is not None:
+        return appended, False
+    _requests_limit_check(conversation=conversation)
     try:
         with transaction.atomic():
             handoff = Handoff.objects.create(
@@ -210,12 +208,94 @@ def handoff_request(
 
             transaction.on_commit(lambda: create_ticket.delay(str(handoff.id)))
     except IntegrityError:
-        # A concurrent request of the same kind won the race: answer with that one.
-        existing = conversation.handoffs.filter(kind=kind, state=Handoff.State.PENDING).first()
+        # A concurrent request of the same kind won the race: this one joins it.
+        existing = _request_append(conversation=conversation, kind=kind, **request)
         if existing is None:
             raise
         return existing, False
     return handoff, True
+
+
+def _requests_limit_check(*, conversation: Conversation) -> None:
+    """HELPDESK_MAX_REQUESTS_PER_CONVERSATION per day, appended requests included."""
+    since = timezone.now() - dt.timedelta(days=1)
+    used = conversation.handoffs.filter(created_at__gte=since).aggregate(n=Sum("requests"))["n"]
+    if (used or 0) >= settings.HELPDESK_MAX_REQUESTS_PER_CONVERSATION:
+        raise ApiError(
+            HelpdeskErrorCode.HANDOFF_LIMIT_REACHED,
+            "This conversation has sent the most requests allowed today; please use the "
+            "contact details.",
+            status=429,
+            headers={"Retry-After": "3600"},
+        )
+
+
+def _request_append(
+    *, conversation: Conversation, kind: str, reason: str, name: str, email: str, message: str
+) -> Handoff | None:
+    """Fold a request into the pending handoff of its kind, or into one waiting to be sent again
+    (which it sends now); None when there is none (any more)."""
+    with transaction.atomic():
+        # The row lock handoff_ticket_create holds while it builds the ticket: either this text
+        # is in the ticket being built, or that ticket exists, the state is no longer pending,
+        # and the caller stores the request as a new handoff.
+        pending = (
+            conversation.handoffs.select_for_update()
+            .filter(kind=kind)
+            .filter(
+                Q(state=Handoff.State.PENDING)
+                | Q(
+                    state=Handoff.State.FAILED,
+                    resend=True,
+                    created_at__gte=timezone.now() - RESEND_WITHIN,
+                )
+            )
+            .order_by("-state", "-created_at")  # the pending one first
+            .first()
+        )
+        if pending is None:
+            return None
+        if pending.state == Handoff.State.FAILED:
+            # Its helpdesk was down: this request goes with it in one ticket, tried at once.
+            pending.state, pending.resend, pending.completed_at = Handoff.State.PENDING, False, None
+            pending.save(update_fields=["state", "resend", "completed_at", "updated_at"])
+            from helpdesk.tasks import create_ticket
+
+            transaction.on_commit(lambda: create_ticket.delay(str(pending.pk)))
+        additions: list[str] = []
+        updates: dict[str, str] = {}
+        message, reason = message.strip(), reason.strip()[:500]
+        if message and message != pending.message.strip() and not pending.message.endswith(message):
+            additions.append(message)
+        if reason and reason != pending.reason and f"Reason: {reason}" not in pending.message:
+            if pending.reason:
+                additions.append(f"Reason: {reason}")
+            else:
+                updates["reason"] = reason
+        if email and not pending.requester_email:
+            updates["requester_email"] = email
+        elif email and email != pending.requester_email:
+            note = f"Also reachable at: {email}"
+            additions += [] if note in pending.message else [note]
+        if name and not pending.requester_name:
+            updates["requester_name"] = name[:200]
+        if not additions and not updates:
+            return pending  # a repeat of what it already holds (a double click, a retry)
+        _requests_limit_check(conversation=conversation)
+        for field, value in updates.items():
+            setattr(pending, field, value)
+        if additions:
+            stamp = timezone.localtime(timezone=_zone(conversation.chatbot.timezone))
+            added = "\n".join(additions)
+            pending.message = (
+                f"{pending.message}\n\n[added {stamp:%d.%m %H:%M}]\n{added}"
+                if pending.message
+                else added
+            )
+        pending.requests += 1
+        fields = ["reason", "message", "requester_name", "requester_email", "requests"]
+        pending.save(update_fields=[*fields, "updated_at"])
+    return pending
 
 
 # --- the ticket ---------------------------------------------------------------------------------------
@@ -266,6 +346,8 @@ def ticket_for(handoff: Handoff, connection: HelpdeskConnection) -> clients.Tick
             f"<p><strong>The customer asked for a person</strong> ({escape(mode)}).</p>"
             f"<p><strong>Reason:</strong> {escape(handoff.reason) or '—'}</p>"
         )
+        if handoff.message:  # what later requests added while this one was pending
+            head += f"{linebreaks(handoff.message, autoescape=True)}"
     description = (
         f"{head}<p><small>Chatbot {escape(chatbot.public_id)} · conversation "
         f"{conversation.pk}</small></p><hr><p><strong>Transcript</strong></p>\n"
@@ -332,6 +414,7 @@ def handoff_ticket_create(*, handoff_id: str, final: bool) -> TicketAttempt:
                 ) from None
             handoff.ticket_id = clients.ticket_create(config, ticket_for(handoff, connection))
             handoff.state = Handoff.State.CREATED
+            handoff.resend = False
             handoff.error = ""
             handoff.completed_at = timezone.now()
         except clients.HelpdeskError as err:
@@ -346,6 +429,9 @@ def handoff_ticket_create(*, handoff_id: str, final: bool) -> TicketAttempt:
                 handoff.error = f"Attempt {handoff.attempts} failed, retrying: {message}"
             else:
                 handoff.state = Handoff.State.FAILED
+                # Down or busy, not refused: handoffs_resend sends it again later, so nothing a
+                # customer was told "has been sent" is lost to an outage.
+                handoff.resend = err.retryable
                 handoff.error = message
                 handoff.completed_at = timezone.now()
                 logger.warning(
@@ -355,9 +441,44 @@ def handoff_ticket_create(*, handoff_id: str, final: bool) -> TicketAttempt:
                     extra={"category": CATEGORY, "handoff": str(handoff.pk)},
                 )
         handoff.save(
-            update_fields=["attempts", "ticket_id", "state", "error", "completed_at", "updated_at"]
+            update_fields=[
+                "attempts",
+                "ticket_id",
+                "state",
+                "resend",
+                "error",
+                "completed_at",
+                "updated_at",
+            ]
         )
     return TicketAttempt(handoff.state, retry_in)
+
+
+def handoffs_resend(*, now: dt.datetime | None = None) -> int:
+    """Send again the handoffs that failed only because the helpdesk was down or busy."""
+    now = now or timezone.now()
+    due = list(
+        Handoff.objects.filter(
+            state=Handoff.State.FAILED, resend=True, created_at__gte=now - RESEND_WITHIN
+        ).values_list("pk", flat=True)[:500]
+    )
+    from helpdesk.tasks import create_ticket
+
+    sent = 0
+    for handoff_id in due:
+        try:
+            with transaction.atomic():
+                # Conditional UPDATE: a staff retry or a second sweep never enqueues it twice.
+                if Handoff.objects.filter(pk=handoff_id, state=Handoff.State.FAILED).update(
+                    state=Handoff.State.PENDING, resend=False, completed_at=None, updated_at=now
+                ):
+                    transaction.on_commit(lambda i=str(handoff_id): create_ticket.delay(i))
+                    sent += 1
+        except IntegrityError:
+            # A newer request of its kind is pending (one_pending_handoff_per_kind): this one
+            # goes again on a later sweep, once that one is through.
+            continue
+    return sent
 
 
 def handoff_retry(*, handoff: Handoff) -> bool:

@@ -26,6 +26,14 @@ def create_ticket(self, handoff_id: str) -> str:
     return attempt.state
 
 
+@shared_task(name="helpdesk.tasks.resend_failed", ignore_result=True, soft_time_limit=120)
+def resend_failed() -> int:
+    """Every few minutes (beat): tickets that failed while the helpdesk was down, sent again."""
+    from helpdesk.services import handoffs_resend
+
+    return handoffs_resend()
+
+
 @shared_task(name="helpdesk.tasks.retention", ignore_result=True, soft_time_limit=600)
 def retention() -> dict:
     from helpdesk.services import helpdesk_retention_sweep

@@ -286,3 +286,92 @@ def test_old_handoffs_and_ratings_are_deleted_by_retention(widget, settings):
 def test_a_ticket_task_for_a_handoff_that_no_longer_exists_does_nothing(freshdesk):
     assert run_ticket_task(str(uuid.uuid4())) == "missing"
     assert freshdesk.requests == []
+
+
+# --- nothing accepted is dropped (#18 item 1) ------------------------------------------------
+
+
+def test_a_second_contact_message_while_the_first_is_pending_goes_into_the_same_ticket(
+    widget, freshdesk
+):
+    first = widget.post("contact", {"email": "a@b.dk", "message": "My parcel never came"})
+    second = widget.post(
+        "contact", {"email": "other@b.dk", "message": "Also, the invoice is wrong"}
+    )
+
+    assert first.status_code == second.status_code == 202
+    assert first.json()["handoff_id"] == second.json()["handoff_id"]
+    run_ticket_task(first.json()["handoff_id"])
+    [ticket] = freshdesk.tickets
+    assert "My parcel never came" in ticket["description"]
+    assert "Also, the invoice is wrong" in ticket["description"]
+    assert "Also reachable at: other@b.dk" in ticket["description"]
+    assert Handoff.objects.get().requests == 2
+
+
+def test_a_double_clicked_request_is_stored_once(widget):
+    for _ in range(2):
+        widget.post("contact", {"email": "a@b.dk", "message": "Hello"})
+
+    handoff = Handoff.objects.get()
+    assert handoff.message == "Hello" and handoff.requests == 1
+
+
+def test_a_second_handoff_reason_is_kept_for_the_agents(widget, freshdesk):
+    first = widget.post("handoff", {"reason": "Wrong size"}).json()
+    widget.post("handoff", {"reason": "And it is broken"})
+
+    run_ticket_task(first["handoff_id"])
+    [ticket] = freshdesk.tickets
+    assert "Wrong size" in ticket["description"] and "And it is broken" in ticket["description"]
+
+
+def test_appended_requests_count_against_the_daily_limit(widget, settings):
+    settings.HELPDESK_MAX_REQUESTS_PER_CONVERSATION = 2
+    widget.post("contact", {"email": "a@b.dk", "message": "one"})
+    widget.post("contact", {"email": "a@b.dk", "message": "two"})
+
+    response = widget.post("contact", {"email": "a@b.dk", "message": "three"})
+
+    assert response.status_code == 429
+    assert "three" not in Handoff.objects.get().message
+
+
+def test_with_the_helpdesk_down_every_accepted_message_is_sent_when_it_comes_back(
+    widget, freshdesk, settings, django_capture_on_commit_callbacks
+):
+    from helpdesk.services import handoffs_resend
+
+    settings.HELPDESK_TICKET_MAX_ATTEMPTS = 2
+    freshdesk.configure(status=503, retry_after=0)
+    first = widget.post("contact", {"email": "a@b.dk", "message": "first"}).json()
+    run_ticket_task(first["handoff_id"])  # fails: the helpdesk is down
+    # The failed request is taken up again with the next one, which joins it.
+    with django_capture_on_commit_callbacks() as enqueued:
+        second = widget.post("contact", {"email": "a@b.dk", "message": "second"}).json()
+    assert second["handoff_id"] == first["handoff_id"] and len(enqueued) == 1
+    widget.post("contact", {"email": "a@b.dk", "message": "third"})
+    run_ticket_task(first["handoff_id"])
+    assert list(Handoff.objects.values_list("state", "resend")) == [("failed", True)]
+    assert freshdesk.tickets == []
+
+    freshdesk.configure(status=None)
+    with django_capture_on_commit_callbacks() as enqueued:
+        assert handoffs_resend() == 1
+    assert len(enqueued) == 1
+    assert run_ticket_task(first["handoff_id"]) == "created"
+
+    [ticket] = freshdesk.tickets
+    assert all(word in ticket["description"] for word in ("first", "second", "third"))
+    assert handoffs_resend() == 0  # nothing left to send
+
+
+def test_a_refused_ticket_is_not_sent_again_by_itself(widget, freshdesk):
+    from helpdesk.services import handoffs_resend
+
+    freshdesk.configure(status=400)
+    handoff_id = widget.post("handoff", {}).json()["handoff_id"]
+    run_ticket_task(handoff_id)
+
+    assert Handoff.objects.get(pk=handoff_id).resend is False
+    assert handoffs_resend() == 0
