@@ -56,6 +56,41 @@ def celery_worker_cmd(name: str, queues: str, pool: str, concurrency: int) -> li
     ]
 
 
+def flower_address() -> str:
+    """Flower shows every task's arguments: loopback unless FLOWER_HOST says otherwise, whatever
+    HOST is (a HOST=0.0.0.0 that opens the widget to a network must not publish Flower too)."""
+    return os.environ.get("FLOWER_HOST", "").strip() or "127.0.0.1"
+
+
+def flower_part(*, host: str, port: int) -> Part:
+    """Flower behind a login: FLOWER_BASIC_AUTH ("user:password"; ./run generates one into
+    .data/local.env) reaches Flower through its environment, where Flower reads it itself, so
+    the password is not in the command line every local user can list."""
+    basic_auth = os.environ.get("FLOWER_BASIC_AUTH", "").strip()
+    if ":" not in basic_auth:
+        raise StartProblem('FLOWER_BASIC_AUTH must be "user:password"; Flower never runs open.')
+    url = f"{base_url(host, port)}/"
+    return Part(
+        "flower",
+        [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "flower",
+            f"--address={host}",
+            f"--port={port}",
+            "--loglevel=WARNING",
+        ],
+        essential=False,
+        label="Flower",
+        log=LOGS / "flower.log",
+        ready=lambda: http_answers(f"{url}healthcheck"),
+        env={"FLOWER_BASIC_AUTH": basic_auth},
+    )
+
+
 def flag(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     return default if not raw else raw not in ("0", "false", "no", "off")
@@ -65,6 +100,7 @@ def serve() -> int:
     host = os.environ.get("HOST", "127.0.0.1").strip() or "127.0.0.1"
     port = env_port("PORT", 8000)
     flower_port = env_port("FLOWER_PORT", 5555)
+    flower_host = flower_address()
     fake_port = env_port("FAKE_FLOWISE_PORT", 8101)
     fake_flowise = flag("DEMO_FAKE_FLOWISE", True)
     # Before anything starts: a busy web port ends the run in one line; a busy port of an
@@ -72,7 +108,7 @@ def serve() -> int:
     problem = port_problem(host, port, "PORT")
     if problem:
         raise StartProblem(problem)
-    flower_problem = port_problem(host, flower_port, "FLOWER_PORT", avoid=(port,))
+    flower_problem = port_problem(flower_host, flower_port, "FLOWER_PORT", avoid=(port,))
     if flower_problem:
         say(f"Flower skipped: {flower_problem}. The product runs on without it.")
     fake_problem = None
@@ -149,26 +185,30 @@ def serve() -> int:
                 label="Celery beat",
             ),
         ]
-        flower_url = f"{base_url(host, flower_port)}/"
+        flower_url = f"{base_url(flower_host, flower_port)}/"
         if not flower_problem:
             parts.append(
                 Part(
-                    "flower",
+                    "fake-flowise",
                     [
                         PY,
                         "-m",
-                        "celery",
-                        "-A",
-                        "config",
-                        "flower",
-                        f"--address={host}",
-                        f"--port={flower_port}",
-                        "--loglevel=WARNING",
+                        "tests.fakes.flowise",
+                        "--port",
+                        str(fake_port),
+                        "--tokens-per-second",
+                        "15",
                     ],
                     essential=False,
-                    label="Flower",
-                    log=LOGS / "flower.log",
-                    ready=lambda: http_answers(f"{flower_url}healthcheck"),
+            try:
+                parts.append(flower_part(host=flower_host, port=flower_port))
+            except StartProblem as exc:
+                say(f"Flower skipped: {exc} The product runs on without it.")
+        if fake_flowise and not fake_problem:
+            # A local stand-in for Flowise so `demo-flowise` streams with no AI service at all.
+                    label="the fake Flowise",
+                    log=LOGS / "fake-flowise.log",
+                    ready=lambda: http_answers(f"{fake_url}/"),
                 )
             )
         if fake_flowise and not fake_problem:
@@ -213,7 +253,10 @@ def serve() -> int:
                 f"  Health:       {base}/health",
             ]
             if "flower" in up:
-                lines.append(f"  Flower:       {flower_url}  (Celery workers and tasks)")
+                lines.append(
+                    f"  Flower:       {flower_url}  (Celery workers and tasks; sign in with "
+                    "FLOWER_BASIC_AUTH from .data/local.env)"
+                )
             lines.append(
                 f"  Demo bots:    demo (builtin), demo-flowise (fake Flowise at {fake_url})"
                 if flowise_up

@@ -140,6 +140,7 @@ class Part:
     pass_fds: tuple[int, ...] = ()
     log: Path | None = None  # optional parts write here instead of the terminal
     ready: Callable[[], str | None] | None = None  # None = answers; else why not yet
+    env: dict[str, str] | None = None  # added to the environment (secrets stay out of argv)
     proc: subprocess.Popen | None = field(default=None, repr=False)
     skipped: str = ""
 
@@ -158,6 +159,7 @@ class Part:
                 cwd=cwd,
                 start_new_session=True,
                 pass_fds=self.pass_fds,
+                env={**os.environ, **self.env} if self.env else None,
                 stdout=out,
                 stderr=subprocess.STDOUT if out else None,
             )
