@@ -187,30 +187,10 @@ def serve() -> int:
         ]
         flower_url = f"{base_url(flower_host, flower_port)}/"
         if not flower_problem:
-            parts.append(
-                Part(
-                    "fake-flowise",
-                    [
-                        PY,
-                        "-m",
-                        "tests.fakes.flowise",
-                        "--port",
-                        str(fake_port),
-                        "--tokens-per-second",
-                        "15",
-                    ],
-                    essential=False,
             try:
                 parts.append(flower_part(host=flower_host, port=flower_port))
             except StartProblem as exc:
                 say(f"Flower skipped: {exc} The product runs on without it.")
-        if fake_flowise and not fake_problem:
-            # A local stand-in for Flowise so `demo-flowise` streams with no AI service at all.
-                    label="the fake Flowise",
-                    log=LOGS / "fake-flowise.log",
-                    ready=lambda: http_answers(f"{fake_url}/"),
-                )
-            )
         if fake_flowise and not fake_problem:
             # A local stand-in for Flowise so `demo-flowise` streams with no AI service at all.
             parts.append(
