@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -35,8 +36,29 @@ from orders.providers.base import (
 logger = logging.getLogger(__name__)
 
 CATEGORY = "order_tracking"
-FAILURES_KEY = "cb:orders:failures:{}"
-FAILURES_WINDOW_SECONDS = 3600
+# Look-up attempts per (chatbot, order number) and per client address within the window; a
+# conversation is not part of either key, so a new conversation does not reset them.
+ATTEMPTS_ORDER_KEY = "cb:orders:attempts:order:{}:{}"
+ATTEMPTS_ADDRESS_KEY = "cb:orders:attempts:address:{}"
+ATTEMPTS_WINDOW_SECONDS = 3600
+
+# Atomic check-and-count before the upstream call: refuse (0) if any key is at the limit, else
+# count on every key (the window starts with the first attempt) and return the order key's new
+# count. Reading the count and adding to it in two steps let 20 parallel messages make 16
+# look-ups against a limit of 5.
+_ATTEMPT_SCRIPT = """
+local limit = tonumber(ARGV[1])
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= limit then return 0 end
+end
+local counted = 0
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('EXPIRE', key, ARGV[2]) end
+  if i == 1 then counted = n end
+end
+return counted
+"""
 
 
 @dataclass
@@ -178,17 +200,43 @@ async def order_lookup(
     return outcome
 
 
-def _failures_count(conversation_id: str) -> int:
-    value = get_redis().get(FAILURES_KEY.format(conversation_id))
-    return int(value) if value else 0
+def _attempt_keys(
+    *, chatbot_id: int | str, order_number: str, client_ip: str | None, conversation_id: str
+) -> list[str]:
+    digest = hashlib.sha256(order_number.strip().lstrip("#").upper().encode()).hexdigest()[:32]
+    # The client is its address; a turn with none recorded counts per conversation instead.
+    client = client_ip or f"conversation:{conversation_id}"
+    return [ATTEMPTS_ORDER_KEY.format(chatbot_id, digest), ATTEMPTS_ADDRESS_KEY.format(client)]
 
 
-def _failures_add(conversation_id: str) -> None:
-    key = FAILURES_KEY.format(conversation_id)
-    pipe = get_redis().pipeline()
-    pipe.incr(key)
-    pipe.expire(key, FAILURES_WINDOW_SECONDS)
+def order_attempt_begin(*, keys: list[str]) -> int:
+    """Count one look-up attempt before the upstream call; 0 = locked out (nothing counted),
+    else how many attempts this order number has had in the window, this one included."""
+    redis = get_redis()
+    return int(
+        redis.eval(
+            _ATTEMPT_SCRIPT,
+            len(keys),
+            *keys,
+            settings.ORDERS_MAX_FAILED_LOOKUPS,
+            ATTEMPTS_WINDOW_SECONDS,
+        )
+    )
+
+
+def order_attempt_refund(*, keys: list[str]) -> None:
+    """A look-up that was not a guess (found and verified, or the platform failed) does not
+    count against the limit."""
+    pipe = get_redis().pipeline(transaction=True)
+    for key in keys:
+        pipe.decr(key)
     pipe.execute()
+
+
+def _turn_client_ip(turn_id: str) -> str | None:
+    from conversations.models import Turn
+
+    return Turn.objects.filter(pk=turn_id).values_list("client_ip", flat=True).first()
 
 
 async def order_context_provide(ctx: Any) -> None:
@@ -233,9 +281,16 @@ async def _provide(ctx: Any, source: SourceConfig, started: float) -> None:
         ctx.final_answer = answers.need_details_text(missing, language)
         ctx.metadata["order_lookup"] = {"outcome": "need_details", "missing": missing}
         return
-    failures = await asyncio.to_thread(_failures_count, ctx.conversation_id)
-    if failures >= settings.ORDERS_MAX_FAILED_LOOKUPS:
-        # Guessing order numbers with one email (or emails with one number) stops here.
+    keys = _attempt_keys(
+        chatbot_id=ctx.config["id"],
+        order_number=details.order_number,
+        client_ip=await ctx.run_db(_turn_client_ip, ctx.turn_id),
+        conversation_id=ctx.conversation_id,
+    )
+    attempts = await asyncio.to_thread(order_attempt_begin, keys=keys)
+    if not attempts:
+        # Guessing the second factor of one order (from any conversation), or order numbers
+        # from one address, stops here, before the platform is asked.
         await ctx.emit("order", {"status": "too_many_attempts"})
         ctx.final_answer = answers.too_many_text(language, ctx.config)
         ctx.metadata["order_lookup"] = {"outcome": "too_many_attempts"}
@@ -253,8 +308,15 @@ async def _provide(ctx: Any, source: SourceConfig, started: float) -> None:
         if remaining > 0:
             await asyncio.sleep(remaining)
     ctx.metadata["order_lookup"] = {"outcome": outcome.result, "source": source.kind}
+    if outcome.result != "not_found":
+        await asyncio.to_thread(order_attempt_refund, keys=keys)
     if outcome.result == "found":
-        order = outcome.order or {}
+        order = dict(outcome.order or {})
+        if attempts > 1 and order.get("status_page_url"):
+            # Others tried this order number in the window: this may be a guess that came good.
+            # The status page shows the address and more, so only a first-try match gets it.
+            order["status_page_url"] = None
+            ctx.metadata["order_lookup"]["status_page_withheld"] = True
         await ctx.emit("order", order)
         ctx.variables["order"] = json.dumps(order, ensure_ascii=False)
         ctx.add_context(answers.order_context_text(order))
@@ -262,7 +324,6 @@ async def _provide(ctx: Any, source: SourceConfig, started: float) -> None:
             ctx.final_answer = answers.order_answer_text(order, language)
         return
     if outcome.result == "not_found":
-        await asyncio.to_thread(_failures_add, ctx.conversation_id)
         await ctx.emit("order", {"status": "not_found"})
         ctx.final_answer = answers.not_found_text(language, source.second_factor)
         return
