@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 
 from chatbots.secrets import EncryptedSecretField, SecretValue
+from outbound.policy import url_validate
 
 # Language code -> PostgreSQL text search configuration used for the builtin knowledge base.
 LANGUAGES = {
@@ -294,6 +295,8 @@ class AIEndpoint(models.Model):
             raise ValidationError({"base_url": "Enter the address of the AI service."})
         if self.base_url and self.base_url.endswith("/"):
             self.base_url = self.base_url.rstrip("/")
+        if self.base_url:
+            url_validate(base_url=self.base_url)  # not this machine nor its private networks
 
 
 KIND_SHORT_LABELS = {
@@ -347,6 +350,12 @@ class KnowledgeBase(models.Model):
             self.index_name = ""
             self.host = ""
             self.api_key = SecretValue()
+        else:
+            host = self.host.strip()
+            url_validate(
+                host=host if "://" in host or not host else f"https://{host}",
+                control_url=self.control_url,
+            )
 
 
 class KnowledgeEntry(models.Model):

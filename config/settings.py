@@ -358,6 +358,11 @@ CHAT_SYNC_TIMEOUT_SECONDS = env.float("CHAT_SYNC_TIMEOUT_SECONDS", default=30.0)
 REOPEN_RESOLVED_ON_MESSAGE = env.bool("REOPEN_RESOLVED_ON_MESSAGE", default=True)
 # Whether AI clients honour HTTP(S)_PROXY / NO_PROXY from the environment.
 UPSTREAM_TRUST_ENV = env.bool("UPSTREAM_TRUST_ENV", default=True)
+# URLs entered in the admin (AI endpoints, knowledge bases, order sources, helpdesks) may reach
+# loopback, private, link-local (cloud metadata) or multicast addresses only when this is on:
+# checked when they are saved (outbound/guard.py). ./run and
+# ./run test turn it on: the fakes and the demo fake Flowise live on 127.0.0.1.
+ALLOW_PRIVATE_NETWORK_URLS = env.bool("ALLOW_PRIVATE_NETWORK_URLS", default=False)
 
 # --- Images: uploads, validation, description (images app; docs/images.md) -------------------
 # Largest image accepted (bytes of the file; base64 in JSON is ~4/3 of this). Bigger → 413.

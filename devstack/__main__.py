@@ -97,6 +97,8 @@ def flag(name: str, default: bool) -> bool:
 
 
 def serve() -> int:
+    # The demo bots talk to fake AI servers on 127.0.0.1 (outbound/guard.py).
+    os.environ.setdefault("ALLOW_PRIVATE_NETWORK_URLS", "true")
     host = os.environ.get("HOST", "127.0.0.1").strip() or "127.0.0.1"
     port = env_port("PORT", 8000)
     flower_port = env_port("FLOWER_PORT", 5555)
@@ -264,6 +266,8 @@ def test(args: list[str]) -> int:
     os.environ["CELERY_BROKER_URL"] = redis_test_url(os.environ["REDIS_URL"], 14)
     os.environ["REDIS_URL"] = redis_test_url(os.environ["REDIS_URL"], 15)
     os.environ["TESTING"] = "1"
+    # The fakes in tests/fakes/ listen on 127.0.0.1; guard tests turn it off where they test it.
+    os.environ.setdefault("ALLOW_PRIVATE_NETWORK_URLS", "true")
     try:
         for note in services.notes:
             print(f"run test: {note}", flush=True)

@@ -14,6 +14,7 @@ from django.db.models import Q
 from chatbots.models import Chatbot
 from chatbots.secrets import EncryptedSecretField
 from conversations.models import Conversation
+from outbound.policy import url_errors
 
 SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -79,6 +80,9 @@ class HelpdeskConnection(models.Model):
             errors["api_key"] = "Enter the API key."
         if self.kind == self.Kind.ZENDESK and not self.agent_email:
             errors["agent_email"] = "Zendesk API tokens belong to an agent: enter their email."
+        if "domain" not in errors:
+            # Not this machine nor its private networks (outbound/guard.py).
+            errors.update(url_errors(domain=self.api_base))
         if errors:
             raise ValidationError(errors)
 

@@ -14,6 +14,7 @@ from django.db.models import Q
 
 from chatbots.models import Chatbot
 from chatbots.secrets import EncryptedSecretField
+from outbound.policy import url_errors
 
 API_VERSION_RE = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
 
@@ -197,6 +198,8 @@ class OrderSource(models.Model):
                 errors["base_url"] = "Enter the base URL without ?query or #fragment."
         if self.auth_url:
             self.auth_url = self.auth_url.rstrip("/")
+        # Not this machine nor its private networks (outbound/guard.py).
+        errors.update(url_errors(base_url=self.base_url, auth_url=self.auth_url))
         kind, method = self.kind, self.auth_method
         methods = {
             self.Kind.SHOPIFY: {self.AuthMethod.ACCESS_TOKEN, self.AuthMethod.CLIENT_CREDENTIALS},

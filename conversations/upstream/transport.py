@@ -297,6 +297,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
             await trace(name, {"request": request})
         if conn is None:
             conn = await self._connect(origin, timeouts.get("connect"), request)
+            if trace is not None:
+                # The address guard (outbound/guard.py) checks the address reached, here, before
+                # a byte of the request is written.
+                try:
+                    await trace("connection.connect_tcp.complete", {"return_value": conn.transport})
+                except BaseException:
+                    self._discard(conn)
+                    raise
         try:
             await self._write_request(conn, request)
             status, reason, headers, http10 = await self._read_head(

@@ -1,0 +1,1 @@
+"""Outbound HTTP to addresses staff typed in: which addresses the server may reach."""
