@@ -29,3 +29,12 @@ def _encryption_keys(settings):
     if not settings.FIELD_ENCRYPTION_KEYS:
         settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     yield
+
+
+@pytest.fixture(autouse=True)
+def _a_shop_for_admin_pages(request):
+    # What staff add in the admin goes to their current shop; tests that do not care about
+    # tenants add as a superuser into the factories' shop.
+    if "admin_client" in request.fixturenames:
+        request.getfixturevalue("db")
+        shop_for_tests()  # noqa: F405 - from the factories

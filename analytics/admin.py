@@ -21,6 +21,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from accounts import access
+from accounts.scoped_admin import ShopScopedAdmin
 from analytics import charts, selectors
 from analytics.apps import enqueue_turn_analysis
 from analytics.export import export_response
@@ -35,7 +37,7 @@ LIST_ID_CHARS = 24
 DASHBOARD_MAX_DAYS = 366
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ShopScopedAdmin, admin.ModelAdmin):
     """Derived or logged data: staff look, nobody edits."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -303,8 +305,10 @@ class ConversationAdmin(ReadOnlyAdmin):
         )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Another shop's conversation is answered like one that does not exist.
         conversation = get_object_or_404(
-            Conversation.objects.select_related("chatbot"), pk=object_id
+            access.scope(Conversation.objects.select_related("chatbot"), request.user),
+            pk=object_id,
         )
         if not self.has_view_permission(request, conversation):
             raise PermissionDenied
@@ -327,9 +331,17 @@ class ConversationAdmin(ReadOnlyAdmin):
 # --- analyses, dashboard, re-analysis -----------------------------------------------------------------
 
 
-class DashboardForm(forms.Form):
+class _ScopedChatbotForm(forms.Form):
+    """The chatbot choice lists the user's shops' chatbots only."""
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["chatbot"].queryset = access.scope(Chatbot.objects.order_by("public_id"), user)
+
+
+class DashboardForm(_ScopedChatbotForm):
     chatbot = forms.ModelChoiceField(
-        queryset=Chatbot.objects.order_by("public_id"), required=False, empty_label="All chatbots"
+        queryset=Chatbot.objects.none(), required=False, empty_label="All chatbots"
     )
     date_from = forms.DateField(
         label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
@@ -352,7 +364,7 @@ class DashboardForm(forms.Form):
         return data
 
 
-class ReanalyseForm(forms.Form):
+class ReanalyseForm(_ScopedChatbotForm):
     date_from = forms.DateField(
         label="Turns finished from", widget=forms.DateInput(attrs={"type": "date"})
     )
@@ -360,7 +372,7 @@ class ReanalyseForm(forms.Form):
         label="to (inclusive)", widget=forms.DateInput(attrs={"type": "date"})
     )
     chatbot = forms.ModelChoiceField(
-        queryset=Chatbot.objects.order_by("public_id"), required=False, empty_label="All chatbots"
+        queryset=Chatbot.objects.none(), required=False, empty_label="All chatbots"
     )
 
     def clean(self):
@@ -390,7 +402,13 @@ class ConversationAnalysisAdmin(ReadOnlyAdmin):
         "outcome",
         "analyser",
     )
-    list_filter = ("chatbot", "outcome", "sentiment", "score", "topic")
+    list_filter = (
+        ("chatbot", admin.RelatedOnlyFieldListFilter),
+        "outcome",
+        "sentiment",
+        "score",
+        "topic",
+    )
     list_select_related = ("chatbot",)
     date_hierarchy = "created_at"
     actions = (reanalyse_selected,)
@@ -421,7 +439,7 @@ class ConversationAnalysisAdmin(ReadOnlyAdmin):
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        form = DashboardForm(request.GET or None)
+        form = DashboardForm(request.GET or None, user=request.user)
         context = self._context(request, "Conversation dashboard")
         if request.GET and not form.is_valid():
             context.update(form=form, charts=None)
@@ -433,7 +451,8 @@ class ConversationAnalysisAdmin(ReadOnlyAdmin):
                     {
                         "date_from": today - dt.timedelta(days=DASHBOARD_DEFAULT_DAYS - 1),
                         "date_to": today,
-                    }
+                    },
+                    user=request.user,
                 )
                 form.is_valid()
             data = form.cleaned_data
@@ -441,7 +460,10 @@ class ConversationAnalysisAdmin(ReadOnlyAdmin):
             context.update(
                 form=form,
                 **dashboard_charts(
-                    date_from=data["date_from"], date_to=data["date_to"], chatbot=chatbot
+                    date_from=data["date_from"],
+                    date_to=data["date_to"],
+                    chatbot=chatbot,
+                    chatbot_ids=access.chatbot_ids_for(request.user),
                 ),
             )
         request.current_app = self.admin_site.name
@@ -450,7 +472,7 @@ class ConversationAnalysisAdmin(ReadOnlyAdmin):
     def reanalyse_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        form = ReanalyseForm(request.POST or None)
+        form = ReanalyseForm(request.POST or None, user=request.user)
         if request.method == "POST" and form.is_valid():
             from analytics.tasks import reanalyse_range
 
@@ -465,6 +487,13 @@ class ConversationAnalysisAdmin(ReadOnlyAdmin):
             )
             if chatbot:
                 count = count.filter(conversation__chatbot=chatbot)
+            elif not access.is_operator(request.user):
+                # "All chatbots" re-analyses every shop's turns: members pick one of theirs.
+                form.add_error("chatbot", "Choose the chatbot to re-analyse.")
+                context = self._context(request, "Re-analyse a date range")
+                context["form"] = form
+                request.current_app = self.admin_site.name
+                return TemplateResponse(request, "admin/analytics/reanalyse.html", context)
             reanalyse_range.delay(
                 start.isoformat(), end.isoformat(), chatbot.pk if chatbot else None
             )
@@ -485,10 +514,20 @@ def _conversations_url(**params: Any) -> str:
     return reverse("admin:conversations_conversation_changelist") + (f"?{query}" if query else "")
 
 
-def dashboard_charts(*, date_from: dt.date, date_to: dt.date, chatbot: Chatbot | None) -> dict:
-    """The dashboard's figures and charts; every bar links to its conversations."""
+def dashboard_charts(
+    *,
+    date_from: dt.date,
+    date_to: dt.date,
+    chatbot: Chatbot | None,
+    chatbot_ids: list[int] | None = None,
+) -> dict:
+    """The dashboard's figures and charts (of `chatbot_ids`, the viewer's shops' bots, when
+    not None); every bar links to its conversations."""
     data = selectors.dashboard_data(
-        date_from=date_from, date_to=date_to, chatbot_id=chatbot.pk if chatbot else None
+        date_from=date_from,
+        date_to=date_to,
+        chatbot_id=chatbot.pk if chatbot else None,
+        chatbot_ids=chatbot_ids,
     )
     base = {
         "chatbot__id__exact": chatbot.pk if chatbot else None,
@@ -642,7 +681,13 @@ class TurnMetricsAdmin(ReadOnlyAdmin):
         "tokens_per_second",
         "error_category",
     )
-    list_filter = ("chatbot", "status", "endpoint_kind", "flow", "error_category")
+    list_filter = (
+        ("chatbot", admin.RelatedOnlyFieldListFilter),
+        "status",
+        "endpoint_kind",
+        "flow",
+        "error_category",
+    )
     list_select_related = ("chatbot",)
     date_hierarchy = "created_at"
     show_full_result_count = False
@@ -663,7 +708,7 @@ class ConversationSummaryAdmin(ReadOnlyAdmin):
         "model",
         "total_tokens",
     )
-    list_filter = ("chatbot",)
+    list_filter = (("chatbot", admin.RelatedOnlyFieldListFilter),)
     list_select_related = ("chatbot",)
     search_fields = ("username", "=model")
     change_list_template = "admin/analytics/conversationsummary/change_list.html"
@@ -689,13 +734,16 @@ class ConversationSummaryAdmin(ReadOnlyAdmin):
         ]
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "index": selectors.conversation_index_stats()}
+        # The index's state and size are the platform's, not a shop's: operators only.
+        index = selectors.conversation_index_stats() if access.is_operator(request.user) else None
+        extra_context = {**(extra_context or {}), "index": index}
         return super().changelist_view(request, extra_context)
 
     def sync_view(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:analytics_conversationsummary_changelist"))
-        if not self.has_view_permission(request):
+        # One index for every shop: syncing it is the operators' job.
+        if not access.is_operator(request.user):
             raise PermissionDenied
         result = conversation_index_sync()
         self.message_user(

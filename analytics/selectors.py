@@ -46,7 +46,11 @@ PERCENTILES = (0.5, 0.95, 0.99)
 
 
 def processing_metrics(
-    *, since: dt.datetime, until: dt.datetime, chatbot_id: int | None = None
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+    chatbot_id: int | None = None,
+    chatbot_ids: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """p50/p95/p99 of every phase per chatbot and flow, with counts and error rate.
 
@@ -60,6 +64,9 @@ def processing_metrics(
     where = "m.created_at >= %(since)s AND m.created_at < %(until)s"
     if chatbot_id is not None:
         where += " AND m.chatbot_id = %(chatbot_id)s"
+    if chatbot_ids is not None:
+        # The caller's shops' chatbots only (accounts.access); None means every chatbot.
+        where += " AND m.chatbot_id = ANY(%(chatbot_ids)s)"
     sql = f"""
         SELECT c.public_id, m.flow, count(*) AS turns,
                count(*) FILTER (WHERE m.status = 'failed') AS failed,
@@ -72,7 +79,13 @@ def processing_metrics(
         GROUP BY c.public_id, m.flow
         ORDER BY c.public_id, m.flow
     """  # only our own column names are interpolated above
-    params = {"pct": list(PERCENTILES), "since": since, "until": until, "chatbot_id": chatbot_id}
+    params = {
+        "pct": list(PERCENTILES),
+        "since": since,
+        "until": until,
+        "chatbot_id": chatbot_id,
+        "chatbot_ids": chatbot_ids,
+    }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -232,6 +245,7 @@ def conversation_index_page(
     size: int = 50,
     username: str | None = None,
     chatbot_id: int | None = None,
+    chatbot_ids: list[int] | None = None,
     model: str | None = None,
     q: str | None = None,
     date_from: dt.datetime | None = None,
@@ -251,6 +265,9 @@ def conversation_index_page(
         rows = rows.filter(username=username)
     if chatbot_id is not None:
         rows = rows.filter(chatbot_id=chatbot_id)
+    if chatbot_ids is not None:
+        # The caller's shops' chatbots only (accounts.access); None means every chatbot.
+        rows = rows.filter(chatbot_id__in=chatbot_ids)
     if model:
         rows = rows.filter(model=model)
     if q:
@@ -261,7 +278,7 @@ def conversation_index_page(
         rows = rows.filter(last_message_time__gte=date_from)
     if date_to is not None:
         rows = rows.filter(last_message_time__lte=date_to)
-    only_chatbot = not (username or model or q or date_from or date_to)
+    only_chatbot = not (username or model or q or date_from or date_to or chatbot_ids is not None)
     counts = (state.counts or {}) if state is not None else {}
     offset = (page - 1) * size
     word_share = _common_word_share(q) if q else 0.0
@@ -485,23 +502,32 @@ def _bounds(date_from: dt.date, date_to: dt.date) -> tuple[dt.datetime, dt.datet
 
 
 def dashboard_conversations(
-    *, date_from: dt.date, date_to: dt.date, chatbot_id: int | None
+    *,
+    date_from: dt.date,
+    date_to: dt.date,
+    chatbot_id: int | None,
+    chatbot_ids: list[int] | None = None,
 ) -> QuerySet:
-    """The conversations a dashboard describes: started in the range (UTC days, inclusive)."""
+    """The conversations a dashboard describes: started in the range (UTC days, inclusive),
+    of one chatbot or of `chatbot_ids` (the viewer's shops'; None means every chatbot)."""
     start, end = _bounds(date_from, date_to)
     conversations = Conversation.objects.filter(created_at__gte=start, created_at__lt=end)
     if chatbot_id is not None:
         conversations = conversations.filter(chatbot_id=chatbot_id)
+    if chatbot_ids is not None:
+        conversations = conversations.filter(chatbot_id__in=chatbot_ids)
     return conversations
 
 
 def _daily_timings(
-    *, date_from: dt.date, date_to: dt.date, chatbot_id: int | None
+    *, date_from: dt.date, date_to: dt.date, chatbot_id: int | None, chatbot_ids: list[int] | None
 ) -> dict[dt.date, dict[str, Any]]:
     start, end = _bounds(date_from, date_to)
     where = "created_at >= %(start)s AND created_at < %(end)s"
     if chatbot_id is not None:
         where += " AND chatbot_id = %(chatbot_id)s"
+    if chatbot_ids is not None:
+        where += " AND chatbot_id = ANY(%(chatbot_ids)s)"
     sql = f"""
         SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*),
                percentile_cont(0.5) WITHIN GROUP (ORDER BY time_to_first_token_ms),
@@ -511,7 +537,9 @@ def _daily_timings(
         FROM analytics_turnmetrics WHERE {where} GROUP BY 1 ORDER BY 1
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"start": start, "end": end, "chatbot_id": chatbot_id})
+        cursor.execute(
+            sql, {"start": start, "end": end, "chatbot_id": chatbot_id, "chatbot_ids": chatbot_ids}
+        )
         return {
             day: {
                 "turns": n,
@@ -524,10 +552,16 @@ def _daily_timings(
         }
 
 
-def dashboard_data(*, date_from: dt.date, date_to: dt.date, chatbot_id: int | None) -> dict:
+def dashboard_data(
+    *,
+    date_from: dt.date,
+    date_to: dt.date,
+    chatbot_id: int | None,
+    chatbot_ids: list[int] | None = None,
+) -> dict:
     """Everything the staff dashboard draws, for conversations started in the range."""
     conversations = dashboard_conversations(
-        date_from=date_from, date_to=date_to, chatbot_id=chatbot_id
+        date_from=date_from, date_to=date_to, chatbot_id=chatbot_id, chatbot_ids=chatbot_ids
     )
     days = _days(date_from, date_to)
     per_day = dict(
@@ -551,7 +585,9 @@ def dashboard_data(*, date_from: dt.date, date_to: dt.date, chatbot_id: int | No
         .annotate(n=Count("pk"))
         .order_by("-n", "error_category")
     )
-    timings = _daily_timings(date_from=date_from, date_to=date_to, chatbot_id=chatbot_id)
+    timings = _daily_timings(
+        date_from=date_from, date_to=date_to, chatbot_id=chatbot_id, chatbot_ids=chatbot_ids
+    )
     outcomes = {row["value"]: row["count"] for row in counts("outcome")}
     reasons = list(
         latest.filter(outcome=ConversationAnalysis.Outcome.HANDED_OFF)

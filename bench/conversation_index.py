@@ -101,12 +101,14 @@ def _load(args, rng: random.Random, vocab: Vocabulary) -> dict:
     """Chatbots and conversations through the ORM (bulk), AI calls with COPY, oldest first."""
     from django.db import connection, transaction
 
+    from accounts.models import Shop
     from chatbots.models import Chatbot
     from conversations.models import Conversation
 
     started = time.monotonic()
+    shop, _ = Shop.objects.get_or_create(slug="bench", defaults={"name": "Benchmark"})
     chatbots = Chatbot.objects.bulk_create(
-        [Chatbot(public_id=f"bench-{i}", name=f"Bench shop {i}") for i in range(20)]
+        [Chatbot(shop=shop, public_id=f"bench-{i}", name=f"Bench shop {i}") for i in range(20)]
     )
     users = [f"user-{i}" for i in range(args.conversations // 3)]
     now = dt.datetime.now(dt.UTC)

@@ -361,10 +361,13 @@ class Stack:
 
 def seed_chatbot(*, fake_url: str, pool_size: int) -> str:
     """Create or refresh the benchmark's bot; returns its widget key. Runs inside Django."""
+    from accounts.models import Shop
     from chatbots.models import AIEndpoint, Chatbot, Flow
     from conversations.models import Conversation
 
+    shop, _ = Shop.objects.get_or_create(slug="bench", defaults={"name": "Benchmark"})
     endpoint, _ = AIEndpoint.objects.update_or_create(
+        shop=shop,
         name="Bench fake Flowise",
         defaults={
             "kind": AIEndpoint.Kind.FLOWISE,
@@ -376,7 +379,12 @@ def seed_chatbot(*, fake_url: str, pool_size: int) -> str:
     )
     chatbot, _ = Chatbot.objects.update_or_create(
         public_id=BOT_ID,
-        defaults={"name": "Benchmark shop", "language": "en", "allowed_origins": [BOT_ORIGIN]},
+        defaults={
+            "shop": shop,
+            "name": "Benchmark shop",
+            "language": "en",
+            "allowed_origins": [BOT_ORIGIN],
+        },
     )
     chatbot.text_rules.all().delete()
     Flow.objects.update_or_create(

@@ -27,6 +27,8 @@ from reversion.admin import VersionAdmin
 from reversion.errors import RevertError
 from reversion.models import Version
 
+from accounts import access
+from accounts.scoped_admin import ShopScopedAdmin, ShopScopedInline
 from chatbots import services
 from chatbots.models import (
     AIEndpoint,
@@ -231,7 +233,7 @@ def configuration_diff(
     return sections
 
 
-class ConfigurationHistoryAdmin(VersionAdmin):
+class ConfigurationHistoryAdmin(ShopScopedAdmin, VersionAdmin):
     """History with a readable compare view and a one-click revert of a whole saved version."""
 
     history_latest_first = True
@@ -511,7 +513,7 @@ class TemplateAssignmentFormSet(BaseInlineFormSet):
 # --- Chatbot and its inlines ------------------------------------------------------------------------
 
 
-class FlowInline(admin.StackedInline):
+class FlowInline(ShopScopedInline, admin.StackedInline):
     """One block per flow, its fields grouped in rows: a 12-column table was 3,000 px wide."""
 
     model = Flow
@@ -541,21 +543,24 @@ class FlowInline(admin.StackedInline):
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "target":
-            kwargs["widget"] = ModelNameInput(models=_offered_models())
+            kwargs["widget"] = ModelNameInput(models=_offered_models(request))
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
-def _offered_models() -> list[tuple[str, str]]:
-    """Every model an OpenAI-compatible endpoint's server listed, labelled with the endpoint."""
+def _offered_models(request: HttpRequest) -> list[tuple[str, str]]:
+    """Every model one of the user's shops' OpenAI-compatible endpoints listed, labelled with
+    the endpoint."""
     offered: dict[str, list[str]] = {}
-    endpoints = AIEndpoint.objects.filter(kind=AIEndpoint.Kind.OPENAI).order_by("name")
+    endpoints = access.scope(
+        AIEndpoint.objects.filter(kind=AIEndpoint.Kind.OPENAI), request.user
+    ).order_by("name")
     for name, models_ in endpoints.values_list("name", "known_models"):
         for model in models_ if isinstance(models_, list) else []:
             offered.setdefault(str(model), []).append(name)
     return [(model, ", ".join(names)) for model, names in sorted(offered.items())]
 
 
-class TemplateAssignmentInline(admin.TabularInline):
+class TemplateAssignmentInline(ShopScopedInline, admin.TabularInline):
     model = TemplateAssignment
     formset = TemplateAssignmentFormSet
     fields = ("flow", "template", "overrides")
@@ -569,13 +574,13 @@ class TemplateAssignmentInline(admin.TabularInline):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-class TextRuleInline(admin.TabularInline):
+class TextRuleInline(ShopScopedInline, admin.TabularInline):
     model = TextRule
     fields = ("position", "kind", "find", "replace")
     extra = 0
 
 
-class KnowledgeBaseInline(admin.StackedInline):
+class KnowledgeBaseInline(ShopScopedInline, admin.StackedInline):
     model = KnowledgeBase
     form = KnowledgeBaseForm
     formset = KnowledgeBaseFormSet
@@ -843,7 +848,7 @@ def _links_to_chatbots(rows) -> str:
 # --- Knowledge -------------------------------------------------------------------------------------
 
 
-class KnowledgeEntryInline(admin.StackedInline):
+class KnowledgeEntryInline(ShopScopedInline, admin.StackedInline):
     model = KnowledgeEntry
     fields = ("title", "tags", "text")
     extra = 0
@@ -856,7 +861,7 @@ class KnowledgeBaseAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
     formfield_overrides = URL_FIELDS_ASSUME_HTTPS
     inlines = [KnowledgeEntryInline]
     list_display = ("name", "chatbot", "kind", "index_name", "entry_count")
-    list_filter = ("kind", "chatbot")
+    list_filter = ("kind", ("chatbot", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("chatbot",)
     search_fields = ("name", "index_name", "chatbot__public_id", "chatbot__name")
     autocomplete_fields = ("chatbot",)
@@ -898,9 +903,12 @@ class KnowledgeBaseAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
 
 
 @admin.register(KnowledgeEntry)
-class KnowledgeEntryAdmin(admin.ModelAdmin):
+class KnowledgeEntryAdmin(ShopScopedAdmin, admin.ModelAdmin):
     list_display = ("title", "knowledge_base", "chatbot", "updated_at")
-    list_filter = ("knowledge_base__chatbot", "knowledge_base")
+    list_filter = (
+        ("knowledge_base__chatbot", admin.RelatedOnlyFieldListFilter),
+        ("knowledge_base", admin.RelatedOnlyFieldListFilter),
+    )
     list_select_related = ("knowledge_base__chatbot",)
     search_fields = ("title", "text")
     autocomplete_fields = ("knowledge_base",)

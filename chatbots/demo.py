@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from accounts.models import Shop
 from chatbots.models import AIEndpoint, Chatbot, Flow, KnowledgeBase, KnowledgeEntry
 
 DEMO_ENTRIES = [
@@ -68,14 +69,25 @@ DEMO_ENTRIES = [
 ]
 
 
+DEMO_SHOP_SLUG = "demo"
+
+
+def demo_shop() -> Shop:
+    """The demo bots' shop account; the admin user, a superuser, sees it like every shop."""
+    shop, _ = Shop.objects.get_or_create(slug=DEMO_SHOP_SLUG, defaults={"name": "Demo"})
+    return shop
+
+
 @transaction.atomic
 def demo_load() -> Chatbot:
+    shop = demo_shop()
     endpoint, _ = AIEndpoint.objects.get_or_create(
-        name="Builtin", defaults={"kind": AIEndpoint.Kind.BUILTIN}
+        shop=shop, name="Builtin", defaults={"kind": AIEndpoint.Kind.BUILTIN}
     )
     chatbot, _ = Chatbot.objects.get_or_create(
         public_id="demo",
         defaults={
+            "shop": shop,
             "name": "Demo Shop",
             "language": "en",
             "greeting": "Hi! Ask me about shipping, returns, payment or opening hours.",
@@ -115,13 +127,16 @@ DEMO_CHATFLOW_ID = "0d5e1f2a-3b4c-4d6e-8f90-a1b2c3d4e5f6"
 @transaction.atomic
 def demo_flowise_load(*, base_url: str) -> Chatbot:
     """A second demo bot on a Flowise endpoint (the fake Flowise `./run` starts locally)."""
+    shop = demo_shop()
     endpoint, _ = AIEndpoint.objects.update_or_create(
+        shop=shop,
         name="Demo Flowise (local fake)",
         defaults={"kind": AIEndpoint.Kind.FLOWISE, "base_url": base_url, "read_timeout": 30.0},
     )
     chatbot, _ = Chatbot.objects.get_or_create(
         public_id="demo-flowise",
         defaults={
+            "shop": shop,
             "name": "Demo Shop (Flowise)",
             "language": "en",
             "greeting": "Hi! I answer through a (fake) Flowise server.",

@@ -85,6 +85,8 @@ class Chatbot(models.Model):
         SEQUENTIAL = "sequential", "Sequential (router first, then the chosen flow)"
         PARALLEL = "parallel", "Parallel (start the main flow while the router decides)"
 
+    # PROTECT: a shop with chatbots cannot be deleted by accident; move or delete them first.
+    shop = models.ForeignKey("accounts.Shop", on_delete=models.PROTECT, related_name="chatbots")
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     public_id = models.SlugField(
         "chatbot id",
@@ -185,7 +187,8 @@ class AIEndpoint(models.Model):
         OPENAI = "openai", "OpenAI-compatible (OpenAI, Azure, vLLM, Ollama, llama.cpp)"
         BUILTIN = "builtin", "Builtin (knowledge-base search, no AI service)"
 
-    name = models.CharField(max_length=100, unique=True, help_text="E.g. “Flowise production”.")
+    shop = models.ForeignKey("accounts.Shop", on_delete=models.PROTECT, related_name="ai_endpoints")
+    name = models.CharField(max_length=100, help_text="E.g. “Flowise production”.")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     base_url = models.URLField(
         blank=True,
@@ -242,6 +245,12 @@ class AIEndpoint(models.Model):
                 condition=Q(kind="builtin") | ~Q(base_url=""),
                 name="network_endpoint_has_url",
                 violation_error_message="Flowise and OpenAI-compatible endpoints need a URL.",
+            ),
+            # Names are per shop: two shops may both have "Flowise production".
+            models.UniqueConstraint(
+                fields=["shop", "name"],
+                name="unique_endpoint_name_per_shop",
+                violation_error_message="This shop already has an AI endpoint with this name.",
             ),
         ]
 
@@ -383,7 +392,10 @@ class KnowledgeEntry(models.Model):
 
 
 class PromptTemplate(models.Model):
-    name = models.CharField(max_length=100, unique=True)
+    shop = models.ForeignKey(
+        "accounts.Shop", on_delete=models.PROTECT, related_name="prompt_templates"
+    )
+    name = models.CharField(max_length=100)
     description = models.CharField(max_length=300, blank=True)
     text = models.TextField(
         help_text="The prompt. Use {{variable}} for values filled in per chatbot or per message, "
@@ -399,6 +411,14 @@ class PromptTemplate(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # Names are per shop; also serves the runner's look-up of a template by shop and name.
+            models.UniqueConstraint(
+                fields=["shop", "name"],
+                name="unique_template_name_per_shop",
+                violation_error_message="This shop already has a prompt template with this name.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -540,6 +560,8 @@ class Flow(models.Model):
             and self.knowledge_base.chatbot_id != self.chatbot_id
         ):
             errors["knowledge_base"] = "That knowledge base belongs to another chatbot."
+        if endpoint is not None and self.chatbot_id and endpoint.shop_id != self.chatbot.shop_id:
+            errors["endpoint"] = "That AI endpoint belongs to another shop."
         if errors:
             raise ValidationError(errors)
 
@@ -585,6 +607,8 @@ class TemplateAssignment(models.Model):
             raise ValidationError({"overrides": "Overrides must be an object of name: value."})
         if self.flow_id and self.chatbot_id and self.flow.chatbot_id != self.chatbot_id:
             raise ValidationError({"flow": "That flow belongs to another chatbot."})
+        if self.template_id and self.chatbot_id and self.template.shop_id != self.chatbot.shop_id:
+            raise ValidationError({"template": "That prompt template belongs to another shop."})
         reserved = sorted(set(self.overrides) & set(TURN_VARIABLES))
         if reserved:
             raise ValidationError(

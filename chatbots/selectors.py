@@ -16,7 +16,8 @@ from chatbots.models import Chatbot, PromptTemplate
 from config.redis import get_redis
 
 CONFIG_KEY = "cb:config:{}"
-TEMPLATE_KEY = "cb:template:{}"
+TEMPLATE_KEY = "cb:template:{}:{}"  # shop id, template name (names are per shop)
+TEMPLATE_KEYS = "cb:template:*"
 STATS_KEY = "cb:stats:cache"
 
 
@@ -73,6 +74,7 @@ def _build_config(chatbot: Chatbot) -> dict[str, Any]:
         )
     return {
         "id": chatbot.id,
+        "shop_id": chatbot.shop_id,
         "uuid": str(chatbot.uuid),
         "public_id": chatbot.public_id,
         "name": chatbot.name,
@@ -115,16 +117,16 @@ def chatbot_config_get(*, public_id: str) -> dict[str, Any] | None:
     return config
 
 
-def prompt_template_get(*, name: str) -> dict[str, Any] | None:
-    """A prompt template's text and default variables, cached."""
+def prompt_template_get(*, shop_id: int, name: str) -> dict[str, Any] | None:
+    """A shop's prompt template's text and default variables, cached."""
     client = get_redis()
-    key = TEMPLATE_KEY.format(name)
+    key = TEMPLATE_KEY.format(shop_id, name)
     raw = client.get(key)
     if raw is not None:
         _count("template", "hits")
         return json.loads(raw)
     _count("template", "misses")
-    template = PromptTemplate.objects.filter(name=name).first()
+    template = PromptTemplate.objects.filter(shop_id=shop_id, name=name).first()
     if template is None:
         return None
     value = {"name": template.name, "text": template.text, "variables": template.variables}
@@ -151,7 +153,7 @@ def chatbot_turn_config_get(*, public_id: str) -> dict[str, Any] | None:
             continue
         name = assignment["name"]
         if name not in templates:
-            templates[name] = prompt_template_get(name=name)
+            templates[name] = prompt_template_get(shop_id=config["shop_id"], name=name)
         template = templates[name]
         flow["template"] = (
             {**assignment, "text": template["text"], "defaults": template["variables"]}
@@ -166,16 +168,16 @@ def chatbot_config_invalidate(*public_ids: str) -> None:
         get_redis().delete(*(CONFIG_KEY.format(p) for p in public_ids))
 
 
-def prompt_template_invalidate(*names: str) -> None:
+def prompt_template_invalidate(*names: str, shop_id: int) -> None:
     if names:
-        get_redis().delete(*(TEMPLATE_KEY.format(n) for n in names))
+        get_redis().delete(*(TEMPLATE_KEY.format(shop_id, n) for n in names))
 
 
 def config_cache_clear() -> int:
     """Drop every cached configuration and template; returns how many entries went."""
     client = get_redis()
     keys = list(client.scan_iter("cb:config:*", count=500)) + list(
-        client.scan_iter("cb:template:*", count=500)
+        client.scan_iter(TEMPLATE_KEYS, count=500)
     )
     if keys:
         client.delete(*keys)

@@ -51,8 +51,11 @@ def endpoint_changed(sender, instance: AIEndpoint, **kwargs) -> None:
 
 @receiver([post_save, post_delete], sender=PromptTemplate)
 def template_changed(sender, instance: PromptTemplate, **kwargs) -> None:
-    selectors.prompt_template_invalidate(instance.name)
-    transaction.on_commit(lambda: selectors.prompt_template_invalidate(instance.name))
+    shop_id = instance.shop_id
+    selectors.prompt_template_invalidate(instance.name, shop_id=shop_id)
+    transaction.on_commit(
+        lambda: selectors.prompt_template_invalidate(instance.name, shop_id=shop_id)
+    )
     # A renamed template changes the name cached inside the configs that use it.
     ids = Chatbot.objects.filter(template_assignments__template_id=instance.pk).values_list(
         "public_id", flat=True

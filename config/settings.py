@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "axes",
     "rest_framework_simplejwt.token_blacklist",  # used-up refresh tokens (config/auth_api.py)
+    "accounts",
     "chatbots",
     "conversations",
     "orders",
@@ -173,6 +174,7 @@ ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.ShopRoleBackend",  # roles grant model permissions (docs/access.md)
 ]
 # This many failed passwords for one username from one address lock that pair out for
 # LOGIN_COOLOFF_MINUTES (each further attempt restarts the wait); a success clears the count, so

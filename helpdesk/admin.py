@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import IntegrityError
 
+from accounts.scoped_admin import ShopScopedAdmin
 from chatbots.admin import ConnectionTestMixin
 from helpdesk import services
 from helpdesk.models import ConversationRating, Handoff, HelpdeskConnection
@@ -30,7 +31,7 @@ class HelpdeskConnectionForm(forms.ModelForm):
 
 
 @admin.register(HelpdeskConnection)
-class HelpdeskConnectionAdmin(ConnectionTestMixin, admin.ModelAdmin):
+class HelpdeskConnectionAdmin(ShopScopedAdmin, ConnectionTestMixin, admin.ModelAdmin):
     form = HelpdeskConnectionForm
     list_display = ("chatbot", "kind", "domain", "active", "key_stored")
     list_filter = ("kind", "active")
@@ -56,7 +57,7 @@ class HelpdeskConnectionAdmin(ConnectionTestMixin, admin.ModelAdmin):
 
 
 @admin.register(Handoff)
-class HandoffAdmin(admin.ModelAdmin):
+class HandoffAdmin(ShopScopedAdmin, admin.ModelAdmin):
     list_display = ("created_at", "chatbot", "kind", "mode", "state", "ticket_id", "attempts")
     list_filter = ("state", "kind", "mode")
     search_fields = ("conversation__id", "ticket_id", "requester_email")
@@ -87,7 +88,7 @@ class HandoffAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConversationRating)
-class ConversationRatingAdmin(admin.ModelAdmin):
+class ConversationRatingAdmin(ShopScopedAdmin, admin.ModelAdmin):
     list_display = ("created_at", "chatbot", "score", "comment")
     list_filter = ("score",)
     list_select_related = ("conversation__chatbot",)

@@ -9,11 +9,12 @@ from django.http import FileResponse, Http404, HttpRequest
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from accounts.scoped_admin import ShopScopedAdmin
 from images.models import ImageUpload
 
 
 @admin.register(ImageUpload)
-class ImageUploadAdmin(admin.ModelAdmin):
+class ImageUploadAdmin(ShopScopedAdmin, admin.ModelAdmin):
     list_display = (
         "preview",
         "created_at",
@@ -24,7 +25,7 @@ class ImageUploadAdmin(admin.ModelAdmin):
         "size",
         "description_status",
     )
-    list_filter = ("chatbot", "mime", "description_status")
+    list_filter = (("chatbot", admin.RelatedOnlyFieldListFilter), "mime", "description_status")
     list_select_related = ("chatbot",)
     search_fields = ("=id", "=conversation__id", "sha256")
     date_hierarchy = "created_at"
@@ -96,7 +97,8 @@ class ImageUploadAdmin(admin.ModelAdmin):
         # admin_view already requires an active staff session; the model permission decides.
         if not self.has_view_permission(request):
             raise PermissionDenied
-        image = ImageUpload.objects.filter(pk=image_id).first()
+        # Another shop's image is answered like one that does not exist.
+        image = self.get_queryset(request).filter(pk=image_id).first()
         if image is None or not image.thumbnail_name:
             raise Http404
         try:

@@ -82,7 +82,7 @@ def description_prompt(
     """The image flow's prompt template rendered, else the default prompt in the bot's language."""
     assignment = flow.get("template")
     if assignment:
-        template = prompt_template_get(name=assignment["name"])
+        template = prompt_template_get(shop_id=config["shop_id"], name=assignment["name"])
         if template:
             values = prompt_values(
                 defaults=template["variables"],

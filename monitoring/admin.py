@@ -13,6 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import Truncator
 
+from accounts import access
+from accounts.scoped_admin import ShopScopedAdmin
 from monitoring import selectors
 from monitoring.models import ErrorLog, JobRun, WorkersOverview
 
@@ -31,7 +33,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(ErrorLog)
-class ErrorLogAdmin(ReadOnlyAdmin):
+class ErrorLogAdmin(ShopScopedAdmin, ReadOnlyAdmin):
     # Fits a 1,280 px screen beside the filters: the turn and request ids are on the detail page
     # (and searchable); long codes and messages wrap (templates/admin/monitoring/errorlog/).
     list_display = ("created_at", "category", "code", "chatbot_name", "summary")
@@ -89,7 +91,7 @@ class ErrorLogAdmin(ReadOnlyAdmin):
 
 
 @admin.register(JobRun)
-class JobRunAdmin(ReadOnlyAdmin):
+class JobRunAdmin(ShopScopedAdmin, ReadOnlyAdmin):
     list_display = ("job", "outcome", "started_at", "duration_ms", "rows_affected", "summary")
     list_filter = ("outcome", "job", "started_at")
     search_fields = ("job", "task", "message")
@@ -116,13 +118,14 @@ class JobRunAdmin(ReadOnlyAdmin):
 
 @admin.register(WorkersOverview)
 class WorkersOverviewAdmin(admin.ModelAdmin):
-    """The operators' page: no list of rows, a live summary instead (staff only)."""
+    """The operators' page: no list of rows, a live summary of every shop's workers instead
+    (platform operators only)."""
 
     def has_view_permission(self, request, obj=None) -> bool:
-        return bool(request.user.is_active and request.user.is_staff)
+        return access.is_operator(request.user)
 
     def has_module_permission(self, request) -> bool:
-        return bool(request.user.is_active and request.user.is_staff)
+        return access.is_operator(request.user)
 
     def has_add_permission(self, request) -> bool:
         return False

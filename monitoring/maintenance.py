@@ -237,13 +237,13 @@ def cache_cleanup(progress: JobProgress) -> None:
     in-flight counts of worker processes that died; statistics of pools whose AI endpoint no
     longer exists.
     """
-    from chatbots.selectors import CONFIG_KEY, TEMPLATE_KEY
+    from chatbots.selectors import CONFIG_KEY, TEMPLATE_KEYS
     from config.redis import get_redis
     from monitoring.pool_stats import pool_stats_prune
 
     client = get_redis()
     stale_cache = []
-    for pattern in (CONFIG_KEY.format("*"), TEMPLATE_KEY.format("*")):
+    for pattern in (CONFIG_KEY.format("*"), TEMPLATE_KEYS):
         stale_cache += _keys_without_ttl(client, pattern)
     for start in range(0, len(stale_cache), 500):
         client.delete(*stale_cache[start : start + 500])

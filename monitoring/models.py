@@ -35,6 +35,16 @@ class ErrorLog(models.Model):
         blank=True,
         related_name="error_logs",
     )
+    # The shop the failure belongs to (its chatbot's); empty for platform failures, which only
+    # operators see. Set when recording, so the entry stays scoped after its chatbot is gone.
+    shop = models.ForeignKey(
+        "accounts.Shop",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="error_logs",
+    )
     turn = models.ForeignKey(
         "conversations.Turn",
         on_delete=models.DO_NOTHING,

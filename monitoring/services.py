@@ -85,6 +85,21 @@ def _chatbot_pk(chatbot_id: Any) -> int | None:
     return Chatbot.objects.filter(public_id=text).values_list("pk", flat=True).first()
 
 
+def _shop_pk(*, chatbot_pk: int | None, turn_id: uuid.UUID | None) -> int | None:
+    """The shop an entry belongs to (its chatbot's, else its turn's); None for platform ones."""
+    from chatbots.models import Chatbot
+
+    if chatbot_pk is not None:
+        return Chatbot.objects.filter(pk=chatbot_pk).values_list("shop_id", flat=True).first()
+    if turn_id is not None:
+        return (
+            Chatbot.objects.filter(conversations__turns__pk=turn_id)
+            .values_list("shop_id", flat=True)
+            .first()
+        )
+    return None
+
+
 def _turn_uuid(turn_id: Any) -> uuid.UUID | None:
     if turn_id in (None, ""):
         return None
@@ -147,6 +162,7 @@ def error_record(
     )
     try:
         entry.chatbot_id = _chatbot_pk(chatbot_id)
+        entry.shop_id = _shop_pk(chatbot_pk=entry.chatbot_id, turn_id=entry.turn_id)
     except Exception:
         entry.context["chatbot"] = context_redact(str(chatbot_id))
     try:

@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.db import models
 from django.utils.html import format_html
 
+from accounts.scoped_admin import ShopScopedAdmin
 from chatbots.admin import ConnectionTestMixin
 from orders import selectors, services
 from orders.models import OrderSource
@@ -57,7 +58,7 @@ class OrderSourceForm(forms.ModelForm):
 
 
 @admin.register(OrderSource)
-class OrderSourceAdmin(ConnectionTestMixin, admin.ModelAdmin):
+class OrderSourceAdmin(ShopScopedAdmin, ConnectionTestMixin, admin.ModelAdmin):
     form = OrderSourceForm
     list_display = ("name", "chatbot", "kind", "active", "routing_key", "credentials", "counters")
     list_filter = ("kind", "active")

@@ -156,7 +156,7 @@ def _flow_request(
     endpoint = flow["endpoint"]
     system_prompt = instructions
     if flow.get("template"):
-        template = prompt_template_get(name=flow["template"]["name"])
+        template = prompt_template_get(shop_id=config["shop_id"], name=flow["template"]["name"])
         if template:
             values = prompt_values(
                 defaults=template["variables"],

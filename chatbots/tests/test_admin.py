@@ -18,6 +18,7 @@ from chatbots.models import (
     TemplateAssignment,
 )
 from chatbots.selectors import chatbot_config_get
+from chatbots.tests.factories import shop_for_tests
 from tests.fakes.flowise import FakeFlowise
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.pinecone import FakePinecone
@@ -711,7 +712,9 @@ def test_every_page_of_the_other_admins_renders(
     chatbot = make_chatbot()
     kb = make_kb(chatbot=chatbot)
     entry = make_entry(knowledge_base=kb, title="Returns", text="Within 30 days.")
-    template = PromptTemplate.objects.create(name="shop", text="You help {{shop_name}}.")
+    template = PromptTemplate.objects.create(
+        shop=shop_for_tests(), name="shop", text="You help {{shop_name}}."
+    )
     TemplateAssignment.objects.create(
         chatbot=chatbot, flow=chatbot.flows.get(), template=template, overrides={"shop_name": "X"}
     )

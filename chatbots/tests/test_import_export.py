@@ -24,6 +24,7 @@ from chatbots.models import (
     TemplateAssignment,
     TextRule,
 )
+from chatbots.tests.factories import TEST_SHOP_SLUG, shop_for_tests
 from chatbots.transfer import LEGACY_ENDPOINT_NAME, PLACEHOLDER_CHATFLOW_ID
 
 pytestmark = pytest.mark.django_db
@@ -46,16 +47,24 @@ def legacy_keys() -> list[str]:
         ]
 
 
+def with_shop(args: tuple[str, ...]) -> tuple[str, ...]:
+    """Imports write into the factories' shop unless the test names another."""
+    if args[0].startswith("import") and not any(a.startswith("--shop") for a in args):
+        shop_for_tests()
+        return (*args, "--shop", TEST_SHOP_SLUG)
+    return args
+
+
 def run(*args: str) -> tuple[str, str]:
     out, err = io.StringIO(), io.StringIO()
-    call_command(*args, stdout=out, stderr=err)
+    call_command(*with_shop(args), stdout=out, stderr=err)
     return out.getvalue(), err.getvalue()
 
 
 def run_failing(*args: str) -> tuple[str, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(CommandError) as failure:
-        call_command(*args, stdout=out, stderr=err)
+        call_command(*with_shop(args), stdout=out, stderr=err)
     return str(failure.value), out.getvalue(), err.getvalue()
 
 
@@ -382,6 +391,7 @@ def configured(make_chatbot, make_endpoint, make_flow, make_kb, make_entry):
     builtin = make_endpoint(name="Builtin", kind=AIEndpoint.Kind.BUILTIN)
     make_endpoint(name="Unused")  # not referenced: stays out of the export
     template = PromptTemplate.objects.create(
+        shop=shop_for_tests(),
         name="answer-da",
         text="Du er {{shop_name}}. Svar {{tone}}. {{context}}",
         variables={"tone": "venligt"},

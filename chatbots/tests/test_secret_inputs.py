@@ -26,7 +26,11 @@ def objects_with_secrets() -> list[tuple[str, object, str]]:
 
     chatbot = create_chatbot()
     endpoint = AIEndpoint.objects.create(
-        name="OpenAI", kind="openai", base_url="https://api.example/v1", api_key=KEY
+        shop=chatbot.shop,
+        name="OpenAI",
+        kind="openai",
+        base_url="https://api.example/v1",
+        api_key=KEY,
     )
     kb = KnowledgeBase.objects.create(
         chatbot=chatbot, name="kb", kind="pinecone", index_name="kb", api_key=KEY

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 
 from chatbots.models import TURN_VARIABLES, PromptTemplate, TemplateAssignment
 from chatbots.services import prompt_render, prompt_values
+from chatbots.tests.factories import shop_for_tests
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +16,9 @@ TEXT = "{{shop_name}} in {{language}}, {{tone}}: {{question}} / {{context}}"
 
 @pytest.fixture
 def assignment(make_chatbot):
-    template = PromptTemplate.objects.create(name="voice", text=TEXT, variables={"tone": "calm"})
+    template = PromptTemplate.objects.create(
+        shop=shop_for_tests(), name="voice", text=TEXT, variables={"tone": "calm"}
+    )
 
     def make(overrides: dict) -> TemplateAssignment:
         bot = make_chatbot()

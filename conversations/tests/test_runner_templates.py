@@ -11,6 +11,7 @@ import pytest
 
 from chatbots.models import AIEndpoint, PromptTemplate, TemplateAssignment
 from chatbots.selectors import cache_stats, cache_stats_reset, config_cache_clear
+from chatbots.tests.factories import shop_for_tests
 from conversations.models import Message, Turn
 from conversations.runner import turn_run
 from conversations.runtime import get_runtime
@@ -44,7 +45,10 @@ def templated_turn(openai_server, make_chatbot, make_endpoint, make_flow, *, ove
     bot = make_chatbot(public_id="templated", name="Vinhuset", with_main_flow=False)
     flow = make_flow(chatbot=bot, name="main", is_main=True, endpoint=endpoint)
     template = PromptTemplate.objects.create(
-        name="shop-voice", text=TEMPLATE_TEXT, variables={"tone": "neutral", "shop_name": "Shop"}
+        shop=shop_for_tests(),
+        name="shop-voice",
+        text=TEMPLATE_TEXT,
+        variables={"tone": "neutral", "shop_name": "Shop"},
     )
     # objects.create skips clean(): the runtime must hold the rule even for rows the admin never
     # validated (an import, a shell).

@@ -12,7 +12,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 
 from chatbots.models import AIEndpoint, PromptTemplate, TemplateAssignment
 from chatbots.selectors import chatbot_config_get
-from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow
+from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow, shop_for_tests
 from conversations import services as conversation_services
 from conversations.hooks import TurnContext
 from conversations.upstream.errors import UpstreamError
@@ -187,6 +187,7 @@ def test_every_image_of_the_message_is_described():
 def test_the_prompt_comes_from_the_image_flows_template():
     bot, flow = vision_bot()
     template = PromptTemplate.objects.create(
+        shop=shop_for_tests(),
         name="vision-da",
         text="Beskriv billedet for {{shop_name}} ({{tone}}). Kunden skrev: {{question}}",
     )
@@ -201,7 +202,9 @@ def test_the_prompt_comes_from_the_image_flows_template():
 
 def test_the_template_is_not_sent_twice_as_a_system_prompt():
     bot, flow = vision_bot()
-    template = PromptTemplate.objects.create(name="vision-en", text="Describe: {{question}}")
+    template = PromptTemplate.objects.create(
+        shop=shop_for_tests(), name="vision-en", text="Describe: {{question}}"
+    )
     TemplateAssignment.objects.create(chatbot=bot, flow=flow, template=template)
     recorder = Recorder("ok")
     ctx, *_rest = context(bot, recorder)

@@ -21,7 +21,7 @@ from chatbots.models import (
     TemplateAssignment,
     TextRule,
 )
-from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow
+from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow, shop_for_tests
 from conversations.models import Conversation
 from monitoring.models import ErrorLog
 from tests.browser.conftest import artifact_name
@@ -155,7 +155,9 @@ def configured_bot() -> Chatbot:
         target="gpt-4o",
     )
     template = PromptTemplate.objects.create(
-        name="shop-assistant", text="You help {{shop_name}} customers. {{context}}"
+        shop=shop_for_tests(),
+        name="shop-assistant",
+        text="You help {{shop_name}} customers. {{context}}",
     )
     TemplateAssignment.objects.create(
         chatbot=bot, flow=main, template=template, overrides={"shop_name": "Vinhuset ApS"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chatbots.transfer import TransferError, chatbots_export
+from chatbots.transfer import TransferError, chatbots_export, transfer_shop
 
 
 class Command(BaseCommand):
@@ -31,13 +31,17 @@ class Command(BaseCommand):
             action="store_true",
             help="Write API keys in plaintext. Treat the file like the keys themselves.",
         )
+        parser.add_argument(
+            "--shop", metavar="SLUG", help="Only this shop's chatbots (default: every shop's)."
+        )
         parser.add_argument("-o", "--output", type=Path, help="Write here instead of stdout.")
 
     def handle(self, *args, **options) -> None:
         include_secrets = options["include_secrets"]
         try:
+            shop = transfer_shop(slug=options["shop"]) if options["shop"] else None
             document = chatbots_export(
-                public_ids=options["chatbots"], include_secrets=include_secrets
+                shop=shop, public_ids=options["chatbots"], include_secrets=include_secrets
             )
         except TransferError as exc:
             raise CommandError(str(exc)) from exc

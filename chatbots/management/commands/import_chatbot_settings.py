@@ -12,6 +12,7 @@ from chatbots.transfer import (
     TransferError,
     legacy_settings_import,
     legacy_settings_read,
+    transfer_shop,
 )
 
 
@@ -32,12 +33,25 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Show what would change; save nothing."
         )
+        parser.add_argument(
+            "--shop",
+            metavar="SLUG",
+            help="The shop the chatbots belong to (may be left out when there is only one).",
+        )
+        parser.add_argument(
+            "--create-shop",
+            metavar="NAME",
+            default="",
+            help="Create the --shop shop under this name if it does not exist yet.",
+        )
 
     def handle(self, *args, **options) -> None:
         try:
             legacy = legacy_settings_read(path=options["file"])
+            shop = transfer_shop(slug=options["shop"], create_name=options["create_shop"])
             result = legacy_settings_import(
                 legacy=legacy,
+                shop=shop,
                 skip_bad_rows=options["skip_bad_rows"],
                 dry_run=options["dry_run"],
             )

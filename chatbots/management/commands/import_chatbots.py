@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chatbots.transfer import TransferError, chatbots_import
+from chatbots.transfer import TransferError, chatbots_import, transfer_shop
 
 
 class Command(BaseCommand):
@@ -21,6 +21,17 @@ class Command(BaseCommand):
         parser.add_argument("file", help="The JSON document, or - for stdin.")
         parser.add_argument(
             "--dry-run", action="store_true", help="Show what would change; save nothing."
+        )
+        parser.add_argument(
+            "--shop",
+            metavar="SLUG",
+            help="The shop the chatbots belong to (may be left out when there is only one).",
+        )
+        parser.add_argument(
+            "--create-shop",
+            metavar="NAME",
+            default="",
+            help="Create the --shop shop under this name if it does not exist yet.",
         )
 
     def handle(self, *args, **options) -> None:
@@ -36,7 +47,8 @@ class Command(BaseCommand):
                 f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
             ) from exc
         try:
-            result = chatbots_import(document=document, dry_run=options["dry_run"])
+            shop = transfer_shop(slug=options["shop"], create_name=options["create_shop"])
+            result = chatbots_import(document=document, shop=shop, dry_run=options["dry_run"])
         except TransferError as exc:
             raise CommandError(f"Nothing was imported:\n{exc}") from exc
         for line in result.lines:

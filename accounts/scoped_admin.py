@@ -1,0 +1,262 @@
+"""The admin side of the access rule: every admin class scopes its rows, choices and permissions
+to the shops the signed-in user belongs to (accounts.access), and new objects land in the
+user's current shop.
+
+Mix `ShopScopedAdmin` into every ModelAdmin and `ShopScopedInline` into every inline, to the
+left of the Django base class so its checks wrap theirs.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.http import Http404, HttpRequest
+
+from accounts import access
+from accounts.models import Shop
+from chatbots.secrets import EncryptedSecretField
+
+CURRENT_SHOP_SESSION_KEY = "accounts_current_shop"
+
+
+def current_shop_id(request: HttpRequest) -> int | None:
+    """The shop new objects go to: the one chosen in the switcher, else the user's first."""
+    user = request.user
+    chosen = request.session.get(CURRENT_SHOP_SESSION_KEY) if hasattr(request, "session") else None
+    ids = access.shop_ids_for(user)
+    if ids is None:
+        if chosen and Shop.objects.filter(pk=chosen).exists():
+            return chosen
+        return Shop.objects.order_by("name").values_list("pk", flat=True).first()
+    if chosen in ids:
+        return chosen
+    return (
+        Shop.objects.filter(pk__in=ids).order_by("name").values_list("pk", flat=True).first()
+        if ids
+        else None
+    )
+
+
+def _shop_ids_allowing(user, action: str, model) -> list[int] | None:
+    ids = access.shop_ids_for(user)
+    if ids is None:
+        return None
+    return [shop_id for shop_id in ids if access.may(user, action, model, shop_id)]
+
+
+def _scoped_choices(queryset, request: HttpRequest, action: str = "view"):
+    """FK/M2M choices: only rows of shops where the user may `action` rows of that model."""
+    user = request.user
+    if access.is_operator(user):
+        return queryset
+    model = queryset.model
+    if model is Shop:
+        return queryset.filter(pk__in=_shop_ids_allowing(user, action, model) or [])
+    path = access.shop_path(model)
+    if path is None:
+        if model._meta.label_lower == "auth.user":
+            return _visible_users(queryset, user)
+        return queryset.none()
+    ids = _shop_ids_allowing(user, action, model) or []
+    key = "pk__in" if path == "pk" else f"{path}__in"
+    return queryset.filter(**{key: ids})
+
+
+def _visible_users(queryset, user):
+    """Users a shop owner or admin may pick (e.g. as a chatbot's API users): members of their
+    shops and API users already granted one of their shops' bots; never the whole user table."""
+    ids = access.shop_ids_for(user, min_role="admin") or []
+    return queryset.filter(
+        Q(memberships__shop_id__in=ids) | Q(api_chatbots__shop_id__in=ids)
+    ).distinct()
+
+
+class _ScopedChoices:
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        related = db_field.related_model
+        if related is Shop:
+            # New objects go to a shop where the user may add them.
+            ids = _shop_ids_allowing(request.user, "add", self.model)
+            shops = Shop.objects.all()
+            kwargs["queryset"] = shops if ids is None else shops.filter(pk__in=ids)
+        else:
+            base = kwargs.get("queryset")
+            if base is None:
+                base = related._default_manager.all()
+            kwargs["queryset"] = _scoped_choices(base, request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        base = kwargs.get("queryset")
+        if base is None:
+            base = db_field.related_model._default_manager.all()
+        kwargs["queryset"] = _scoped_choices(base, request)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def _secret_fields(self) -> list[str]:
+        return [
+            f.name for f in self.model._meta.get_fields() if isinstance(f, EncryptedSecretField)
+        ]
+
+
+class ShopScopedAdmin(_ScopedChoices):
+    """Rows, choices, permissions and new objects follow the user's shops and roles."""
+
+    def get_queryset(self, request: HttpRequest):
+        queryset = super().get_queryset(request)
+        user = request.user
+        if access.is_operator(user):
+            return queryset
+        if access.shop_path(self.model) is None:
+            return queryset.none()
+        viewable = set(_shop_ids_allowing(user, "view", self.model) or [])
+        viewable |= set(_shop_ids_allowing(user, "change", self.model) or [])
+        path = access.shop_path(self.model)
+        key = "pk__in" if path == "pk" else f"{path}__in"
+        return queryset.filter(**{key: sorted(viewable)})
+
+    # -- permissions: Django's check (roles are permissions, accounts.backends), then the role
+    #    in the object's own shop.
+
+    def _role_allows(self, request: HttpRequest, action: str, obj) -> bool:
+        user = request.user
+        if access.is_operator(user):
+            return True
+        if access.shop_path(self.model) is None:
+            return False
+        if obj is None:
+            return access.may(user, action, self.model, None)
+        return access.may(user, action, self.model, access.shop_id_of(obj))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return super().has_module_permission(request) and (
+            self._role_allows(request, "view", None) or self._role_allows(request, "change", None)
+        )
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_view_permission(request, obj) and (
+            self._role_allows(request, "view", obj) or self._role_allows(request, "change", obj)
+        )
+
+    def has_add_permission(self, request: HttpRequest, *args) -> bool:
+        if not super().has_add_permission(request, *args):
+            return False
+        user = request.user
+        if access.is_operator(user):
+            return True
+        return access.may(user, "add", self.model, current_shop_id(request))
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and self._role_allows(
+            request, "change", obj
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and self._role_allows(
+            request, "delete", obj
+        )
+
+    # -- the shop field: chosen on add (current shop first), fixed afterwards
+
+    def _has_shop_field(self) -> bool:
+        return any(f.name == "shop" for f in self.model._meta.get_fields())
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # An admin that writes its own get_fieldsets still shows the shop field first.
+        own = cls.__dict__.get("get_fieldsets")
+        if own is not None and not getattr(own, "adds_shop", False):
+
+            def get_fieldsets(self, request, obj=None, _own=own):
+                return self._with_shop(_own(self, request, obj))
+
+            get_fieldsets.adds_shop = True
+            cls.get_fieldsets = get_fieldsets
+
+    def get_fieldsets(self, request: HttpRequest, obj=None):
+        return self._with_shop(super().get_fieldsets(request, obj))
+
+    def _with_shop(self, fieldsets):
+        if not self._has_shop_field():
+            return fieldsets
+        names = set()
+        for _, options in fieldsets:
+            for field in options.get("fields", ()):
+                names.update(field if isinstance(field, (list, tuple)) else [field])
+        if "shop" in names:
+            return fieldsets
+        (title, options), *rest = fieldsets
+        return [(title, {**options, "fields": ("shop", *options.get("fields", ()))}), *rest]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None and self._has_shop_field() and "shop" not in readonly:
+            # Moving a configured object to another shop would leave its parts behind.
+            readonly.append("shop")
+        shop_id = access.shop_id_of(obj) if obj is not None else current_shop_id(request)
+        if not access.may_set_secrets(request.user, shop_id):
+            readonly += [name for name in self._secret_fields() if name not in readonly]
+        return readonly
+
+    def get_changeform_initial_data(self, request: HttpRequest):
+        initial = super().get_changeform_initial_data(request)
+        if self._has_shop_field():
+            initial.setdefault("shop", current_shop_id(request))
+        return initial
+
+    # -- reversion's views that do not go through get_object
+
+    def revision_view(self, request: HttpRequest, object_id, version_id, extra_context=None):
+        if self.get_object(request, object_id) is None:
+            raise Http404("No such object.")
+        return super().revision_view(request, object_id, version_id, extra_context)
+
+    def recoverlist_view(self, request: HttpRequest, extra_context=None):
+        # Deleted objects have no shop left to scope by: recovering them is for operators.
+        if not access.is_operator(request.user):
+            raise PermissionDenied
+        return super().recoverlist_view(request, extra_context)
+
+    def recover_view(self, request: HttpRequest, version_id, extra_context=None):
+        if not access.is_operator(request.user):
+            raise PermissionDenied
+        return super().recover_view(request, version_id, extra_context)
+
+
+class ShopScopedInline(_ScopedChoices):
+    """Inline rows and choices follow the parent's shop; secrets only for owners."""
+
+    def get_queryset(self, request: HttpRequest):
+        return access.scope(super().get_queryset(request), request.user)
+
+    def _parent_allows(self, request: HttpRequest, action: str, obj) -> bool:
+        user = request.user
+        if access.is_operator(user):
+            return True
+        shop_id = access.shop_id_of(obj) if obj is not None else current_shop_id(request)
+        return access.may(user, action, self.model, shop_id)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_view_permission(request, obj) and (
+            self._parent_allows(request, "view", obj) or self._parent_allows(request, "change", obj)
+        )
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_add_permission(request, obj) and self._parent_allows(request, "add", obj)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and self._parent_allows(
+            request, "change", obj
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and self._parent_allows(
+            request, "delete", obj
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        shop_id = access.shop_id_of(obj) if obj is not None else current_shop_id(request)
+        if not access.may_set_secrets(request.user, shop_id):
+            readonly += [name for name in self._secret_fields() if name not in readonly]
+        return readonly

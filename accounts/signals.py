@@ -1,0 +1,1 @@
+"""Audit log receivers (logins, admin saves and deletes)."""
