@@ -24,7 +24,6 @@ from conversations.access import (
     token_from_request,
     user_may_use_chatbot,
 )
-from conversations.hooks import attachments_metadata
 from conversations.models import Conversation, Turn
 
 
@@ -181,7 +180,7 @@ def process_message(request: Request) -> Response:
             idempotency_key=idempotency_key,
             client_ip=client_ip(request),
             user_id=data.get("user_id", ""),
-            metadata_for=lambda started: attachments_metadata(started, data),
+            attachments=data,
             create_limit_key=ip_of(request),
         )
         conversation = turn.conversation
@@ -191,7 +190,7 @@ def process_message(request: Request) -> Response:
             text=data["message_text"],
             idempotency_key=idempotency_key,
             client_ip=client_ip(request),
-            metadata=attachments_metadata(conversation, data),
+            attachments=data,
         )
     token = conversation_token_issue(
         conversation_id=conversation.pk, chatbot_id=conversation.chatbot_id

@@ -24,7 +24,6 @@ from config.errors import ApiError, ErrorCode, error_body
 from config.input_guard import refusal, value_problem
 from conversations import access, selectors, services, streaming
 from conversations.access import conversation_token_check
-from conversations.hooks import attachments_metadata
 from conversations.models import Conversation, Turn
 
 logger = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ def _submit(conversation_id, text: str, key: str, ip: str | None, content: dict)
         text=text,
         idempotency_key=key,
         client_ip=ip,
-        metadata=attachments_metadata(conversation, content),
+        attachments=content,  # handled after the cheap checks (services.message_attachments)
     )
     return str(turn.pk), str(turn.user_message_id), turn.status, created
 

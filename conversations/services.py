@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -60,10 +59,14 @@ def message_submit(
     client_ip: str | None = None,
     message_type: str = "text",
     metadata: dict | None = None,
+    attachments: dict | None = None,
 ) -> tuple[Turn, bool]:
     """Store the user's message and create its turn; the turn is enqueued after commit.
 
     Returns (turn, created). A retry with the same Idempotency-Key returns the original turn.
+    `attachments`: the request's payload; its attachment fields (`image_data`, `image_ids`) are
+    handled only after the cheap checks (message_attachments), and their metadata stored with
+    the message.
     """
     text = (text or "").strip()
     if not text:
@@ -90,23 +93,19 @@ def message_submit(
         key=str(conversation.pk),
         limit=message_limit(conversation.chatbot.message_rate_limit),
     )
+    if attachments:
+        metadata = {
+            **(metadata or {}),
+            **message_attachments(
+                conversation=conversation, payload=attachments, client_ip=client_ip
+            ),
+        }
     try:
         with transaction.atomic():
             # Lock the conversation: serializes sequence numbers of concurrent messages.
             locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-            if locked.status == Conversation.Status.ENDED:
-                raise ApiError(
-                    ErrorCode.CONVERSATION_CLOSED,
-                    "This conversation has ended; start a new one.",
-                    status=409,
-                )
+            conversation_open_check(status=locked.status)
             if locked.status == Conversation.Status.RESOLVED:
-                if not settings.REOPEN_RESOLVED_ON_MESSAGE:
-                    raise ApiError(
-                        ErrorCode.CONVERSATION_CLOSED,
-                        "This conversation is resolved; start a new one.",
-                        status=409,
-                    )
                 locked.status = Conversation.Status.ACTIVE
                 locked.is_resolved = False
             sequence = (locked.messages.aggregate(m=Max("sequence"))["m"] or 0) + 1
@@ -161,7 +160,7 @@ def first_message_submit(
     idempotency_key: str = "",
     client_ip: str | None = None,
     user_id: str = "",
-    metadata_for: Callable[[Conversation], dict] | None = None,
+    attachments: dict | None = None,
     create_limit_key: str = "",
 ) -> tuple[Turn, bool]:
     """Start a conversation with its first message; returns (turn, created).
@@ -169,8 +168,7 @@ def first_message_submit(
     With an Idempotency-Key the conversation and its turn are created once per chatbot, client
     address, user_id and key within FIRST_MESSAGE_KEY_WINDOW: a retry gets the original turn
     (`turn.conversation`), and one AI call runs. It used to start a second conversation.
-    `metadata_for(conversation)` gives the user message's metadata (attachments); the new
-    conversation counts against SESSION_CREATE_RATE_LIMIT for `create_limit_key` (a retry
+    `attachments` as for message_submit; the new conversation counts against SESSION_CREATE_RATE_LIMIT for `create_limit_key` (a retry
     does not).
     """
 
@@ -189,7 +187,7 @@ def first_message_submit(
             conversation=conversation,
             text=text,
             client_ip=client_ip,
-            metadata=metadata_for(conversation) if metadata_for else None,
+            attachments=attachments,
         )
     scope = f"{chatbot.pk}\x00{client_ip or ''}\x00{user_id}\x00{idempotency_key}"
     lock_id = int.from_bytes(
@@ -224,8 +222,50 @@ def first_message_submit(
             text=text,
             idempotency_key=idempotency_key,
             client_ip=client_ip,
-            metadata=metadata_for(conversation) if metadata_for else None,
+            attachments=attachments,
         )
+
+
+def conversation_open_check(*, status: str) -> None:
+    """409 for a conversation that takes no more messages."""
+    if status == Conversation.Status.ENDED:
+        raise ApiError(
+            ErrorCode.CONVERSATION_CLOSED,
+            "This conversation has ended; start a new one.",
+            status=409,
+        )
+    if status == Conversation.Status.RESOLVED and not settings.REOPEN_RESOLVED_ON_MESSAGE:
+        raise ApiError(
+            ErrorCode.CONVERSATION_CLOSED,
+            "This conversation is resolved; start a new one.",
+            status=409,
+        )
+
+
+def message_attachments(
+    *, conversation: Conversation, payload: dict, client_ip: str | None
+) -> dict[str, Any]:
+    """A message's attachments (an image is decoded and stored here), after the cheap checks.
+
+    Called once the chatbot, the credentials and the message limit have passed: the
+    conversation must still take messages, and a message carrying image bytes counts against
+    IMAGE_UPLOAD_RATE_LIMIT per client address, the limit of POST /api/upload-image, before a
+    byte is decoded. (`image_data` used to be decoded, resized and stored before any of these,
+    even on an ended conversation or for a message then refused with 429.)
+    """
+    from conversations.hooks import ATTACHMENT_FIELDS, attachments_metadata
+
+    if all(payload.get(name) in (None, "", [], {}) for name in ATTACHMENT_FIELDS):
+        return {}
+    status = Conversation.objects.filter(pk=conversation.pk).values_list("status", flat=True)
+    conversation_open_check(status=status.first() or Conversation.Status.ENDED)
+    if payload.get("image_data") not in (None, "", [], {}):
+        rate_limit_hit(
+            scope="image-upload",
+            key=client_ip or "unknown",
+            limit=settings.IMAGE_UPLOAD_RATE_LIMIT,
+        )
+    return attachments_metadata(conversation, payload)
 
 
 def idempotent_replay(turn: Turn, text: str) -> Turn:

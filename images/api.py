@@ -188,6 +188,15 @@ def upload_image(request: Request) -> Response:
     conversation, chatbot = conversation_or_chatbot(request, data)
     services.images_enabled_check(chatbot=chatbot)
     rate_limit_hit(scope="image-upload", key=ip_of(request), limit=settings.IMAGE_UPLOAD_RATE_LIMIT)
+    # The cheap checks before a byte is decoded: an ended conversation, a new one over its limit.
+    if conversation is not None:
+        services.conversation_takes_images_check(conversation=conversation)
+    else:
+        rate_limit_hit(
+            scope="conversation-create",
+            key=ip_of(request),
+            limit=settings.SESSION_CREATE_RATE_LIMIT,
+        )
     upload = data.get("image")
     if upload is not None:
         raw = _read_upload(upload)
@@ -205,12 +214,6 @@ def upload_image(request: Request) -> Response:
         )
     # Every refusal happens here, before a conversation or a file exists.
     clean = services.image_prepare(chatbot=chatbot, data=raw, declared_mimes=declared)
-    if conversation is None:
-        rate_limit_hit(
-            scope="conversation-create",
-            key=ip_of(request),
-            limit=settings.SESSION_CREATE_RATE_LIMIT,
-        )
     text = data.get("message_text") or ""
     image = created = turn = None
     try:

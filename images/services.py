@@ -132,6 +132,12 @@ def image_store(
     return image
 
 
+def conversation_takes_images_check(*, conversation: Conversation) -> None:
+    """Before decoding: an ended conversation or one at its image limit takes no image."""
+    _open_check(conversation.status)
+    _limit_check(conversation)
+
+
 def _open_check(status: str) -> None:
     # A resolved conversation takes photos (the next message reopens it); an ended one does not.
     if status == Conversation.Status.ENDED:

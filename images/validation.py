@@ -14,13 +14,14 @@ import binascii
 import hashlib
 import io
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 
 from django.conf import settings
 from PIL import Image, ImageOps
 
-from config.errors import ApiError
+from config.errors import ApiError, ErrorCode
 from images.error_codes import ImageErrorCode
 
 # Pillow format name -> (mime, file extension)
@@ -36,6 +37,13 @@ MIME_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x
 UNDECLARED = {"", "application/octet-stream", "binary/octet-stream"}
 
 JPEG_QUALITY = 90
+# Full decodes (verify, load, re-encode) running at once in one process. One image within
+# IMAGE_MAX_PIXELS costs up to seconds of CPU; without a bound, a handful of parallel uploads
+# took every request thread of the web process. A request waits at most DECODE_WAIT_SECONDS for
+# a slot, then gets 503 with Retry-After.
+DECODE_SLOTS = 2
+DECODE_WAIT_SECONDS = 10.0
+_decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
 _DATA_URL = re.compile(r"^data:([\w.+/-]*)(;[\w=.+-]+)*?;base64,", re.I)
 
 
@@ -219,11 +227,24 @@ def image_validate(data: bytes, *, declared_mimes: tuple[str, ...] = ()) -> Clea
         # MAX_IMAGE_PIXELS; make that an error for this call without touching the global.
         # The filter is process-wide while it lasts, so threads validating at the same time
         # may see it early or late; that is harmless because the primary guard is our own
-        # width x height check in _inspect, which needs no global state.
+        # width x height check in _header_check, which needs no global state.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            frames = _inspect(data, fmt, max_frames)
-            clean, thumb, thumb_mime = _reencode(data, fmt)
+            # The header alone first (no pixel decoded, no slot taken): a pixel bomb costs
+            # nothing. Only then one of the few decode slots.
+            frames = _header_check(data, fmt, max_frames)
+            if not _decode_slots.acquire(timeout=DECODE_WAIT_SECONDS):
+                raise ApiError(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    "Too many images are being processed right now; send it again shortly.",
+                    status=503,
+                    headers={"Retry-After": "5"},
+                )
+            try:
+                _inspect(data, fmt)
+                clean, thumb, thumb_mime = _reencode(data, fmt)
+            finally:
+                _decode_slots.release()
         except ApiError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -272,8 +293,8 @@ def _too_many_frames(limit: int) -> ApiError:
     )
 
 
-def _inspect(data: bytes, fmt: str, max_frames: int) -> int:
-    """Header checks (pixels, frames), then verify() and a full decode; returns the frames."""
+def _header_check(data: bytes, fmt: str, max_frames: int) -> int:
+    """Pixels and frames from the header (Image.open reads no pixel data); returns the frames."""
     with _open(data, fmt) as im:
         if im.format != fmt:
             raise refuse(
@@ -288,11 +309,25 @@ def _inspect(data: bytes, fmt: str, max_frames: int) -> int:
         frames = int(getattr(im, "n_frames", 1) or 1)
         if frames > max_frames:
             raise _too_many_frames(max_frames)
+    return frames
+
+
+def decode_count() -> int:
+    """Full decodes started by this process (tests: proof that a refusal decoded nothing)."""
+    return _decodes[0]
+
+
+_decodes = [0]
+
+
+def _inspect(data: bytes, fmt: str) -> None:
+    """verify() and a full decode, after _header_check."""
+    _decodes[0] += 1
+    with _open(data, fmt) as im:
         im.verify()
     # verify() leaves the image unusable; decode a fresh copy completely (truncation shows here).
     with _open(data, fmt) as im:
         im.load()
-    return frames
 
 
 @dataclass
