@@ -43,6 +43,9 @@ class StackConfig:
             # Every simulated visitor comes from 127.0.0.1: a per-IP limit of 30 new
             # conversations a minute would refuse the load itself.
             "SESSION_CREATE_RATE_LIMIT": "1000000/minute",
+            # ... and up to 500 sockets from it would pass the per-address WebSocket caps.
+            "WS_MAX_SOCKETS_PER_ADDRESS": "0",
+            "WS_MAX_UNAUTHENTICATED_PER_ADDRESS": "0",
             "UPSTREAM_TRUST_ENV": "false",
             # Scenario 3's 30,000-token answer is longer than the default answer cap (100,000
             # characters), which would end it early with UPSTREAM_TOO_LARGE.

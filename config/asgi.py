@@ -14,6 +14,7 @@ from django.http import JsonResponse  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from config.errors import ErrorCode, error_body  # noqa: E402
+from config.socket_limits import SocketLimitMiddleware  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
 if importlib.util.find_spec("daphne") is not None:
@@ -21,6 +22,10 @@ if importlib.util.find_spec("daphne") is not None:
     from config.daphne_ws import install as install_daphne_send_bound
 
     install_daphne_send_bound()
+    # Deadlines for reading a request: a slow trickle cannot hold a connection for good.
+    from config.daphne_http import install as install_daphne_request_deadlines
+
+    install_daphne_request_deadlines()
 
 
 class ApiASGIHandler(ASGIHandler):
@@ -59,6 +64,9 @@ application = ProtocolTypeRouter(
     {
         "http": ApiASGIHandler(),
         # Origin checks happen per chatbot inside the consumer (each bot has its own origins).
-        "websocket": URLRouter([*websocket_urlpatterns, re_path(r"^", refuse_websocket)]),
+        # Per-address caps on open and unauthenticated sockets come first (socket_limits).
+        "websocket": SocketLimitMiddleware(
+            URLRouter([*websocket_urlpatterns, re_path(r"^", refuse_websocket)])
+        ),
     }
 )

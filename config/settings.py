@@ -318,6 +318,18 @@ ANSWER_MAX_CHARS = env.int("ANSWER_MAX_CHARS", default=100_000)
 # Daphne aborts a WebSocket connection whose client leaves more than this many bytes unread in
 # the server process (config/daphne_ws.py); the widget reconnects and resumes. 0 = no bound.
 WS_SEND_BUFFER_MAX_BYTES = env.int("WS_SEND_BUFFER_MAX_BYTES", default=4 * 1024 * 1024)
+# A WebSocket that has not shown a conversation token this long after opening is closed (4401).
+WS_AUTH_TIMEOUT_SECONDS = env.float("WS_AUTH_TIMEOUT_SECONDS", default=5.0)
+# Per client address and server process (config/socket_limits.py): open WebSockets, and those
+# not yet authenticated; past either the handshake is refused (403). 0 = no cap.
+WS_MAX_SOCKETS_PER_ADDRESS = env.int("WS_MAX_SOCKETS_PER_ADDRESS", default=200)
+WS_MAX_UNAUTHENTICATED_PER_ADDRESS = env.int("WS_MAX_UNAUTHENTICATED_PER_ADDRESS", default=20)
+# Daphne reads a request's line and headers within HTTP_HEADER_TIMEOUT_SECONDS and its body within
+# HTTP_BODY_TIMEOUT_SECONDS, plus a second per HTTP_BODY_MIN_BYTES_PER_SECOND bytes received;
+# else 408 and the connection is closed (config/daphne_http.py). 0 = no deadline.
+HTTP_HEADER_TIMEOUT_SECONDS = env.float("HTTP_HEADER_TIMEOUT_SECONDS", default=20.0)
+HTTP_BODY_TIMEOUT_SECONDS = env.float("HTTP_BODY_TIMEOUT_SECONDS", default=20.0)
+HTTP_BODY_MIN_BYTES_PER_SECOND = env.int("HTTP_BODY_MIN_BYTES_PER_SECOND", default=500)
 # Upper bound for one whole turn, whatever the endpoint says; keep below CELERY_VISIBILITY_TIMEOUT.
 TURN_TOTAL_TIMEOUT = env.int("TURN_TOTAL_TIMEOUT", default=600)
 # The runner refreshes a turn's heartbeat this often; the reaper fails turns silent for longer

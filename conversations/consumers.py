@@ -22,6 +22,7 @@ from django.conf import settings
 from chatbots.selectors import chatbot_config_get
 from config.errors import ApiError, ErrorCode, error_body
 from config.input_guard import refusal, value_problem
+from config.socket_limits import slot_of
 from conversations import access, selectors, services, streaming
 from conversations.access import conversation_token_check
 from conversations.models import Conversation, Turn
@@ -138,10 +139,23 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         headers = dict(self.scope.get("headers") or [])
         self.origin = headers.get(b"origin", b"").decode("latin-1") or None
         await self.accept()
+        # Closed unless a token arrives in time (issue #18 item 4): an idle socket that never
+        # authenticates would otherwise hold its slot of the per-address cap for good.
+        self.auth_timer = asyncio.ensure_future(self.close_if_unauthenticated())
         query = self.scope.get("query_string", b"").decode("latin-1")
         token = (urllib.parse.parse_qs(query).get("token") or [None])[0]
         if token:
             await self.guarded(self.authenticate(token))
+
+    async def close_if_unauthenticated(self) -> None:
+        await asyncio.sleep(settings.WS_AUTH_TIMEOUT_SECONDS)
+        if self.conversation is None:
+            await self.send_error(
+                ErrorCode.NOT_AUTHENTICATED,
+                f"No token within {settings.WS_AUTH_TIMEOUT_SECONDS:g} seconds; reconnect with"
+                ' ?token=… or send {"type": "auth", "token": …} first.',
+            )
+            await self.close(code=4401)
 
     async def authenticate(self, token: str) -> bool:
         grant = conversation_token_check(token)
@@ -170,10 +184,15 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4403)
             return False
         self.conversation = conversation
+        self.auth_timer.cancel()
+        if (slot := slot_of(self.scope)) is not None:
+            slot.authenticated()
         await self.send_json({"type": "ready", "session_id": str(conversation.pk)})
         return True
 
     async def disconnect(self, code: int) -> None:
+        if (timer := getattr(self, "auth_timer", None)) is not None:
+            timer.cancel()
         for turn_id in list(self.following):
             await self.channel_layer.group_discard(streaming.turn_group(turn_id), self.channel_name)
         self.following.clear()

@@ -1,0 +1,103 @@
+"""Per-address caps on open WebSockets, counted in the ASGI process (issue #18 item 4).
+
+Each WebSocket holds a file descriptor, a consumer task and its buffers in one server process
+for as long as it stays open, so one client address may hold at most
+WS_MAX_SOCKETS_PER_ADDRESS open sockets, and at most WS_MAX_UNAUTHENTICATED_PER_ADDRESS that have
+not yet shown a conversation token, in each process. Past a cap the handshake is refused (the
+client sees 403; Daphne logs WSREJECT) before any consumer runs. Sockets that stay
+unauthenticated are closed by the consumer after WS_AUTH_TIMEOUT_SECONDS.
+
+Counted per process, not in Redis: what a socket costs is that process's memory and
+descriptors, an in-process count is exact and needs no round trip per handshake, and it cannot
+leak — a Redis count left behind by a killed process would lock an address out until it
+expired. The cost: with N server processes an address may hold up to N times a cap (`./run`
+starts one per core). The address is the ASGI client address: behind a proxy, run Daphne with
+`--proxy-headers` so it is the visitor's, not the proxy's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+SCOPE_KEY = "socket_slot"
+
+
+class AddressSockets:
+    """Open and not-yet-authenticated WebSockets per client address, in this process."""
+
+    def __init__(self) -> None:
+        self.open: Counter[str] = Counter()
+        self.unauthenticated: Counter[str] = Counter()
+
+    def refusal(self, address: str) -> str | None:
+        """Why a new socket from this address is refused, or None to let it in."""
+        if settings.WS_MAX_SOCKETS_PER_ADDRESS and (
+            self.open[address] >= settings.WS_MAX_SOCKETS_PER_ADDRESS
+        ):
+            return f"{self.open[address]} sockets open (WS_MAX_SOCKETS_PER_ADDRESS)"
+        if settings.WS_MAX_UNAUTHENTICATED_PER_ADDRESS and (
+            self.unauthenticated[address] >= settings.WS_MAX_UNAUTHENTICATED_PER_ADDRESS
+        ):
+            return (
+                f"{self.unauthenticated[address]} sockets not yet authenticated"
+                " (WS_MAX_UNAUTHENTICATED_PER_ADDRESS)"
+            )
+        return None
+
+    def _drop(self, counter: Counter[str], address: str) -> None:
+        counter[address] -= 1
+        if counter[address] <= 0:
+            del counter[address]  # keep the counters as small as the set of live addresses
+
+
+class SocketSlot:
+    """One socket's place in the counts; the consumer calls `authenticated()` once it is."""
+
+    def __init__(self, sockets: AddressSockets, address: str) -> None:
+        self.sockets = sockets
+        self.address = address
+        self.is_authenticated = False
+        sockets.open[address] += 1
+        sockets.unauthenticated[address] += 1
+
+    def authenticated(self) -> None:
+        if not self.is_authenticated:
+            self.is_authenticated = True
+            self.sockets._drop(self.sockets.unauthenticated, self.address)
+
+    def release(self) -> None:
+        self.authenticated()
+        self.sockets._drop(self.sockets.open, self.address)
+
+
+def slot_of(scope: dict) -> SocketSlot | None:
+    return scope.get(SCOPE_KEY)
+
+
+class SocketLimitMiddleware:
+    """Wraps the WebSocket application: refuse over the caps, count the rest while they live."""
+
+    def __init__(self, app: Any, sockets: AddressSockets | None = None) -> None:
+        self.app = app
+        self.sockets = sockets or AddressSockets()
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        address = (scope.get("client") or ["unknown"])[0] or "unknown"
+        reason = self.sockets.refusal(address)
+        if reason is not None:
+            logger.warning("websocket refused for %s: %s", address, reason)
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.close"})  # before accept: a 403 at the handshake
+            return
+        slot = SocketSlot(self.sockets, address)
+        try:
+            await self.app({**scope, SCOPE_KEY: slot}, receive, send)
+        finally:
+            slot.release()
