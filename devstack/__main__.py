@@ -124,6 +124,21 @@ def serve() -> int:
                 "the rest runs on without it."
             )
     fake_url = f"http://127.0.0.1:{fake_port}" if fake_flowise else ""
+    # An OpenAI-compatible stand-in, so a newcomer can build a bot in the admin with no AI
+    # service at all (README, "Build a bot in the admin"). It takes any API key.
+    openai_port = env_port("FAKE_OPENAI_PORT", 8102)
+    fake_openai = flag("DEMO_FAKE_OPENAI", True)
+    openai_problem = None
+    if fake_openai:
+        openai_problem = port_problem(
+            "127.0.0.1",
+            openai_port,
+            "FAKE_OPENAI_PORT",
+            avoid=(port, flower_port, *((fake_port,) if fake_flowise else ())),
+        )
+        if openai_problem:
+            say(f"the fake OpenAI server skipped: {openai_problem}. The rest runs on without it.")
+    openai_url = f"http://127.0.0.1:{openai_port}/v1"
 
     services = ensure_services(DATA)
     try:
@@ -213,6 +228,25 @@ def serve() -> int:
                     ready=lambda: http_answers(f"{fake_url}/"),
                 )
             )
+        if fake_openai and not openai_problem:
+            parts.append(
+                Part(
+                    "fake-openai",
+                    [
+                        PY,
+                        "-m",
+                        "tests.fakes.openai",
+                        "--port",
+                        str(openai_port),
+                        "--tokens-per-second",
+                        "15",
+                    ],
+                    essential=False,
+                    label="the fake OpenAI server",
+                    log=LOGS / "fake-openai.log",
+                    ready=lambda: http_answers(f"{openai_url}/models"),
+                )
+            )
         supervisor = Supervisor(parts, ROOT)
         supervisor.install_signal_handlers()
         try:
@@ -244,6 +278,11 @@ def serve() -> int:
                 if flowise_up
                 else "  Demo bot:     demo (builtin)"
             )
+            if "fake-openai" in up:
+                lines.append(
+                    f"  Fake OpenAI:  {openai_url}  (build a bot against it in the admin; "
+                    "any API key)"
+                )
             lines.append("  Stop with Ctrl-C.\n")
             print("\n".join(lines), flush=True)
         return supervisor.watch()

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -101,6 +102,7 @@ def product(transactional_db):
         PORT=str(port),
         FLOWER_PORT=str(flower_blocker.getsockname()[1]),
         FAKE_FLOWISE_PORT=str(_free_port()),
+        FAKE_OPENAI_PORT=str(_free_port()),
         ASGI_PROCESSES="1",
         TURN_WORKER_CONCURRENCY="4",
     )
@@ -130,6 +132,10 @@ def test_the_readme_quick_start_works_as_written_against_run(product):
     assert "Traceback" not in output
     assert "Flower:" not in output.split("run: the product is up")[1]
     assert f"http://127.0.0.1:{port}/chat/demo-flowise/" in output  # the fake Flowise came up
+    # The OpenAI-compatible stand-in the README's "Build a bot in the admin" points at.
+    fake_openai = re.search(r"Fake OpenAI:\s+(http://127\.0\.0\.1:\d+/v1)", output)
+    assert fake_openai, output[-2000:]
+    assert b'"gpt-4o-mini"' in urllib.request.urlopen(f"{fake_openai[1]}/models").read()
 
     example_block = next(b for b in blocks if "./run example" in b)
     printing, running = commands(example_block)
