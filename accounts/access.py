@@ -228,11 +228,14 @@ def chatbot_filter(user, *, min_role: str = Role.VIEWER, api_users: bool = True)
     return condition
 
 
-def chatbot_ids_for(user, *, min_role: str = Role.VIEWER) -> list[int] | None:
-    """Ids of the chatbots the user may use; None means every chatbot."""
+def chatbot_ids_for(
+    user, *, min_role: str = Role.VIEWER, api_users: bool = True
+) -> list[int] | None:
+    """Ids of the chatbots the user may use (as a member with `min_role`, or as one of the
+    bot's API users unless api_users=False); None means every chatbot."""
     from chatbots.models import Chatbot
 
-    condition = chatbot_filter(user, min_role=min_role)
+    condition = chatbot_filter(user, min_role=min_role, api_users=api_users)
     if condition is None:
         return None
     return list(Chatbot.objects.filter(condition).values_list("pk", flat=True).distinct())
@@ -249,23 +252,21 @@ def user_may_use_chatbot(user, chatbot_id: int, *, min_role: str = Role.AGENT) -
     return Chatbot.objects.filter(condition, pk=chatbot_id).exists()
 
 
-def has_api_access(user) -> bool:
-    """Anyone the staff APIs answer at all: operators, shop members, API users."""
-    if is_operator(user):
-        return True
-    if user is None or not user.is_authenticated or not user.is_active:
-        return False
-    return bool(roles(user)) or user.api_chatbots.exists()
+def is_member(user) -> bool:
+    """Operators, and users with a role in at least one shop."""
+    return is_operator(user) or bool(roles(user))
 
 
 class ShopMember(BasePermission):
-    """DRF: operators, shop members and API users; each view then scopes its rows with
-    `scope`/`chatbot_ids_for`, so a member of shop A gets A's rows only."""
+    """DRF, for the staff APIs: operators and shop members (session or JWT). Each view then
+    scopes its rows with `scope`/`chatbot_ids_for(..., api_users=False)`, so a member of shop A
+    gets A's rows only. Server-to-server API users are not staff: they get the conversation
+    APIs of the bots they were granted (conversations.access), not these."""
 
-    message = "Sign in as a member of a shop, or use an API token."
+    message = "Only members of a shop may use this."
 
     def has_permission(self, request, view) -> bool:
-        return has_api_access(getattr(request, "user", None))
+        return is_member(getattr(request, "user", None))
 
 
 class OperatorOnly(BasePermission):

@@ -18,13 +18,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts import access
 from analytics import selectors
 from analytics.error_codes import AnalyticsErrorCode
 from analytics.export import FORMATS, export_response
 from analytics.services import conversation_index as index
 from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode
-from config.permissions import STAFF_AUTHENTICATION, StaffOnly
+from config.permissions import STAFF_AUTHENTICATION, OperatorOnly, ShopMember
 from config.schema import ERROR_RESPONSES
 from conversations.models import Conversation
 
@@ -33,11 +34,12 @@ WINDOW = re.compile(r"^(\d{1,5})([mhd])$")
 WINDOW_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
-def staff_api(methods: list[str]):
-    """A DRF function view for staff only (admin session; whatever STAFF_AUTHENTICATION adds)."""
+def staff_api(methods: list[str], *, operators_only: bool = False):
+    """A DRF function view for shop members (their shops' rows) or, with operators_only, for
+    platform operators (admin session or JWT)."""
 
     def decorate(view):
-        view = permission_classes([StaffOnly])(view)
+        view = permission_classes([OperatorOnly if operators_only else ShopMember])(view)
         view = authentication_classes(STAFF_AUTHENTICATION)(view)
         return api_view(methods)(view)
 
@@ -103,11 +105,21 @@ def _when(request: Request, name: str, *, end_of_day: bool = False) -> dt.dateti
     return value
 
 
+def _chatbot_ids(request: Request) -> list[int] | None:
+    """The chatbots the caller's shops own; None for operators (every chatbot)."""
+    return access.chatbot_ids_for(request.user, api_users=False)
+
+
 def _chatbot(request: Request) -> int | None:
     public_id = request.GET.get("chatbot")
     if not public_id:
         return None
-    chatbot_id = Chatbot.objects.filter(public_id=public_id).values_list("pk", flat=True).first()
+    # Another shop's chatbot is answered like one that does not exist.
+    chatbot_id = (
+        access.scope(Chatbot.objects.filter(public_id=public_id), request.user)
+        .values_list("pk", flat=True)
+        .first()
+    )
     if chatbot_id is None:
         raise ApiError(ErrorCode.CHATBOT_NOT_FOUND, "No chatbot with this id.", status=404)
     return chatbot_id
@@ -190,7 +202,9 @@ def processing_metrics(request: Request) -> Response:
             "from": since,
             "to": until,
             "chatbot": request.GET.get("chatbot") or None,
-            "groups": selectors.processing_metrics(since=since, until=until, chatbot_id=chatbot_id),
+            "groups": selectors.processing_metrics(
+                since=since, until=until, chatbot_id=chatbot_id, chatbot_ids=_chatbot_ids(request)
+            ),
         }
     )
 
@@ -238,7 +252,7 @@ IndexStats = inline_serializer(
         **STAFF_ERRORS,
     },
 )
-@staff_api(["POST"])
+@staff_api(["POST"], operators_only=True)
 def sync_init(request: Request) -> Response:
     created = index.conversation_index_init()
     message = "Index created successfully" if created else "Index already exists"
@@ -251,7 +265,7 @@ def sync_init(request: Request) -> Response:
     request=None,
     responses={200: SyncResult, **STAFF_ERRORS},
 )
-@staff_api(["POST"])
+@staff_api(["POST"], operators_only=True)
 def sync_sync(request: Request) -> Response:
     # Waits for a running sync rather than failing: the caller then gets its own, exact result.
     return Response(index.conversation_index_sync())
@@ -262,7 +276,7 @@ def sync_sync(request: Request) -> Response:
     summary="Size and state of the conversation index.",
     responses={200: IndexStats, **STAFF_ERRORS},
 )
-@staff_api(["GET"])
+@staff_api(["GET"], operators_only=True)
 def sync_stats(request: Request) -> Response:
     return Response(selectors.conversation_index_stats())
 
@@ -279,7 +293,7 @@ def sync_stats(request: Request) -> Response:
         **STAFF_ERRORS,
     },
 )
-@staff_api(["DELETE"])
+@staff_api(["DELETE"], operators_only=True)
 def sync_index(request: Request) -> Response:
     deleted = index.conversation_index_delete()
     message = "Index deleted successfully" if deleted else "There was no index to delete"
@@ -298,7 +312,7 @@ def sync_index(request: Request) -> Response:
         **STAFF_ERRORS,
     },
 )
-@staff_api(["POST"])
+@staff_api(["POST"], operators_only=True)
 def sync_reset(request: Request) -> Response:
     return Response(
         {"message": "Reset and sync completed", "stats": index.conversation_index_reset()}
@@ -388,6 +402,7 @@ def conversations(request: Request) -> Response:
             size=size,
             username=request.GET.get("username") or None,
             chatbot_id=chatbot_id,
+            chatbot_ids=_chatbot_ids(request),
             model=request.GET.get("model") or None,
             q=q or None,
             date_from=date_from,
@@ -413,7 +428,14 @@ def conversations(request: Request) -> Response:
 )
 @staff_api(["GET"])
 def conversation_messages(request: Request, conversation_id) -> Response:
-    messages = selectors.conversation_calls(conversation_id=conversation_id)
+    allowed = _chatbot_ids(request)
+    if (
+        allowed is not None
+        and not Conversation.objects.filter(pk=conversation_id, chatbot_id__in=allowed).exists()
+    ):
+        messages = []  # another shop's conversation: the same 404 as one with no calls
+    else:
+        messages = selectors.conversation_calls(conversation_id=conversation_id)
     if not messages:
         raise ApiError(
             ErrorCode.CONVERSATION_NOT_FOUND, "No AI calls for this conversation.", status=404
@@ -439,7 +461,7 @@ class _FormatIsOurs(DefaultContentNegotiation):
 
 class ExportView(APIView):
     authentication_classes = STAFF_AUTHENTICATION
-    permission_classes = [StaffOnly]
+    permission_classes = [ShopMember]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = _FormatIsOurs
 
@@ -464,7 +486,7 @@ class ExportView(APIView):
         fmt = request.GET.get("format") or "csv"
         if fmt not in FORMATS:
             raise ApiError(ErrorCode.VALIDATION_ERROR, "`format` must be csv or jsonl.", status=400)
-        rows = Conversation.objects.all()
+        rows = access.scope(Conversation.objects.all(), request.user)
         if (chatbot_id := _chatbot(request)) is not None:
             rows = rows.filter(chatbot_id=chatbot_id)
         if (since := _when(request, "from")) is not None:

@@ -1,17 +1,13 @@
-"""Who may call staff-only APIs: authenticated staff (admin session; JWT staff once issued)."""
+"""Who may call the staff APIs: shop members (their shops' rows only) and platform operators.
+
+The rule itself lives in accounts.access; these names are what the API modules import.
+"""
 
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.permissions import BasePermission
 
+from accounts.access import OperatorOnly, ShopMember
 from config.authentication import ApiJWTAuthentication
 
-
-class StaffOnly(BasePermission):
-    message = "Staff only."
-
-    def has_permission(self, request, view) -> bool:
-        user = getattr(request, "user", None)
-        return bool(user and user.is_authenticated and user.is_staff)
-
+__all__ = ["STAFF_AUTHENTICATION", "OperatorOnly", "ShopMember"]
 
 STAFF_AUTHENTICATION = [ApiJWTAuthentication, SessionAuthentication]

@@ -4,7 +4,9 @@
   allowed origins, and then holds the conversation token: signed, expiring, bound to that one
   conversation and chatbot.
 - Server-to-server clients use JWT (djangorestframework-simplejwt), scoped to the chatbots they
-  were granted (Chatbot.api_users); staff may use every chatbot.
+  were granted (Chatbot.api_users). Shop members (session or JWT) use their shops' chatbots:
+  viewers read conversations, agents and up also start, write into and end them; platform
+  operators use every chatbot (accounts.access, the one rule).
 - Anything else gets the same 404 whether or not the id exists.
 """
 
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core import signing
 
+from accounts import access
+from accounts.models import Role
 from chatbots.models import Chatbot
 from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode
@@ -67,10 +71,15 @@ def request_user(request):
     return user if user is not None and user.is_authenticated else None
 
 
-def user_may_use_chatbot(user, chatbot_id: int) -> bool:
+def min_role_for(request) -> str:
+    """Reading a conversation (GET, HEAD) takes a viewer; anything that changes it an agent."""
+    return Role.VIEWER if request.method in ("GET", "HEAD") else Role.AGENT
+
+
+def user_may_use_chatbot(user, chatbot_id: int, *, min_role: str = Role.AGENT) -> bool:
     if user is None or not user.is_active:
         return False
-    return user.is_staff or user.api_chatbots.filter(pk=chatbot_id).exists()
+    return access.user_may_use_chatbot(user, chatbot_id, min_role=min_role)
 
 
 def not_found(code: ErrorCode = ErrorCode.CONVERSATION_NOT_FOUND) -> ApiError:
@@ -110,7 +119,9 @@ def conversation_access(request, conversation_id, *, body_token: str = ""):
         conversation = (
             Conversation.objects.select_related("chatbot").filter(pk=conversation_id).first()
         )
-        if conversation is not None and user_may_use_chatbot(user, conversation.chatbot_id):
+        if conversation is not None and user_may_use_chatbot(
+            user, conversation.chatbot_id, min_role=min_role_for(request)
+        ):
             return conversation
     raise not_found()
 

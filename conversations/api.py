@@ -20,6 +20,7 @@ from conversations.access import (
     conversation_access,
     conversation_token_check,
     conversation_token_issue,
+    min_role_for,
     request_user,
     token_from_request,
     user_may_use_chatbot,
@@ -104,7 +105,9 @@ def turn_for(request: Request, turn_id) -> Turn:
         user = request_user(request)
         if user is not None:
             turn = Turn.objects.select_related("conversation__chatbot").filter(pk=turn_id).first()
-            if turn is not None and not user_may_use_chatbot(user, turn.conversation.chatbot_id):
+            if turn is not None and not user_may_use_chatbot(
+                user, turn.conversation.chatbot_id, min_role=min_role_for(request)
+            ):
                 turn = None
     if turn is None:
         raise ApiError(

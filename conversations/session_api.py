@@ -13,6 +13,7 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts import access
 from config.errors import ApiError, ErrorCode
 from config.ratelimit import ip_of, rate_limit_hit
 from config.redis import get_redis
@@ -318,7 +319,8 @@ def user_sessions(request: Request, user_id: str) -> Response:
     if kind not in ("active", "unresolved", "recent"):
         raise ApiError(ErrorCode.VALIDATION_ERROR, "`type` must be active, unresolved or recent.")
     limit, _offset = _paging(request, default_limit=10)
-    chatbot_ids = None if user.is_staff else list(user.api_chatbots.values_list("pk", flat=True))
+    # Operators: every bot; members: their shops' bots; API users: the bots they were granted.
+    chatbot_ids = access.chatbot_ids_for(user)
     sessions = selectors.user_sessions(
         user_id=user_id[:200], chatbot_ids=chatbot_ids, kind=kind, limit=limit
     )

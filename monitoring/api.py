@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from chatbots import selectors as chatbot_selectors
 from config.errors import ApiError
-from config.permissions import STAFF_AUTHENTICATION, StaffOnly
+from config.permissions import STAFF_AUTHENTICATION, OperatorOnly
 from config.schema import ERROR_RESPONSES
 from monitoring import pool_stats, selectors
 from monitoring.error_codes import MonitoringErrorCode
@@ -99,7 +99,7 @@ def health(request: Request) -> Response:
 @extend_schema(
     tags=["monitoring"],
     operation_id="monitoring_conversation_health",
-    summary="Everything operators watch: dependencies, workers, queues, streams, jobs (staff)",
+    summary="Everything operators watch: dependencies, workers, queues, streams, jobs (operators)",
     responses={
         200: OpenApiResponse(description="Healthy: the full report."),
         503: OpenApiResponse(description="Degraded: the same report, `problems` says why."),
@@ -108,7 +108,7 @@ def health(request: Request) -> Response:
 )
 @api_view(["GET"])
 @authentication_classes(STAFF_AUTHENTICATION)
-@permission_classes([StaffOnly])
+@permission_classes([OperatorOnly])
 def monitoring_conversation_health(request: Request) -> Response:
     return _report(*selectors.conversation_health_full())
 
@@ -116,12 +116,12 @@ def monitoring_conversation_health(request: Request) -> Response:
 @extend_schema(
     tags=["monitoring"],
     operation_id="monitoring_connection_pools",
-    summary="Connection pools of all worker processes (staff)",
+    summary="Connection pools of all worker processes (operators)",
     responses={200: OpenApiResponse(description="{pools: [...], counting_since}"), **STAFF_ERRORS},
 )
 @api_view(["GET"])
 @authentication_classes(STAFF_AUTHENTICATION)
-@permission_classes([StaffOnly])
+@permission_classes([OperatorOnly])
 def connection_pools(request: Request) -> Response:
     try:
         return Response(pool_stats.pool_stats(), headers=NO_STORE)
@@ -132,7 +132,7 @@ def connection_pools(request: Request) -> Response:
 @extend_schema(
     tags=["monitoring"],
     operation_id="monitoring_cache_stats",
-    summary="Configuration and prompt-template cache figures (staff)",
+    summary="Configuration and prompt-template cache figures (operators)",
     responses={
         200: OpenApiResponse(description="{config: {...}, template: {...}}"),
         **STAFF_ERRORS,
@@ -140,7 +140,7 @@ def connection_pools(request: Request) -> Response:
 )
 @api_view(["GET"])
 @authentication_classes(STAFF_AUTHENTICATION)
-@permission_classes([StaffOnly])
+@permission_classes([OperatorOnly])
 def cache_stats(request: Request) -> Response:
     try:
         return Response(chatbot_selectors.cache_stats(), headers=NO_STORE)
@@ -151,7 +151,7 @@ def cache_stats(request: Request) -> Response:
 @extend_schema(
     tags=["monitoring"],
     operation_id="monitoring_clear_cache",
-    summary="Drop every cached chatbot configuration and prompt template (staff)",
+    summary="Drop every cached chatbot configuration and prompt template (operators)",
     request=None,
     responses={
         200: inline_serializer(
@@ -162,7 +162,7 @@ def cache_stats(request: Request) -> Response:
 )
 @api_view(["POST"])
 @authentication_classes(STAFF_AUTHENTICATION)
-@permission_classes([StaffOnly])
+@permission_classes([OperatorOnly])
 def clear_cache(request: Request) -> Response:
     try:
         return Response({"cleared": chatbot_selectors.config_cache_clear()})
@@ -173,7 +173,7 @@ def clear_cache(request: Request) -> Response:
 @extend_schema(
     tags=["monitoring"],
     operation_id="monitoring_reset_pool_stats",
-    summary="Zero the connection pool counters of all processes (staff)",
+    summary="Zero the connection pool counters of all processes (operators)",
     request=None,
     responses={
         200: inline_serializer(
@@ -184,7 +184,7 @@ def clear_cache(request: Request) -> Response:
 )
 @api_view(["POST"])
 @authentication_classes(STAFF_AUTHENTICATION)
-@permission_classes([StaffOnly])
+@permission_classes([OperatorOnly])
 def reset_pool_stats(request: Request) -> Response:
     try:
         return Response({"pools_reset": pool_stats.pool_stats_reset()})

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from accounts import access
 from config.errors import ErrorCode, error_body
 from monitoring import selectors
 from monitoring.error_codes import MonitoringErrorCode
@@ -180,7 +181,8 @@ def _authorized(request: HttpRequest) -> tuple[bool, int]:
         return False, 401
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        return bool(user.is_staff), 403
+        # Every shop's figures in one page: platform operators only (accounts.access).
+        return access.is_operator(user), 403
     return False, 401
 
 

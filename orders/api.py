@@ -1,4 +1,4 @@
-"""REST endpoint of the orders app: per-source call counters for operators (staff only)."""
+"""REST endpoint of the orders app: per-source call counters for a shop's owners and admins."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from rest_framework.decorators import api_view, authentication_classes, permissi
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.permissions import STAFF_AUTHENTICATION, StaffOnly
+from accounts import access
+from accounts.models import Role
+from config.permissions import STAFF_AUTHENTICATION, ShopMember
 from config.schema import ERROR_RESPONSES
 from orders.selectors import STATS_FIELDS, order_sources_stats
 
@@ -42,6 +44,8 @@ SourceStats = inline_serializer(
 )
 @api_view(["GET"])
 @authentication_classes(STAFF_AUTHENTICATION)
-@permission_classes([StaffOnly])
+@permission_classes([ShopMember])
 def order_stats(request: Request) -> Response:
-    return Response({"sources": order_sources_stats()})
+    # Order sources are configuration: their shops' owners and admins see them.
+    allowed = access.chatbot_ids_for(request.user, min_role=Role.ADMIN, api_users=False)
+    return Response({"sources": order_sources_stats(chatbot_ids=allowed)})

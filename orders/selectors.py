@@ -89,9 +89,12 @@ def order_source_stats(*, source_id: int) -> dict[str, Any]:
     return stats
 
 
-def order_sources_stats() -> list[dict[str, Any]]:
-    """Counters of every source, with its chatbot and platform (for monitoring pages)."""
+def order_sources_stats(*, chatbot_ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """Counters of every source (of `chatbot_ids`' bots when not None), with its chatbot and
+    platform (for monitoring pages)."""
     rows = OrderSource.objects.select_related("chatbot").order_by("chatbot__public_id", "name")
+    if chatbot_ids is not None:
+        rows = rows.filter(chatbot_id__in=chatbot_ids)
     return [
         {
             "source_id": source.pk,

@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts.models import Membership, Role
 from conversations.access import conversation_token_issue
 from conversations.models import Conversation
 from conversations.services import conversation_start, message_submit
@@ -25,7 +26,10 @@ def world(make_chatbot):
     api_user = User.objects.create_user("shop-a-server", password="pw-123456789")
     bot_a.api_users.add(api_user)
     User.objects.create_user("shop-b-server", password="pw-123456789").api_chatbots.add(bot_b)
-    User.objects.create_user("staff", password="pw-123456789", is_staff=True)
+    staff = User.objects.create_user("staff", password="pw-123456789", is_staff=True)
+    Membership.objects.create(user=staff, shop=bot_a.shop, role=Role.AGENT)
+    # Staff status alone grants nothing: a member of no shop is an outsider.
+    User.objects.create_user("staff of no shop", password="pw-123456789", is_staff=True)
     return {
         "a": bot_a,
         "b": bot_b,
@@ -63,9 +67,9 @@ def persona_headers(persona: str, world, settings, client) -> dict:
         return {"Authorization": f"Bearer {jwt_for('shop-a-server')}"}
     if persona == "api user of another bot":
         return {"Authorization": f"Bearer {jwt_for('shop-b-server')}"}
-    if persona == "staff":
+    if persona in ("staff", "staff of no shop"):
         # force_login: client.login() calls authenticate() without a request, which axes refuses.
-        client.force_login(User.objects.get(username="staff"))
+        client.force_login(User.objects.get(username=persona))
         return {}
     return {}
 
@@ -81,6 +85,7 @@ PERSONAS = [
     "api user of the bot",
     "api user of another bot",
     "staff",
+    "staff of no shop",
 ]
 
 

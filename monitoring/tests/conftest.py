@@ -32,7 +32,10 @@ def _fresh_ping_cache():
 
 @pytest.fixture
 def staff_client(db):
-    user = get_user_model().objects.create_user("operator", password="pw", is_staff=True)
+    # The operators' endpoints are for platform operators (superusers), not shop staff.
+    user = get_user_model().objects.create_user(
+        "operator", password="pw", is_staff=True, is_superuser=True
+    )
     staff = Client()
     staff.force_login(user)
     return staff

@@ -19,7 +19,7 @@ EXAMPLES = 20
 @pytest.fixture
 def staff_token(transactional_db) -> str:
     create_chatbot(public_id="demo")
-    user = User.objects.create_user("fuzzer", password="pw-123456789", is_staff=True)
+    user = User.objects.create_superuser("fuzzer", password="pw-123456789")
     return str(RefreshToken.for_user(user).access_token)
 
 

@@ -38,7 +38,7 @@ def wait_until(predicate, timeout: float, what: str):
 
 
 def staff_client() -> Client:
-    user = get_user_model().objects.create_user("ops", password="pw", is_staff=True)
+    user = get_user_model().objects.create_superuser("ops", password="pw")  # operators only
     client = Client()
     client.force_login(user)
     return client

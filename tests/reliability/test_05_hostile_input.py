@@ -262,7 +262,7 @@ def test_broken_and_oversized_bodies_on_every_post_endpoint_get_4xx_envelopes(rs
     from config.middleware import body_limit_for
 
     harness.builtin_bot("demo")
-    staff = User.objects.create_user("hostile-staff", password="pw-123456789", is_staff=True)
+    staff = User.objects.create_superuser("hostile-staff", password="pw-123456789")
     jwt = {"Authorization": f"Bearer {RefreshToken.for_user(staff).access_token}"}
     operations = post_operations(rstack.base_url)
     assert len(operations) >= 8, operations

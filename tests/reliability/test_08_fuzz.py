@@ -154,7 +154,7 @@ def fuzz_target(rstack):
     from rest_framework_simplejwt.tokens import RefreshToken
 
     harness.builtin_bot("fuzz", [("Shipping", "We ship within two days.")])
-    staff = User.objects.create_user("fuzz-staff", password="pw-123456789", is_staff=True)
+    staff = User.objects.create_superuser("fuzz-staff", password="pw-123456789")
     reply = harness.post_message(rstack.base_url, "fuzz", "How fast do you ship?")
     return {
         "sent": 0,
