@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from outbound import guard, policy
+
 _client: httpx.Client | None = None
 _lock = threading.Lock()
 
@@ -31,6 +33,9 @@ def http() -> httpx.Client:
                     follow_redirects=False,  # never carry the key to another host
                     trust_env=settings.UPSTREAM_TRUST_ENV,
                     headers={"User-Agent": "chatbot-backend-helpdesk/1.0"},
+                    # Each new connection's address is checked before the request is written
+                    # (outbound/guard.py); the setting is read per connection.
+                    event_hooks=policy.sync_hooks(),
                 )
     return _client
 
@@ -112,6 +117,8 @@ def _request(config: HelpdeskConfig, method: str, path: str, **kwargs: Any) -> h
             f"The helpdesk did not answer within {settings.HELPDESK_TIMEOUT:.0f} s.",
             retryable=True,
         ) from None
+    except guard.RefusedConnection as exc:
+        raise HelpdeskError(str(exc), retryable=False) from None
     except httpx.TransportError as exc:
         raise HelpdeskError(
             f"Could not connect to the helpdesk ({type(exc).__name__}).", retryable=True

@@ -17,6 +17,7 @@ import httpx
 from django.conf import settings
 
 from orders.providers.base import OrderSourceError
+from outbound import guard, policy
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -37,6 +38,9 @@ def new_client(*, timeout: float) -> httpx.AsyncClient:
         follow_redirects=False,  # a redirect would carry our credentials to another host
         trust_env=settings.UPSTREAM_TRUST_ENV,
         headers={"User-Agent": USER_AGENT},
+        # The address each new connection reached is checked before the request is written
+        # (outbound/guard.py): a name that turned private since it was saved is refused.
+        event_hooks=policy.async_hooks(),
     )
 
 
@@ -149,6 +153,9 @@ class OrderHttp:
                 )
             except httpx.TimeoutException:
                 error = OrderSourceError("timeout", f"No answer within {timeout:.1f} s ({op}).")
+            except guard.RefusedConnection as exc:
+                # Asking again leads to the same address: no retry.
+                error, attempts = OrderSourceError("unavailable", f"{exc} ({op})"), attempt
             except httpx.TransportError as exc:
                 error = OrderSourceError(
                     "unavailable",

@@ -24,6 +24,40 @@ class AddressRefused(Exception):
     """The host is (or resolves to) an address staff-entered URLs may not reach."""
 
 
+class RefusedConnection(httpx.ConnectError):
+    """Request time: the connection reached an off-limits address and was closed unused.
+
+    A ConnectError, so every client's existing "could not connect" handling applies; callers that
+    want to say more (no retry, a clearer log line) catch this subclass first.
+    """
+
+
+# --- the process's policy -----------------------------------------------------------------------
+# The AI clients are Django-free, and built in several places (the worker's runtime, analyses,
+# the admin's probes, the benchmark). Rather than thread a flag through each builder (a missed
+# one would be silently unguarded), the process sets the policy once: outbound/policy.py does on
+# import, which every Django process does when chatbots.models loads. Until then, and in a
+# process without Django, private addresses are refused: the guard fails closed.
+
+
+def _refuse_private() -> bool:
+    return False
+
+
+_policy: Callable[[], bool] = _refuse_private
+
+
+def configure(allowed: Callable[[], bool]) -> None:
+    """Say how this process learns whether private addresses are allowed (asked per connection,
+    so a test's settings override takes effect at once)."""
+    global _policy
+    _policy = allowed
+
+
+def private_allowed() -> bool:
+    return bool(_policy())
+
+
 def address_kind(ip: str) -> str | None:
     """What makes this address off limits ("loopback", "private", …), or None for a public one."""
     try:
@@ -125,20 +159,25 @@ def _peer_of(info: dict) -> str | None:
     return str(addr[0]) if addr else None
 
 
-def _check_connected(request: httpx.Request, name: str, info: dict, allowed: bool) -> None:
+def _refusal(request: httpx.Request, name: str, info: dict, allowed: bool) -> Exception | None:
+    """The error for a connection that reached an off-limits address, or None to go on."""
     if name != "connection.connect_tcp.complete" or allowed:
-        return
+        return None
     peer = _peer_of(info)
     if peer is None:
-        raise httpx.ConnectError("could not tell which address was reached", request=request)
+        return RefusedConnection("could not tell which address was reached", request=request)
     try:
         peer_check(request.url.host, peer, allow_private=False)
     except AddressRefused as exc:
-        raise httpx.ConnectError(str(exc), request=request) from None
+        return RefusedConnection(str(exc), request=request)
+    return None
 
 
-def sync_hooks(allowed: Callable[[], bool]) -> dict[str, list]:
-    """event_hooks for an httpx.Client: refuse connections that reached off-limits addresses."""
+def sync_hooks(allowed: Callable[[], bool] | None = None) -> dict[str, list]:
+    """event_hooks for an httpx.Client: refuse connections that reached off-limits addresses.
+
+    `allowed` defaults to the process's policy (configure())."""
+    allowed = allowed or private_allowed
 
     def on_request(request: httpx.Request) -> None:
         previous = request.extensions.get("trace")
@@ -146,15 +185,21 @@ def sync_hooks(allowed: Callable[[], bool]) -> dict[str, list]:
         def trace(name: str, info: dict) -> None:
             if previous is not None:
                 previous(name, info)
-            _check_connected(request, name, info, allowed())
+            refusal = _refusal(request, name, info, allowed())
+            if refusal is not None:
+                stream = info.get("return_value")
+                if stream is not None and hasattr(stream, "close"):
+                    stream.close()  # httpcore would leave the socket to the garbage collector
+                raise refusal
 
         request.extensions["trace"] = trace
 
     return {"request": [on_request]}
 
 
-def async_hooks(allowed: Callable[[], bool]) -> dict[str, list]:
+def async_hooks(allowed: Callable[[], bool] | None = None) -> dict[str, list]:
     """event_hooks for an httpx.AsyncClient (the same check)."""
+    allowed = allowed or private_allowed
 
     async def on_request(request: httpx.Request) -> None:
         previous = request.extensions.get("trace")
@@ -162,7 +207,13 @@ def async_hooks(allowed: Callable[[], bool]) -> dict[str, list]:
         async def trace(name: str, info: dict) -> None:
             if previous is not None:
                 await previous(name, info)
-            _check_connected(request, name, info, allowed())
+            refusal = _refusal(request, name, info, allowed())
+            if refusal is not None:
+                stream = info.get("return_value")
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()  # LeanTransport discards its own; httpcore's would linger
+                raise refusal
 
         request.extensions["trace"] = trace
 

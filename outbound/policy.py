@@ -13,6 +13,10 @@ def private_allowed() -> bool:
     return bool(getattr(settings, "ALLOW_PRIVATE_NETWORK_URLS", False))
 
 
+# The Django-free clients (conversations/upstream) ask the guard, which asks this, per connection.
+guard.configure(private_allowed)
+
+
 def url_problem(url: str) -> str | None:
     """The sentence a form shows for a URL the server may not reach, or None."""
     try:

@@ -26,8 +26,12 @@ from conversations.upstream.sse import (
     SSEParser,
 )
 from conversations.upstream.types import CallStats, RetryPolicy, Timeouts
+from outbound import guard
 
 MAX_ERROR_BODY = 64 * 1024
+# What the customer reads when the AI service's address is refused at request time: only staff
+# can change it, retrying cannot help.
+REFUSED = "The assistant is not set up correctly (its address is not allowed). Please contact us."
 MAX_JSON_BODY = 32 * 1024 * 1024
 
 # (error, may this attempt be retried by the client itself)
@@ -171,6 +175,11 @@ async def _attempt(
     except httpx.PoolTimeout:
         detail = f"no free pooled connection within {timeout.pool}s"
         return None, fail(E.UPSTREAM_CONNECT_TIMEOUT, detail), False
+    except guard.RefusedConnection as exc:
+        # The name now leads to this machine or a private network (DNS rebinding, or a URL
+        # saved while ALLOW_PRIVATE_NETWORK_URLS was on): asking again leads to the same place.
+        detail = f"refused by the address guard: {exc}"
+        return None, fail(E.UPSTREAM_UNAVAILABLE, detail, retryable=False, message=REFUSED), False
     except httpx.ConnectError as exc:
         return None, fail(E.UPSTREAM_UNAVAILABLE, f"connect failed: {exc}"), True
     except (httpx.ReadTimeout, httpx.WriteTimeout):

@@ -12,6 +12,7 @@ import httpx
 
 from conversations.upstream import errors as E
 from conversations.upstream.errors import UpstreamError
+from outbound import guard
 
 API_VERSION = "2025-10"
 CONTROL_URL = "https://api.pinecone.io"
@@ -44,7 +45,9 @@ def _request(
 ) -> httpx.Response:
     secrets = (api_key,)
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        with httpx.Client(
+            timeout=timeout, follow_redirects=False, event_hooks=guard.sync_hooks()
+        ) as client:
             return client.request(method, url, **kw)
     except httpx.ConnectTimeout:
         raise UpstreamError(

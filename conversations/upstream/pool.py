@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
 from conversations.upstream.transport import LeanTransport
+from outbound import guard
 
 USER_AGENT = "chatbot-backend/1.0"
 # httpcore 1.0.x rescans every pooled connection, quadratically, whenever a request starts or
@@ -104,6 +105,7 @@ def make_async_client(
     keepalive_expiry: float = 30.0,
     trust_env: bool = True,
     lean: bool = True,
+    allow_private: Callable[[], bool] | None = None,
 ) -> httpx.AsyncClient:
     """An AsyncClient whose pool holds at most `max_connections` sockets.
 
@@ -111,6 +113,8 @@ def make_async_client(
     number of answers this process can stream at once; further calls wait for a free socket
     (reported as CallStats.pool_wait_seconds). `trust_env` only controls proxy variables.
     `lean=False` swaps the asyncio transport (transport.py) for httpx's own, sharded.
+    Every new connection passes the address guard (outbound/guard.py) before the request is
+    written: `allow_private` overrides the process's ALLOW_PRIVATE_NETWORK_URLS policy.
     """
     transport: httpx.AsyncBaseTransport
     if lean:
@@ -129,4 +133,5 @@ def make_async_client(
         follow_redirects=False,  # a redirect would re-send the body and the key elsewhere
         trust_env=trust_env,
         headers={"User-Agent": USER_AGENT},
+        event_hooks=guard.async_hooks(allow_private),
     )

@@ -13,6 +13,7 @@ import httpx
 
 from conversations.upstream.errors import UpstreamError, redact
 from conversations.upstream.pinecone import CONTROL_URL, describe_index
+from outbound import guard
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _FLOWISE_PREFIX = "Error: predictionsServices.buildChatflow - "
@@ -55,7 +56,9 @@ def probe_flowise(
     base = base_url.rstrip("/")
     secrets = (api_key,) if api_key else ()
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        with httpx.Client(
+            timeout=timeout, follow_redirects=False, event_hooks=guard.sync_hooks()
+        ) as client:
             ping = client.get(f"{base}/api/v1/ping")
             # Flowise answers any unknown path with its UI page and 200: only "pong" proves it.
             if ping.status_code != 200 or ping.text.strip() != "pong":
@@ -110,7 +113,9 @@ def openai_models_list(
     where = _where(base_url)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        with httpx.Client(
+            timeout=timeout, follow_redirects=False, event_hooks=guard.sync_hooks()
+        ) as client:
             response = client.get(f"{base_url.rstrip('/')}/models", headers=headers)
     except httpx.HTTPError as exc:
         return None, _network_failure(exc, where, timeout, "AI")
