@@ -13,7 +13,8 @@ from django.db.models import Q
 from django.http import Http404, HttpRequest
 
 from accounts import access
-from accounts.models import Shop
+from accounts.models import AuditEvent, Shop
+from accounts.services import audit_object
 from chatbots.secrets import EncryptedSecretField
 
 CURRENT_SHOP_SESSION_KEY = "accounts_current_shop"
@@ -69,6 +70,11 @@ def _visible_users(queryset, user):
     return queryset.filter(
         Q(memberships__shop_id__in=ids) | Q(api_chatbots__shop_id__in=ids)
     ).distinct()
+
+
+def _audit_change(request: HttpRequest, obj, action: str, entry) -> None:
+    message = entry.get_change_message() if entry is not None else ""
+    audit_object(action=action, obj=obj, request=request, detail={"change": message[:2000]})
 
 
 class _ScopedChoices:
@@ -203,6 +209,24 @@ class ShopScopedAdmin(_ScopedChoices):
         if self._has_shop_field():
             initial.setdefault("shop", current_shop_id(request))
         return initial
+
+    # -- the audit log: every save and delete made here, in the object's shop
+
+    def log_addition(self, request: HttpRequest, obj, message):
+        entry = super().log_addition(request, obj, message)
+        _audit_change(request, obj, AuditEvent.Action.CREATE, entry)
+        return entry
+
+    def log_change(self, request: HttpRequest, obj, message):
+        entry = super().log_change(request, obj, message)
+        _audit_change(request, obj, AuditEvent.Action.CHANGE, entry)
+        return entry
+
+    def log_deletions(self, request: HttpRequest, queryset):
+        # Called before the rows go, so each still knows its shop.
+        for obj in queryset:
+            audit_object(action=AuditEvent.Action.DELETE, obj=obj, request=request)
+        return super().log_deletions(request, queryset)
 
     # -- reversion's views that do not go through get_object
 

@@ -22,7 +22,9 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from accounts import access
+from accounts.models import AuditEvent
 from accounts.scoped_admin import ShopScopedAdmin
+from accounts.services import audit_conversations, audit_object
 from analytics import charts, selectors
 from analytics.apps import enqueue_turn_analysis
 from analytics.export import export_response
@@ -217,12 +219,16 @@ def reanalyse_conversations(modeladmin, request: HttpRequest, queryset: QuerySet
 
 @admin.action(description="Export the selected conversations with their analysis (CSV)")
 def export_csv(modeladmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
-    return export_response(Conversation.objects.filter(pk__in=queryset.values("pk")), fmt="csv")
+    rows = Conversation.objects.filter(pk__in=queryset.values("pk"))
+    audit_conversations(action=AuditEvent.Action.EXPORT, conversations=rows, request=request)
+    return export_response(rows, fmt="csv")
 
 
 @admin.action(description="Export the selected conversations with their analysis (JSON lines)")
 def export_jsonl(modeladmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
-    return export_response(Conversation.objects.filter(pk__in=queryset.values("pk")), fmt="jsonl")
+    rows = Conversation.objects.filter(pk__in=queryset.values("pk"))
+    audit_conversations(action=AuditEvent.Action.EXPORT, conversations=rows, request=request)
+    return export_response(rows, fmt="jsonl")
 
 
 @admin.register(Conversation)
@@ -312,6 +318,7 @@ class ConversationAdmin(ReadOnlyAdmin):
         )
         if not self.has_view_permission(request, conversation):
             raise PermissionDenied
+        audit_object(action=AuditEvent.Action.READ, obj=conversation, request=request)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

@@ -19,6 +19,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import access
+from accounts.models import AuditEvent
+from accounts.services import audit_conversations
 from analytics import selectors
 from analytics.error_codes import AnalyticsErrorCode
 from analytics.export import FORMATS, export_response
@@ -440,6 +442,12 @@ def conversation_messages(request: Request, conversation_id) -> Response:
         raise ApiError(
             ErrorCode.CONVERSATION_NOT_FOUND, "No AI calls for this conversation.", status=404
         )
+    audit_conversations(
+        action=AuditEvent.Action.READ,
+        conversations=Conversation.objects.filter(pk=conversation_id),
+        request=request,
+        detail={"via": "api"},
+    )
     return Response(
         {
             "conversationId": str(conversation_id),
@@ -493,6 +501,12 @@ class ExportView(APIView):
             rows = rows.filter(created_at__gte=since)
         if (until := _when(request, "to", end_of_day=True)) is not None:
             rows = rows.filter(created_at__lte=until)
+        audit_conversations(
+            action=AuditEvent.Action.EXPORT,
+            conversations=rows,
+            request=request,
+            detail={"via": "api"},
+        )
         return export_response(rows, fmt=fmt)
 
 

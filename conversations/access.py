@@ -20,7 +20,8 @@ from django.conf import settings
 from django.core import signing
 
 from accounts import access
-from accounts.models import Role
+from accounts.models import AuditEvent, Role
+from accounts.services import audit_object
 from chatbots.models import Chatbot
 from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode
@@ -122,6 +123,9 @@ def conversation_access(request, conversation_id, *, body_token: str = ""):
         if conversation is not None and user_may_use_chatbot(
             user, conversation.chatbot_id, min_role=min_role_for(request)
         ):
+            if request.method == "GET":
+                # A person (not the visitor's own token) read a transcript: the shop's audit log.
+                audit_object(action=AuditEvent.Action.READ, obj=conversation, request=request)
             return conversation
     raise not_found()
 
