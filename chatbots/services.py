@@ -94,7 +94,7 @@ def ai_endpoint_connection_test(*, endpoint) -> tuple[bool, str]:
     """One real request to the AI service with the stored key; a message staff can act on."""
     from chatbots.models import AIEndpoint, Flow
     from chatbots.secrets import SecretDecryptionError
-    from conversations.upstream.probe import probe_flowise
+    from conversations.upstream.probe import flowise_ping, probe_flowise
 
     if endpoint.kind == AIEndpoint.Kind.BUILTIN:
         return _builtin_endpoint_check(endpoint=endpoint)
@@ -108,7 +108,7 @@ def ai_endpoint_connection_test(*, endpoint) -> tuple[bool, str]:
     # The first flow that uses the endpoint tells us which chatflow to ask.
     flow = Flow.objects.filter(endpoint=endpoint).order_by("-is_main", "chatbot_id", "id").first()
     if flow is None:
-        ok, message = _flowise_ping(endpoint.base_url)
+        ok, message = flowise_ping(endpoint.base_url)
     else:
         ok, message = probe_flowise(endpoint.base_url, api_key, flow.target)
         message = f"{message} (tested with flow {flow})"
@@ -195,24 +195,6 @@ def _without_secret(message: str, secret: str) -> str:
 
     message = redact(message)
     return message.replace(secret, MASK) if secret else message
-
-
-def _flowise_ping(base_url: str) -> tuple[bool, str]:
-    import httpx
-
-    try:
-        response = httpx.get(f"{base_url.rstrip('/')}/api/v1/ping", timeout=10.0)
-    except httpx.HTTPError as exc:
-        return False, f"Could not reach the Flowise server ({type(exc).__name__})."
-    if response.status_code == 200 and response.text.strip() == "pong":
-        return True, (
-            "The Flowise server answers. No flow uses this endpoint yet, so the key and a "
-            "chatflow could not be tested."
-        )
-    return (
-        False,
-        "The address answered, but not like a Flowise server (no 'pong' from /api/v1/ping).",
-    )
 
 
 def _builtin_endpoint_check(*, endpoint) -> tuple[bool, str]:

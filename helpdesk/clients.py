@@ -8,6 +8,7 @@ answers 201 with the ticket. Zendesk: Basic `{agent email}/token:{api token}`;
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ import httpx
 from django.conf import settings
 
 from outbound import guard, policy
+
+logger = logging.getLogger(__name__)
 
 _client: httpx.Client | None = None
 _lock = threading.Lock()
@@ -110,18 +113,18 @@ def _request(config: HelpdeskConfig, method: str, path: str, **kwargs: Any) -> h
         auth = (f"{config.agent_email}/token", config.api_key)
     else:
         auth = (config.api_key, "X")
+    url = f"{config.api_base}{path}"
     try:
-        return http().request(method, f"{config.api_base}{path}", auth=auth, **kwargs)
-    except httpx.TimeoutException:
-        raise HelpdeskError(
-            f"The helpdesk did not answer within {settings.HELPDESK_TIMEOUT:.0f} s.",
-            retryable=True,
-        ) from None
-    except guard.RefusedConnection as exc:
-        raise HelpdeskError(str(exc), retryable=False) from None
+        return http().request(method, url, auth=auth, **kwargs)
     except httpx.TransportError as exc:
+        # Staff read the message (Test connection, the handoff's error): a refused, closed,
+        # silent, reset or non-HTTP port reads alike, so it cannot map which ports are open.
+        # Operators get the kind in the log.
+        logger.warning("helpdesk request to %s failed: %r", httpx.URL(url).host, exc)
         raise HelpdeskError(
-            f"Could not connect to the helpdesk ({type(exc).__name__}).", retryable=True
+            guard.unreachable(httpx.URL(url).host or "this address"),
+            # A name that leads to a refused address leads there again.
+            retryable=not isinstance(exc, guard.RefusedConnection),
         ) from None
 
 
@@ -205,6 +208,8 @@ def ticket_create(config: HelpdeskConfig, ticket: TicketRequest) -> str:
 
 def connection_check(config: HelpdeskConfig) -> str:
     """List one ticket with the key: proves domain and key without creating anything."""
+    if refusal := guard.url_refusal(config.api_base):
+        raise HelpdeskError(refusal, retryable=False)
     path = "/api/v2/tickets.json" if config.kind == "zendesk" else "/api/v2/tickets"
     response = _request(config, "GET", path, params={"per_page": 1})
     if response.status_code != 200:

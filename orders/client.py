@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
 import time
 import weakref
@@ -18,6 +19,8 @@ from django.conf import settings
 
 from orders.providers.base import OrderSourceError
 from outbound import guard, policy
+
+logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -53,6 +56,13 @@ def pooled_client(*, source_id: int, timeout: float) -> httpx.AsyncClient:
     if client is None or client.is_closed:
         client = per_loop[key] = new_client(timeout=timeout)
     return client
+
+
+def url_host(url: str) -> str:
+    try:
+        return httpx.URL(url).host or "this address"
+    except httpx.InvalidURL:
+        return "this address"
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -151,16 +161,15 @@ class OrderHttp:
                     timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
                     **kwargs,
                 )
-            except httpx.TimeoutException:
-                error = OrderSourceError("timeout", f"No answer within {timeout:.1f} s ({op}).")
-            except guard.RefusedConnection as exc:
-                # Asking again leads to the same address: no retry.
-                error, attempts = OrderSourceError("unavailable", f"{exc} ({op})"), attempt
             except httpx.TransportError as exc:
-                error = OrderSourceError(
-                    "unavailable",
-                    f"Could not connect ({type(exc).__name__}) during {op}.",
-                )
+                # Staff read these messages (Test connection, the failure log): a refused,
+                # closed, silent, reset or non-HTTP port reads alike, so the admin cannot map
+                # which ports are open. Operators get the kind in the log.
+                logger.warning("order platform %s: %s failed: %r", url_host(url), op, exc)
+                reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "unavailable"
+                error = OrderSourceError(reason, f"{guard.unreachable(url_host(url))} ({op})")
+                if isinstance(exc, guard.RefusedConnection):
+                    attempts = attempt  # the name leads to the same address again: no retry
             ms = round((time.monotonic() - started) * 1000)
             self.count("calls")
             self.count("ms_total", ms)

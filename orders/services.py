@@ -32,6 +32,7 @@ from orders.providers.base import (
     clean_email,
     clean_postcode,
 )
+from outbound import guard
 
 logger = logging.getLogger(__name__)
 
@@ -362,6 +363,10 @@ def order_source_connection_test(*, source: OrderSource) -> tuple[bool, str]:
         config = selectors.order_source_config(source, language=source.chatbot.language)
     except SecretDecryptionError:
         return False, UNREADABLE
+    for url in (source.base_url, source.auth_url):
+        # Resolved, not connected to: a refused address is named without touching its ports.
+        if refusal := guard.url_refusal(url or ""):
+            return False, refusal
 
     async def probe() -> tuple[bool, str]:
         async with new_client(timeout=config.timeout) as client:
@@ -369,6 +374,7 @@ def order_source_connection_test(*, source: OrderSource) -> tuple[bool, str]:
                 client, source_id=config.id, timeout=config.timeout, secrets=config.secrets()
             )
             provider = provider_class(config.kind)(config, http)
+            unreached = False
             try:
                 record = await provider.find(
                     PROBE_ORDER_NUMBER, email="connection-test@example.invalid", postcode="0000"
@@ -381,9 +387,17 @@ def order_source_connection_test(*, source: OrderSource) -> tuple[bool, str]:
                 )
             except OrderSourceError as err:
                 ok = False
-                message = f"{REASON_WORDS.get(err.reason, 'Failed')}: {http.scrub(err.message)}"
-            total_ms = sum(c["ms"] for c in http.calls)
-            message += f" {len(http.calls)} request(s), {total_ms} ms."
+                unreached = err.status is None and err.reason in ("timeout", "unavailable")
+                if unreached:
+                    # No HTTP answer: one sentence, without counts or times, whatever the port
+                    # did (refused, closed, silent, reset, not HTTP) - orders/client.py.
+                    message = http.scrub(err.message)
+                else:
+                    reason = REASON_WORDS.get(err.reason, "Failed")
+                    message = f"{reason}: {http.scrub(err.message)}"
+            if not unreached:
+                total_ms = sum(c["ms"] for c in http.calls)
+                message += f" {len(http.calls)} request(s), {total_ms} ms."
             counters = dict(http.counters)
             counters["tests"] = 1
             await asyncio.to_thread(

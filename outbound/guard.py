@@ -132,6 +132,26 @@ def _port_ok(parts) -> bool:
     return True
 
 
+def unreachable(where: str) -> str:
+    """The one sentence "Test connection" gives for a service it could not get an HTTP answer from.
+
+    A refused connection, a closed or silent port, a reset and a port speaking something else all
+    read alike, so the admin cannot be used to map which ports of a host are open. (HTTP answers,
+    such as 401 or 404, come from a real web service and may be told apart.)
+    """
+    return f"Could not reach the service at {where}: no answer in a form we understand."
+
+
+def url_refusal(url: str) -> str | None:
+    """A connection test's first step: the sentence refusing this URL under the process's policy
+    (resolving the name, connecting nowhere), or None when it may be tried."""
+    try:
+        url_check(url, allow_private=private_allowed())
+    except AddressRefused as exc:
+        return str(exc)
+    return None
+
+
 def peer_check(host: str, peer_ip: str, *, allow_private: bool) -> None:
     """Request time: refuse a connection that reached an off-limits address."""
     if allow_private:

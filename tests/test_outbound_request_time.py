@@ -126,7 +126,7 @@ def test_the_pinecone_client_refuses_loopback_at_request_time(private_off):
 
 @pytest.mark.django_db
 def test_an_order_lookup_saved_while_allowed_is_refused_once_the_setting_is_off(
-    settings, make_chatbot
+    settings, make_chatbot, caplog
 ):
     from orders.tests.conftest import run_lookup
     from orders.tests.platforms import PLATFORMS
@@ -138,10 +138,13 @@ def test_an_order_lookup_saved_while_allowed_is_refused_once_the_setting_is_off(
 
         outcome = run_lookup(source, "1001", email="a@example.com")
 
+        # Staff read this in the failure log: worded like any unreachable port (see
+        # test_connection_wording.py); the log line for operators names the address.
         assert outcome.result == "unavailable"
-        assert "127.0.0.1 is a loopback address" in outcome.error.message
+        assert outcome.error.message.startswith("Could not reach the service at 127.0.0.1")
         assert shopify.requests == []
         assert len(outcome.calls) == 1  # no retry: the same name leads to the same place
+        assert "127.0.0.1 is a loopback address" in caplog.text  # for operators
 
         settings.ALLOW_PRIVATE_NETWORK_URLS = True
         assert run_lookup(source, "1001", email="a@example.com").result != "unavailable"
@@ -150,11 +153,22 @@ def test_an_order_lookup_saved_while_allowed_is_refused_once_the_setting_is_off(
 
 @pytest.mark.django_db
 def test_a_helpdesk_ticket_is_refused_at_request_time_and_not_queued_for_retry(
-    settings, make_chatbot
+    settings, make_chatbot, caplog
 ):
     from helpdesk import clients
     from helpdesk.services import helpdesk_config
     from helpdesk.tests.conftest import connect
+
+    ticket = clients.TicketRequest(
+        subject="Where is my order?",
+        description_html="<p>1001</p>",
+        email="a@example.com",
+        name="A",
+        external_id="v1",
+        priority=2,
+        source="chat",
+        tags=[],
+    )
 
     with FakeFreshdesk() as freshdesk:
         connection = connect(make_chatbot(language="en"), freshdesk)  # saved: allowed
@@ -162,10 +176,11 @@ def test_a_helpdesk_ticket_is_refused_at_request_time_and_not_queued_for_retry(
         settings.ALLOW_PRIVATE_NETWORK_URLS = False
 
         with pytest.raises(clients.HelpdeskError) as refused:
-            clients.connection_check(config)
+            clients.ticket_create(config, ticket)
 
-        assert "127.0.0.1 is a loopback address" in refused.value.message
-        assert refused.value.retryable is False
+        assert refused.value.message.startswith("Could not reach the service at 127.0.0.1")
+        assert refused.value.retryable is False  # unlike a helpdesk that is down for a while
+        assert "127.0.0.1 is a loopback address" in caplog.text  # for operators
         assert freshdesk.requests == []
 
         settings.ALLOW_PRIVATE_NETWORK_URLS = True

@@ -543,7 +543,7 @@ def test_probe_flowise_when_nothing_listens():
     ok, message = probe_flowise(f"http://127.0.0.1:{port}/secret-path?token=abc", KEY, FLOW)
 
     assert ok is False
-    assert message.startswith(f"Could not connect to http://127.0.0.1:{port}.")
+    assert message == "Could not reach the service at 127.0.0.1: no answer in a form we understand."
     assert "secret-path" not in message
     assert "abc" not in message
 

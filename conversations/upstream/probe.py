@@ -20,25 +20,20 @@ _FLOWISE_PREFIX = "Error: predictionsServices.buildChatflow - "
 
 
 def _where(base_url: str) -> str:
-    """scheme://host[:port] only: paths and query strings can carry tokens."""
+    """The host only: paths and query strings can carry tokens."""
     try:
         url = httpx.URL(base_url)
     except (httpx.InvalidURL, TypeError):
         return "this address"
-    if not url.host:
-        return "this address"
-    port = f":{url.port}" if url.port else ""
-    return f"{url.scheme}://{url.host}{port}"
+    return url.host or "this address"
 
 
-def _network_failure(exc: httpx.HTTPError, where: str, timeout: float, service: str) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return f"{where} did not answer within {timeout:g} seconds. Is the {service} server up?"
-    if isinstance(exc, httpx.ConnectError):
-        return f"Could not connect to {where}. Check the address and that the {service} server is running."
+def _network_failure(exc: httpx.HTTPError, where: str) -> str:
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return "The address is not a valid web address (it should start with https://)."
-    return f"The connection to {where} failed ({type(exc).__name__})."
+    # Refused, closed, silent, reset, not HTTP, or refused by the address guard after the name
+    # changed: one sentence, so the connection test cannot tell open ports from closed ones.
+    return guard.unreachable(where)
 
 
 def _json(response: httpx.Response) -> Any:
@@ -53,6 +48,8 @@ def probe_flowise(
 ) -> tuple[bool, str]:
     """Ping the server, then ask the chatflow "ping" (non-streaming) with the configured key."""
     where = _where(base_url)
+    if refusal := guard.url_refusal(base_url):
+        return False, refusal
     base = base_url.rstrip("/")
     secrets = (api_key,) if api_key else ()
     try:
@@ -81,7 +78,7 @@ def probe_flowise(
                 f"{base}/api/v1/prediction/{chatflow_id}", json=body, headers=headers
             )
     except httpx.HTTPError as exc:
-        return False, _network_failure(exc, where, timeout, "Flowise")
+        return False, _network_failure(exc, where)
 
     status = response.status_code
     data = _json(response)
@@ -106,11 +103,35 @@ def probe_flowise(
     return False, f"The chatflow failed to answer the test question: {message}"
 
 
+def flowise_ping(base_url: str, *, timeout: float = 10.0) -> tuple[bool, str]:
+    """GET {base}/api/v1/ping: is this a Flowise server (for an endpoint no flow uses yet)?"""
+    if refusal := guard.url_refusal(base_url):
+        return False, refusal
+    try:
+        with httpx.Client(
+            timeout=timeout, follow_redirects=False, event_hooks=guard.sync_hooks()
+        ) as client:
+            response = client.get(f"{base_url.rstrip('/')}/api/v1/ping")
+    except httpx.HTTPError as exc:
+        return False, _network_failure(exc, _where(base_url))
+    if response.status_code == 200 and response.text.strip() == "pong":
+        return True, (
+            "The Flowise server answers. No flow uses this endpoint yet, so the key and a "
+            "chatflow could not be tested."
+        )
+    return (
+        False,
+        "The address answered, but not like a Flowise server (no 'pong' from /api/v1/ping).",
+    )
+
+
 def openai_models_list(
     base_url: str, api_key: str, *, timeout: float = 15.0
 ) -> tuple[list[str] | None, str]:
     """GET {base}/models with the key: the model ids offered, or None and why not (in words)."""
     where = _where(base_url)
+    if refusal := guard.url_refusal(base_url):
+        return None, refusal
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         with httpx.Client(
@@ -118,7 +139,7 @@ def openai_models_list(
         ) as client:
             response = client.get(f"{base_url.rstrip('/')}/models", headers=headers)
     except httpx.HTTPError as exc:
-        return None, _network_failure(exc, where, timeout, "AI")
+        return None, _network_failure(exc, where)
 
     status = response.status_code
     data = _json(response)
@@ -171,6 +192,8 @@ def probe_pinecone(
     timeout: float = 10.0,
 ) -> tuple[bool, str]:
     """Describe the index: key valid, index exists, ready, and (optionally) the right dimension."""
+    if refusal := guard.url_refusal(control_url):
+        return False, refusal
     try:
         model = describe_index(
             api_key=api_key,

@@ -149,7 +149,10 @@ def test_test_connection_reports_an_unreachable_platform(admin_client, make_chat
 
     message = run_test_connection(admin_client, source)
 
-    assert "The platform is unavailable: Could not connect" in message
+    assert message.endswith(
+        ": Could not reach the service at 127.0.0.1: no answer in a form we understand. "
+        "(order search)"
+    )
 
 
 def test_the_change_page_shows_the_counters(admin_client, make_chatbot, shopify):
