@@ -118,7 +118,9 @@ def test_a_thousand_idle_sockets_from_one_address_are_refused_or_closed_while_a_
     assert {o[1] for o in refused} == {403}
     # Every socket let in was closed for saying nothing, not before its time, nor long after.
     assert {(o[1], o[2]) for o in closed} == {(4401, "NOT_AUTHENTICATED")}
-    assert all(AUTH_TIMEOUT - 0.5 <= o[3] <= AUTH_TIMEOUT + SLACK for o in closed)
+    # (Timed from when the client saw the socket open, which on a loaded machine can be a
+    # while after the server accepted it and started its clock.)
+    assert all(AUTH_TIMEOUT - 2 <= o[3] <= AUTH_TIMEOUT + SLACK for o in closed)
     # At most the cap at a time: each slot frees only after its socket's timeout.
     assert (
         UNAUTHENTICATED_CAP
