@@ -497,6 +497,11 @@ CELERY_BEAT_SCHEDULE["error-log-retention"] = {
     "task": "monitoring.tasks.error_logs_prune",
     "schedule": crontab(minute=30, hour=4),
 }
+# simplejwt's flushexpiredtokens: rows of expired refresh tokens (docs/access.md).
+CELERY_BEAT_SCHEDULE["expired-tokens-flush"] = {
+    "task": "monitoring.tasks.expired_tokens_flush",
+    "schedule": crontab(minute=45, hour=4),
+}
 
 # --- Helpdesk handoff (helpdesk app; docs/helpdesk.md) -------------------------------------------
 # Seconds one helpdesk request may take; attempts to create a ticket (429/5xx/timeouts retried,

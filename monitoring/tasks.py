@@ -13,6 +13,7 @@ SELF_RECORDING = {
     "monitoring.tasks.turn_metrics_cleanup",
     "monitoring.tasks.stream_events_prune",
     "monitoring.tasks.error_logs_prune",
+    "monitoring.tasks.expired_tokens_flush",
 }
 
 
@@ -67,3 +68,30 @@ def stream_events_prune(self) -> int:
 )
 def error_logs_prune(self) -> int:
     return _run(self, maintenance.ERROR_LOGS_JOB, maintenance.error_logs_prune)
+
+
+EXPIRED_TOKENS_JOB = "expired-tokens-flush"
+
+
+def _expired_tokens_flush(progress: maintenance.JobProgress) -> None:
+    # Every refresh leaves an outstanding row (and a blacklist row for the token it used up):
+    # simplejwt's own clean-up deletes the rows of tokens past their expiry, which can never be
+    # used again. Counted first, for the job run; tokens issued meanwhile are not yet expired.
+    from django.core.management import call_command
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+    from rest_framework_simplejwt.utils import aware_utcnow
+
+    progress.rows = OutstandingToken.objects.filter(expires_at__lte=aware_utcnow()).count()
+    call_command("flushexpiredtokens")
+    progress.details["expired_tokens"] = progress.rows
+
+
+@shared_task(
+    bind=True,
+    name="monitoring.tasks.expired_tokens_flush",
+    ignore_result=True,
+    soft_time_limit=600,
+    time_limit=660,
+)
+def expired_tokens_flush(self) -> int:
+    return _run(self, EXPIRED_TOKENS_JOB, _expired_tokens_flush)
