@@ -12,6 +12,7 @@ from drf_spectacular.views import (
 from chatbots import api as chatbots_api
 from config.auth_api import TokenObtain, TokenRefresh
 from config.errors import ErrorCode, error_body
+from config.legacy_login import LegacyLogin
 from monitoring.urls import root_urlpatterns
 
 api_patterns = [
@@ -40,6 +41,7 @@ api_patterns = [
 urlpatterns = [
     *root_urlpatterns,  # /health and /metrics
     path("admin/", admin.site.urls),
+    path("auth/login", LegacyLogin.as_view(), name="auth-login-legacy"),  # seed 003's path
     path("", include("chatbots.widget_urls")),  # /chat/<chatbot_id>/ demo page
     path("api/", include(api_patterns)),
 ]

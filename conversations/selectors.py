@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from config.errors import ApiError, ErrorCode
@@ -67,7 +68,7 @@ def conversation_history(*, conversation_id, limit: int, offset: int) -> list[di
 
     rows = (
         Message.objects.filter(conversation_id=conversation_id)
-        .select_related("turn_asked")
+        .select_related("turn_asked", "turn_answered")
         .order_by("sequence")[offset : offset + limit]
     )
     return [message_as_dict(m) for m in rows]
@@ -79,7 +80,7 @@ def conversation_history_latest(*, conversation_id, limit: int) -> list[dict[str
 
     rows = (
         Message.objects.filter(conversation_id=conversation_id)
-        .select_related("turn_asked")
+        .select_related("turn_asked", "turn_answered")
         .order_by("-sequence")[:limit]
     )
     return [message_as_dict(m) for m in reversed(list(rows))]
@@ -99,7 +100,50 @@ def message_as_dict(m) -> dict[str, Any]:
         },
         "turn": asked_turn_outcome(m),
         "created_at": m.created_at.isoformat(),
+        **seed_message_fields(m),
     }
+
+
+# Seed 003's chat_messages columns; a value stored in the message's metadata under the same name
+# (the tools-and-agents work) wins over what the turn tells.
+SEED_MESSAGE_FIELDS = (
+    "intent",
+    "entities",
+    "sentiment",
+    "confidence_score",
+    "agent_info",
+    "parent_message_id",
+    "error_info",
+)
+
+
+def seed_message_fields(m) -> dict[str, Any]:
+    """Seed 003's per-message fields, null where nothing is known. Known today: the router's
+    routing key as `intent`, the answer flow as `agent_info`, the question an answer replies to
+    as `parent_message_id`, and the turn's error as `error_info`."""
+    from django.core.exceptions import ObjectDoesNotExist
+
+    fields: dict[str, Any] = dict.fromkeys(SEED_MESSAGE_FIELDS)
+    turn = None
+    with contextlib.suppress(ObjectDoesNotExist):
+        # Both relations come with the message (select_related) in the history readers.
+        turn = m.turn_asked if m.role == "user" else m.turn_answered
+    if turn is not None:
+        route = turn.route if isinstance(turn.route, dict) else {}
+        fields["intent"] = route.get("label") or None
+        if turn.error_code:
+            fields["error_info"] = {"code": turn.error_code, "message": turn.error_message}
+        if m.role == "assistant":
+            fields["parent_message_id"] = str(turn.user_message_id)
+            fields["agent_info"] = {
+                "type": "flow",
+                "flow": m.flow or turn.flow or None,
+                "routing_mode": route.get("mode"),
+            }
+    for name in SEED_MESSAGE_FIELDS:
+        if m.metadata.get(name) is not None:
+            fields[name] = m.metadata[name]
+    return fields
 
 
 def asked_turn_outcome(m) -> dict[str, Any] | None:
@@ -161,7 +205,7 @@ def user_sessions(*, user_id: str, chatbot_ids: list[int] | None, kind: str, lim
     if sessions:
         rows = (
             Message.objects.filter(conversation_id__in=[c.pk for c in sessions])
-            .select_related("turn_asked")
+            .select_related("turn_asked", "turn_answered")
             .annotate(
                 rank=Window(
                     RowNumber(), partition_by=[F("conversation_id")], order_by=F("sequence").desc()

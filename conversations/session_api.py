@@ -81,6 +81,29 @@ class HistoryMessageSerializer(serializers.Serializer):
         help_text="A customer's message: how the answer to it ended. Null for other messages.",
     )
     created_at = serializers.DateTimeField()
+    # Seed 003's chat_messages columns (additive; null where unknown).
+    intent = serializers.CharField(
+        allow_null=True, help_text="The router's routing key for this turn (e.g. `order`)."
+    )
+    entities = serializers.JSONField(allow_null=True, help_text="Entities found in the message.")
+    sentiment = serializers.CharField(allow_null=True)
+    confidence_score = serializers.FloatField(allow_null=True)
+    agent_info = inline_serializer(
+        name="HistoryAgentInfo",
+        fields={
+            "type": serializers.CharField(),
+            "flow": serializers.CharField(allow_null=True),
+            "routing_mode": serializers.CharField(allow_null=True),
+        },
+        allow_null=True,
+        help_text="An answer: the flow that produced it. Null for a customer's message.",
+    )
+    parent_message_id = serializers.UUIDField(
+        allow_null=True, help_text="An answer: the customer's message it replies to."
+    )
+    error_info = TurnErrorSerializer(
+        allow_null=True, help_text="The turn's error (code and what the customer was told)."
+    )
 
     class Meta:
         ref_name = "HistoryMessage"
