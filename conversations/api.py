@@ -226,13 +226,48 @@ EVENT_FIELDS = {
 }
 
 
+RESUME_PARAMETERS = [
+    OpenApiParameter("after", int, description="Last event id already seen (0 = from the start)."),
+    OpenApiParameter(
+        "last_event_id", int, description="The same as `after` (seed 000's name for it)."
+    ),
+    OpenApiParameter(
+        "Last-Event-ID",
+        int,
+        location=OpenApiParameter.HEADER,
+        description="The same as `after` (what EventSource sends); wins over the query.",
+    ),
+]
+
+
+def last_seen_event_id(request) -> int:
+    """The last event id the client saw: `Last-Event-ID` header, else `?after=`, else
+    `?last_event_id=`, else 0. All three mean the same; the header wins because a browser's
+    EventSource reconnects with it while its URL keeps the first connect's query."""
+    for name, value in (
+        ("Last-Event-ID", request.headers.get("Last-Event-ID")),
+        ("after", request.GET.get("after")),
+        ("last_event_id", request.GET.get("last_event_id")),
+    ):
+        if value is None or value.strip() == "":
+            continue
+        value = value.strip()
+        if not (value.isascii() and value.isdigit()) or len(value) > 18:
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR,
+                f"`{name}` must be a whole number of 0 or more: the last event id you saw.",
+                status=400,
+                details={"parameter": name},
+            )
+        return int(value)
+    return 0
+
+
 @extend_schema(
     operation_id="stream_events",
     summary="Events of a turn after a given id (polling, and replay of finished turns).",
     parameters=[
-        OpenApiParameter(
-            "after", int, description="Last event id already seen (0 = from the start)."
-        ),
+        *RESUME_PARAMETERS,
         OpenApiParameter(
             "limit", int, description="At most this many events (1-1000, default 500)."
         ),
@@ -256,18 +291,16 @@ EVENT_FIELDS = {
 @api_view(["GET"])
 def stream_events(request: Request, turn_id) -> Response:
     turn = turn_for(request, turn_id)
+    after = last_seen_event_id(request)
     try:
-        after = int(request.GET.get("after", "0"))
         limit = int(request.GET.get("limit", "500"))
     except ValueError as exc:
         raise ApiError(
-            ErrorCode.VALIDATION_ERROR, "`after` and `limit` must be whole numbers.", status=400
+            ErrorCode.VALIDATION_ERROR, "`limit` must be a whole number.", status=400
         ) from exc
-    if after < 0 or not 1 <= limit <= 1000:
+    if not 1 <= limit <= 1000:
         raise ApiError(
-            ErrorCode.VALIDATION_ERROR,
-            "`after` must be 0 or more and `limit` between 1 and 1000.",
-            status=400,
+            ErrorCode.VALIDATION_ERROR, "`limit` must be between 1 and 1000.", status=400
         )
     return Response(selectors.stream_events_after(turn=turn, after=after, limit=limit))
 

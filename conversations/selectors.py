@@ -19,6 +19,20 @@ SESSION_STATUS = {
 }
 
 
+def event_for_clients(env: dict[str, Any]) -> dict[str, Any]:
+    """An event as polling and SSE send it: a `token` event also carries its text under seed
+    000's names, `data.token` beside `data.text`, and `markers` ({}, the only value the seed
+    shows), so a frontend written for the seed reads it unchanged.
+
+    Added on the way out, never stored: the logs and WebSocket frames keep `text` only. Measured
+    (2 cores): 1.0 µs and +71 bytes per token event of a 44-character frame; docs/streaming.md.
+    """
+    if env["event"] != "token":
+        return env
+    data = env["data"]
+    return {**env, "data": {**data, "token": data.get("text", ""), "markers": {}}}
+
+
 def stream_events_after(*, turn: Turn, after: int, limit: int) -> dict[str, Any]:
     """Events with id > after, gapless and in order, plus where the turn stands.
 
@@ -37,7 +51,10 @@ def stream_events_after(*, turn: Turn, after: int, limit: int) -> dict[str, Any]
         # PostgreSQL. A gap further on ends the page at the gap (merge_contiguous); the next
         # page starts there and comes here.
         from_db = streaming.db_events_after(str(turn.pk), after, limit)
-    events = streaming.merge_contiguous(after, from_redis, from_db, limit=limit)
+    events = [
+        event_for_clients(env)
+        for env in streaming.merge_contiguous(after, from_redis, from_db, limit=limit)
+    ]
     if not events and finished_before and after > 0:
         if after > turn.last_event_id:
             raise ApiError(
