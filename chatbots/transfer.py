@@ -24,6 +24,7 @@ from django.db import models, transaction
 from django.db.models import ProtectedError
 from redis.exceptions import RedisError
 
+from accounts.models import Shop
 from chatbots import secrets as secret_store
 from chatbots import selectors
 from chatbots.models import (
@@ -43,6 +44,39 @@ logger = logging.getLogger(__name__)
 
 class TransferError(Exception):
     """The input cannot be used as a whole (unreadable, wrong format, invalid); nothing was saved."""
+
+
+def transfer_shop(*, slug: str | None, create_name: str = "") -> Shop:
+    """The shop an import writes into (--shop): named by slug, or the only one there is.
+
+    With `create_name` a missing shop is created under that name; otherwise a typo in --shop is
+    an error rather than a new, empty tenant.
+    """
+    if not slug:
+        shops = list(Shop.objects.order_by("slug")[:2])
+        if len(shops) == 1:
+            return shops[0]
+        if not shops:
+            raise TransferError(
+                "There is no shop yet: name one with --shop <slug> --create-shop “<name>”."
+            )
+        raise TransferError("Several shops exist: say which with --shop <slug>.")
+    shop = Shop.objects.filter(slug=slug).first()
+    if shop is not None:
+        return shop
+    if create_name:
+        shop = Shop(slug=slug, name=create_name)
+        try:
+            shop.full_clean()
+        except ValidationError as exc:
+            raise TransferError("; ".join(_error_lines("--shop", exc))) from exc
+        shop.save()
+        return shop
+    known = ", ".join(Shop.objects.order_by("slug").values_list("slug", flat=True)[:20])
+    raise TransferError(
+        f"No shop “{_short(slug)}” (shops: {known or 'none'}). Create it with --create-shop "
+        "“<name>”, or in the admin."
+    )
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -386,7 +420,8 @@ def _legacy_database_reasons(values: dict[str, str]) -> list[str]:
 class _LegacyEndpoints:
     """The shared endpoints new rows need, created only when a row first needs them."""
 
-    def __init__(self) -> None:
+    def __init__(self, shop: Shop) -> None:
+        self.shop = shop
         self.lines: list[str] = []
         self._builtin: AIEndpoint | None = None
         self._flowise: AIEndpoint | None = None
@@ -405,9 +440,9 @@ class _LegacyEndpoints:
         return self._flowise
 
     def _get(self, name: str, kind: str, base_url: str) -> AIEndpoint:
-        endpoint = AIEndpoint.objects.filter(name=name).first()
+        endpoint = AIEndpoint.objects.filter(shop=self.shop, name=name).first()
         if endpoint is None:
-            endpoint = AIEndpoint(name=name, kind=kind, base_url=base_url)
+            endpoint = AIEndpoint(shop=self.shop, name=name, kind=kind, base_url=base_url)
             _save(endpoint)
             self._pending.append(f"endpoint “{name}”: created ({endpoint.get_kind_display()})")
         elif endpoint.kind != kind:
@@ -445,8 +480,13 @@ def _legacy_apply(values: dict[str, str], endpoints: _LegacyEndpoints) -> Chatbo
     lines, notes = changes.lines, changes.notes
 
     chatbot = Chatbot.objects.filter(public_id=chatbot_id).first()
+    if chatbot is not None and chatbot.shop_id != endpoints.shop.pk:
+        # Chatbot ids are global (they are in the widget's URLs): another shop's id is taken.
+        raise ValidationError(
+            {"chatbot_id": f"the chatbot id “{chatbot_id}” is taken; choose another"}
+        )
     if chatbot is None:
-        chatbot = Chatbot(public_id=chatbot_id, name=chatbot_id, language="da")
+        chatbot = Chatbot(shop=endpoints.shop, public_id=chatbot_id, name=chatbot_id, language="da")
         _save(chatbot)
         changes.created = True
         lines.append(f"chatbot: created (name “{chatbot_id}”, language da)")
@@ -660,9 +700,10 @@ def _legacy_apply(values: dict[str, str], endpoints: _LegacyEndpoints) -> Chatbo
 
 
 def legacy_settings_import(
-    *, legacy: LegacyFile, skip_bad_rows: bool = False, dry_run: bool = False
+    *, legacy: LegacyFile, shop: Shop, skip_bad_rows: bool = False, dry_run: bool = False
 ) -> LegacyImportResult:
-    """Create or update chatbots from legacy rows, all or nothing (unless skip_bad_rows)."""
+    """Create or update `shop`'s chatbots from legacy rows, all or nothing (unless
+    skip_bad_rows)."""
     rejected: list[RejectedRow] = []
     candidates: list[tuple[LegacyRow, dict[str, str]]] = []
     for row in legacy.rows:
@@ -691,7 +732,7 @@ def legacy_settings_import(
             good.append((row, values))
 
     applied: list[ChatbotChanges] = []
-    endpoints = _LegacyEndpoints()
+    endpoints = _LegacyEndpoints(shop)
     saved = False
     with transaction.atomic():
         checked = []
@@ -805,10 +846,13 @@ def _secret_out(value: SecretValue, *, include: bool, where: str) -> Any:
 
 
 def chatbots_export(
-    *, public_ids: list[str] | None = None, include_secrets: bool = False
+    *, shop: Shop | None = None, public_ids: list[str] | None = None, include_secrets: bool = False
 ) -> dict[str, Any]:
-    """The configuration of the given chatbots (all if none given) as a JSON-ready document."""
+    """The configuration of the given chatbots (all of `shop`'s, or of every shop, if none
+    given) as a JSON-ready document."""
     chatbots = Chatbot.objects.order_by("public_id")
+    if shop is not None:
+        chatbots = chatbots.filter(shop=shop)
     if public_ids:
         chatbots = chatbots.filter(public_id__in=public_ids)
         missing = sorted(set(public_ids) - set(chatbots.values_list("public_id", flat=True)))
@@ -897,7 +941,8 @@ class ConfigImportResult:
 class _ConfigImporter:
     """Creates or updates rows by natural key, collecting every problem before giving up."""
 
-    def __init__(self) -> None:
+    def __init__(self, shop: Shop) -> None:
+        self.shop = shop
         self.lines: list[str] = []
         self.notes: list[str] = []
         self.errors: list[str] = []
@@ -1007,7 +1052,7 @@ class _ConfigImporter:
         path = f"endpoints[{item['name']}]"
         self._upsert(
             model=AIEndpoint,
-            lookup={"name": item["name"]},
+            lookup={"shop": self.shop, "name": item["name"]},
             values={k: v for k, v in item.items() if k in ENDPOINT_FIELDS and k != "name"},
             secret_values={k: v for k, v in item.items() if k == "api_key"},
             path=path,
@@ -1020,7 +1065,7 @@ class _ConfigImporter:
             return
         self._upsert(
             model=PromptTemplate,
-            lookup={"name": item["name"]},
+            lookup={"shop": self.shop, "name": item["name"]},
             values={k: v for k, v in item.items() if k != "name"},
             secret_values={},
             path=f"prompt_templates[{item['name']}]",
@@ -1034,9 +1079,13 @@ class _ConfigImporter:
             return
         public_id = item["public_id"]
         path = f"chatbots[{public_id}]"
+        if Chatbot.objects.filter(public_id=public_id).exclude(shop=self.shop).exists():
+            # Chatbot ids are global (they are in the widget's URLs): another shop's id is taken.
+            self.errors.append(f"{path}.public_id: the chatbot id is taken; choose another")
+            return
         chatbot = self._upsert(
             model=Chatbot,
-            lookup={"public_id": public_id},
+            lookup={"shop": self.shop, "public_id": public_id},
             values={k: v for k, v in item.items() if k in CHATBOT_FIELDS and k != "public_id"},
             secret_values={},
             path=path,
@@ -1152,7 +1201,7 @@ class _ConfigImporter:
             flow_path = f"{path}.flows[{name}]"
             values = {k: v for k, v in item.items() if k in FLOW_FIELDS and k != "name"}
             if "endpoint" in item:
-                endpoint = AIEndpoint.objects.filter(name=item["endpoint"]).first()
+                endpoint = AIEndpoint.objects.filter(shop=self.shop, name=item["endpoint"]).first()
                 if endpoint is None:
                     self.errors.append(
                         f"{flow_path}.endpoint: no endpoint named “{_short(item['endpoint'])}” in "
@@ -1194,7 +1243,7 @@ class _ConfigImporter:
         item = self._object(item, f"{path}.template", {"name", "overrides"}, "name")
         if item is None:
             return
-        template = PromptTemplate.objects.filter(name=item["name"]).first()
+        template = PromptTemplate.objects.filter(shop=self.shop, name=item["name"]).first()
         if template is None:
             self.errors.append(
                 f"{path}.template: no prompt template named “{_short(item['name'])}” in the "
@@ -1242,9 +1291,10 @@ class _ConfigImporter:
             )
 
 
-def chatbots_import(*, document: Any, dry_run: bool = False) -> ConfigImportResult:
-    """Create or update everything in a chatbot-config document, atomically and idempotently."""
-    importer = _ConfigImporter()
+def chatbots_import(*, document: Any, shop: Shop, dry_run: bool = False) -> ConfigImportResult:
+    """Create or update everything in a chatbot-config document in `shop`, atomically and
+    idempotently."""
+    importer = _ConfigImporter(shop)
     with transaction.atomic():
         importer.run(document)
         if importer.errors:
