@@ -132,8 +132,9 @@ class TopicFilter(_LatestAnalysisFilter):
     field = "topic"
 
     def lookups(self, request, model_admin):
+        # The user's shops' topics only: another shop's topics say what its customers ask.
         topics = list(
-            ConversationAnalysis.objects.exclude(topic="")
+            access.scope(ConversationAnalysis.objects.exclude(topic=""), request.user)
             .order_by("topic")
             .values_list("topic", flat=True)
             .distinct()[:40]

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -138,6 +139,10 @@ class WorkersOverviewAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         from monitoring.pool_stats import pool_stats
+
+        # This view replaces Django's list, and with it Django's permission check.
+        if not self.has_view_permission(request):
+            raise PermissionDenied
 
         celery = selectors.celery_workers(use_cache=False)
         detail = selectors.celery_workers_detail(celery["workers"])

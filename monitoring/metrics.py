@@ -191,7 +191,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     allowed, status = _authorized(request)
     if not allowed:
         if status == 403:
-            body = error_body(ErrorCode.PERMISSION_DENIED, "Staff only.")
+            body = error_body(ErrorCode.PERMISSION_DENIED, "Platform operators only.")
         elif request.headers.get("Authorization"):
             body = error_body(
                 MonitoringErrorCode.METRICS_TOKEN_INVALID, "The metrics token is not valid."
