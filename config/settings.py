@@ -474,6 +474,8 @@ QUEUE_STUCK_SECONDS = env.int("QUEUE_STUCK_SECONDS", default=120)
 ERROR_LOG_RETENTION_DAYS = env.int("ERROR_LOG_RETENTION_DAYS", default=30)
 JOB_RUN_RETENTION_DAYS = env.int("JOB_RUN_RETENTION_DAYS", default=14)
 STREAM_EVENTS_RETENTION_DAYS = env.int("STREAM_EVENTS_RETENTION_DAYS", default=30)
+# Retention (days) of the shops' audit log (accounts.AuditEvent), pruned with the error log.
+AUDIT_LOG_RETENTION_DAYS = env.int("AUDIT_LOG_RETENTION_DAYS", default=365)
 # Rows one maintenance DELETE removes at a time (each batch is its own short transaction).
 MAINTENANCE_BATCH_SIZE = env.int("MAINTENANCE_BATCH_SIZE", default=1000)
 # Beat reads its schedules from the database (editable in the admin), seeded from the entries below.

@@ -169,8 +169,11 @@ ERROR_LOGS_JOB = "error-log-retention"
 
 
 def error_logs_prune(progress: JobProgress) -> None:
-    """Delete error log entries older than ERROR_LOG_RETENTION_DAYS and job runs older than
-    JOB_RUN_RETENTION_DAYS (the last run of every job always stays)."""
+    """Delete error log entries older than ERROR_LOG_RETENTION_DAYS, job runs older than
+    JOB_RUN_RETENTION_DAYS (the last run of every job always stays) and audit events older than
+    AUDIT_LOG_RETENTION_DAYS."""
+    from accounts.models import AuditEvent
+
     now = timezone.now()
     error_cutoff = now - dt.timedelta(days=settings.ERROR_LOG_RETENTION_DAYS)
     run_cutoff = now - dt.timedelta(days=settings.JOB_RUN_RETENTION_DAYS)
@@ -197,9 +200,21 @@ def error_logs_prune(progress: JobProgress) -> None:
         progress,
         "job_runs_deleted",
     )
+    audit_cutoff = now - dt.timedelta(days=settings.AUDIT_LOG_RETENTION_DAYS)
+    events = AuditEvent._meta.db_table
+    # audit_created serves the range scan.
+    _delete_batches(
+        f"""DELETE FROM {events} WHERE id IN (
+                SELECT id FROM {events} WHERE created_at < %s LIMIT %s FOR UPDATE SKIP LOCKED)""",
+        [audit_cutoff],
+        batch,
+        progress,
+        "audit_events_deleted",
+    )
     progress.details.update(
         error_log_cutoff=error_cutoff.isoformat(),
         job_run_cutoff=run_cutoff.isoformat(),
+        audit_log_cutoff=audit_cutoff.isoformat(),
     )
 
 

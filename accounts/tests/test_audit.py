@@ -109,3 +109,22 @@ def test_owners_read_their_shops_audit_log_and_nobody_elses(two_shops):
     assert "Beta secret read" not in page.content.decode()
     # An admin (not an owner) of the same shop does not see the audit log.
     assert logged_in(two_shops["admin_a"]).get("/admin/accounts/auditevent/").status_code == 403
+
+
+def test_audit_events_older_than_the_retention_go_with_the_error_log_prune(settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from monitoring import tasks
+
+    settings.AUDIT_LOG_RETENTION_DAYS = 365
+    shop = create_shop()
+    old = AuditEvent.objects.create(shop=shop, action="read", object_label="old")
+    kept = AuditEvent.objects.create(shop=shop, action="read", object_label="kept")
+    AuditEvent.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - dt.timedelta(days=365, minutes=1)
+    )
+    AuditEvent.objects.filter(pk=kept.pk).update(created_at=timezone.now() - dt.timedelta(days=364))
+    tasks.error_logs_prune.apply()
+    assert list(AuditEvent.objects.values_list("object_label", flat=True)) == ["kept"]
