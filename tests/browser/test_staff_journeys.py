@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
+from accounts.models import Shop
 from chatbots.models import AIEndpoint, Chatbot, PromptTemplate
 from tests.browser.conftest import screenshot
 from tests.fakes.openai import FakeOpenAI
@@ -40,6 +41,8 @@ def staff(page, stack, settings):
     # Daphne checks the password with the default hashers, not the suite's fast MD5.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     User.objects.create_superuser(STAFF[0], "staff@shop.example", STAFF[1])
+    # What the operator adds goes to a shop (the add forms start in the first one).
+    Shop.objects.get_or_create(slug="journeys", defaults={"name": "Journey shop"})
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{stack.base_url}/admin/login/")
     page.get_by_label("Username").fill(STAFF[0])
