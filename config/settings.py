@@ -312,6 +312,9 @@ STREAM_DB_FLUSH_SECONDS = env.float("STREAM_DB_FLUSH_SECONDS", default=0.5)
 # How long a turn's Redis event log outlives the turn (PostgreSQL keeps it after that).
 STREAM_REDIS_TTL_SECONDS = env.int("STREAM_REDIS_TTL_SECONDS", default=3600)
 STREAM_REDIS_MAXLEN = env.int("STREAM_REDIS_MAXLEN", default=20000)
+# A `: ping` comment on an idle SSE stream this often, so proxies keep it open and a stream
+# whose client is gone is noticed; each also re-reads the log for a frame the bus lost.
+SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
 # An answer (any one AI call's text) longer than this many characters is cut there: the upstream
 # is stopped and the turn fails with UPSTREAM_TOO_LARGE, keeping the part streamed so far.
 ANSWER_MAX_CHARS = env.int("ANSWER_MAX_CHARS", default=100_000)

@@ -1,19 +1,25 @@
-"""REST endpoints of the chat: process-message, stream-events (polling and replay), cancel."""
+"""REST endpoints of the chat: process-message, stream-events (polling, replay, SSE), cancel."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import HttpResponse
+from django.http.response import HttpResponseBase
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode
 from config.ratelimit import ip_of
 from config.schema import ERROR_RESPONSES
-from conversations import selectors, services
+from conversations import selectors, services, sse
 from conversations.access import (
     chatbot_for_new_conversation,
     check_browser_origin,
@@ -303,6 +309,53 @@ def stream_events(request: Request, turn_id) -> Response:
             ErrorCode.VALIDATION_ERROR, "`limit` must be between 1 and 1000.", status=400
         )
     return Response(selectors.stream_events_after(turn=turn, after=after, limit=limit))
+
+
+class JsonWhateverAccepted(BaseContentNegotiation):
+    """EventSource asks for `text/event-stream` only; a refusal (404, 400, 410) still goes out
+    in the JSON error envelope instead of DRF's 406."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class StreamEventsSSE(APIView):
+    content_negotiation_class = JsonWhateverAccepted
+    renderer_classes = [JSONRenderer]
+
+    @extend_schema(
+        operation_id="stream_events_sse",
+        summary="The same events as Server-Sent Events: replay, then live, until `end`.",
+        description=(
+            "`id:` is the event id, `event:` its kind, `data:` the envelope (as polling sends "
+            "it); a `: ping` comment every SSE_HEARTBEAT_SECONDS. Resume with the "
+            "`Last-Event-ID` header (EventSource sends it when it reconnects) or "
+            "`?last_event_id=`. The conversation token goes in `Authorization: Bearer` or "
+            "`?token=` (EventSource cannot send headers). 204 when the turn has ended and "
+            "nothing follows the given id (EventSource then stops reconnecting)."
+        ),
+        parameters=[
+            *RESUME_PARAMETERS,
+            OpenApiParameter("token", str, description="The conversation token."),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiTypes.STR,
+            204: None,
+            **{s: ERROR_RESPONSES[s] for s in (400, 404)},
+            410: ERROR_RESPONSES[409],
+        },
+    )
+    def get(self, request: Request, turn_id) -> HttpResponseBase:
+        turn = turn_for(request, turn_id)
+        after = last_seen_event_id(request)
+        # Refuses a resume point that never existed or was cleaned up, as polling does.
+        probe = selectors.stream_events_after(turn=turn, after=after, limit=1)
+        if not probe["events"] and not probe["has_more"]:
+            return HttpResponse(status=204)
+        return sse.turn_events_response(turn_id=str(turn.pk), after=after)
 
 
 @extend_schema(

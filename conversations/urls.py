@@ -5,6 +5,9 @@ from conversations import api, session_api
 urlpatterns = [
     path("process-message", api.process_message, name="process-message"),
     path("stream-events/<uuid:turn_id>", api.stream_events, name="stream-events"),
+    path(
+        "stream-events/<uuid:turn_id>/sse", api.StreamEventsSSE.as_view(), name="stream-events-sse"
+    ),
     path("turns/<uuid:turn_id>/cancel", api.turn_cancel, name="turn-cancel"),
     path("sessions", session_api.session_create, name="session-create"),
     path("sessions/<uuid:session_id>/history", session_api.session_history, name="session-history"),

@@ -1,0 +1,119 @@
+"""Server-Sent Events for a turn: `GET /api/stream-events/<turn>/sse` (docs/streaming.md).
+
+Another adapter over the one reader of the event log (selectors.stream_events_after, the one
+polling uses): subscribe to the turn's channel-layer group first, replay the logged events after
+the client's last id, then forward live frames, dropping ids already sent and reading any gap
+from the log. An async generator served by Django's ASGI handler: an open stream holds no
+thread, only a queue; the reader borrows a database thread for each page it reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.http import StreamingHttpResponse
+
+from conversations import selectors, streaming
+from conversations.models import Turn
+
+logger = logging.getLogger(__name__)
+
+REPLAY_BATCH = 1000
+HEADERS = {
+    "Cache-Control": "no-cache",
+    # nginx and similar proxies pass the stream through instead of buffering it.
+    "X-Accel-Buffering": "no",
+}
+
+
+def sse_frame(env: dict[str, Any]) -> str:
+    """One event: `id:` is the event id (what EventSource sends back as Last-Event-ID),
+    `event:` its kind, `data:` the whole envelope (json.dumps writes no newline)."""
+    data = json.dumps(env, separators=(",", ":"))
+    return f"id: {env['id']}\nevent: {env['event']}\ndata: {data}\n\n"
+
+
+def _read_page(turn_id: str, after: int) -> dict[str, Any]:
+    turn = Turn.objects.get(pk=turn_id)  # fresh: has_more depends on where the turn stands now
+    return selectors.stream_events_after(turn=turn, after=after, limit=REPLAY_BATCH)
+
+
+read_page = database_sync_to_async(_read_page, thread_sensitive=False)
+
+
+async def _pump(layer, channel: str, live: asyncio.Queue) -> None:
+    # The layer's receive() unsubscribes the channel when it is cancelled, so it is never
+    # given a timeout; heartbeats time out on this queue instead.
+    while True:
+        live.put_nowait(await layer.receive(channel))
+
+
+async def turn_events(turn_id: str, after: int) -> AsyncIterator[str]:
+    """Every event of the turn after `after`, in order, each once, ending after `end`."""
+    layer = get_channel_layer()
+    group = streaming.turn_group(turn_id)
+    channel = await layer.new_channel("sse.")
+    live: asyncio.Queue = asyncio.Queue()
+    pump = asyncio.ensure_future(_pump(layer, channel, live))
+    next_id = after + 1
+    try:
+        # Subscribe first, then read the log: nothing published in between can be missed.
+        await layer.group_add(group, channel)
+        fill = True
+        while True:
+            if fill:
+                page = await read_page(turn_id, next_id - 1)
+                for env in page["events"]:
+                    yield sse_frame(env)
+                    next_id = env["id"] + 1
+                    if env["event"] == streaming.TERMINAL_EVENT:
+                        return
+                if not page["has_more"]:
+                    return
+                fill = len(page["events"]) == REPLAY_BATCH
+                if fill:
+                    continue
+            try:
+                message = await asyncio.wait_for(live.get(), settings.SSE_HEARTBEAT_SECONDS)
+            except TimeoutError:
+                yield ": ping\n\n"
+                # The bus delivers at most once: whatever it lost meanwhile is in the log.
+                fill = True
+                continue
+            env = message.get("event") if isinstance(message, dict) else None
+            if not isinstance(env, dict) or env.get("id", 0) < next_id:
+                continue
+            if env["id"] > next_id:
+                fill = True  # a gap; the log has it (XADD runs before PUBLISH)
+                continue
+            yield sse_frame(selectors.event_for_clients(env))
+            next_id += 1
+            if env["event"] == streaming.TERMINAL_EVENT:
+                return
+    except asyncio.CancelledError:
+        raise  # the client went away (Django cancels the response on http.disconnect)
+    except Exception as exc:
+        # Redis or PostgreSQL away mid-stream: end it; EventSource reconnects with
+        # Last-Event-ID and gets the rest.
+        logger.warning("sse: turn %s stream ended at event %s: %s", turn_id, next_id - 1, exc)
+    finally:
+        pump.cancel()
+        with contextlib.suppress(Exception):
+            await layer.group_discard(group, channel)
+
+
+def turn_events_response(*, turn_id: str, after: int) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        turn_events(turn_id, after), content_type="text/event-stream; charset=utf-8"
+    )
+    for key, value in HEADERS.items():
+        response[key] = value
+    return response
