@@ -134,3 +134,27 @@ def test_an_admin_adds_an_endpoint_into_their_current_shop_but_only_an_owner_set
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert AIEndpoint.objects.get(name="Builtin").shop == a
+
+
+def test_leaving_a_shop_ends_the_users_refresh_tokens_and_at_once_their_access(
+    client, django_capture_on_commit_callbacks
+):
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    shop = create_shop()
+    bot = create_chatbot(shop=shop)
+    user = staff("leaver")
+    membership = create_member(user=user, shop=shop, role=Role.VIEWER)
+    refresh = RefreshToken.for_user(user)
+    access = str(refresh.access_token)
+    export = f"/api/analytics/export?format=jsonl&chatbot={bot.public_id}"
+    assert client.get(export, HTTP_AUTHORIZATION=f"Bearer {access}").status_code == 200
+
+    with django_capture_on_commit_callbacks(execute=True):
+        membership.delete()
+    # The access token still verifies, but reaches nothing: roles are read on every request.
+    assert client.get(export, HTTP_AUTHORIZATION=f"Bearer {access}").status_code == 403
+    response = client.post(
+        "/api/auth/token/refresh", {"refresh": str(refresh)}, content_type="application/json"
+    )
+    assert response.status_code == 401
