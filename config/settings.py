@@ -274,7 +274,11 @@ if env.bool("BEHIND_TLS_PROXY", default=PRODUCTION):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Chatbot backend API",
-    "DESCRIPTION": "REST and streaming API for the shop chat widget and operators.",
+    "DESCRIPTION": (
+        "REST and streaming API for the shop chat widget and operators. The WebSocket, "
+        "Server-Sent Events and Socket.IO protocols are described in the "
+        "[AsyncAPI document](/api/asyncapi.yaml)."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # /api/docs/ and /api/redoc/ load their scripts from our own static files (whitenoise).

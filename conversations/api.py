@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
 from django.http import HttpResponse
 from django.http.response import HttpResponseBase
@@ -374,3 +376,14 @@ class StreamEventsSSE(APIView):
 def turn_cancel(request: Request, turn_id) -> Response:
     turn = turn_for(request, turn_id)
     return Response({"turn_id": str(turn.pk), "status": services.turn_cancel(turn=turn)})
+
+
+@functools.cache
+def _asyncapi_text() -> str:
+    return (settings.BASE_DIR / "docs" / "asyncapi.yaml").read_text(encoding="utf-8")
+
+
+def asyncapi_document(request) -> HttpResponse:
+    """The AsyncAPI document of the WebSocket, SSE and Socket.IO protocols (docs/asyncapi.yaml),
+    beside the OpenAPI schema and linked from /api/docs/."""
+    return HttpResponse(_asyncapi_text(), content_type="application/yaml; charset=utf-8")

@@ -8,6 +8,7 @@ urlpatterns = [
     path(
         "stream-events/<uuid:turn_id>/sse", api.StreamEventsSSE.as_view(), name="stream-events-sse"
     ),
+    path("asyncapi.yaml", api.asyncapi_document, name="asyncapi"),
     path("turns/<uuid:turn_id>/cancel", api.turn_cancel, name="turn-cancel"),
     path("sessions", session_api.session_create, name="session-create"),
     path("sessions/<uuid:session_id>/history", session_api.session_history, name="session-history"),
