@@ -222,9 +222,23 @@ def request_once(
     response = client.request(operation["method"], url, content=content, headers=headers)
     target["sent"] += 1
     harness.keep(response.text[:2000])
+    if degraded_health_report(response):
+        return None
     if response.status_code >= 500 or (response.status_code >= 400 and not envelope_ok(response)):
         return (operation["method"], url[:200], persona, body_fields, response.status_code)
     return None
+
+
+def degraded_health_report(response: httpx.Response) -> bool:
+    """A health endpoint's documented 503: a dependency (a worker, say) is down on this busy
+    stack. It answers the same whatever the input, and says so in its own report shape."""
+    if response.status_code != 503:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("status") == "degraded" and "dependencies" in body
 
 
 def sweep_operation(client: httpx.Client, operation: dict, target: dict) -> list[tuple]:
