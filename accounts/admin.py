@@ -155,8 +155,9 @@ class MembershipAdmin(ShopScopedAdmin, admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Membership, form, change: bool) -> None:
         # Only the shop's owners (and operators) reach this page; an owner may make another.
         super().save_model(request, obj, form, change)
-        # Shop members work in the admin: it admits staff users only.
-        if not obj.user.is_staff:
+        # Shop members work in the admin: it admits staff users only (a new member becomes
+        # staff; an existing membership saved again changes nothing).
+        if not change and not obj.user.is_staff:
             obj.user.is_staff = True
             obj.user.save(update_fields=["is_staff"])
 

@@ -219,7 +219,8 @@ class ShopScopedAdmin(_ScopedChoices):
 
     def log_change(self, request: HttpRequest, obj, message):
         entry = super().log_change(request, obj, message)
-        _audit_change(request, obj, AuditEvent.Action.CHANGE, entry)
+        if message:  # a form saved untouched changed nothing, so there is nothing to audit
+            _audit_change(request, obj, AuditEvent.Action.CHANGE, entry)
         return entry
 
     def log_deletions(self, request: HttpRequest, queryset):

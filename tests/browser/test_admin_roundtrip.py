@@ -32,7 +32,6 @@ from chatbots.models import (
     TextRule,
 )
 from chatbots.secrets import EncryptedSecretField
-from chatbots.tests.factories import shop_for_tests
 from tests.browser.conftest import artifact_name, screenshot
 
 pytestmark = [
@@ -108,7 +107,7 @@ def populate() -> None:
     chatbot.opening_hours = {"mon": [["09:00", "12:00"], ["13:00", "16:30"]], "sat": []}
     chatbot.save()
     openai = AIEndpoint.objects.create(
-        shop=shop_for_tests(),
+        shop=chatbot.shop,
         name="OpenAI",
         kind=AIEndpoint.Kind.OPENAI,
         base_url="https://api.openai.example/v1",
@@ -135,7 +134,7 @@ def populate() -> None:
         top_k=3,
     )
     template = PromptTemplate.objects.create(
-        shop=shop_for_tests(),
+        shop=chatbot.shop,
         name="shop-assistant",
         description="The shop's tone",
         text="You are {{shop_name}}'s assistant. Tone: {{tone}}.\n\n{{context}}",
