@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSocket through Channels (conversations.routing)."""
+"""ASGI entry point: HTTP through Django, WebSocket through Channels (conversations.routing),
+Socket.IO at /socket.io through python-socketio (conversations/socketio_server.py)."""
 
 import importlib.util
 import os
@@ -60,7 +61,7 @@ async def refuse_websocket(scope, receive, send) -> None:
         await send({"type": "websocket.close"})
 
 
-application = ProtocolTypeRouter(
+channels_application = ProtocolTypeRouter(
     {
         "http": ApiASGIHandler(),
         # Origin checks happen per chatbot inside the consumer (each bot has its own origins).
@@ -70,3 +71,27 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+
+class SocketIOMount:
+    """`/socket.io/` (seed 003's clients: Engine.IO long-polling and its WebSocket upgrade) to
+    python-socketio's ASGI app, under the same per-address socket caps; the rest to Channels."""
+
+    def __init__(self, other) -> None:
+        from conversations.socketio_server import asgi_app
+
+        self.other = other
+        self.socketio_http = asgi_app()
+        self.socketio_websocket = SocketLimitMiddleware(self.socketio_http)
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "")
+        if path == "/socket.io" or path.startswith("/socket.io/"):
+            if scope["type"] == "websocket":
+                return await self.socketio_websocket(scope, receive, send)
+            if scope["type"] == "http":
+                return await self.socketio_http(scope, receive, send)
+        return await self.other(scope, receive, send)
+
+
+application = SocketIOMount(channels_application)

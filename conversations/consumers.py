@@ -1,8 +1,8 @@
 """WebSocket `/ws/conversations/<session_id>/`: send messages, watch answers live, resume, cancel.
 
-Delivery is gapless and duplicate-free: to follow a turn the consumer subscribes to its group
-first, then replays the logged events after the client's last id, then forwards live frames,
-dropping ids already sent and filling any gap from the logs (zulip's "subscribe, load, apply").
+Delivery is gapless and duplicate-free: the turns a socket follows are read by
+conversations/follower.py (subscribe first, replay from the logs, then live frames), the same
+reader Socket.IO uses.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from chatbots.selectors import chatbot_config_get
+from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode, error_body
 from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
-from conversations import access, selectors, services, streaming
-from conversations.access import conversation_token_check
+from conversations import access, selectors, services, socket_auth, streaming
+from conversations.follower import TurnFollower
 from conversations.models import Conversation, Turn
 
 logger = logging.getLogger(__name__)
@@ -74,12 +75,16 @@ def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
 
 
 @db
-def _load_conversation(grant) -> tuple[Conversation, dict] | None:
-    conversation = (
-        Conversation.objects.select_related("chatbot")
-        .filter(pk=grant.conversation_id, chatbot_id=grant.chatbot_id)
-        .first()
-    )
+def _load_conversation(token: str, conversation_id) -> tuple[Conversation, dict] | None:
+    """The conversation of the URL, for its conversation token or a JWT of a user who may use
+    its chatbot (conversations/socket_auth.py); None for anything else."""
+    if looks_like_jwt(token):
+        user = socket_auth.jwt_user(token)
+        conversation = user and socket_auth.user_conversation(user, conversation_id)
+    else:
+        conversation = socket_auth.token_conversation(token)
+        if conversation is not None and str(conversation.pk) != str(conversation_id):
+            conversation = None
     if conversation is None:
         return None
     return conversation, chatbot_config_get(public_id=conversation.chatbot.public_id)
@@ -120,8 +125,6 @@ def _history(conversation_id, limit: int) -> list[dict]:
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
-    REPLAY_BATCH = 1000
-
     async def dispatch(self, message: dict) -> None:
         """Channels' dispatch, minus its `aclose_old_connections()` before every handler: a
         thread hop for each streamed frame (a tenth of the ASGI process's busy time at 200
@@ -135,7 +138,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.conversation_id = self.scope["url_route"]["kwargs"]["session_id"]
         self.conversation: Conversation | None = None
-        self.following: dict[str, dict[str, Any]] = {}
+        self.follower = TurnFollower(
+            channel_layer=self.channel_layer,
+            channel_name=self.channel_name,
+            emit=self.emit_event,
+            read_db=_db_events,
+            redis=loop_redis,
+        )
         headers = dict(self.scope.get("headers") or [])
         self.origin = headers.get(b"origin", b"").decode("latin-1") or None
         await self.accept()
@@ -158,10 +167,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
 
     async def authenticate(self, token: str) -> bool:
-        grant = conversation_token_check(token)
-        loaded = None
-        if grant is not None and str(grant.conversation_id) == str(self.conversation_id):
-            loaded = await _load_conversation(grant)
+        loaded = await _load_conversation(token, self.conversation_id)
         if loaded is None:
             await self.send_error(
                 ErrorCode.CONVERSATION_NOT_FOUND,
@@ -193,9 +199,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if (timer := getattr(self, "auth_timer", None)) is not None:
             timer.cancel()
-        for turn_id in list(self.following):
-            await self.channel_layer.group_discard(streaming.turn_group(turn_id), self.channel_name)
-        self.following.clear()
+        if (follower := getattr(self, "follower", None)) is not None:
+            await follower.stop()
 
     async def send_error(self, code: str, message: str, details: dict | None = None) -> None:
         await self.send_json({"type": "error", **error_body(code, message, details)})
@@ -326,91 +331,16 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             {"type": "chat:history", "session_id": str(self.conversation.pk), "messages": messages}
         )
 
-    # --- following a turn --------------------------------------------------------------------------
+    # --- following a turn (conversations/follower.py) ---------------------------------------
 
     async def follow(self, turn_id: str, after: int) -> None:
-        state = self.following.get(turn_id)
-        if state is None:
-            state = self.following[turn_id] = {"next": after + 1, "held": {}}
-            # Subscribe first, then replay: nothing published in between can be missed.
-            await self.channel_layer.group_add(streaming.turn_group(turn_id), self.channel_name)
-        else:
-            state["next"] = min(state["next"], after + 1)
-        await self.fill_from_logs(turn_id)
+        await self.follower.follow(turn_id, after)
 
-    async def fill_from_logs(self, turn_id: str) -> None:
-        state = self.following.get(turn_id)
-        while state is not None:
-            after = state["next"] - 1
-            try:
-                from_redis = await streaming.redis_events_after(
-                    loop_redis(), turn_id, after, self.REPLAY_BATCH
-                )
-            except Exception:
-                from_redis = []
-            from_db = []
-            if not from_redis or from_redis[0]["id"] != after + 1:
-                from_db = await _db_events(turn_id, after, self.REPLAY_BATCH)
-            events = streaming.merge_contiguous(after, from_redis, from_db, limit=self.REPLAY_BATCH)
-            if not events:
-                return
-            for env in events:
-                await self.deliver(turn_id, env)
-            state = self.following.get(turn_id)
-            if len(events) < self.REPLAY_BATCH:
-                return
-
-    async def deliver(self, turn_id: str, env: dict) -> None:
-        state = self.following.get(turn_id)
-        if state is None or env["id"] < state["next"]:
-            return
-        if env["id"] > state["next"]:
-            # A gap: hold this frame and fetch the missing ones from the logs shortly.
-            state["held"][env["id"]] = env
-            if not state.get("gap_check"):
-                state["gap_check"] = True
-                asyncio.get_running_loop().call_later(
-                    0.2,
-                    lambda: asyncio.ensure_future(
-                        self.channel_layer.send(
-                            self.channel_name, {"type": "gap.check", "turn_id": turn_id}
-                        )
-                    ),
-                )
-            return
+    async def emit_event(self, turn_id: str, env: dict) -> None:
         await self.send_json({"type": "event", "turn_id": turn_id, **env})
-        state["next"] += 1
-        if env["event"] == streaming.TERMINAL_EVENT:
-            self.following.pop(turn_id, None)
-            await self.channel_layer.group_discard(streaming.turn_group(turn_id), self.channel_name)
-            return
-        while state["next"] in state["held"]:
-            await self.deliver(turn_id, state["held"].pop(state["next"]))
-            if turn_id not in self.following:
-                return
 
     async def turn_event(self, message: dict) -> None:
-        await self.deliver(message["turn_id"], message["event"])
+        await self.follower.deliver(message["turn_id"], message["event"])
 
     async def gap_check(self, message: dict) -> None:
-        turn_id = message["turn_id"]
-        state = self.following.get(turn_id)
-        if state is None:
-            return
-        state["gap_check"] = False
-        await self.fill_from_logs(turn_id)
-        state = self.following.get(turn_id)
-        if state is not None and state["held"]:
-            while state is not None and state["next"] in state["held"]:
-                await self.deliver(turn_id, state["held"].pop(state["next"]))
-                state = self.following.get(turn_id)
-            if state is not None and state["held"] and not state.get("gap_check"):
-                state["gap_check"] = True
-                asyncio.get_running_loop().call_later(
-                    0.3,
-                    lambda: asyncio.ensure_future(
-                        self.channel_layer.send(
-                            self.channel_name, {"type": "gap.check", "turn_id": turn_id}
-                        )
-                    ),
-                )
+        await self.follower.gap_check(message["turn_id"])

@@ -234,3 +234,27 @@ def user_sessions(*, user_id: str, chatbot_ids: list[int] | None, kind: str, lim
         for m in rows:
             recent.setdefault(m.conversation_id, []).append(message_as_dict(m))
     return [{**conversation_as_dict(c), "recentMessages": recent.get(c.pk, [])} for c in sessions]
+
+
+def turn_answer_as_dict(turn) -> dict[str, Any]:
+    """A finished turn as seed 003 answers a message (`POST /api/chat/message`, Socket.IO's
+    `chat:response`): the question, the stored answer, and the agent that gave it."""
+    route = turn.route or {}
+    involved = [name for name in (route.get("router"), route.get("extractor")) if name]
+    involved.append(turn.flow or "main")
+    result = {
+        "sessionId": str(turn.conversation_id),
+        "turn_id": str(turn.pk),
+        "status": turn.status,
+        "message": message_as_dict(turn.user_message),
+        "response": message_as_dict(turn.assistant_message) if turn.assistant_message else None,
+        "agent": {
+            "type": turn.flow or None,
+            "confidence": route.get("confidence"),
+            "agentsInvolved": involved,
+            "route": route.get("label"),
+        },
+    }
+    if turn.status != Turn.Status.COMPLETED:
+        result["error"] = {"code": turn.error_code, "message": turn.error_message}
+    return result

@@ -417,26 +417,7 @@ def chat_message(request: Request) -> Response:
             },
             status=202,
         )
-    route = turn.route or {}
-    involved = [name for name in (route.get("router"), route.get("extractor")) if name]
-    involved.append(turn.flow or "main")
-    result = {
-        "sessionId": str(conversation.pk),
-        "turn_id": str(turn.pk),
-        "status": turn.status,
-        "message": selectors.message_as_dict(turn.user_message),
-        "response": (
-            selectors.message_as_dict(turn.assistant_message) if turn.assistant_message else None
-        ),
-        "agent": {
-            "type": turn.flow or None,
-            "confidence": route.get("confidence"),
-            "agentsInvolved": involved,
-            "route": route.get("label"),
-        },
-    }
-    if turn.status != Turn.Status.COMPLETED:
-        result["error"] = {"code": turn.error_code, "message": turn.error_message}
+    result = selectors.turn_answer_as_dict(turn)
     return Response(result)
 
 
