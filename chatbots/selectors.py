@@ -105,9 +105,11 @@ def chatbot_config_get(*, public_id: str) -> dict[str, Any] | None:
     client = get_redis()
     key = CONFIG_KEY.format(public_id)
     raw = client.get(key)
-    if raw is not None:
+    cached = json.loads(raw) if raw is not None else None
+    # An entry cached before shops has no shop_id (templates are found per shop): a miss.
+    if cached is not None and "shop_id" in cached:
         _count("config", "hits")
-        return json.loads(raw)
+        return cached
     _count("config", "misses")
     chatbot = Chatbot.objects.filter(public_id=public_id).first()
     if chatbot is None:

@@ -158,3 +158,26 @@ def test_leaving_a_shop_ends_the_users_refresh_tokens_and_at_once_their_access(
         "/api/auth/token/refresh", {"refresh": str(refresh)}, content_type="application/json"
     )
     assert response.status_code == 401
+
+
+def test_the_admin_index_offers_the_operators_page_to_operators_only(client):
+    shop = create_shop()
+    owner = staff("owner")
+    create_member(user=owner, shop=shop, role=Role.OWNER)
+    client.force_login(owner)
+    assert "Workers and queues" not in client.get("/admin/").content.decode()
+    operator = get_user_model().objects.create_superuser("root", password="pw")
+    client.force_login(operator)
+    assert "Workers and queues" in client.get("/admin/").content.decode()
+
+
+def test_a_configuration_cached_before_shops_is_read_again(make_chatbot):
+    import json
+
+    from chatbots.selectors import CONFIG_KEY, chatbot_config_get
+    from config.redis import get_redis
+
+    bot = make_chatbot()
+    stale = {"id": bot.pk, "public_id": bot.public_id, "flows": []}
+    get_redis().set(CONFIG_KEY.format(bot.public_id), json.dumps(stale))
+    assert chatbot_config_get(public_id=bot.public_id)["shop_id"] == bot.shop_id
