@@ -8,7 +8,7 @@ from django.templatetags.static import static
 
 from chatbots.models import Chatbot
 
-TRANSPORTS = ("auto", "websocket", "polling")
+TRANSPORTS = ("auto", "websocket", "sse", "polling")
 
 
 def demo_page(request: HttpRequest, chatbot_id: str) -> HttpResponse:

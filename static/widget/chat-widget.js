@@ -6,8 +6,9 @@
  *
  * Messages go out over REST (POST /api/process-message); each answer is followed over the
  * conversation's WebSocket with {"type": "resume", turn_id, last_event_id}, so a reconnect
- * continues exactly after the last event shown. Polling (GET /api/stream-events/<turn>) takes
- * over when WebSockets are unavailable or keep failing. Server text is only ever rendered with
+ * continues exactly after the last event shown. When WebSockets are unavailable or keep failing,
+ * Server-Sent Events (GET /api/stream-events/<turn>/sse, the browser's EventSource) take over,
+ * and polling (GET /api/stream-events/<turn>) after them. Server text is only ever rendered with
  * textContent.
  */
 (function () {
@@ -33,7 +34,7 @@
   var SRC = new URL(script.src, document.baseURI);
   var API_BASE = attr("api-base", SRC.origin).replace(/\/+$/, "");
   var CSS_URL = attr("css", SRC.href.replace(/\.js(\?|#|$)/, ".css$1"));
-  var TRANSPORT = attr("transport", "auto"); // auto | websocket | polling
+  var TRANSPORT = attr("transport", "auto"); // auto | websocket | sse | polling
   var LANGUAGE_OVERRIDE = attr("language", "");
   var USER_ID = attr("user-id", "");
   var OPEN_ON_LOAD = attr("open", "false") === "true";
@@ -50,6 +51,8 @@
   var WS_BACKOFF_MAX_MS = 8000;
   var WS_SILENCE_PING_MS = 15000; // while an answer is due: ping after this much silence…
   var WS_SILENCE_DROP_MS = 25000; // …and treat the socket as dead after this much
+  var SSE_MAX_FAILURES = 3; // event streams refused or lost before opening, then polling
+  var SSE_EVENTS = ["start", "metadata", "source_documents", "token", "order", "error", "end"];
   var POLL_INTERVAL_MS = 700;
   var POLL_BACKOFF_MAX_MS = 10000;
   var IMAGE_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"];
@@ -406,15 +409,25 @@
 
   // --- state -----------------------------------------------------------------------------------
 
+  function initialTransport() {
+    var hasSse = "EventSource" in window;
+    if (TRANSPORT === "polling") return "polling";
+    if (TRANSPORT === "sse") return hasSse ? "sse" : "polling";
+    if ("WebSocket" in window) return "websocket";
+    return TRANSPORT === "auto" && hasSse ? "sse" : "polling";
+  }
+
   var state = {
     config: null,
     session: null, // {session_id, conversation_token, websocket_url, turn_id}
     turns: {}, // turn id -> {id, lastId, text, done, el, textEl, error}
-    transport: TRANSPORT === "polling" || !("WebSocket" in window) ? "polling" : "websocket",
+    transport: initialTransport(),
     ws: null,
     wsReady: false,
     wsFailures: 0,
     wsConnects: 0,
+    sseConnects: 0,
+    sseFailures: 0,
     wsTimer: null,
     wsLastFrame: 0,
     wsPinged: false,
@@ -916,6 +929,7 @@
     };
     setBusy(turnId);
     if (state.transport === "polling") pollTurn(turnId);
+    else if (state.transport === "sse") streamTurn(turnId);
     else if (state.ws && state.wsReady) socketResume(state.turns[turnId]);
     else ensureSocket();
   }
@@ -937,7 +951,7 @@
     if (env.id <= turn.lastId) return; // a replay of something already shown
     if (env.id > turn.lastId + 1) {
       // Out of order: ask again from the last event shown (never show a gap).
-      if (state.transport === "polling") return;
+      if (state.transport !== "websocket") return;
       socketResume(turn);
       return;
     }
@@ -1111,7 +1125,8 @@
     state.wsFailures += 1;
     if (!unfinishedTurns().length) return; // reconnect when the next answer needs it
     if (TRANSPORT === "auto" && state.wsFailures >= WS_MAX_FAILURES) {
-      switchToPolling();
+      if ("EventSource" in window) switchToEventStreams();
+      else switchToPolling();
       return;
     }
     notice(t("reconnecting"));
@@ -1123,8 +1138,20 @@
     }, delay);
   }
 
+  function switchToEventStreams() {
+    closeSocket();
+    state.transport = "sse";
+    unfinishedTurns().forEach(function (turn) {
+      streamTurn(turn.id);
+    });
+  }
+
   function switchToPolling() {
     closeSocket();
+    unfinishedTurns().forEach(function (turn) {
+      if (turn.stream) turn.stream.close();
+      turn.stream = null;
+    });
     state.transport = "polling";
     notice(t("polling"));
     unfinishedTurns().forEach(function (turn) {
@@ -1150,6 +1177,81 @@
       socketSend({ type: "ping" });
     }
   }, 2500);
+
+  // --- Server-Sent Events ------------------------------------------------------------------------
+
+  /* Follow a turn with EventSource. It reconnects by itself after a drop, sending Last-Event-ID.
+   * EventSource cannot tell why a stream was refused (404, 410 …), so a turn whose stream fails
+   * is handed to polling, which reads the error envelope and acts on it. */
+  function streamTurn(turnId) {
+    var turn = state.turns[turnId];
+    if (!turn || turn.done || turn.stream || turn.polling || !state.session) return;
+    var url =
+      API_BASE +
+      "/api/stream-events/" +
+      encodeURIComponent(turn.id) +
+      "/sse?token=" +
+      encodeURIComponent(state.session.conversation_token) +
+      "&last_event_id=" +
+      turn.lastId;
+    var source;
+    try {
+      source = new EventSource(url);
+    } catch (err) {
+      switchToPolling();
+      return;
+    }
+    turn.stream = source;
+    var opened = false;
+    var everOpened = false;
+    function close() {
+      source.close();
+      if (turn.stream === source) turn.stream = null;
+    }
+    source.onopen = function () {
+      opened = everOpened = true;
+      state.sseConnects += 1;
+      state.sseFailures = 0;
+    };
+    SSE_EVENTS.forEach(function (kind) {
+      source.addEventListener(kind, function (message) {
+        var env;
+        try {
+          env = JSON.parse(message.data);
+        } catch (err) {
+          return;
+        }
+        handleEvent(turn.id, env);
+        if (turn.done) close();
+      });
+    });
+    source.onerror = function () {
+      if (turn.done) return close();
+      var refused = source.readyState === 2; // an answer other than 200 (404, 410 …)
+      if (opened && !refused) {
+        opened = false; // dropped: EventSource reconnects by itself, sending Last-Event-ID
+        return;
+      }
+      close();
+      if (refused && everOpened) {
+        pollTurn(turn.id); // polling reads why the reconnect was refused, and acts on it
+        return;
+      }
+      // Blocked on the way, or refused from the start: try again, then leave it to polling,
+      // which gets through or says why.
+      state.sseFailures += 1;
+      if (TRANSPORT !== "sse" && state.sseFailures >= SSE_MAX_FAILURES) {
+        switchToPolling();
+      } else if (state.sseFailures >= SSE_MAX_FAILURES) {
+        pollTurn(turn.id);
+      } else {
+        setTimeout(function () {
+          if (state.transport === "sse") streamTurn(turn.id);
+          else pollTurn(turn.id);
+        }, backoff(state.sseFailures));
+      }
+    };
+  }
 
   // --- polling -----------------------------------------------------------------------------------
 
@@ -1795,12 +1897,27 @@
         sock.close();
         return true;
       },
+      /* Close the answers' event streams as if the network dropped: each reopens from the last
+       * event shown (the way EventSource itself reconnects, with the id it saw last). */
+      dropStreams: function () {
+        var dropped = 0;
+        unfinishedTurns().forEach(function (turn) {
+          if (!turn.stream) return;
+          turn.stream.close();
+          turn.stream = null;
+          dropped += 1;
+          streamTurn(turn.id);
+        });
+        return dropped > 0;
+      },
       info: function () {
         return {
           transport: state.transport,
           session_id: state.session && state.session.session_id,
           websocket_connects: state.wsConnects,
           websocket_failures: state.wsFailures,
+          sse_connects: state.sseConnects,
+          sse_failures: state.sseFailures,
           busy_turn: state.busyTurn,
           language: state.language,
         };

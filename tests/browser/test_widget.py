@@ -146,8 +146,10 @@ def test_polling_carries_the_answer_when_websockets_are_off(stack, flowise, page
 def test_the_widget_falls_back_to_polling_when_websockets_keep_failing(stack, flowise, page):
     bot = flowise_bot(flowise, stack)
     flowise.scenario.answer = words(8)
-    # Every WebSocket is answered by a proxy that hangs up at once.
+    # Every WebSocket is answered by a proxy that hangs up at once, and event streams (the
+    # next transport) never get through.
     page.route_web_socket(re.compile(r"/ws/conversations/"), lambda ws: ws.close(code=1011))
+    page.route(re.compile(r"/sse\?"), lambda route: route.abort())
     open_widget(page, stack, bot)
     send(page, "Are you there?")
     turn_id, shown = finished_answer(page)
