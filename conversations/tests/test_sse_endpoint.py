@@ -138,3 +138,23 @@ def test_a_switched_off_chatbot_gets_the_same_403_as_polling(client, turn):
     assert polling.status_code == sse.status_code == 403
     assert polling.json() == sse.json()
     assert sse.json()["error"]["code"] == "CHATBOT_INACTIVE"
+
+
+@pytest.mark.parametrize(
+    "query, headers",
+    [
+        ("?last_event_id=%00", {}),
+        ("?last_event_id=1%00", {}),
+        ("?last_event_id=%ED%A0%80", {}),  # a lone surrogate, UTF-8 encoded
+        ("?last_event_id=" + "9" * 400, {}),
+        ("?after=1e309", {}),
+        ("", {"Last-Event-ID": "9" * 400}),
+        ("?token=%00", {}),
+    ],
+)
+def test_hostile_resume_points_and_tokens_get_a_4xx_not_a_500(client, turn, query, headers):
+    for url in (f"/api/stream-events/{turn.pk}", f"/api/stream-events/{turn.pk}/sse"):
+        auth = {} if "token=" in query else {"Authorization": f"Bearer {token_of(turn)}"}
+        response = client.get(url + query, headers={**SSE, **auth, **headers})
+        assert 400 <= response.status_code < 500, (url, query, response.status_code)
+        assert response.json()["error"]["code"]
