@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from accounts import access
-from accounts.models import AuditEvent
+from accounts.models import AuditEvent, Role
 from accounts.scoped_admin import ShopScopedAdmin
 from accounts.services import audit_conversations, audit_object
 from analytics import charts, selectors
@@ -41,6 +41,10 @@ DASHBOARD_MAX_DAYS = 366
 
 class ReadOnlyAdmin(ShopScopedAdmin, admin.ModelAdmin):
     """Derived or logged data: staff look, nobody edits."""
+
+    def has_reanalyse_permission(self, request: HttpRequest) -> bool:
+        # Re-analysis writes analyses: agents and up (viewers only read).
+        return bool(access.shop_ids_for(request.user, min_role=Role.AGENT) != [])
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -204,7 +208,10 @@ class RatingFilter(_ParamFilter):
 # --- conversations: read-only transcript ----------------------------------------------------------
 
 
-@admin.action(description="Re-analyse the selected conversations (all their turns)")
+@admin.action(
+    description="Re-analyse the selected conversations (all their turns)",
+    permissions=["reanalyse"],
+)
 def reanalyse_conversations(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:
     turn_ids = list(
         Turn.objects.filter(conversation__in=queryset, status__in=Turn.FINISHED).values_list(
@@ -390,7 +397,7 @@ class ReanalyseForm(_ScopedChatbotForm):
         return data
 
 
-@admin.action(description="Re-analyse the selected turns")
+@admin.action(description="Re-analyse the selected turns", permissions=["reanalyse"])
 def reanalyse_selected(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:
     turn_ids = list(queryset.values_list("turn_id", flat=True))
     for turn_id in turn_ids:
@@ -478,7 +485,7 @@ class ConversationAnalysisAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/analytics/dashboard.html", context)
 
     def reanalyse_view(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_view_permission(request):
+        if not (self.has_view_permission(request) and self.has_reanalyse_permission(request)):
             raise PermissionDenied
         form = ReanalyseForm(request.POST or None, user=request.user)
         if request.method == "POST" and form.is_valid():

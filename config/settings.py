@@ -319,6 +319,8 @@ STREAM_REDIS_MAXLEN = env.int("STREAM_REDIS_MAXLEN", default=20000)
 # A `: ping` comment on an idle SSE stream this often, so proxies keep it open and a stream
 # whose client is gone is noticed; each also re-reads the log for a frame the bus lost.
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
+# Open SSE streams one client address may hold in one server process (0 = no cap); past it 429.
+SSE_MAX_STREAMS_PER_ADDRESS = env.int("SSE_MAX_STREAMS_PER_ADDRESS", default=200)
 # An answer (any one AI call's text) longer than this many characters is cut there: the upstream
 # is stopped and the turn fails with UPSTREAM_TOO_LARGE, keeping the part streamed so far.
 ANSWER_MAX_CHARS = env.int("ANSWER_MAX_CHARS", default=100_000)

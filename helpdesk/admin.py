@@ -73,7 +73,7 @@ class HandoffAdmin(ShopScopedAdmin, admin.ModelAdmin):
     def chatbot(self, obj: Handoff) -> str:
         return obj.conversation.chatbot.public_id
 
-    @admin.action(description="Try to create the ticket again")
+    @admin.action(description="Try to create the ticket again", permissions=["change"])
     def retry_ticket(self, request, queryset):
         retried = 0
         for handoff in queryset:

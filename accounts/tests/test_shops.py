@@ -181,3 +181,17 @@ def test_a_configuration_cached_before_shops_is_read_again(make_chatbot):
     stale = {"id": bot.pk, "public_id": bot.public_id, "flows": []}
     get_redis().set(CONFIG_KEY.format(bot.public_id), json.dumps(stale))
     assert chatbot_config_get(public_id=bot.public_id)["shop_id"] == bot.shop_id
+
+
+def test_viewers_read_conversations_but_only_agents_and_up_may_re_analyse(client):
+    shop = create_shop()
+    create_chatbot(shop=shop)
+    for role, offered in ((Role.VIEWER, False), (Role.AGENT, True)):
+        user = staff(f"{role}-user")
+        create_member(user=user, shop=shop, role=role)
+        client.force_login(user)
+        page = client.get("/admin/conversations/conversation/")
+        assert page.status_code == 200
+        assert ('value="reanalyse_conversations"' in page.content.decode()) is offered, role
+        reanalyse = client.get("/admin/analytics/conversationanalysis/reanalyse/")
+        assert reanalyse.status_code == (200 if offered else 403), role
