@@ -74,7 +74,9 @@ def openai_endpoint(server: FakeOpenAI) -> AIEndpoint:
 
 def assign_template(flow: Flow, text: str = TEMPLATE_TEXT, name: str = "voice") -> None:
     template, _ = PromptTemplate.objects.get_or_create(
-        name=name, defaults={"text": text, "variables": {"tone": "friendly"}}
+        shop=flow.chatbot.shop,
+        name=name,
+        defaults={"text": text, "variables": {"tone": "friendly"}},
     )
     TemplateAssignment.objects.create(
         chatbot=flow.chatbot, flow=flow, template=template, overrides={"shop_name": OVERRIDE}
