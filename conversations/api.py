@@ -346,18 +346,19 @@ class StreamEventsSSE(APIView):
         responses={
             (200, "text/event-stream"): OpenApiTypes.STR,
             204: None,
-            **{s: ERROR_RESPONSES[s] for s in (400, 404)},
+            **{s: ERROR_RESPONSES[s] for s in (400, 404, 429)},
             410: ERROR_RESPONSES[409],
         },
     )
     def get(self, request: Request, turn_id) -> HttpResponseBase:
         turn = turn_for(request, turn_id)
         after = last_seen_event_id(request)
+        sse.stream_slot_check(ip_of(request))
         # Refuses a resume point that never existed or was cleaned up, as polling does.
         probe = selectors.stream_events_after(turn=turn, after=after, limit=1)
         if not probe["events"] and not probe["has_more"]:
             return HttpResponse(status=204)
-        return sse.turn_events_response(turn_id=str(turn.pk), after=after)
+        return sse.turn_events_response(turn_id=str(turn.pk), after=after, address=ip_of(request))
 
 
 @extend_schema(

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +22,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
+from config.errors import ApiError, ErrorCode
 from conversations import selectors, streaming
 from conversations.models import Turn
 
@@ -32,6 +34,25 @@ HEADERS = {
     # nginx and similar proxies pass the stream through instead of buffering it.
     "X-Accel-Buffering": "no",
 }
+
+
+# Open streams per client address in this process. Each holds a Redis subscription and a queue
+# for as long as its turn runs, so one address may hold at most SSE_MAX_STREAMS_PER_ADDRESS
+# (per process, like WS_MAX_SOCKETS_PER_ADDRESS; config/socket_limits.py says why). Counted
+# from inside the stream, so a response never started cannot leave a count behind; the check
+# before it is therefore approximate by the streams starting at that moment.
+open_streams: Counter[str] = Counter()
+
+
+def stream_slot_check(address: str) -> None:
+    cap = settings.SSE_MAX_STREAMS_PER_ADDRESS
+    if cap and open_streams[address] >= cap:
+        raise ApiError(
+            ErrorCode.RATE_LIMITED,
+            "Too many event streams open from this address; close some or poll instead.",
+            status=429,
+            headers={"Retry-After": "5"},
+        )
 
 
 def sse_frame(env: dict[str, Any]) -> str:
@@ -56,8 +77,20 @@ async def _pump(layer, channel: str, live: asyncio.Queue) -> None:
         live.put_nowait(await layer.receive(channel))
 
 
-async def turn_events(turn_id: str, after: int) -> AsyncIterator[str]:
+async def turn_events(turn_id: str, after: int, address: str) -> AsyncIterator[str]:
     """Every event of the turn after `after`, in order, each once, ending after `end`."""
+    open_streams[address] += 1
+    try:
+        async with contextlib.aclosing(_turn_events(turn_id, after)) as frames:
+            async for frame in frames:
+                yield frame
+    finally:
+        open_streams[address] -= 1
+        if open_streams[address] <= 0:
+            del open_streams[address]
+
+
+async def _turn_events(turn_id: str, after: int) -> AsyncIterator[str]:
     layer = get_channel_layer()
     group = streaming.turn_group(turn_id)
     channel = await layer.new_channel("sse.")
@@ -110,9 +143,9 @@ async def turn_events(turn_id: str, after: int) -> AsyncIterator[str]:
             await layer.group_discard(group, channel)
 
 
-def turn_events_response(*, turn_id: str, after: int) -> StreamingHttpResponse:
+def turn_events_response(*, turn_id: str, after: int, address: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(
-        turn_events(turn_id, after), content_type="text/event-stream; charset=utf-8"
+        turn_events(turn_id, after, address), content_type="text/event-stream; charset=utf-8"
     )
     for key, value in HEADERS.items():
         response[key] = value

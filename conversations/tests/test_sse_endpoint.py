@@ -158,3 +158,19 @@ def test_hostile_resume_points_and_tokens_get_a_4xx_not_a_500(client, turn, quer
         response = client.get(url + query, headers={**SSE, **auth, **headers})
         assert 400 <= response.status_code < 500, (url, query, response.status_code)
         assert response.json()["error"]["code"]
+
+
+def test_past_the_cap_of_open_streams_an_address_gets_429_with_retry_after(client, turn, settings):
+    from conversations import sse
+
+    settings.SSE_MAX_STREAMS_PER_ADDRESS = 2
+    sse.open_streams["127.0.0.1"] = 2
+    try:
+        response = client.get(
+            f"/api/stream-events/{turn.pk}/sse?token={token_of(turn)}", headers=SSE
+        )
+    finally:
+        del sse.open_streams["127.0.0.1"]
+    assert response.status_code == 429
+    assert response["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "RATE_LIMITED"

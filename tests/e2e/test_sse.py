@@ -20,13 +20,18 @@ from tests.fakes.flowise import FakeFlowise
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 HEARTBEAT = 0.3
+STREAM_CAP = 2
 ANSWER = " ".join(f"w{i}" for i in range(40))
 
 
 @pytest.fixture(scope="module")
 def sse_stack(django_db_setup, django_db_blocker):
     """A stack of its own, with heartbeats short enough to see in a test."""
-    env = stack_env(SSE_HEARTBEAT_SECONDS=str(HEARTBEAT), MESSAGE_RATE_LIMIT_PER_MINUTE="100000")
+    env = stack_env(
+        SSE_HEARTBEAT_SECONDS=str(HEARTBEAT),
+        SSE_MAX_STREAMS_PER_ADDRESS=str(STREAM_CAP),
+        MESSAGE_RATE_LIMIT_PER_MINUTE="100000",
+    )
     with running_stack(env, ARTIFACTS, "sse", "turns,celery", 8) as running:
         yield running
 
@@ -135,3 +140,38 @@ def test_a_finished_turn_replays_with_the_token_and_last_event_id_in_the_query(s
         headers={"Last-Event-ID": str(events[-1]["id"])},
     )
     assert after_end.status_code == 204
+
+
+def test_one_address_holds_at_most_the_cap_of_open_streams_and_a_closed_one_frees_its_place(
+    sse_stack, flowise
+):
+    flowise_bot(flowise)
+    flowise.scenario.answer = " ".join(["slow"] * 100)
+    flowise.scenario.tokens_per_second = 10
+    reply = post_message(sse_stack.base_url, "vinhuset", "Take your time")
+    url = sse_url(sse_stack, reply)
+    params = {"token": reply["conversation_token"]}
+    with httpx.Client(timeout=30) as http:
+        opened = []
+        for _ in range(STREAM_CAP):
+            response = http.send(http.build_request("GET", url, params=params), stream=True)
+            assert response.status_code == 200
+            chunks = response.iter_raw()  # kept: httpx closes the stream when it is collected
+            next(chunks)  # the stream has started (and counts)
+            opened.append((response, chunks))
+        refused = http.get(url, params=params)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "RATE_LIMITED"
+        assert refused.headers["Retry-After"] == "5"
+        opened.pop()[0].close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            again = http.send(http.build_request("GET", url, params=params), stream=True)
+            if again.status_code == 200:
+                break
+            again.close()
+            time.sleep(0.1)
+        assert again.status_code == 200
+        again.close()
+        for response, _ in opened:
+            response.close()
