@@ -656,8 +656,17 @@ def dashboard_charts(
             if v
         }
     )
+    since = dt.datetime.combine(date_from, dt.time.min, tzinfo=dt.UTC)
+    until = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+    execution = selectors.execution_statistics(
+        since=since,
+        until=until,
+        chatbot_id=chatbot.pk if chatbot else None,
+        chatbot_ids=chatbot_ids,
+    )
     return {
         "figures": data,
+        "execution": execution,
         "charts": {
             "per_day": per_day,
             "topics": topics,

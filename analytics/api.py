@@ -166,6 +166,33 @@ PERCENTILE_FIELDS = {
                 "from": serializers.DateTimeField(),
                 "to": serializers.DateTimeField(),
                 "chatbot": serializers.CharField(allow_null=True),
+                "execution": inline_serializer(
+                    name="ExecutionStatistics",
+                    many=True,
+                    help_text="Sequential against parallel routing, for turns with a router.",
+                    fields={
+                        "routing_mode": serializers.CharField(help_text="sequential | parallel"),
+                        "routed_turns": serializers.IntegerField(),
+                        "router_wait_ms": serializers.DictField(
+                            allow_null=True, help_text="{p50, p95} of the router's time."
+                        ),
+                        "main_flow_released": serializers.IntegerField(
+                            allow_null=True,
+                            help_text="Parallel: turns whose main flow, started beside the "
+                            "router, served the answer.",
+                        ),
+                        "main_flow_calls_aborted": serializers.IntegerField(
+                            allow_null=True,
+                            help_text="Parallel: main-flow calls stopped unused (wasted).",
+                        ),
+                        "time_saved_ms": serializers.IntegerField(
+                            allow_null=True,
+                            help_text="Parallel: router time that overlapped a released "
+                            "answer, i.e. saved against running one after the other.",
+                        ),
+                        "time_saved_per_released_turn_ms": serializers.FloatField(allow_null=True),
+                    },
+                ),
                 "groups": inline_serializer(
                     name="ProcessingMetricsGroup",
                     many=True,
@@ -198,6 +225,7 @@ def processing_metrics(request: Request) -> Response:
     chatbot_id = _chatbot(request)
     until = timezone.now()
     since = until - window
+    chatbot_ids = _chatbot_ids(request)
     return Response(
         {
             "window": raw,
@@ -205,7 +233,10 @@ def processing_metrics(request: Request) -> Response:
             "to": until,
             "chatbot": request.GET.get("chatbot") or None,
             "groups": selectors.processing_metrics(
-                since=since, until=until, chatbot_id=chatbot_id, chatbot_ids=_chatbot_ids(request)
+                since=since, until=until, chatbot_id=chatbot_id, chatbot_ids=chatbot_ids
+            ),
+            "execution": selectors.execution_statistics(
+                since=since, until=until, chatbot_id=chatbot_id, chatbot_ids=chatbot_ids
             ),
         }
     )

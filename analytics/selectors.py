@@ -117,6 +117,65 @@ def processing_metrics(
     return groups
 
 
+def execution_statistics(
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+    chatbot_id: int | None = None,
+    chatbot_ids: list[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Sequential against parallel routing (seed 000's execution statistics), per mode.
+
+    For turns that had a router: how long the router made the customer wait (routing_ms,
+    p50/p95); in parallel mode, how often the main flow started beside the router served the
+    answer ("released": the router's time overlapped the answer, so that much was saved against
+    running one after the other) or was stopped unused ("aborted": a wasted main-flow call).
+    The mode and outcome come from the turn's route, written by the runner.
+    """
+    where = "m.created_at >= %(since)s AND m.created_at < %(until)s AND m.routing_ms IS NOT NULL"
+    if chatbot_id is not None:
+        where += " AND m.chatbot_id = %(chatbot_id)s"
+    if chatbot_ids is not None:
+        where += " AND m.chatbot_id = ANY(%(chatbot_ids)s)"
+    sql = f"""
+        SELECT coalesce(t.route->>'mode', 'sequential') AS mode,
+               count(*) AS routed_turns,
+               percentile_cont(ARRAY[0.5, 0.95]::float8[])
+                   WITHIN GROUP (ORDER BY m.routing_ms) AS router_wait,
+               count(*) FILTER (WHERE t.route->>'parallel' = 'released') AS released,
+               count(*) FILTER (WHERE t.route->>'parallel' = 'aborted') AS aborted,
+               sum(m.routing_ms) FILTER (WHERE t.route->>'parallel' = 'released') AS saved_ms
+        FROM analytics_turnmetrics m
+        JOIN conversations_turn t ON t.id = m.turn_id
+        WHERE {where}
+        GROUP BY 1
+        ORDER BY 1
+    """  # only fixed text is interpolated above
+    params = {"since": since, "until": until, "chatbot_id": chatbot_id, "chatbot_ids": chatbot_ids}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    out = []
+    for mode, routed, wait, released, aborted, saved_ms in rows:
+        parallel = mode == "parallel"
+        out.append(
+            {
+                "routing_mode": mode,
+                "routed_turns": routed,
+                "router_wait_ms": (
+                    {"p50": round(wait[0], 1), "p95": round(wait[1], 1)} if wait else None
+                ),
+                "main_flow_released": released if parallel else None,
+                "main_flow_calls_aborted": aborted if parallel else None,
+                "time_saved_ms": (int(saved_ms or 0) if parallel else None),
+                "time_saved_per_released_turn_ms": (
+                    round((saved_ms or 0) / released, 1) if parallel and released else None
+                ),
+            }
+        )
+    return out
+
+
 # --- the conversation index -----------------------------------------------------------------------
 
 

@@ -413,6 +413,9 @@ class TurnExecution:
             raise
         chosen = flow_router.answer_flow_for(self.config, label)
         self.chosen_flow = chosen
+        # Execution statistics (analytics.selectors.execution_statistics): did the main flow
+        # started beside the router serve the answer, or was its call wasted?
+        self.route["parallel"] = "released" if chosen["id"] == main["id"] else "aborted"
         if chosen["id"] == main["id"]:
             self.timings["routing_ms"] = _ms(t_route, time.monotonic())
             await self._announce(label, None)

@@ -234,3 +234,30 @@ def test_helpdesk_ratings_show_on_the_dashboard_and_link_to_their_conversations(
     page = staff_client.get(DASHBOARD).content.decode()
     (link,) = hrefs(page, "rating=5")
     assert listed(staff_client, link) == {str(analysed["delivery"].pk)}
+
+
+def test_the_dashboard_compares_sequential_and_parallel_routing(
+    staff_client, shop, make_conversation, make_turn
+):
+    from analytics.services.metrics import turn_metrics_record
+
+    for mode, routing_ms, outcome in (
+        ("sequential", 300, None),
+        ("parallel", 200, "released"),
+        ("parallel", 250, "aborted"),
+    ):
+        turn = make_turn(
+            conversation=make_conversation(shop), question="q", timings={"routing_ms": routing_ms}
+        )
+        turn.route = {"mode": mode, **({"parallel": outcome} if outcome else {})}
+        turn.save(update_fields=["route"])
+        turn_metrics_record(turn=turn)
+
+    response = staff_client.get(DASHBOARD)
+    rows = {r["routing_mode"]: r for r in response.context["execution"]}
+    assert rows["parallel"]["main_flow_released"] == 1
+    assert rows["parallel"]["main_flow_calls_aborted"] == 1
+    assert rows["sequential"]["routed_turns"] == 1
+    page = " ".join(response.content.decode().split())
+    assert "Routing: sequential against parallel" in page
+    assert "<td>1 / 1</td>" in page and "200 (200.0 per answer)" in page

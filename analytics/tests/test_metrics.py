@@ -225,3 +225,48 @@ def test_cleanup_deletes_what_is_past_retention_in_batches_and_keeps_the_rest(
     assert result["turn_metrics"] == 3 and result["analyses"] == 1
     assert set(TurnMetrics.objects.values_list("turn_id", flat=True)) == {turns[3].pk, turns[4].pk}
     assert ConversationAnalysis.objects.count() == 4
+
+
+# --- execution statistics (sequential against parallel routing) -----------------------------------
+
+
+def routed_turn(shop, make_conversation, make_turn, *, mode: str, routing_ms: int, outcome=None):
+    turn = make_turn(
+        conversation=make_conversation(shop),
+        question="q",
+        timings={"routing_ms": routing_ms, "total_ms": 900},
+    )
+    turn.route = {"mode": mode, "flow": "main", **({"parallel": outcome} if outcome else {})}
+    turn.save(update_fields=["route"])
+    turn_metrics_record(turn=turn)
+
+
+def test_execution_statistics_compare_sequential_and_parallel_routing(
+    staff_client, shop, make_conversation, make_turn
+):
+    for ms in (100, 300):
+        routed_turn(shop, make_conversation, make_turn, mode="sequential", routing_ms=ms)
+    for ms in (200, 400):
+        routed_turn(
+            shop, make_conversation, make_turn, mode="parallel", routing_ms=ms, outcome="released"
+        )
+    routed_turn(
+        shop, make_conversation, make_turn, mode="parallel", routing_ms=250, outcome="aborted"
+    )
+    metrics_for(shop, make_conversation, make_turn, [100])  # no router: not counted
+
+    execution = {e["routing_mode"]: e for e in staff_client.get(URL).json()["execution"]}
+
+    assert execution["sequential"] == {
+        "routing_mode": "sequential",
+        "routed_turns": 2,
+        "router_wait_ms": {"p50": 200.0, "p95": 290.0},
+        "main_flow_released": None,
+        "main_flow_calls_aborted": None,
+        "time_saved_ms": None,
+        "time_saved_per_released_turn_ms": None,
+    }
+    parallel = execution["parallel"]
+    assert (parallel["routed_turns"], parallel["router_wait_ms"]["p50"]) == (3, 250.0)
+    assert (parallel["main_flow_released"], parallel["main_flow_calls_aborted"]) == (2, 1)
+    assert (parallel["time_saved_ms"], parallel["time_saved_per_released_turn_ms"]) == (600, 300.0)

@@ -261,6 +261,21 @@ def test_parallel_routing_releases_main_when_the_router_picks_it(stack, flowise)
     # Both started at once: main's request arrived before the router could have answered.
     times = [r.time for r in flowise.requests if "/prediction/" in r.path]
     assert len(times) == 2 and abs(times[1] - times[0]) < answer_delay
+    # Recorded for the execution statistics: the main flow's early start served the answer.
+    assert Turn.objects.get(pk=reply["turn_id"]).route["parallel"] == "released"
+
+
+def test_parallel_routing_stops_main_when_the_router_picks_another_flow(stack, flowise):
+    bot, main = flowise_bot(flowise, routing_mode="parallel")
+    create_flow(chatbot=bot, name="flow3", routing_key="product", endpoint=main.endpoint)
+    create_flow(chatbot=bot, name="router", role="router", endpoint=main.endpoint)
+    flowise.scenario.answer = "product"  # the router's label, and flow3's answer
+    reply = post_message(stack.base_url, "vinhuset", "Do you have red wine?")
+    events = asyncio.run(ws_events(reply))
+    assert next(e for e in events if e["event"] == "metadata")["data"]["flow"] == "flow3"
+    assert answer_text(events) == "product"
+    # Recorded for the execution statistics: the main flow's call was wasted.
+    assert Turn.objects.get(pk=reply["turn_id"]).route["parallel"] == "aborted"
 
 
 def test_openai_compatible_endpoint_streams_with_usage(stack, openai_server):
