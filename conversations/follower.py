@@ -35,18 +35,27 @@ class TurnFollower:
         self.read_db = read_db
         self.redis = redis
         self.following: dict[str, dict[str, Any]] = {}
+        self.stopped = False
 
     async def follow(self, turn_id: str, after: int) -> None:
+        if self.stopped:
+            return  # the client left while this request was on its way: subscribe nothing
         state = self.following.get(turn_id)
         if state is None:
             state = self.following[turn_id] = {"next": after + 1, "held": {}}
             # Subscribe first, then replay: nothing published in between can be missed.
             await self.channel_layer.group_add(streaming.turn_group(turn_id), self.channel_name)
+            if self.stopped:  # stop() ran during the subscribe
+                await self.channel_layer.group_discard(
+                    streaming.turn_group(turn_id), self.channel_name
+                )
+                return
         else:
             state["next"] = min(state["next"], after + 1)
         await self.fill_from_logs(turn_id)
 
     async def stop(self) -> None:
+        self.stopped = True
         for turn_id in list(self.following):
             await self.channel_layer.group_discard(streaming.turn_group(turn_id), self.channel_name)
         self.following.clear()

@@ -80,7 +80,27 @@ class PacketJson:
         return json.loads(*args, **kwargs)
 
 
-sio = socketio.AsyncServer(
+class Server(socketio.AsyncServer):
+    """python-socketio's server, closing an Engine.IO connection that has not joined with a valid
+    token WS_AUTH_TIMEOUT_SECONDS after it opened, as the WebSocket consumer does (an idle
+    connection would otherwise hold its unauthenticated slot of the per-address caps). Engine.IO
+    closes by sending its close packet, which clients obey; one that ignores it gets no more
+    pings and is cut when Engine.IO's ping deadline passes."""
+
+    async def _handle_eio_connect(self, eio_sid, environ):
+        await super()._handle_eio_connect(eio_sid, environ)
+        self.start_background_task(self._close_if_unauthenticated, eio_sid)
+
+    async def _close_if_unauthenticated(self, eio_sid) -> None:
+        try:
+            await asyncio.sleep(settings.WS_AUTH_TIMEOUT_SECONDS)
+            if self.manager.sid_from_eio_sid(eio_sid, "/") is None and eio_sid in self.environ:
+                await self.eio.disconnect(eio_sid)
+        except Exception:
+            logger.exception("socket.io: closing an unauthenticated connection failed")
+
+
+sio = Server(
     async_mode="asgi",
     json=PacketJson,
     client_manager=_manager(),

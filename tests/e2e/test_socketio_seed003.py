@@ -5,10 +5,12 @@ a reconnect mid-answer with nothing missing or doubled, and outsiders refused.""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
 import socketio
+import websockets
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import User
 
@@ -307,3 +309,27 @@ def test_hostile_event_payloads_get_an_error_and_the_socket_stays(stack, flowise
     codes = {e["error"]["code"] for e in client.of("error")}
     assert codes <= {"VALIDATION_ERROR", "INVALID_INPUT"}
     assert client.of("chat:history")[0]["messages"] == []
+
+
+def test_an_engineio_connection_that_never_authenticates_is_closed(stack):
+    """A raw Engine.IO WebSocket that never sends Socket.IO's CONNECT gets Engine.IO's close
+    packet after WS_AUTH_TIMEOUT_SECONDS, as an unauthenticated plain WebSocket is closed."""
+    from django.conf import settings
+
+    url = f"{stack.ws_url}/socket.io/?EIO=4&transport=websocket"
+
+    async def scenario() -> tuple[str, list[str], float]:
+        received: list[str] = []
+        async with websockets.connect(url, open_timeout=10) as ws:
+            opened = await asyncio.wait_for(ws.recv(), 10)
+            started = time.monotonic()
+            while "1" not in received:  # Engine.IO's close packet
+                received.append(
+                    await asyncio.wait_for(ws.recv(), settings.WS_AUTH_TIMEOUT_SECONDS + 15)
+                )
+            return opened, received, time.monotonic() - started
+
+    opened, received, waited = asyncio.run(scenario())
+    assert opened.startswith("0{")  # Engine.IO's open packet: the handshake went through
+    assert received == ["1"]  # closed, with nothing sent before
+    assert waited >= settings.WS_AUTH_TIMEOUT_SECONDS - 0.5
