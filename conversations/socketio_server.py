@@ -340,6 +340,10 @@ async def _emit(client: SocketClient, event: str, data: dict) -> None:
     await sio.emit(event, data, to=client.sid, ignore_queue=True)
 
 
+async def _emit_room(conversation_id, event: str, data: dict) -> None:
+    await sio.emit(event, data, room=conversation_room(conversation_id))
+
+
 async def _emit_event(client: SocketClient, turn_id: str, env: dict) -> None:
     """One logged event: `chat:token` for text, `chat:event` for the rest, then at the end the
     whole answer as `chat:response`."""
@@ -471,7 +475,9 @@ async def _on_message(client: SocketClient, data: Any) -> dict:
         "messageId": message_id,
         "status": status,
     }
-    await _emit(client, "chat:turn", accepted)
+    # To the conversation's room: every socket of the conversation, in any process, learns of
+    # the turn (and may follow it with chat:resume); this socket follows it at once.
+    await _emit_room(conversation_id, "chat:turn", accepted)
     async with client.lock:
         await client.follower.follow(turn_id, 0)
     return accepted

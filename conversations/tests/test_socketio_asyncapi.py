@@ -17,13 +17,13 @@ LIFECYCLE = {"connect", "disconnect", "*"}
 
 
 def emitted_events() -> set[str]:
-    """The event name of every `_emit(client, "<name>", …)` in the module."""
+    """The event name of every `_emit(client, "<name>", …)` and `_emit_room(…)` in the module."""
     found = set()
     for node in ast.walk(ast.parse(inspect.getsource(socketio_server))):
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
-            and node.func.id == "_emit"
+            and node.func.id in ("_emit", "_emit_room")
             and len(node.args) >= 2
             and isinstance(node.args[1], ast.Constant)
         ):
@@ -52,5 +52,5 @@ def test_every_socketio_event_the_server_handles_is_documented(document):
 
 def test_every_socketio_event_the_server_emits_is_documented(document):
     emitted = emitted_events() | {"error"}  # `_error` emits `error`
-    assert {"chat:token", "chat:response", "chat:history", "session:joined"} <= emitted
+    assert {"chat:turn", "chat:token", "chat:response", "chat:history", "session:joined"} <= emitted
     assert emitted == names(document, "subscribe")

@@ -333,3 +333,33 @@ def test_an_engineio_connection_that_never_authenticates_is_closed(stack):
     assert opened.startswith("0{")  # Engine.IO's open packet: the handshake went through
     assert received == ["1"]  # closed, with nothing sent before
     assert waited >= settings.WS_AUTH_TIMEOUT_SECONDS - 0.5
+
+
+def test_every_socket_of_the_conversation_hears_of_a_new_turn_and_can_follow_it(stack, flowise):
+    bot = flowise_bot(flowise, "sio-room", "sio-room-server")
+    jwt = login(stack, "sio-room-server")
+    session_id = new_session(stack, jwt, bot.public_id)
+    token = conversation_token_issue(conversation_id=session_id, chatbot_id=bot.pk)
+
+    async def scenario():
+        visitor, agent = SeedClient(), SeedClient()
+        await visitor.connect(stack, {"token": token})
+        await agent.connect(stack, {"token": jwt, "sessionId": session_id})
+        await agent.wait_for(lambda: agent.of("session:joined"))
+        await visitor.sio.emit("chat:message", {"content": "Hello!"})
+        await agent.wait_for(lambda: agent.of("chat:turn"))
+        turn_id = agent.of("chat:turn")[0]["turnId"]
+        await agent.sio.emit(
+            "chat:resume", {"sessionId": session_id, "turnId": turn_id, "lastEventId": 0}
+        )
+        await agent.wait_for(lambda: agent.of("chat:response"))
+        await visitor.wait_for(lambda: visitor.of("chat:response"))
+        for client in (visitor, agent):
+            await client.sio.disconnect()
+        return visitor, agent
+
+    visitor, agent = asyncio.run(scenario())
+    assert len(visitor.of("chat:turn")) == 1 and len(agent.of("chat:turn")) == 1
+    for client in (visitor, agent):
+        assert "".join(t["content"] for t in client.of("chat:token")) == ANSWER
+        assert [r["content"] for r in client.of("chat:response")] == [ANSWER]
