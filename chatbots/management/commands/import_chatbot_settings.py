@@ -6,6 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from chatbots.management.shop_options import add_shop_arguments
 from chatbots.transfer import (
     PLACEHOLDER_CHATFLOW_ID,
     LegacyImportResult,
@@ -33,17 +34,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Show what would change; save nothing."
         )
-        parser.add_argument(
-            "--shop",
-            metavar="SLUG",
-            help="The shop the chatbots belong to (may be left out when there is only one).",
-        )
-        parser.add_argument(
-            "--create-shop",
-            metavar="NAME",
-            default="",
-            help="Create the --shop shop under this name if it does not exist yet.",
-        )
+        add_shop_arguments(parser)
 
     def handle(self, *args, **options) -> None:
         try:
