@@ -8,6 +8,7 @@ left of the Django base class so its checks wrap theirs.
 
 from __future__ import annotations
 
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404, HttpRequest
@@ -234,6 +235,13 @@ class ShopScopedAdmin(_ScopedChoices):
     def revision_view(self, request: HttpRequest, object_id, version_id, extra_context=None):
         if self.get_object(request, object_id) is None:
             raise Http404("No such object.")
+        # reversion looks the version up by object id alone, not by model: another shop's
+        # endpoint with the same pk would be shown, and reverted on save.
+        from reversion.models import Version
+
+        versions = Version.objects.get_for_object_reference(self.model, unquote(object_id))
+        if not versions.filter(pk=version_id).exists():
+            raise Http404("No such version of this object.")
         return super().revision_view(request, object_id, version_id, extra_context)
 
     def recoverlist_view(self, request: HttpRequest, extra_context=None):

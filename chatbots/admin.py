@@ -360,8 +360,9 @@ class ConfigurationHistoryAdmin(ShopScopedAdmin, VersionAdmin):
             # Reverting changes data: only a POST (the button, with its CSRF token) does it.
             url = self._url("history_compare", quote(object_id))
             return HttpResponseRedirect(f"{url}?{urlencode({'old': version.pk})}")
+        shop_id = None if access.is_operator(request.user) else access.shop_id_of(obj)
         try:
-            services.configuration_revert(version=version, user=request.user)
+            services.configuration_revert(version=version, user=request.user, shop_id=shop_id)
         except RevertError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(self._url("history", quote(object_id)))

@@ -158,7 +158,9 @@ class EncryptedSecretField(models.TextField):
 
     def value_to_string(self, obj):
         # Serializers (dumpdata, django-reversion history) see ciphertext, never plaintext.
-        return self.value_from_object(obj).stored
+        # The attribute may still be a plain str on an instance not yet reloaded (a default,
+        # or a key just assigned): to_python encrypts it, so the output is ciphertext anyway.
+        return self.to_python(self.value_from_object(obj)).stored
 
     def save_form_data(self, instance, data):
         from chatbots.forms import KEEP_STORED_SECRET

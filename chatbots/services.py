@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.postgres.search import SearchVector
 from django.db.models import F, Func, TextField, Value
 
-from chatbots.models import TEMPLATE_VARIABLE, WEEKDAYS, Chatbot, KnowledgeEntry
+from chatbots.models import TEMPLATE_VARIABLE, WEEKDAYS, Chatbot, KnowledgeBase, KnowledgeEntry
 
 
 def knowledge_entries_reindex(
@@ -200,8 +200,6 @@ def _without_secret(message: str, secret: str) -> str:
 def _builtin_endpoint_check(*, endpoint) -> tuple[bool, str]:
     from django.db.models import Count, Q
 
-    from chatbots.models import KnowledgeBase
-
     chatbots = (
         Chatbot.objects.filter(flows__endpoint=endpoint)
         .distinct()
@@ -228,7 +226,6 @@ def _builtin_endpoint_check(*, endpoint) -> tuple[bool, str]:
 
 def knowledge_base_connection_test(*, knowledge_base) -> tuple[bool, str]:
     """Describe the Pinecone index with the stored key; builtin bases report their entries."""
-    from chatbots.models import KnowledgeBase
     from chatbots.secrets import SecretDecryptionError
     from conversations.upstream.probe import probe_pinecone
 
@@ -247,9 +244,39 @@ def knowledge_base_connection_test(*, knowledge_base) -> tuple[bool, str]:
     return ok, _without_secret(message, api_key)
 
 
-def configuration_revert(*, version, user=None) -> None:
+def _revision_shop_ids(versions) -> set[int]:
+    """The shops whose rows a revision holds (rows name their shop, their chatbot, or their
+    knowledge base)."""
+    shops: set[int] = set()
+    chatbots: set[int] = set()
+    knowledge_bases: set[int] = set()
+    for v in versions:
+        fields = v.field_dict
+        if "shop_id" in fields:
+            shops.add(fields["shop_id"])
+        elif "chatbot_id" in fields:
+            chatbots.add(fields["chatbot_id"])
+        elif "knowledge_base_id" in fields:
+            knowledge_bases.add(fields["knowledge_base_id"])
+    if knowledge_bases:
+        chatbots |= set(
+            KnowledgeBase.objects.filter(pk__in=knowledge_bases).values_list(
+                "chatbot_id", flat=True
+            )
+        )
+    if chatbots:
+        shops |= set(Chatbot.objects.filter(pk__in=chatbots).values_list("shop_id", flat=True))
+    shops.discard(None)
+    return shops
+
+
+def configuration_revert(*, version, user=None, shop_id: int | None = None) -> None:
     """Restore everything saved together with `version` (a chatbot with its flows, rules and
     knowledge bases, or an endpoint): rows deleted since come back, rows added since go.
+
+    With `shop_id` (a shop member reverting, not an operator) a revision that also holds
+    another shop's rows is refused: one save by an operator's bulk action can span shops, and a
+    revert restores (and deletes) every row it holds.
 
     Raises reversion.errors.RevertError with a message for staff when that is impossible.
     """
@@ -263,6 +290,11 @@ def configuration_revert(*, version, user=None) -> None:
 
     revision = version.revision
     versions = list(revision.version_set.all())
+    if shop_id is not None and _revision_shop_ids(versions) - {shop_id}:
+        raise RevertError(
+            "This version was saved together with another shop's configuration (a bulk action "
+            "by an operator); it cannot be reverted from here. Ask an operator."
+        )
     _revert_dependencies_check(versions)
     public_ids = {v.field_dict["public_id"] for v in versions if v._model is Chatbot}
     chatbot_ids = [int(v.object_id) for v in versions if v._model is Chatbot]

@@ -858,6 +858,14 @@ def chatbots_export(
         missing = sorted(set(public_ids) - set(chatbots.values_list("public_id", flat=True)))
         if missing:
             raise TransferError(f"No chatbot with id {', '.join(missing)}.")
+    # Endpoint and template names are unique only within a shop; one document holds one
+    # shop's, or two shops' "Flowise production" would become one endpoint on import.
+    shops = sorted(set(chatbots.values_list("shop__slug", flat=True)))
+    if len(shops) > 1:
+        raise TransferError(
+            f"The chatbots chosen belong to several shops ({', '.join(shops[:5])}): export one "
+            "shop at a time with --shop <slug>."
+        )
     chatbots = chatbots.prefetch_related(
         "knowledge_bases__entries",
         "flows__endpoint",

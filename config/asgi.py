@@ -15,7 +15,7 @@ from django.http import JsonResponse  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from config.errors import ErrorCode, error_body  # noqa: E402
-from config.socket_limits import SocketLimitMiddleware  # noqa: E402
+from config.socket_limits import AddressSockets, SocketLimitMiddleware  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
 if importlib.util.find_spec("daphne") is not None:
@@ -61,13 +61,25 @@ async def refuse_websocket(scope, receive, send) -> None:
         await send({"type": "websocket.close"})
 
 
+# One count per process for every kind of socket (the plain WebSocket and Socket.IO's), so an
+# address cannot hold each cap twice.
+ADDRESS_SOCKETS = AddressSockets()
+
+
+def _engineio_upgrade(scope) -> bool:
+    """An Engine.IO WebSocket upgrade names its session (`sid=`): the session connected over
+    long-polling first, and Socket.IO closes sessions that never authenticate by itself."""
+    return b"sid=" in scope.get("query_string", b"")
+
+
 channels_application = ProtocolTypeRouter(
     {
         "http": ApiASGIHandler(),
         # Origin checks happen per chatbot inside the consumer (each bot has its own origins).
         # Per-address caps on open and unauthenticated sockets come first (socket_limits).
         "websocket": SocketLimitMiddleware(
-            URLRouter([*websocket_urlpatterns, re_path(r"^", refuse_websocket)])
+            URLRouter([*websocket_urlpatterns, re_path(r"^", refuse_websocket)]),
+            ADDRESS_SOCKETS,
         ),
     }
 )
@@ -82,7 +94,9 @@ class SocketIOMount:
 
         self.other = other
         self.socketio_http = asgi_app()
-        self.socketio_websocket = SocketLimitMiddleware(self.socketio_http)
+        self.socketio_websocket = SocketLimitMiddleware(
+            self.socketio_http, ADDRESS_SOCKETS, authenticated_at_open=_engineio_upgrade
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         path = scope.get("path", "")

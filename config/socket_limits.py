@@ -83,9 +83,18 @@ def slot_of(scope: dict) -> SocketSlot | None:
 class SocketLimitMiddleware:
     """Wraps the WebSocket application: refuse over the caps, count the rest while they live."""
 
-    def __init__(self, app: Any, sockets: AddressSockets | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        sockets: AddressSockets | None = None,
+        *,
+        authenticated_at_open: Any = None,
+    ) -> None:
         self.app = app
         self.sockets = sockets or AddressSockets()
+        # A predicate on the scope: sockets it accepts count as authenticated from the start
+        # (an Engine.IO upgrade of a session that already authenticated over long-polling).
+        self.authenticated_at_open = authenticated_at_open
 
     async def __call__(self, scope: dict, receive, send) -> None:
         address = (scope.get("client") or ["unknown"])[0] or "unknown"
@@ -97,6 +106,8 @@ class SocketLimitMiddleware:
                 await send({"type": "websocket.close"})  # before accept: a 403 at the handshake
             return
         slot = SocketSlot(self.sockets, address)
+        if self.authenticated_at_open is not None and self.authenticated_at_open(scope):
+            slot.authenticated()
         try:
             await self.app({**scope, SCOPE_KEY: slot}, receive, send)
         finally:

@@ -61,6 +61,16 @@ end
 return counted
 """
 
+# A refund takes back only what is still counted: a key whose window expired meanwhile stays
+# gone (a plain DECR would create it at -1, with no expiry: an extra attempt for ever).
+_REFUND_SCRIPT = """
+for _, key in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', key) or '0')
+  if n > 1 then redis.call('DECR', key) elseif n > 0 then redis.call('DEL', key) end
+end
+return 0
+"""
+
 
 @dataclass
 class LookupOutcome:
@@ -228,10 +238,8 @@ def order_attempt_begin(*, keys: list[str]) -> int:
 def order_attempt_refund(*, keys: list[str]) -> None:
     """A look-up that was not a guess (found and verified, or the platform failed) does not
     count against the limit."""
-    pipe = get_redis().pipeline(transaction=True)
-    for key in keys:
-        pipe.decr(key)
-    pipe.execute()
+    if keys:
+        get_redis().eval(_REFUND_SCRIPT, len(keys), *keys)
 
 
 def _turn_client_ip(turn_id: str) -> str | None:

@@ -597,6 +597,16 @@ def test_export_of_chosen_chatbots_only(configured):
     assert "No chatbot with id nope" in message
 
 
+def test_an_export_spanning_two_shops_is_refused_in_words(configured):
+    from chatbots.tests.factories import create_chatbot, create_shop
+
+    create_chatbot(public_id="other-shops-bot", shop=create_shop(slug="other-shop"))
+    message, _, _ = run_failing("export_chatbots")
+    assert "belong to several shops" in message and "--shop" in message
+    document = export("--shop", "other-shop")
+    assert [c["public_id"] for c in document["chatbots"]] == ["other-shops-bot"]
+
+
 def test_secrets_stay_out_of_an_export_unless_asked_for(configured, tmp_path):
     plain, err = run("export_chatbots")
     for secret in (ENDPOINT_KEY, OPENAI_KEY, PINECONE_KEY):

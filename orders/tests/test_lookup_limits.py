@@ -159,3 +159,24 @@ def test_a_verified_look_up_does_not_count_against_the_limit(
     for _ in range(5):
         _, events = run_provider(bot, "order 1001, anna@example.com")
         assert events[0][1]["order_number"] == "#1001"
+
+
+def test_a_refund_takes_back_only_what_is_still_counted():
+    from config.redis import get_redis
+    from orders.services import order_attempt_begin, order_attempt_refund
+
+    redis = get_redis()
+    keys = [f"test:order-attempts:{uuid.uuid4().hex}", f"test:ip-attempts:{uuid.uuid4().hex}"]
+    order_attempt_begin(keys=keys)
+    order_attempt_begin(keys=keys)
+    order_attempt_refund(keys=keys)
+    assert [int(redis.get(k)) for k in keys] == [1, 1]
+    assert redis.ttl(keys[0]) > 0
+    order_attempt_refund(keys=keys)
+    assert [redis.exists(k) for k in keys] == [0, 0]
+    # The window expired between the attempt and its refund: nothing is left behind (a plain
+    # DECR made a key at -1 with no expiry, an extra attempt for ever).
+    order_attempt_begin(keys=keys)
+    redis.delete(*keys)
+    order_attempt_refund(keys=keys)
+    assert [redis.exists(k) for k in keys] == [0, 0]
