@@ -18,6 +18,14 @@ from config.errors import ErrorCode, error_body
 logger = logging.getLogger("config.api")
 
 
+# REST under /api/, and seed 003's legacy POST /auth/login beside it.
+API_PREFIXES = ("/api/", "/auth/")
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIXES)
+
+
 def body_limit_for(path: str) -> int:
     for prefix, limit in settings.API_BODY_LIMITS.items():
         if path.startswith(prefix):
@@ -63,7 +71,7 @@ class ApiGuardMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path.startswith("/api/"):
+        if is_api_path(request.path):
             limit = body_limit_for(request.path)
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -77,7 +85,7 @@ class ApiGuardMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        if not request.path.startswith("/api/"):
+        if not is_api_path(request.path):
             return None
         if isinstance(exception, RequestDataTooBig):
             return too_large(body_limit_for(request.path))

@@ -194,6 +194,7 @@ def legacy_rows(draw):
 )
 @given(rows=legacy_rows(), as_csv=st.booleans())
 def test_legacy_rows_import_or_are_rejected_with_their_row_number_never_crash(rows, as_csv):
+    from chatbots.tests.factories import shop_for_tests
     from chatbots.transfer import TransferError, legacy_settings_import, legacy_settings_read
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,7 +216,7 @@ def test_legacy_rows_import_or_are_rejected_with_their_row_number_never_crash(ro
             assert str(exc)  # refused as a whole, with a reason
             return
     with transaction.atomic():
-        result = legacy_settings_import(legacy=legacy, skip_bad_rows=True)
+        result = legacy_settings_import(legacy=legacy, skip_bad_rows=True, shop=shop_for_tests())
         for rejected in result.rejected:
             assert rejected.reasons and all(isinstance(r, str) and r for r in rejected.reasons)
             assert rejected.where.split()[-1].isdigit(), rejected.where

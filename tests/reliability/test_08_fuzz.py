@@ -238,7 +238,11 @@ def degraded_health_report(response: httpx.Response) -> bool:
         body = response.json()
     except ValueError:
         return False
-    return isinstance(body, dict) and body.get("status") == "degraded" and "dependencies" in body
+    return (
+        isinstance(body, dict)
+        and body.get("status") == "degraded"
+        and ("dependencies" in body or "problems" in body)
+    )
 
 
 def sweep_operation(client: httpx.Client, operation: dict, target: dict) -> list[tuple]:
