@@ -13,7 +13,6 @@ import re
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from django.urls import Resolver404, resolve
@@ -23,7 +22,6 @@ from tests.e2e.conftest import ARTIFACTS, Stack, running_stack, stack_env
 from tests.fakes.flowise import FakeFlowise
 
 SHOTS = ARTIFACTS / "browser"
-BROWSER_DIR = Path(__file__).resolve().parent
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -36,16 +34,48 @@ CHROMIUM_ARGS = [
 ]
 
 
-def pytest_collection_modifyitems(items):
-    """Browser tests reset sequences when they flush the database. The stack's Daphne caches
-    content types by id (an admin save logs against them); a flush recreates them, and only
-    with sequences reset do they get the ids Daphne already knows."""
-    for item in items:
-        if BROWSER_DIR not in item.path.parents:
-            continue
-        marker = item.get_closest_marker("django_db")
-        if marker is not None and marker.kwargs.get("transaction"):
-            item.add_marker(pytest.mark.django_db(**{**marker.kwargs, "reset_sequences": True}))
+# Where pinned content-type ids start: far above any id a sequence hands out in a test run.
+PINNED_CONTENT_TYPE_IDS = 10_000_000
+
+
+@pytest.fixture(autouse=True)
+def _pinned_content_type_ids(request):
+    """The same id for each content type in every browser test.
+
+    The stack's Daphne is shared by the whole browser session and caches content types by id
+    (an admin save logs against them). Each transactional test's flush recreates them with new
+    ids (after the rest of the suite has flushed hundreds of times), so a cached id soon names
+    no row and the save is a 500. Pinning them to fixed ids, by (app, model), after each flush
+    keeps Daphne's cache true. Test-only: a real database never renumbers content types.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    from django.contrib.contenttypes.models import ContentType
+    from django.db import connection, transaction
+
+    rows = list(ContentType.objects.order_by("app_label", "model").values_list("id", flat=True))
+    mapping = [
+        (old, PINNED_CONTENT_TYPE_IDS + index)
+        for index, old in enumerate(rows)
+        if old != PINNED_CONTENT_TYPE_IDS + index
+    ]
+    if mapping:
+        values = ", ".join(f"({int(old)}, {int(new)})" for old, new in mapping)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            cursor.execute(
+                f"UPDATE django_content_type t SET id = m.new FROM (VALUES {values}) "
+                "AS m(old, new) WHERE t.id = m.old"
+            )
+            cursor.execute(
+                f"UPDATE auth_permission p SET content_type_id = m.new FROM (VALUES {values}) "
+                "AS m(old, new) WHERE p.content_type_id = m.old"
+            )
+        ContentType.objects.clear_cache()
+    yield
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -254,6 +254,8 @@ def test_parallel_routing_releases_main_when_the_router_picks_it(stack, flowise)
     # Each answer starts this late: run one after the other, main's request would come at
     # least this long after the router's. (A fixed 0.5 s flaked on a loaded machine.)
     flowise.scenario.delay_before_first_token = answer_delay = 2.0
+    # Silence of that length must not trip the endpoint's read timeout (2 s in flowise_bot).
+    AIEndpoint.objects.filter(pk=main.endpoint_id).update(read_timeout=10.0)
     reply = post_message(stack.base_url, "vinhuset", "What are your opening hours?")
     events = asyncio.run(ws_events(reply))
     assert next(e for e in events if e["event"] == "metadata")["data"]["flow"] == "main"
