@@ -478,7 +478,9 @@ class ConversationAnalysisAdmin(ReadOnlyAdmin):
                     date_from=data["date_from"],
                     date_to=data["date_to"],
                     chatbot=chatbot,
-                    chatbot_ids=access.chatbot_ids_for(request.user),
+                    # The member's shops only: a bot granted to them as an API user belongs to
+                    # another shop (as in the analytics API).
+                    chatbot_ids=access.chatbot_ids_for(request.user, api_users=False),
                 ),
             )
         request.current_app = self.admin_site.name

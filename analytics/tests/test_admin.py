@@ -261,3 +261,27 @@ def test_the_dashboard_compares_sequential_and_parallel_routing(
     page = " ".join(response.content.decode().split())
     assert "Routing: sequential against parallel" in page
     assert "<td>1 / 1</td>" in page and "200 (200.0 per answer)" in page
+
+
+def test_the_dashboard_counts_only_the_members_shops_not_bots_granted_as_an_api_user(
+    client, make_conversation
+):
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import Role
+    from chatbots.tests.factories import create_chatbot, create_member, create_shop
+
+    own = create_chatbot(public_id="own-bot", shop=create_shop(slug="own"))
+    other = create_chatbot(public_id="other-bot", shop=create_shop(slug="other"))
+    make_conversation(own)
+    make_conversation(other)
+    make_conversation(other)
+    user = get_user_model().objects.create_user("shop-admin", password="pw", is_staff=True)
+    create_member(user=user, shop=own.shop, role=Role.ADMIN)
+    other.api_users.add(user)  # an integration account of the other shop, say
+    client.force_login(user)
+
+    response = client.get(DASHBOARD)
+
+    assert response.status_code == 200
+    assert response.context["figures"]["conversations"] == 1
