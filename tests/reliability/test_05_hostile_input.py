@@ -368,9 +368,11 @@ async def _garbage_outcome(url: str, frame) -> str:
     async with websockets.connect(url, max_size=None, open_timeout=10) as ws:
         ready = json.loads(harness.keep(await asyncio.wait_for(ws.recv(), 10)))
         assert ready["type"] == "ready"
-        await ws.send(frame)
         outcome = "no answer"
         try:
+            # Inside the try: a frame over the size limit may be cut off by the server's
+            # reset while it is still being sent, as well as after.
+            await ws.send(frame)
             while True:
                 reply = json.loads(harness.keep(await asyncio.wait_for(ws.recv(), 5)))
                 if reply.get("type") == "error":
