@@ -156,6 +156,7 @@ def test_the_widget_falls_back_to_polling_when_websockets_keep_failing(stack, fl
     assert shown == stored_answer(turn_id) == words(8)
     info = widget_info(page)
     assert info["transport"] == "polling" and info["websocket_connects"] == 3
+    assert info["sse_failures"] == 3  # it tried the event stream before polling
     expect(page.get_by_role("status")).to_contain_text("live connection is unavailable")
 
 

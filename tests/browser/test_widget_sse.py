@@ -64,20 +64,6 @@ def test_a_second_answer_follows_over_sse_and_nothing_is_shown_twice(stack, flow
     assert sockets == [] and widget_info(page)["transport"] == "sse"
 
 
-def test_when_event_streams_are_blocked_too_polling_carries_the_answer(stack, flowise, page):
-    bot = flowise_bot(flowise, stack)
-    flowise.scenario.answer = words(8)
-    page.route_web_socket(re.compile(r"/ws/conversations/"), lambda ws: ws.close(code=1011))
-    page.route(re.compile(r"/sse\?"), lambda route: route.abort())
-    open_widget(page, stack, bot)
-    send(page, "Are you there?")
-    turn_id, shown = finished_answer(page)
-    assert shown == stored_answer(turn_id) == words(8)
-    info = widget_info(page)
-    assert info["transport"] == "polling" and info["sse_failures"] == 3
-    expect(page.get_by_role("status")).to_contain_text("live connection is unavailable")
-
-
 def test_a_dropped_event_stream_mid_answer_ends_with_the_whole_answer_once(stack, flowise, page):
     bot = flowise_bot(flowise, stack)
     flowise.scenario.answer = words(40)
