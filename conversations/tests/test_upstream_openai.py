@@ -437,6 +437,27 @@ def test_waiting_too_long_for_a_connection_is_a_connect_timeout(openai):
     assert "pooled connection" in queued.error.detail
 
 
+def _read_request(conn: socket.socket) -> None:
+    """Read one request: its head, then as many body bytes as its Content-Length says."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        body += chunk
+
+
 class CannedServer:
     """Answers every request with fixed bytes and closes: for framings the fakes never use."""
 
@@ -456,10 +477,18 @@ class CannedServer:
             while True:
                 conn, _ = self.sock.accept()
                 with conn:
-                    conn.recv(65536)
+                    # Read the whole request first: closing a socket with unread bytes sends a
+                    # reset, which may discard the response before the client reads it (seen in
+                    # CI when the request body arrived in a second segment).
+                    _read_request(conn)
                     for i in range(0, len(self.response), 7):  # tiny segments on purpose
                         conn.sendall(self.response[i : i + 7])
                         time.sleep(0.0005)
+                    conn.shutdown(socket.SHUT_WR)
+                    conn.settimeout(1)
+                    with contextlib.suppress(OSError):
+                        while conn.recv(65536):
+                            pass
 
     def __exit__(self, *exc) -> None:
         self.sock.close()

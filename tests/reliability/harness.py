@@ -348,6 +348,13 @@ def base_env(*, broker_db: int) -> dict[str, str]:
             "MESSAGE_RATE_LIMIT_PER_MINUTE": "1000000",
             "IMAGE_UPLOAD_RATE_LIMIT": "1000000/minute",
             "CHAT_SYNC_TIMEOUT_SECONDS": "5",
+            # Every simulated visitor comes from 127.0.0.1: the load test opens 50 sockets at once
+            # from that one address, past the per-address cap on sockets still authenticating
+            # (20), which then refuses the rest as it would a single hostile client. The cap
+            # itself is tested in tests/e2e/test_idle_clients.py.
+            "WS_MAX_UNAUTHENTICATED_PER_ADDRESS": "0",
+            "WS_MAX_SOCKETS_PER_ADDRESS": "0",
+            "SSE_MAX_STREAMS_PER_ADDRESS": "0",
             # Answers far past the product's cap (100k characters): the slow-client test streams
             # 28 MB to exercise Daphne's send-buffer bound, and the 1 MB-token case must pass.
             "ANSWER_MAX_CHARS": "50000000",

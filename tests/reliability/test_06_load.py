@@ -51,6 +51,7 @@ class LoadStats:
     first_token: list[float] = field(default_factory=list)
     answered: list[float] = field(default_factory=list)
     reconnects: int = 0
+    reconnect_reasons: Counter = field(default_factory=Counter)
     followed_by_polling: int = 0
     turns: int = 0
 
@@ -83,7 +84,7 @@ class Conversation:
 
     async def follow_ws(self, reply: dict, stats: LoadStats) -> list[tuple[dict, float]]:
         got: list[tuple[dict, float]] = []
-        for _ in range(5):
+        for attempt in range(5):
             try:
                 if self.ws is None:
                     url = reply["websocket_url"] + "?token=" + reply["conversation_token"]
@@ -105,11 +106,13 @@ class Conversation:
                         got.append((message, time.monotonic()))
                         if message["event"] == "end":
                             return got
-            except (OSError, TimeoutError, websockets.WebSocketException):
+            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
                 stats.reconnects += 1
+                stats.reconnect_reasons[type(exc).__name__] += 1
                 if self.ws is not None:
                     await self.ws.close()
                 self.ws = None
+                await asyncio.sleep(0.25 * 2**attempt)  # back off as the widget does
         return got
 
     async def follow_polling(
@@ -160,7 +163,10 @@ class Conversation:
                     or not events
                     or events[-1]["event"] != "end"
                 ):
-                    stats.problems.append(f"turn {reply['turn_id']}: events {ids[:5]}…{ids[-3:]}")
+                    stats.problems.append(
+                        f"turn {reply['turn_id']} ({'polling' if self.polling else 'websocket'}):"
+                        f" events {ids[:5]}…{ids[-3:]}"
+                    )
                     continue
                 if events[-1]["data"]["status"] != "completed" or not harness.text_of(events):
                     stats.problems.append(f"turn {reply['turn_id']}: {events[-1]['data']}")
@@ -248,6 +254,7 @@ def test_conversations_of_five_messages_all_complete_with_every_event_stored(rst
         http_statuses=dict(sorted((str(k), v) for k, v in stats.statuses.items())),
         followed_by_polling=stats.followed_by_polling,
         ws_reconnects=stats.reconnects,
+        ws_reconnect_reasons=dict(stats.reconnect_reasons),
         first_token_p50_s=percentile(stats.first_token, 50),
         first_token_p95_s=percentile(stats.first_token, 95),
         first_token_p99_s=percentile(stats.first_token, 99),
@@ -259,7 +266,7 @@ def test_conversations_of_five_messages_all_complete_with_every_event_stored(rst
         error_log_entries=errors,
         client_problems=len(stats.problems),
     )
-    assert stats.problems == [], stats.problems[:10]
+    assert stats.problems == [], (stats.problems[:10], dict(stats.reconnect_reasons))
     assert not any(status >= 500 for status in stats.statuses)
     assert stats.turns == expected
     assert by_status == {"completed": expected}
