@@ -65,6 +65,7 @@ def build_messages(req: UpstreamRequest) -> list[dict[str, Any]]:
     else:
         content = req.question
     messages.append({"role": "user", "content": content})
+    messages += req.tool_messages
     return messages
 
 
@@ -72,7 +73,62 @@ def build_payload(req: UpstreamRequest, *, stream: bool = True) -> dict[str, Any
     body: dict[str, Any] = {"model": req.target, "messages": build_messages(req), "stream": stream}
     if stream:
         body["stream_options"] = {"include_usage": True}
+    if req.tools:
+        body["tools"] = req.tools
+        if req.tool_choice:
+            body["tool_choice"] = req.tool_choice
     return body
+
+
+class ToolCallAssembler:
+    """Streamed `delta.tool_calls` fragments put back together by `index` (ai_protocols.md §7).
+
+    Lenient like the reference asks: a server may send whole arguments in one fragment, omit
+    `type` or `id` after the first, or start at any index; calls come out in index order."""
+
+    MAX_CALLS = 32  # a model asking for more in one step is broken or hostile
+
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[str, Any]] = {}
+
+    def feed(self, fragments: Any) -> None:
+        if not isinstance(fragments, list):
+            return
+        for frag in fragments:
+            if not isinstance(frag, dict):
+                continue
+            index = frag.get("index", 0)
+            if not isinstance(index, int) or isinstance(index, bool):
+                continue
+            if index not in self.calls:
+                if len(self.calls) >= self.MAX_CALLS:
+                    continue
+                self.calls[index] = {"id": "", "name": "", "arguments": []}
+            call = self.calls[index]
+            if isinstance(frag.get("id"), str) and frag["id"]:
+                call["id"] = frag["id"]
+            function = frag.get("function")
+            if isinstance(function, dict):
+                if isinstance(function.get("name"), str) and function["name"]:
+                    call["name"] = function["name"]
+                if isinstance(function.get("arguments"), str):
+                    call["arguments"].append(function["arguments"])
+
+    def result(self) -> list[dict[str, str]]:
+        out = []
+        for index in sorted(self.calls):
+            call = self.calls[index]
+            if not call["name"]:
+                continue
+            out.append(
+                {
+                    # Some compatible servers send no id; the loop needs one to answer the call.
+                    "id": call["id"] or f"call_{index}",
+                    "name": call["name"],
+                    "arguments": "".join(call["arguments"]),
+                }
+            )
+        return out
 
 
 def _classify(response: httpx.Response, body: bytes, secrets: tuple[str, ...]) -> Classified:
@@ -192,6 +248,7 @@ async def _sse(
     secrets: tuple[str, ...],
 ) -> AsyncIterator[UpstreamEvent]:
     reader = BodyReader(response, deadline)
+    tool_calls = ToolCallAssembler()
     async with aclosing(sse_events(reader, stats, max_event_bytes)) as events:
         async for sse in events:
             data = sse.data
@@ -222,6 +279,7 @@ async def _sse(
                 if isinstance(text, str) and text:
                     stats.mark_token()
                     yield UpstreamEvent("token", text=text)
+                tool_calls.feed(delta.get("tool_calls"))
                 if choice.get("finish_reason"):
                     stats.finish_reason = choice["finish_reason"]
             if isinstance(chunk.get("usage"), dict):
@@ -234,7 +292,10 @@ async def _sse(
                     "stream ended without [DONE]",
                     tokens_emitted=stats.tokens,
                 )
-    if stats.tokens == 0:
+    calls = tool_calls.result()
+    if calls:
+        yield UpstreamEvent("tool_calls", data=calls)
+    elif stats.tokens == 0:
         raise UpstreamError(E.UPSTREAM_EMPTY, f"no content (finish_reason={stats.finish_reason!r})")
 
 
@@ -253,9 +314,17 @@ async def _json(
     text = message.get("content") or message.get("refusal")
     if choices:
         stats.finish_reason = choices[0].get("finish_reason")
-    if not isinstance(text, str) or not text:
+    tool_calls = ToolCallAssembler()
+    raw_calls = message.get("tool_calls")
+    if isinstance(raw_calls, list):
+        tool_calls.feed([{"index": i, **c} for i, c in enumerate(raw_calls) if isinstance(c, dict)])
+    calls = tool_calls.result()
+    if (not isinstance(text, str) or not text) and not calls:
         raise UpstreamError(E.UPSTREAM_EMPTY, "completion without content")
-    stats.mark_token()
-    yield UpstreamEvent("token", text=text)
+    if isinstance(text, str) and text:
+        stats.mark_token()
+        yield UpstreamEvent("token", text=text)
+    if calls:
+        yield UpstreamEvent("tool_calls", data=calls)
     if isinstance(data.get("usage"), dict):
         yield _usage(data["usage"], stats)

@@ -6,7 +6,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-EventKind = Literal["token", "source_documents", "metadata", "usage"]
+# `tool_calls`: the model asked for tools (data: [{"id", "name", "arguments"}], arguments as the
+# JSON text the model wrote); `tool_call` / `tool_result`: the tool loop's steps (tools.loop).
+EventKind = Literal[
+    "token", "source_documents", "metadata", "usage", "tool_calls", "tool_call", "tool_result"
+]
 
 
 @dataclass
@@ -23,6 +27,12 @@ class UpstreamRequest:
     override_config: dict[str, Any] = field(default_factory=dict)
     images: list[dict[str, str]] = field(default_factory=list)  # {"name", "mime", "data_b64"}
     extra_context: str | None = None
+    # Tool calling (OpenAI-compatible only): function definitions offered to the model, the
+    # `tool_choice`, and the assistant tool-call and `tool` result messages of earlier steps of
+    # this turn, sent after the user message.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: str | None = None
+    tool_messages: list[dict[str, Any]] = field(default_factory=list)
 
     def __repr__(self) -> str:
         # Keeps keys and image bytes out of logs and tracebacks.

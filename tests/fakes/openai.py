@@ -31,6 +31,14 @@ OPENAI_DEFAULTS: dict[str, Any] = {
     "finish_reason": "stop",
     "omit_usage": False,  # never send the usage chunk, even when asked for
     "json_fallback": False,  # answer stream requests with one chat.completion JSON, like some servers
+    # Tool calling (ai_protocols.md §7). `script`: one step per request that offers `tools`, in
+    # order: {"content": "text before the calls", "tool_calls": [{"name", "arguments": dict|str,
+    # "id"?}], "answer": "text instead of calls"}. Once used up, requests get the default answer
+    # (which echoes the tool results it was sent), or the last step again with `script_repeat`.
+    "script": None,
+    "script_repeat": False,
+    "arguments_chunk": 7,  # characters of `arguments` per fragment, like the real API's splitting
+    "interleave_calls": False,  # parallel calls' fragments alternate by index
 }
 
 SSE_HEADERS = [
@@ -71,8 +79,17 @@ def message_text(content: Any) -> tuple[str, list[bytes]]:
 
 
 def default_answer(body: dict[str, Any]) -> str:
-    """`You asked: <last user text>` plus one `[Image <hash>]` per image in that message."""
-    for msg in reversed(body.get("messages") or []):
+    """`You asked: <last user text>` plus one `[Image <hash>]` per image in that message; after
+    tool results, `From the tools: <their contents>`, so a test can see what the model was told."""
+    messages = body.get("messages") or []
+    results: list[str] = []
+    for msg in reversed(messages):
+        if not isinstance(msg, dict) or msg.get("role") != "tool":
+            break
+        results.insert(0, str(msg.get("content") or ""))
+    if results:
+        return "From the tools: " + " | ".join(results)
+    for msg in reversed(messages):
         if isinstance(msg, dict) and msg.get("role") == "user":
             text, images = message_text(msg.get("content"))
             return f"You asked: {text}" + "".join(f" [{describe_image(d)}]" for d in images)
@@ -87,10 +104,70 @@ def count_prompt_tokens(body: dict[str, Any]) -> int:
     return n
 
 
+def tool_messages_error(messages: list) -> str | None:
+    """What the real API says (400) about a `tool` message that answers no earlier tool call."""
+    open_ids: set[str] = set()
+    for msg in messages:
+        if not isinstance(msg, dict):
+            continue
+        if msg.get("role") == "assistant":
+            open_ids = {
+                str(call.get("id"))
+                for call in msg.get("tool_calls") or []
+                if isinstance(call, dict)
+            }
+        elif msg.get("role") == "tool" and msg.get("tool_call_id") not in open_ids:
+            return (
+                "Invalid parameter: messages with role 'tool' must be a response to a "
+                "preceeding message with 'tool_calls'."
+            )
+    return None
+
+
+def _split(text: str, size: int) -> list[str]:
+    size = max(1, int(size or 1))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
 class FakeOpenAI(FakeServer):
     name = "fake-openai"
     DEFAULTS = OPENAI_DEFAULTS
     fault_knobs = FakeServer.fault_knobs | {"error_code", "retry_after_ms", "x_should_retry"}
+
+    def _on_reset(self) -> None:
+        self._script_used = 0
+
+    def configure(self, **knobs: Any) -> FakeOpenAI:
+        if "script" in knobs:
+            self._script_used = 0  # a new script starts at its first step
+        return super().configure(**knobs)
+
+    def _script_step(self, sc: Scenario, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The scripted step for this request, if it offers tools the model may call."""
+        script = sc.get("script")
+        if not script or not body.get("tools") or body.get("tool_choice") == "none":
+            return None
+        with self._lock:
+            used = getattr(self, "_script_used", 0)
+            if used >= len(script) and not sc.get("script_repeat"):
+                return None
+            self._script_used = used + 1
+        step = script[min(used, len(script) - 1)]
+        return step if isinstance(step, dict) else None
+
+    @staticmethod
+    def _tool_calls(step: dict[str, Any], request_index: int) -> list[dict[str, Any]]:
+        calls = []
+        for i, call in enumerate(step.get("tool_calls") or []):
+            args = call.get("arguments", {})
+            calls.append(
+                {
+                    "id": call.get("id") or f"call_{request_index}_{i}_{secrets.token_hex(4)}",
+                    "name": str(call["name"]),
+                    "arguments": args if isinstance(args, str) else _dumps(args),
+                }
+            )
+        return calls
 
     def _headers(self, extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
         return [
@@ -239,8 +316,24 @@ class FakeOpenAI(FakeServer):
         if sc.strict_models and model not in sc.models:
             await self._error_status(resp, Scenario(sc, error_message=None), 404, model)
             return
+        if msg := tool_messages_error(body["messages"]):
+            await resp.send(
+                400,
+                error_body(msg, "invalid_request_error", None, "messages"),
+                headers=self._headers(),
+            )
+            return
 
-        tokens = [] if sc.empty_answer else self.answer_tokens(sc, default_answer(body))
+        step = self._script_step(sc, body)
+        calls: list[dict[str, Any]] = []
+        if step is not None:
+            calls = self._tool_calls(step, req.index)
+            text = (step.get("content") if calls else step.get("answer")) or ""
+            tokens = self.answer_tokens(Scenario(sc, tokens=None, answer=text), "") if text else []
+            if calls:
+                sc = Scenario(sc, finish_reason="tool_calls")
+        else:
+            tokens = [] if sc.empty_answer else self.answer_tokens(sc, default_answer(body))
         usage = {
             "prompt_tokens": count_prompt_tokens(body),
             "completion_tokens": len(tokens),
@@ -250,9 +343,9 @@ class FakeOpenAI(FakeServer):
         if body.get("stream") is True and not sc.json_fallback:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             include_usage = include_usage and not sc.omit_usage
-            await self._stream(resp, sc, req.index, cid, model, tokens, usage, include_usage)
+            await self._stream(resp, sc, req.index, cid, model, tokens, usage, include_usage, calls)
         else:
-            await self._complete(resp, sc, req.index, cid, model, tokens, usage)
+            await self._complete(resp, sc, req.index, cid, model, tokens, usage, calls)
 
     async def _complete(
         self,
@@ -263,6 +356,7 @@ class FakeOpenAI(FakeServer):
         model: str,
         tokens: list,
         usage: dict,
+        calls: list[dict[str, Any]] | None = None,
     ) -> None:
         if sc.error_after_tokens is not None:
             await self._error_status(resp, sc, 500, model)
@@ -277,6 +371,20 @@ class FakeOpenAI(FakeServer):
             return
         for i in range(len(tokens)):
             self.emit(key, i)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(tokens) or (None if calls else ""),
+            "refusal": None,
+        }
+        if calls:
+            message["tool_calls"] = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"]},
+                }
+                for c in calls
+            ]
         out = {
             "id": cid,
             "object": "chat.completion",
@@ -285,7 +393,7 @@ class FakeOpenAI(FakeServer):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(tokens), "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": sc.finish_reason,
                 }
@@ -305,6 +413,7 @@ class FakeOpenAI(FakeServer):
         tokens: list[str],
         usage: dict,
         include_usage: bool,
+        calls: list[dict[str, Any]] | None = None,
     ) -> None:
         await resp.start(200, SSE_HEADERS + self._headers())
         beat = self.heartbeat(resp, sc.heartbeat_interval, b": keep-alive\n\n")
@@ -327,6 +436,8 @@ class FakeOpenAI(FakeServer):
                 resp, sc, key, frames, lambda i: self._interrupt(resp, sc, i)
             ):
                 return
+            for frame in self._tool_call_frames(sc, calls or []):
+                await resp.write(chunk({"tool_calls": [frame]}))
             if sc.no_end:
                 await resp.wait_peer_closed()
                 return
@@ -348,6 +459,32 @@ class FakeOpenAI(FakeServer):
         finally:
             if beat is not None:
                 beat.cancel()
+
+    @staticmethod
+    def _tool_call_frames(sc: Scenario, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`delta.tool_calls` fragments as OpenAI streams them: the first of each call carries
+        id, type and name with empty arguments; the rest carry pieces of the arguments only."""
+        per_call: list[list[dict[str, Any]]] = []
+        for index, call in enumerate(calls):
+            frames: list[dict[str, Any]] = [
+                {
+                    "index": index,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": ""},
+                }
+            ]
+            frames += [
+                {"index": index, "function": {"arguments": piece}}
+                for piece in _split(call["arguments"], sc.get("arguments_chunk") or 7)
+            ]
+            per_call.append(frames)
+        if not sc.get("interleave_calls"):
+            return [frame for frames in per_call for frame in frames]
+        out: list[dict[str, Any]] = []
+        for i in range(max((len(f) for f in per_call), default=0)):
+            out += [frames[i] for frames in per_call if i < len(frames)]
+        return out
 
     async def _interrupt(self, resp: Responder, sc: Scenario, i: int) -> bool:
         if sc.error_after_tokens == i:
