@@ -40,7 +40,7 @@ from chatbots.models import (
     TemplateAssignment,
     TextRule,
 )
-from chatbots.secrets import EncryptedSecretField, SecretDecryptionError
+from chatbots.secrets import EncryptedSecretField, SecretDecryptionError, secret_field_names
 from chatbots.widgets import ModelChoiceInput, ModelNameInput, OpeningHoursField
 
 # --- History --------------------------------------------------------------------------------------
@@ -49,12 +49,15 @@ from chatbots.widgets import ModelChoiceInput, ModelNameInput, OpeningHoursField
 # chatbot would make each revision as large as the knowledge base (entries are edited on their own).
 CHATBOT_FOLLOW = ("flows", "template_assignments", "text_rules", "knowledge_bases")
 
+# Secrets are not history: a version never holds a key (a rotated, leaked key would otherwise
+# live on in every old version), and a revert keeps the keys stored now
+# (signals.raw_save_keeps_stored_secrets) — so only owners ever set one (docs/secrets.md).
 reversion.register(Chatbot, follow=CHATBOT_FOLLOW)
 reversion.register(Flow)
 reversion.register(TemplateAssignment)
 reversion.register(TextRule)
-reversion.register(KnowledgeBase)
-reversion.register(AIEndpoint)
+reversion.register(KnowledgeBase, exclude=secret_field_names(KnowledgeBase))
+reversion.register(AIEndpoint, exclude=secret_field_names(AIEndpoint))
 reversion.register(PromptTemplate)
 
 # Bookkeeping columns that differ on every save and mean nothing to staff.

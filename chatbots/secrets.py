@@ -180,3 +180,8 @@ class EncryptedSecretField(models.TextField):
         kwargs["widget"] = SecretWidget
         kwargs.pop("max_length", None)
         return models.Field.formfield(self, **kwargs)
+
+
+def secret_field_names(model) -> list[str]:
+    """Names of a model's EncryptedSecretFields."""
+    return [f.name for f in model._meta.concrete_fields if isinstance(f, EncryptedSecretField)]

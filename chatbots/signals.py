@@ -17,6 +17,7 @@ from chatbots.models import (
     TemplateAssignment,
     TextRule,
 )
+from chatbots.secrets import secret_field_names
 from chatbots.services import knowledge_entries_reindex
 from config.redis import get_redis
 
@@ -108,3 +109,18 @@ def _connect_cors() -> None:
 
 
 _connect_cors()
+
+
+@receiver(pre_save, dispatch_uid="raw-save-keeps-stored-secrets")
+def raw_save_keeps_stored_secrets(sender, instance, raw: bool = False, **kwargs) -> None:
+    """A revert from the configuration history saves the stored version raw, and versions hold no
+    secrets (chatbots/admin.py): keep the key stored now instead of blanking it. Also covers any
+    other raw load that leaves a secret out."""
+    if not raw or instance.pk is None:
+        return
+    missing = [name for name in secret_field_names(sender) if not getattr(instance, name)]
+    if not missing:
+        return
+    stored = sender._default_manager.filter(pk=instance.pk).values(*missing).first()
+    for name, value in (stored or {}).items():
+        setattr(instance, name, value)

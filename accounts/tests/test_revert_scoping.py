@@ -66,3 +66,56 @@ def test_reversions_revision_page_only_shows_versions_of_that_object(client, two
 
     assert response.status_code == 404
     assert "Theirs" not in response.content.decode()
+
+
+# --- secrets are not history ---------------------------------------------------------------
+
+
+def test_no_version_holds_a_key_and_a_revert_by_an_admin_keeps_the_key_stored_now(client):
+    shop = create_shop(slug="keys")
+    with reversion.create_revision():
+        endpoint = create_endpoint(
+            name="Before",
+            shop=shop,
+            kind="openai",
+            api_key="sk-old-key-that-was-rotated-0001",
+        )
+    with reversion.create_revision():
+        endpoint.name = "After"
+        endpoint.api_key = "sk-new-key-stored-now-0002"
+        endpoint.save()
+    first = Version.objects.get_for_object(endpoint).order_by("pk").first()
+    admin = User.objects.create_user("keys-admin", password="x" * 12, is_staff=True)
+    create_member(user=admin, shop=shop, role=Role.ADMIN)
+    client.force_login(admin)
+
+    response = client.post(f"/admin/chatbots/aiendpoint/{endpoint.pk}/history/{first.pk}/revert/")
+
+    assert response.status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.name == "Before"  # the revert happened
+    assert endpoint.api_key.reveal() == "sk-new-key-stored-now-0002"  # but not to the old key
+    for version in Version.objects.get_for_object(endpoint):
+        assert "api_key" not in version.serialized_data
+
+
+def test_the_migration_strips_keys_from_versions_stored_before(transactional_db):
+    import importlib
+    import json
+
+    from django.apps import apps
+
+    strip = importlib.import_module("accounts.migrations.0002_history_without_secrets")
+    with reversion.create_revision():
+        endpoint = create_endpoint(name="Old", kind="openai", api_key="sk-kept-in-history-03")
+    version = Version.objects.get_for_object(endpoint).get()
+    data = json.loads(version.serialized_data)
+    stored = type(endpoint).objects.get(pk=endpoint.pk).api_key.stored
+    data[0]["fields"]["api_key"] = stored  # as versions held it before
+    Version.objects.filter(pk=version.pk).update(serialized_data=json.dumps(data))
+
+    strip.strip_secrets(apps, None)
+
+    version.refresh_from_db()
+    assert "api_key" not in json.loads(version.serialized_data)[0]["fields"]
+    assert json.loads(version.serialized_data)[0]["fields"]["name"] == "Old"
