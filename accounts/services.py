@@ -12,6 +12,7 @@ from django.db import models
 
 from accounts import access
 from accounts.models import AuditEvent
+from config.client_address import client_address_of_request
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ Action = AuditEvent.Action
 def _ip(request) -> str | None:
     if request is None:
         return None
-    address = request.META.get("REMOTE_ADDR") or ""
+    address = client_address_of_request(request) or ""
     # A unix socket or a proxy may give something that is not an address: store none.
     try:
         return str(ipaddress.ip_address(address))

@@ -14,6 +14,7 @@ from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.http import JsonResponse  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from config.client_address import ProxiedClientMiddleware  # noqa: E402
 from config.errors import ErrorCode, error_body  # noqa: E402
 from config.socket_limits import AddressSockets, SocketLimitMiddleware  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
@@ -108,4 +109,6 @@ class SocketIOMount:
         return await self.other(scope, receive, send)
 
 
-application = SocketIOMount(channels_application)
+# Outermost: every HTTP request and WebSocket below sees the client's address in scope["client"]
+# (the visitor's when the peer is one of TRUSTED_PROXIES; config/client_address.py).
+application = ProxiedClientMiddleware(SocketIOMount(channels_application))

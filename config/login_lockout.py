@@ -16,14 +16,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from config.client_address import client_address_of_request
+
 
 def client_ip(request: HttpRequest) -> str | None:
-    """AXES_CLIENT_IP_CALLABLE: the address rate limits key on (REMOTE_ADDR), or None.
+    """AXES_CLIENT_IP_CALLABLE: the address rate limits key on (config.client_address), or None.
 
     None, not a placeholder, when there is none (a test client's force_login): axes stores the
     address in a GenericIPAddressField.
     """
-    return request.META.get("REMOTE_ADDR") or None
+    return client_address_of_request(request)
 
 
 def lockout_wait() -> dt.timedelta:

@@ -16,6 +16,7 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from config.client_address import client_address_of_request
 from config.errors import ApiError, ErrorCode
 
 _lock = threading.Lock()
@@ -62,4 +63,5 @@ def message_limit(chatbot_limit: int | None) -> str:
 
 
 def ip_of(request) -> str:
-    return request.META.get("REMOTE_ADDR") or "unknown"
+    """The client address a limit keys on (behind TRUSTED_PROXIES, the visitor's)."""
+    return client_address_of_request(request) or "unknown"

@@ -4,6 +4,7 @@ Every setting has a safe default for the embedded development mode and is listed
 """
 
 import datetime as dt
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -183,7 +184,7 @@ AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "config.login_lockout.client_ip"  # REMOTE_ADDR, as rate limits
+AXES_CLIENT_IP_CALLABLE = "config.login_lockout.client_ip"  # the client address, as rate limits
 AXES_LOCKOUT_CALLABLE = "config.login_lockout.lockout_response"
 # Failures are kept (the lockout needs them); successful sign-ins are not logged by axes, so no
 # table grows without bound (the audit log records sign-ins).
@@ -259,7 +260,7 @@ CORS_ALLOW_HEADERS = (
 )
 CORS_EXPOSE_HEADERS = ("Retry-After",)
 
-# Production hardening (`PRODUCTION=true`; see docs/deploy.md); off for the local http stack.
+# Production hardening (`PRODUCTION=true`; see docs/deployment.md); off for the local http stack.
 PRODUCTION = env.bool("PRODUCTION", default=False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -466,6 +467,20 @@ LOGGING["handlers"]["console"]["filters"] = [
     *LOGGING["handlers"]["console"]["filters"],
 ]
 MIDDLEWARE.insert(0, "monitoring.logging.RequestContextMiddleware")
+
+# --- Behind a proxy (config/client_address.py; docs/deployment.md) -------------------------------
+# Addresses/CIDRs of the reverse proxies in front of us ("unix" = a peer on a Unix socket). Only
+# when the direct peer is one of them is TRUSTED_PROXY_HEADER read ("x-forwarded-for" or
+# "forwarded", the one header your proxy sets): the client is its right-most untrusted address.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+TRUSTED_PROXY_HEADER = env.str("TRUSTED_PROXY_HEADER", default="x-forwarded-for").lower()
+if TRUSTED_PROXY_HEADER not in ("x-forwarded-for", "forwarded"):
+    raise ValueError("TRUSTED_PROXY_HEADER must be x-forwarded-for or forwarded")
+for _proxy in TRUSTED_PROXIES:  # a typo fails at start-up, not on every request
+    if _proxy.lower() != "unix":
+        ipaddress.ip_network(_proxy, strict=False)
+# First of all: every later middleware and view sees the client's address in REMOTE_ADDR.
+MIDDLEWARE.insert(0, "config.client_address.TrustedProxyMiddleware")
 # Workers log through the same handler (ids, JSON, redaction) instead of Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Bearer token Prometheus sends to GET /metrics; empty = staff session only.

@@ -11,8 +11,8 @@ Counted per process, not in Redis: what a socket costs is that process's memory 
 descriptors, an in-process count is exact and needs no round trip per handshake, and it cannot
 leak — a Redis count left behind by a killed process would lock an address out until it
 expired. The cost: with N server processes an address may hold up to N times a cap (`./run`
-starts one per core). The address is the ASGI client address: behind a proxy, run Daphne with
-`--proxy-headers` so it is the visitor's, not the proxy's.
+starts one per core). The address is the client's by config.client_address: behind a proxy
+listed in TRUSTED_PROXIES, the visitor's, not the proxy's.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from collections import Counter
 from typing import Any
 
 from django.conf import settings
+
+from config.client_address import client_address_of_scope
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ class SocketLimitMiddleware:
         self.authenticated_at_open = authenticated_at_open
 
     async def __call__(self, scope: dict, receive, send) -> None:
-        address = (scope.get("client") or ["unknown"])[0] or "unknown"
+        address = client_address_of_scope(scope) or "unknown"
         reason = self.sockets.refusal(address)
         if reason is not None:
             logger.warning("websocket refused for %s: %s", address, reason)

@@ -28,6 +28,8 @@ conversation_id_var: ContextVar[str] = ContextVar("conversation_id", default="")
 turn_id_var: ContextVar[str] = ContextVar("turn_id", default="")
 task_id_var: ContextVar[str] = ContextVar("task_id", default="")
 task_name_var: ContextVar[str] = ContextVar("task_name", default="")
+# The client address of an HTTP request (behind TRUSTED_PROXIES, the visitor's: config/client_address).
+client_var: ContextVar[str] = ContextVar("client", default="")
 
 CONTEXT_VARS: dict[str, ContextVar[str]] = {
     "request_id": request_id_var,
@@ -35,6 +37,7 @@ CONTEXT_VARS: dict[str, ContextVar[str]] = {
     "turn_id": turn_id_var,
     "task_id": task_id_var,
     "task": task_name_var,
+    "client": client_var,
 }
 
 # What we accept as an id from outside (headers, URLs, task arguments): no log injection.
@@ -174,7 +177,12 @@ class RequestContextMiddleware:
             conversation_id = safe_id(
                 request.headers.get("X-Session-ID") or request.GET.get("session_id") or ""
             )
-        return log_context_bind(request_id=request_id, conversation_id=conversation_id, turn_id="")
+        return log_context_bind(
+            request_id=request_id,
+            conversation_id=conversation_id,
+            turn_id="",
+            client=request.META.get("REMOTE_ADDR") or "",
+        )
 
     def __call__(self, request):
         if self.is_async:

@@ -46,7 +46,11 @@ def json_lines():
 def test_the_console_handler_keeps_the_secrets_filter_after_the_context_filter():
     handler = django_settings.LOGGING["handlers"]["console"]
     assert handler["filters"] == ["request_context", "redact_secrets"]
-    assert django_settings.MIDDLEWARE[0] == "monitoring.logging.RequestContextMiddleware"
+    # The client address is resolved first (config/client_address.py), then bound for the logs.
+    assert django_settings.MIDDLEWARE[:2] == [
+        "config.client_address.TrustedProxyMiddleware",
+        "monitoring.logging.RequestContextMiddleware",
+    ]
 
 
 @pytest.mark.urls("monitoring.tests.urls")
@@ -57,6 +61,17 @@ def test_a_request_logs_json_with_its_request_id_and_echoes_it(client, json_line
     assert line["request_id"] == "req-42.abc"
     assert line["level"] == "WARNING" and line["message"] == "handling a request"
     assert line["detail"] == "x" and "timestamp" in line
+
+
+@pytest.mark.urls("monitoring.tests.urls")
+def test_a_request_line_names_the_visitors_address_behind_a_trusted_proxy(
+    client, json_lines, settings
+):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    client.get("/api/test-log", REMOTE_ADDR="10.1.2.3", headers={"X-Forwarded-For": "203.0.113.5"})
+    client.get("/api/test-log", REMOTE_ADDR="198.51.100.1", headers={"X-Forwarded-For": "1.2.3.4"})
+    lines = [e for e in json_lines() if e["logger"] == "monitoring.tests.view"]
+    assert [e.get("client") for e in lines] == ["203.0.113.5", "198.51.100.1"]
 
 
 @pytest.mark.urls("monitoring.tests.urls")
