@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "monitoring",
     "helpdesk",
     "images",
+    "inbox",
 ]
 
 MIDDLEWARE = [
@@ -380,6 +381,10 @@ SESSION_INACTIVITY_MINUTES = env.int("SESSION_INACTIVITY_MINUTES", default=24 * 
 CHAT_SYNC_TIMEOUT_SECONDS = env.float("CHAT_SYNC_TIMEOUT_SECONDS", default=30.0)
 # A message on a resolved conversation reopens it (else 409 and the client starts a new one).
 REOPEN_RESOLVED_ON_MESSAGE = env.bool("REOPEN_RESOLVED_ON_MESSAGE", default=True)
+# Live inbox (docs/inbox.md): an agent counts as online this long after their inbox page's
+# socket last said so (it refreshes every third of it); the wait shown when a bot has no rule.
+INBOX_PRESENCE_SECONDS = env.int("INBOX_PRESENCE_SECONDS", default=60)
+INBOX_USUAL_WAIT_MINUTES = env.int("INBOX_USUAL_WAIT_MINUTES", default=5)
 # Whether AI clients honour HTTP(S)_PROXY / NO_PROXY from the environment.
 UPSTREAM_TRUST_ENV = env.bool("UPSTREAM_TRUST_ENV", default=True)
 # URLs entered in the admin (AI endpoints, knowledge bases, order sources, helpdesks) may reach

@@ -27,6 +27,7 @@ api_patterns = [
     path("", include("monitoring.urls")),
     path("", include("helpdesk.urls")),
     path("", include("images.urls")),
+    path("", include("inbox.urls")),
     path("auth/token", TokenObtain.as_view(), name="auth-token"),
     path("auth/token/refresh", TokenRefresh.as_view(), name="auth-token-refresh"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

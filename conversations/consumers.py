@@ -289,7 +289,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(
             {"type": "turn", "turn_id": turn_id, "message_id": message_id, "status": status}
         )
-        await self.follow(turn_id, 0)
+        await self.follower.follow_new(turn_id)
 
     async def on_resume(self, content: dict) -> None:
         turn_id = content.get("turn_id")

@@ -54,6 +54,13 @@ class TurnFollower:
             state["next"] = min(state["next"], after + 1)
         await self.fill_from_logs(turn_id)
 
+    async def follow_new(self, turn_id: str) -> None:
+        """Follow a turn from its start unless already followed: a message sent while a person
+        answers returns the human turn this client may be following already (docs/inbox.md),
+        and following it again from 0 would send its events twice."""
+        if turn_id not in self.following:
+            await self.follow(turn_id, 0)
+
     async def stop(self) -> None:
         self.stopped = True
         for turn_id in list(self.following):

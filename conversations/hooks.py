@@ -112,3 +112,19 @@ def attachments_metadata(conversation: Any, payload: dict[str, Any]) -> dict[str
             else:
                 metadata[key] = item
     return metadata
+
+
+# Who answers a customer message: called by services.message_submit inside its transaction,
+# with the conversation row locked and the message stored, before any turn exists. It returns
+# the open human turn that carries the message to a person (no AI turn runs), or None for the
+# bot. One router at most (the inbox app's, inbox/services.py message_route); none: the bot.
+MessageRouter = Callable[..., Any]
+_message_router: list[MessageRouter] = []
+
+
+def register_message_router(router: MessageRouter) -> None:
+    _message_router[:] = [router]
+
+
+def message_router() -> MessageRouter | None:
+    return _message_router[0] if _message_router else None

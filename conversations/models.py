@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -18,6 +19,13 @@ class Conversation(models.Model):
         RESOLVED = "resolved", "Resolved"
         ENDED = "ended", "Ended"
 
+    class Handling(models.TextChoices):
+        """Who answers the customer now (docs/inbox.md): the bot, nobody yet, or a person."""
+
+        BOT = "bot", "Bot"
+        WAITING = "waiting_for_agent", "Waiting for a person"
+        AGENT = "with_agent", "With a person"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="conversations")
     user_id = models.CharField(max_length=200, blank=True)
@@ -30,6 +38,20 @@ class Conversation(models.Model):
     resolution_notes = models.TextField(blank=True)
     ended_reason = models.CharField(max_length=255, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    handling = models.CharField(max_length=20, choices=Handling.choices, default=Handling.BOT)
+    assigned_agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_conversations",
+    )
+    # The open "human turn" (Turn.Kind.HUMAN) whose event log carries the person's part of the
+    # conversation to the widget; null while the bot answers.
+    human_turn = models.ForeignKey(
+        "Turn", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    handoff_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -43,6 +65,12 @@ class Conversation(models.Model):
             ),
             # Serves inactivity expiry and retention sweeps.
             models.Index(fields=["last_activity_at"], name="conversation_last_activity"),
+            # Serves the inbox's lists and counts (waiting / with a person), per chatbot.
+            models.Index(
+                fields=["chatbot", "handling", "-last_activity_at"],
+                condition=~Q(handling="bot"),
+                name="conversation_inbox",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -54,6 +82,7 @@ class Message(models.Model):
         USER = "user", "Customer"
         ASSISTANT = "assistant", "Chatbot"
         SYSTEM = "system", "System"
+        AGENT = "agent", "Agent"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(
@@ -67,6 +96,14 @@ class Message(models.Model):
     usage = models.JSONField(default=dict, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Who wrote a message of role `agent` (a shop member).
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -92,10 +129,19 @@ class Turn(models.Model):
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Kind(models.TextChoices):
+        # One customer message answered by the bot (run by a worker).
+        AI = "ai", "Bot answer"
+        # A person's part of the conversation, from the request for a person to the hand-back:
+        # its events (agent_joined, agent_message, typing, …) are written by the inbox services,
+        # not a worker, and it stays running until then (docs/inbox.md).
+        HUMAN = "human", "Person"
+
     FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    kind = models.CharField(max_length=5, choices=Kind.choices, default=Kind.AI)
     user_message = models.OneToOneField(
         Message, on_delete=models.CASCADE, related_name="turn_asked"
     )

@@ -23,7 +23,7 @@ from django.utils import timezone
 from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode
 from config.ratelimit import message_limit, rate_limit_hit
-from conversations import streaming
+from conversations import hooks, streaming
 from conversations.models import AICall, Conversation, Message, StreamEvent, Turn
 
 logger = logging.getLogger(__name__)
@@ -117,12 +117,22 @@ def message_submit(
                 sequence=sequence,
                 metadata=metadata or {},
             )
-            turn = Turn.objects.create(
-                conversation=locked,
-                user_message=message,
-                idempotency_key=idempotency_key or "",
-                client_ip=client_ip,
-            )
+            # The one decision whether the bot answers (docs/inbox.md): a conversation with a
+            # person, or one a handoff rule sends to a person, gets no AI turn.
+            router = hooks.message_router()
+            human_turn = router(conversation=locked, message=message) if router else None
+            if human_turn is None:
+                turn = Turn.objects.create(
+                    conversation=locked,
+                    user_message=message,
+                    idempotency_key=idempotency_key or "",
+                    client_ip=client_ip,
+                )
+            else:
+                # Callers answer with turn.pk (the human turn the client follows) and
+                # turn.user_message_id: the id of the message just stored (never saved).
+                turn = human_turn
+                turn.user_message_id = message.pk
             locked.message_count = F("message_count") + 1
             locked.last_activity_at = timezone.now()
             locked.save(
@@ -134,9 +144,10 @@ def message_submit(
                     "updated_at",
                 ]
             )
-            from conversations.tasks import run_turn
+            if human_turn is None:
+                from conversations.tasks import run_turn
 
-            transaction.on_commit(lambda: run_turn.delay(str(turn.id)))
+                transaction.on_commit(lambda: run_turn.delay(str(turn.id)))
     except IntegrityError:
         # Two requests with the same Idempotency-Key raced; the other one won.
         existing = Turn.objects.filter(
@@ -321,6 +332,10 @@ def turn_claim(*, turn_id: str, worker: str) -> dict[str, Any] | None:
             .values("role", "content")[: settings.HISTORY_MESSAGES_FOR_AI]
         )
         history.reverse()
+        for item in history:
+            # What a person answered is the shop's answer: the bot, back in charge, sees it so.
+            if item["role"] == Message.Role.AGENT:
+                item["role"] = Message.Role.ASSISTANT
     return {
         "turn_id": str(row["id"]),
         "conversation_id": str(row["conversation_id"]),
@@ -613,6 +628,8 @@ def turns_reap_stale() -> int:
     now = timezone.now()
     stale = list(
         Turn.objects.filter(
+            # A human turn has no worker and no heartbeat: it runs until a person hands back.
+            kind=Turn.Kind.AI,
             status=Turn.Status.RUNNING,
             heartbeat_at__lt=now - dt.timedelta(seconds=settings.TURN_STALE_SECONDS),
         ).values_list("pk", flat=True)[:500]

@@ -479,7 +479,7 @@ async def _on_message(client: SocketClient, data: Any) -> dict:
     # the turn (and may follow it with chat:resume); this socket follows it at once.
     await _emit_room(conversation_id, "chat:turn", accepted)
     async with client.lock:
-        await client.follower.follow(turn_id, 0)
+        await client.follower.follow_new(turn_id)
     return accepted
 
 
