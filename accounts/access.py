@@ -44,6 +44,7 @@ SHOP_PATHS: dict[str, str] = {
     "analytics.turnmetrics": "chatbot__shop",
     "analytics.conversationsummary": "chatbot__shop",
     "images.imageupload": "chatbot__shop",
+    "tools.chatbottools": "chatbot__shop",
     # Error-log rows carry their shop; rows with none are the platform's (operators only).
     "monitoring.errorlog": "shop",
 }
@@ -59,6 +60,7 @@ CONFIGURATION = [
     "chatbots.textrule",
     "orders.ordersource",
     "helpdesk.helpdeskconnection",
+    "tools.chatbottools",
 ]
 TRANSCRIPTS = [
     "conversations.conversation",

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "helpdesk",
     "images",
     "inbox",
+    "tools",
 ]
 
 MIDDLEWARE = [
@@ -326,6 +327,13 @@ SSE_MAX_STREAMS_PER_ADDRESS = env.int("SSE_MAX_STREAMS_PER_ADDRESS", default=200
 # An answer (any one AI call's text) longer than this many characters is cut there: the upstream
 # is stopped and the turn fails with UPSTREAM_TOO_LARGE, keeping the part streamed so far.
 ANSWER_MAX_CHARS = env.int("ANSWER_MAX_CHARS", default=100_000)
+# The tool loop of an answer (docs/tools.md): rounds of tool calls, seconds for all of them and
+# for one call (a bot may override these three in its tools), characters of one tool result
+# the model is shown (the rest is cut).
+TOOLS_MAX_STEPS = env.int("TOOLS_MAX_STEPS", default=4)
+TOOLS_TURN_SECONDS = env.int("TOOLS_TURN_SECONDS", default=60)
+TOOLS_CALL_TIMEOUT = env.int("TOOLS_CALL_TIMEOUT", default=15)
+TOOLS_RESULT_MAX_CHARS = env.int("TOOLS_RESULT_MAX_CHARS", default=8000)
 # Daphne aborts a WebSocket connection whose client leaves more than this many bytes unread in
 # the server process (config/daphne_ws.py); the widget reconnects and resumes. 0 = no bound.
 WS_SEND_BUFFER_MAX_BYTES = env.int("WS_SEND_BUFFER_MAX_BYTES", default=4 * 1024 * 1024)

@@ -227,7 +227,17 @@ def process_message(request: Request) -> Response:
 EVENT_FIELDS = {
     "id": serializers.IntegerField(),
     "event": serializers.ChoiceField(
-        choices=["start", "token", "metadata", "source_documents", "order", "error", "end"]
+        choices=[
+            "start",
+            "token",
+            "metadata",
+            "source_documents",
+            "order",
+            "tool_call",
+            "tool_result",
+            "error",
+            "end",
+        ]
     ),
     "data": serializers.DictField(),
     "timestamp": serializers.DateTimeField(),

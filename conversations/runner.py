@@ -40,6 +40,7 @@ from conversations.upstream.types import (
     UpstreamEvent,
     UpstreamRequest,
 )
+from tools import loop as tool_loop
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +226,11 @@ class TurnExecution:
                     self.active_flowise.append((flow, req.chat_id))
                     events = stream_flowise(
                         client, req, timeouts=timeouts, retry=retry, stats=stats
+                    )
+                elif purpose == "answer":
+                    # With the bot's tools, if it has any: a bounded loop of calls (tools.loop).
+                    events = tool_loop.answer_events(
+                        self, client, req, timeouts=timeouts, retry=retry, stats=stats
                     )
                 else:
                     events = stream_openai(client, req, timeouts=timeouts, retry=retry, stats=stats)
@@ -522,6 +528,10 @@ class TurnExecution:
                 await self.publisher.emit("source_documents", {"documents": event.data})
             elif event.kind == "usage" and isinstance(event.data, dict):
                 self.usage.update(event.data)
+            elif event.kind in ("tool_call", "tool_result"):
+                # Text held back by the text rules goes out before the step it came before.
+                await self.publisher.token(rewriter.flush())
+                await self.publisher.emit(event.kind, event.data)
         await self.publisher.token(rewriter.flush())
         await self.publisher.flush_tokens()
 

@@ -52,7 +52,17 @@
   var WS_SILENCE_PING_MS = 15000; // while an answer is due: ping after this much silence…
   var WS_SILENCE_DROP_MS = 25000; // …and treat the socket as dead after this much
   var SSE_MAX_FAILURES = 3; // event streams refused or lost before opening, then polling
-  var SSE_EVENTS = ["start", "metadata", "source_documents", "token", "order", "error", "end"];
+  var SSE_EVENTS = [
+    "start",
+    "metadata",
+    "source_documents",
+    "token",
+    "order",
+    "tool_call",
+    "tool_result",
+    "error",
+    "end",
+  ];
   var POLL_INTERVAL_MS = 700;
   var POLL_BACKOFF_MAX_MS = 10000;
   var IMAGE_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"];
@@ -965,6 +975,21 @@
         break;
       case "order":
         if (data && data.order_number) turn.el.appendChild(orderCard(data));
+        break;
+      case "tool_call":
+        // A step the bot is taking ("Looking up your order…"), ticked off by its tool_result.
+        turn.steps = turn.steps || {};
+        turn.steps[data.call_id] = h("div", {
+          class: "cbw-step",
+          text: typeof data.label === "string" && data.label ? data.label : String(data.tool || ""),
+        });
+        turn.el.insertBefore(turn.steps[data.call_id], turn.textEl);
+        scrollToEnd();
+        break;
+      case "tool_result":
+        if (turn.steps && turn.steps[data.call_id]) {
+          turn.steps[data.call_id].classList.add(data.ok ? "cbw-step-done" : "cbw-step-failed");
+        }
         break;
       case "error":
         turn.error = typeof data.message === "string" && data.message ? data.message : t("failed");

@@ -1,0 +1,306 @@
+"""The tool loop of one answer on an OpenAI-compatible endpoint (ai_protocols.md §7).
+
+The model answers, or asks for tools; the tools on the bot's allow-list run (in parallel, each
+with its own timeout and a cap on what it returns) and their results go back to the model, which
+is asked again — at most `max_steps` rounds and `max_seconds` in all, after which it is asked to
+answer without tools. A tool that fails, times out or is not allowed becomes an error result the
+model reads; it never fails the turn. Text the model streams between rounds reaches the customer
+as usual, and each round is told to the customer as `tool_call` / `tool_result` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+
+from conversations.upstream.errors import UPSTREAM_EMPTY, UpstreamError
+from conversations.upstream.openai_compat import stream_openai
+from conversations.upstream.types import (
+    CallStats,
+    RetryPolicy,
+    Timeouts,
+    UpstreamEvent,
+    UpstreamRequest,
+)
+from tools.registry import Tool, ToolContext, ToolError, ToolResult
+from tools.selectors import Toolset, toolset_for_turn
+
+logger = logging.getLogger(__name__)
+
+REDACTED = "***"
+SUMMARY_MAX = 200
+GAVE_UP = {
+    "da": "Jeg kunne ikke finde svaret denne gang. Prøv igen, eller bed om at tale med en person.",
+    "en": "I couldn't find the answer this time. Please try again, or ask to talk to a person.",
+}
+
+
+def redacted_arguments(tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {k: (REDACTED if k in tool.redact else v) for k, v in arguments.items()}
+
+
+def _merge_stats(total: CallStats, step: CallStats) -> None:
+    """One AICall record covers the whole loop: attempts and tokens add up over its rounds."""
+    total.attempts += step.attempts
+    total.retries += step.retries
+    total.tokens += step.tokens
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        value = getattr(step, name)
+        if value is not None:
+            setattr(total, name, (getattr(total, name) or 0) + value)
+    for name in ("request_started", "request_started_wall", "headers_at", "first_token_at"):
+        if getattr(total, name) is None:
+            setattr(total, name, getattr(step, name))
+    total.status_code = step.status_code or total.status_code
+    total.model = step.model or total.model
+    total.finish_reason = step.finish_reason
+    total.finished_at = step.finished_at
+    total.pool_wait_seconds = step.pool_wait_seconds
+
+
+def _add_usage(total: dict[str, Any], usage: Any) -> None:
+    if not isinstance(usage, dict):
+        return
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        if isinstance(usage.get(key), int):
+            total[key] = total.get(key, 0) + usage[key]
+
+
+class ToolLoop:
+    def __init__(self, execution: Any, toolset: Toolset) -> None:
+        self.execution = execution
+        self.toolset = toolset
+        work = execution.work
+        self.context = ToolContext(
+            turn_id=execution.turn_id,
+            conversation_id=work["conversation_id"],
+            config=execution.config,
+            language=execution.language,
+            question=work["question"],
+            history=work["history"],
+            emit=execution.publisher.emit,
+            run_db=execution.rt.run_db,
+        )
+        # Kept on the turn's route (and so in agent_info): every call, its timing and outcome.
+        self.record: dict[str, Any] = execution.route.setdefault("tools", {"steps": 0, "calls": []})
+
+    async def events(
+        self,
+        client: httpx.AsyncClient,
+        req: UpstreamRequest,
+        *,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        stats: CallStats,
+    ) -> AsyncIterator[UpstreamEvent]:
+        toolset = self.toolset
+        deadline = time.monotonic() + toolset.max_seconds
+        req.tools = [tool.definition() for tool in toolset.tools.values()]
+        usage: dict[str, Any] = {}
+        text_sent = False
+        step = 0
+        while True:
+            final = step >= toolset.max_steps or time.monotonic() >= deadline
+            req.tool_choice = "none" if final else None
+            step_stats = CallStats()
+            calls: list[dict[str, str]] = []
+            text: list[str] = []
+            try:
+                async with aclosing(
+                    stream_openai(client, req, timeouts=timeouts, retry=retry, stats=step_stats)
+                ) as stream:
+                    async for event in stream:
+                        if event.kind == "tool_calls":
+                            calls = event.data
+                        elif event.kind == "usage":
+                            _add_usage(usage, event.data)
+                        else:
+                            if event.kind == "token":
+                                text.append(event.text)
+                                text_sent = True
+                            yield event
+            except UpstreamError as err:
+                # After a tool round a model may have nothing to add to what it already said.
+                if not (err.code == UPSTREAM_EMPTY and text_sent):
+                    raise
+            finally:
+                _merge_stats(stats, step_stats)
+            if not calls:
+                break
+            if final:
+                # Asked to answer without tools and it still wants them: stop here.
+                logger.info("turn %s: tool loop stopped at its bound", self.execution.turn_id)
+                self.record["stopped"] = "max_steps" if step >= toolset.max_steps else "time"
+                if not text_sent:
+                    yield UpstreamEvent("token", text=GAVE_UP[self.execution.language])
+                break
+            step += 1
+            self.record["steps"] = step
+            planned, announced = self._plan(step, calls)
+            for event in announced:
+                yield event
+            results = await self._run_round(step, planned, deadline)
+            for event in results["events"]:
+                yield event
+            req.tool_messages = [
+                *req.tool_messages,
+                {
+                    "role": "assistant",
+                    "content": "".join(text) or None,
+                    "tool_calls": [
+                        {
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["name"], "arguments": call["arguments"]},
+                        }
+                        for call in calls
+                    ],
+                },
+                *results["messages"],
+            ]
+        if usage:
+            yield UpstreamEvent("usage", data=usage)
+
+    def _plan(self, step: int, calls: list[dict[str, str]]) -> tuple[list[tuple], list]:
+        """Each call with its tool and parsed arguments (or the problem with it), and the
+        `tool_call` events announcing the calls of tools the bot has."""
+        planned: list[tuple] = []
+        events: list[UpstreamEvent] = []
+        for call in calls:
+            tool = self.toolset.tools.get(call["name"])
+            arguments, problem = None, None
+            if tool is None:
+                problem = f"The tool {call['name'][:100]!r} is not available."
+            else:
+                try:
+                    parsed = json.loads(call["arguments"] or "{}")
+                except ValueError:
+                    parsed = None
+                if isinstance(parsed, dict):
+                    arguments = parsed
+                else:
+                    problem = "The arguments are not a JSON object."
+            planned.append((call, tool, arguments, problem))
+            if tool is not None:
+                events.append(
+                    UpstreamEvent(
+                        "tool_call",
+                        data={
+                            "call_id": call["id"],
+                            "tool": tool.name,
+                            "label": tool.label_for(self.context.language),
+                            "arguments": redacted_arguments(tool, arguments or {}),
+                            "step": step,
+                        },
+                    )
+                )
+        return planned, events
+
+    async def _run_round(self, step: int, planned: list[tuple], deadline: float) -> dict[str, list]:
+        """Run the round's calls side by side; the result events and the `tool` messages for
+        the model come back in the order the model asked."""
+        outcomes = await asyncio.gather(
+            *(
+                self._run_one(step, call, tool, args, problem, deadline)
+                for call, tool, args, problem in planned
+            )
+        )
+        events, messages = [], []
+        for (call, *_rest), (content, event) in zip(planned, outcomes, strict=True):
+            messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+            if event is not None:
+                events.append(event)
+        return {"events": events, "messages": messages}
+
+    async def _run_one(
+        self,
+        step: int,
+        call: dict[str, str],
+        tool: Tool | None,
+        arguments: dict[str, Any] | None,
+        problem: str | None,
+        deadline: float,
+    ) -> tuple[str, UpstreamEvent | None]:
+        started = time.monotonic()
+        name = tool.name if tool is not None else call["name"][:100]
+        outcome, summary = "ok", ""
+        if problem is not None or tool is None or arguments is None:
+            outcome = "refused" if tool is None else "error"
+            content = json.dumps({"error": problem})
+        else:
+            timeout = max(0.1, min(self.toolset.call_timeout, deadline - started))
+            try:
+                async with asyncio.timeout(timeout):
+                    result = await tool.run(self.context, arguments)
+                if isinstance(result, str):
+                    result = ToolResult(content=result)
+                content, summary = result.content, result.summary
+                cap = self.toolset.result_max_chars
+                if len(content) > cap:
+                    content = content[:cap] + f"\n[cut: the result had {len(content)} characters]"
+            except TimeoutError:
+                outcome = "timeout"
+                content = json.dumps({"error": f"The tool did not answer within {timeout:.0f} s."})
+            except ToolError as err:
+                outcome = "error"
+                content = json.dumps({"error": err.message})
+            except Exception:
+                # A broken tool must not cost the customer the answer: the model hears of it.
+                logger.exception("turn %s: tool %s failed", self.context.turn_id, name)
+                outcome = "error"
+                content = json.dumps({"error": "The tool failed."})
+        duration_ms = round((time.monotonic() - started) * 1000)
+        self.record["calls"].append(
+            {
+                "tool": name,
+                "step": step,
+                "outcome": outcome,
+                "duration_ms": duration_ms,
+                "arguments": redacted_arguments(tool, arguments) if tool and arguments else {},
+            }
+        )
+        if tool is None:
+            # Nothing was announced for a tool the bot does not have; the customer hears nothing.
+            return content, None
+        event = UpstreamEvent(
+            "tool_result",
+            data={
+                "call_id": call["id"],
+                "tool": name,
+                "ok": outcome == "ok",
+                "outcome": outcome,
+                "summary": summary[:SUMMARY_MAX],
+                "duration_ms": duration_ms,
+            },
+        )
+        return content, event
+
+
+async def answer_events(
+    execution: Any,
+    client: httpx.AsyncClient,
+    req: UpstreamRequest,
+    *,
+    timeouts: Timeouts,
+    retry: RetryPolicy,
+    stats: CallStats,
+) -> AsyncIterator[UpstreamEvent]:
+    """The answer flow's events on an OpenAI-compatible endpoint: with the bot's tools when it
+    has any, else exactly the one streamed call it always was."""
+    toolset = await execution.rt.run_db(toolset_for_turn, chatbot_id=execution.config["id"])
+    if toolset is None:
+        events = stream_openai(client, req, timeouts=timeouts, retry=retry, stats=stats)
+    else:
+        events = ToolLoop(execution, toolset).events(
+            client, req, timeouts=timeouts, retry=retry, stats=stats
+        )
+    async with aclosing(events):
+        async for event in events:
+            yield event
