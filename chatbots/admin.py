@@ -42,6 +42,7 @@ from chatbots.models import (
 )
 from chatbots.secrets import EncryptedSecretField, SecretDecryptionError, secret_field_names
 from chatbots.widgets import ModelChoiceInput, ModelNameInput, OpeningHoursField
+from knowledge.selectors import flow_knowledge_warnings
 
 # --- History --------------------------------------------------------------------------------------
 # A chatbot's revision holds its whole configuration, so one revert restores all of it. Knowledge
@@ -420,6 +421,10 @@ class KnowledgeBaseForm(forms.ModelForm):
             "namespace",
             "api_key",
             "control_url",
+            "embedding_endpoint",
+            "embedding_model",
+            "chunk_size",
+            "chunk_overlap",
         )
         labels = {"api_key": "Pinecone API key", "control_url": "Control URL"}
         formfield_callback = _https_by_default
@@ -680,6 +685,11 @@ class ChatbotAdmin(ConfigurationHistoryAdmin):
             inlines = [i for i in inlines if not isinstance(i, TemplateAssignmentInline)]
         return inlines
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        for warning in flow_knowledge_warnings(chatbot_id=form.instance.pk):
+            self.message_user(request, warning, messages.WARNING)
+
     @admin.display(description="flows", ordering="_flow_count")
     def flow_count(self, obj: Chatbot) -> int:
         return obj._flow_count
@@ -880,6 +890,18 @@ class KnowledgeBaseAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
                     "description": "Only for Pinecone knowledge bases; leave empty for builtin.",
                 },
             ),
+            (
+                "Retrieval",
+                {
+                    "fields": (
+                        "embedding_endpoint",
+                        "embedding_model",
+                        ("chunk_size", "chunk_overlap"),
+                    ),
+                    "description": "How questions (and uploaded documents) become vectors, and "
+                    "how documents are cut into chunks. See docs/knowledge.md.",
+                },
+            ),
         )
 
     def get_queryset(self, request):
@@ -897,6 +919,8 @@ class KnowledgeBaseAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
         # Record the whole chatbot too, so that its history shows this change and can undo it.
         if reversion.is_active():
             reversion.add_to_revision(form.instance.chatbot)
+        for warning in flow_knowledge_warnings(chatbot_id=form.instance.chatbot_id):
+            self.message_user(request, warning, messages.WARNING)
 
     def log_change(self, request, obj, message):
         entry = super().log_change(request, obj, message)

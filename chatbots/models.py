@@ -335,6 +335,31 @@ class KnowledgeBase(models.Model):
         default="https://api.pinecone.io",
         help_text="Pinecone control-plane URL; change only for testing.",
     )
+    # Retrieval settings (knowledge app): the embedding model turns questions (and, for a
+    # builtin base, its chunks) into vectors; a Pinecone base needs one to be queried at all.
+    embedding_endpoint = models.ForeignKey(
+        "AIEndpoint",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="embedding_knowledge_bases",
+        limit_choices_to={"kind": "openai"},
+        help_text="An OpenAI-compatible endpoint serving /v1/embeddings. Empty: full-text search "
+        "only (builtin); a Pinecone base then reaches only Flowise flows.",
+    )
+    embedding_model = models.CharField(
+        max_length=200, blank=True, help_text="e.g. text-embedding-3-small"
+    )
+    chunk_size = models.PositiveIntegerField(
+        default=1000,
+        validators=[MinValueValidator(200), MaxValueValidator(8000)],
+        help_text="Characters per chunk of an uploaded document (about 4 characters a token).",
+    )
+    chunk_overlap = models.PositiveIntegerField(
+        default=150,
+        validators=[MaxValueValidator(2000)],
+        help_text="Characters a chunk repeats from the end of the one before it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -352,6 +377,10 @@ class KnowledgeBase(models.Model):
     def clean(self) -> None:
         if self.kind == self.Kind.PINECONE and not self.index_name:
             raise ValidationError({"index_name": "A Pinecone knowledge base needs its index name."})
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValidationError({"chunk_overlap": "The overlap must be smaller than the chunk."})
+        if self.embedding_endpoint_id and not self.embedding_model:
+            raise ValidationError({"embedding_model": "Name the embedding model to use."})
         if self.kind == self.Kind.BUILTIN:
             # Only what applies to the chosen kind is checked. Pinecone settings left over
             # from before a switch to builtin are dropped rather than refused: they cannot be

@@ -28,7 +28,9 @@ def _count(kind: str, outcome: str) -> None:
 def _build_config(chatbot: Chatbot) -> dict[str, Any]:
     flows = []
     for flow in chatbot.flows.filter(enabled=True).select_related(
-        "endpoint", "knowledge_base", "template_assignment__template"
+        "endpoint",
+        "knowledge_base__embedding_endpoint",
+        "template_assignment__template",
     ):
         kb = flow.knowledge_base
         assignment = getattr(flow, "template_assignment", None)
@@ -57,10 +59,23 @@ def _build_config(chatbot: Chatbot) -> dict[str, Any]:
                 "knowledge_base": (
                     {
                         "id": kb.id,
+                        "name": kb.name,
                         "kind": kb.kind,
                         "index_name": kb.index_name,
                         "host": kb.host,
                         "namespace": kb.namespace,
+                        # Encrypted like the endpoints' keys; knowledge.retrieval decrypts.
+                        "api_key_stored": kb.api_key.stored,
+                        "embedding": (
+                            {
+                                "base_url": kb.embedding_endpoint.base_url,
+                                "api_key_stored": kb.embedding_endpoint.api_key.stored,
+                                "model": kb.embedding_model,
+                                "timeout": kb.embedding_endpoint.read_timeout,
+                            }
+                            if kb.embedding_endpoint
+                            else None
+                        ),
                     }
                     if kb
                     else None

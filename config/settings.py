@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "helpdesk",
     "images",
     "inbox",
+    "knowledge",
     "tools",
 ]
 
@@ -494,6 +495,11 @@ for _proxy in TRUSTED_PROXIES:  # a typo fails at start-up, not on every request
         ipaddress.ip_network(_proxy, strict=False)
 # First of all: every later middleware and view sees the client's address in REMOTE_ADDR.
 MIDDLEWARE.insert(0, "config.client_address.TrustedProxyMiddleware")
+# --- Knowledge (knowledge/; docs/knowledge.md) ------------------------------------------------
+# Retrieved passages given to an answer flow, in tokens (about 4 characters each).
+KNOWLEDGE_CONTEXT_TOKENS = env.int("KNOWLEDGE_CONTEXT_TOKENS", default=1500)
+# Per call to an embedding endpoint or Pinecone during a turn.
+KNOWLEDGE_TIMEOUT_SECONDS = env.float("KNOWLEDGE_TIMEOUT_SECONDS", default=5.0)
 # Workers log through the same handler (ids, JSON, redaction) instead of Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Bearer token Prometheus sends to GET /metrics; empty = staff session only.

@@ -1,6 +1,7 @@
 """The builtin endpoint: answers from the chatbot's own knowledge entries, with no AI service.
 
-It retrieves the best passages with PostgreSQL full-text search in the chatbot's language and
+It retrieves the best passages with PostgreSQL full-text search in the chatbot's language (the
+knowledge app's `knowledge_search`, which other endpoints' flows get through knowledge.context) and
 streams the best one, saying plainly that it is quoting the shop's help pages. When nothing
 matches it says so and tells the customer how to reach a person. It never pretends to be an LLM.
 """
@@ -10,17 +11,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from django.conf import settings
-from django.contrib.postgres.search import SearchQuery, SearchRank
-from django.db.models import F
 
-from chatbots.models import KnowledgeBase, KnowledgeEntry
 from conversations.upstream.types import UpstreamEvent
-
-MIN_RANK = 0.01
-WORD = re.compile(r"\w+", re.UNICODE)
+from knowledge.retrieval import knowledge_search
 
 TEXTS = {
     "da": {
@@ -42,30 +37,6 @@ DAY_NAMES = {
     "da": ["man", "tir", "ons", "tor", "fre", "lør", "søn"],
     "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
 }
-
-
-def knowledge_search(
-    *, chatbot_id: int, search_config: str, question: str, knowledge_base_id: int | None, limit: int
-) -> list[dict[str, Any]]:
-    """Best matching entries (title, text, rank), any word of the question counting."""
-    words = [w for w in WORD.findall(question.lower()) if len(w) > 1][:40]
-    if not words:
-        return []
-    query = SearchQuery(" | ".join(words), config=search_config, search_type="raw")
-    entries = KnowledgeEntry.objects.filter(
-        knowledge_base__chatbot_id=chatbot_id,
-        knowledge_base__kind=KnowledgeBase.Kind.BUILTIN,
-        search_vector=query,
-    )
-    if knowledge_base_id is not None:
-        entries = entries.filter(knowledge_base_id=knowledge_base_id)
-    ranked = (
-        entries.annotate(rank=SearchRank(F("search_vector"), query))
-        .filter(rank__gte=MIN_RANK)
-        .order_by("-rank", "id")
-        .values("id", "title", "text", "rank")[:limit]
-    )
-    return [{**row, "rank": round(float(row["rank"]), 4)} for row in ranked]
 
 
 def _hours_summary(opening_hours: dict, language: str) -> str:

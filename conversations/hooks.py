@@ -34,6 +34,8 @@ class TurnContext:
     variables: dict[str, Any] = field(default_factory=dict)  # extra prompt/Flowise variables
     final_answer: str | None = None  # set to answer without calling the flow
     metadata: dict[str, Any] = field(default_factory=dict)  # stored on the turn's route
+    # Passages the answer uses, in the source_documents shape: the runner sends and stores them.
+    sources: list[dict[str, Any]] | None = None
 
     def add_context(self, text: str) -> None:
         if text:

@@ -485,6 +485,10 @@ class TurnExecution:
                 break
         if ctx.metadata:
             self.route.setdefault("context", {}).update(ctx.metadata)
+        if ctx.sources:
+            # Retrieved before the flow runs (knowledge.context): cited and stored like Flowise's.
+            self.sources = ctx.sources
+            await self.publisher.emit("source_documents", {"documents": ctx.sources})
         return ctx
 
     async def _announce(self, label: str | None, extra: dict | None) -> None:

@@ -207,6 +207,8 @@ class FakeOpenAI(FakeServer):
         path = req.path.rstrip("/")
         if path == "/v1/chat/completions" and req.method == "POST":
             await self._completions(req, resp)
+        elif path == "/v1/embeddings" and req.method == "POST":
+            await self._embeddings(req, resp)
         elif path == "/v1/models" and req.method == "GET":
             sc = self.scenario
             if err := self._auth_error(req, sc):
@@ -222,6 +224,35 @@ class FakeOpenAI(FakeServer):
             await resp.send(
                 404, error_body(msg, "invalid_request_error", None), headers=self._headers()
             )
+
+    async def _embeddings(self, req: Request, resp: Responder) -> None:
+        """POST /v1/embeddings: deterministic vectors (tests/fakes/embeddings.py), one per input."""
+        from tests.fakes.embeddings import DEFAULT_DIMENSIONS, embed_text
+
+        sc = self.take_scenario()
+        if err := self._auth_error(req, sc):
+            await resp.send(401, err, headers=self._headers())
+            return
+        if sc.status:
+            msg = sc.error_message or "Simulated failure."
+            await resp.send(int(sc.status), error_body(msg, "server_error", None))
+            return
+        body = req.json if isinstance(req.json, dict) else {}
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        if not body.get("model") or not isinstance(inputs, list) or not inputs:
+            msg = "'input' and 'model' are required."
+            await resp.send(400, error_body(msg, "invalid_request_error", None))
+            return
+        dims = body.get("dimensions") or DEFAULT_DIMENSIONS
+        data = [
+            {"object": "embedding", "index": i, "embedding": embed_text(str(text), dims)}
+            for i, text in enumerate(inputs)
+        ]
+        tokens = sum(len(str(text).split()) for text in inputs)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        payload = {"object": "list", "data": data, "model": body["model"], "usage": usage}
+        await resp.send(200, payload, headers=self._headers())
 
     async def _error_status(self, resp: Responder, sc: Scenario, status: int, model: str) -> None:
         extra: list[tuple[str, str]] = []

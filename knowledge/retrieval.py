@@ -1,0 +1,247 @@
+"""The knowledge retriever: what a flow's knowledge base says about a question, for any endpoint.
+
+Builtin knowledge bases are searched in PostgreSQL (full-text in the bot's language); Pinecone
+knowledge bases are queried directly with their stored key, host, namespace and the flow's
+top-k, the question embedded by the base's embedding endpoint. Flowise flows with a Pinecone
+base are left alone: Flowise retrieves itself from the overrideConfig the runner sends. The
+builtin endpoint retrieves on its own too (conversations.builtin), with `knowledge_search`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db.models import F
+
+from chatbots.models import KnowledgeBase, KnowledgeEntry
+from chatbots.secrets import decrypt
+from conversations.upstream.errors import UpstreamError
+from conversations.upstream.pinecone import query_index
+from knowledge.embeddings import embeddings_create_async
+
+MIN_RANK = 0.01
+WORD = re.compile(r"\w+", re.UNICODE)
+CHARS_PER_TOKEN = 4  # the usual estimate for English and Danish prose; no tokenizer needed
+SNIPPET_CHARS = 240
+
+# How a flow gets its knowledge (retrieval_method).
+FULLTEXT = "fulltext"
+PINECONE = "pinecone"
+UNREACHABLE = "unreachable"  # a Pinecone base with no embedding model on a non-Flowise flow
+
+
+@dataclass
+class Passage:
+    """One retrieved piece of knowledge, as the answer cites it."""
+
+    title: str
+    text: str
+    score: float
+    method: str
+    link: str = ""
+    knowledge_base: str = ""
+    entry_id: int | None = None
+    chunk_id: str = ""
+
+    def document(self) -> dict[str, Any]:
+        """The `source_documents` shape (Flowise's: pageContent + metadata), as stored."""
+        metadata = {
+            k: v for k, v in asdict(self).items() if v not in ("", None) and k not in ("text",)
+        }
+        metadata["snippet"] = _snippet(self.text)
+        return {"pageContent": self.text, "metadata": metadata}
+
+
+@dataclass
+class Retrieval:
+    method: str | None
+    passages: list[Passage]
+    error: str = ""
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) <= SNIPPET_CHARS:
+        return text
+    return text[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " …"
+
+
+def knowledge_search(
+    *, chatbot_id: int, search_config: str, question: str, knowledge_base_id: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """Best matching builtin entries (id, title, text, rank), any word of the question counting."""
+    words = [w for w in WORD.findall(question.lower()) if len(w) > 1][:40]
+    if not words:
+        return []
+    query = SearchQuery(" | ".join(words), config=search_config, search_type="raw")
+    entries = KnowledgeEntry.objects.filter(
+        knowledge_base__chatbot_id=chatbot_id,
+        knowledge_base__kind=KnowledgeBase.Kind.BUILTIN,
+        search_vector=query,
+    )
+    if knowledge_base_id is not None:
+        entries = entries.filter(knowledge_base_id=knowledge_base_id)
+    ranked = (
+        entries.annotate(rank=SearchRank(F("search_vector"), query))
+        .filter(rank__gte=MIN_RANK)
+        .order_by("-rank", "id")
+        .values("id", "title", "text", "rank")[:limit]
+    )
+    return [{**row, "rank": round(float(row["rank"]), 4)} for row in ranked]
+
+
+def retrieval_method(flow: dict[str, Any]) -> str | None:
+    """How an answer flow gets its knowledge base's passages; None when it needs no retriever."""
+    kb = flow.get("knowledge_base")
+    kind = flow["endpoint"]["kind"]
+    if not kb or kind == "builtin":
+        return None  # the builtin endpoint searches by itself (conversations.builtin)
+    if kb["kind"] == "builtin":
+        return FULLTEXT
+    if kind == "flowise":
+        return None  # Flowise queries Pinecone itself from overrideConfig
+    return PINECONE if kb.get("embedding") else UNREACHABLE
+
+
+def fulltext_passages(
+    *, chatbot_id: int, search_config: str, question: str, knowledge_base: dict, limit: int
+) -> list[Passage]:
+    rows = knowledge_search(
+        chatbot_id=chatbot_id,
+        search_config=search_config,
+        question=question,
+        knowledge_base_id=knowledge_base["id"],
+        limit=limit,
+    )
+    return [
+        Passage(
+            title=row["title"],
+            text=row["text"],
+            score=row["rank"],
+            method=FULLTEXT,
+            knowledge_base=knowledge_base.get("name", ""),
+            entry_id=row["id"],
+        )
+        for row in rows
+    ]
+
+
+def _pinecone_passage(match: dict[str, Any]) -> Passage | None:
+    metadata = match.get("metadata") if isinstance(match.get("metadata"), dict) else {}
+    text = next(
+        (metadata[k] for k in ("text", "pageContent", "content", "chunk") if metadata.get(k)), ""
+    )
+    if not isinstance(text, str) or not text.strip():
+        return None
+    title = next((metadata[k] for k in ("title", "source", "name") if metadata.get(k)), "")
+    link = next((metadata[k] for k in ("url", "link") if metadata.get(k)), "")
+    if not link and str(metadata.get("source", "")).startswith(("http://", "https://")):
+        link = metadata["source"]
+    return Passage(
+        title=str(title or match.get("id", "")),
+        text=text,
+        score=round(float(match.get("score") or 0.0), 4),
+        method=PINECONE,
+        link=str(link),
+        chunk_id=str(match.get("id", "")),
+    )
+
+
+async def pinecone_passages(*, knowledge_base: dict, namespace: str, question: str, top_k: int):
+    embedding = knowledge_base["embedding"]
+    [vector] = await embeddings_create_async(
+        base_url=embedding["base_url"],
+        api_key=decrypt(embedding["api_key_stored"]),
+        model=embedding["model"],
+        texts=[question],
+        timeout=embedding.get("timeout") or settings.KNOWLEDGE_TIMEOUT_SECONDS,
+    )
+    host = knowledge_base["host"]
+    # The synchronous client of "Test connection", in a thread: one query per turn.
+    result = await asyncio.to_thread(
+        query_index,
+        api_key=decrypt(knowledge_base["api_key_stored"]),
+        host=host,
+        vector=vector,
+        top_k=top_k,
+        namespace=namespace,
+        timeout=settings.KNOWLEDGE_TIMEOUT_SECONDS,
+    )
+    matches = result.get("matches") if isinstance(result.get("matches"), list) else []
+    passages = [p for p in map(_pinecone_passage, matches) if p is not None]
+    for passage in passages:
+        passage.knowledge_base = knowledge_base.get("name", "")
+    return passages
+
+
+async def knowledge_retrieve(
+    *,
+    config: dict[str, Any],
+    flow: dict[str, Any],
+    question: str,
+    run_db: Callable[..., Awaitable[Any]],
+) -> Retrieval:
+    """The passages an answer flow gets. Never raises for an unreachable service: the answer
+    goes on without knowledge and the failure is returned for the turn's record."""
+    method = retrieval_method(flow)
+    kb = flow.get("knowledge_base")
+    if method is None or kb is None:
+        return Retrieval(method=None, passages=[])
+    if method == UNREACHABLE:
+        return Retrieval(method=method, passages=[], error="NO_EMBEDDING_MODEL")
+    top_k = flow.get("top_k") or 5
+    if method == FULLTEXT:
+        passages = await run_db(
+            fulltext_passages,
+            chatbot_id=config["id"],
+            search_config=config["search_config"],
+            question=question,
+            knowledge_base=kb,
+            limit=top_k,
+        )
+        return Retrieval(method=method, passages=passages)
+    try:
+        passages = await pinecone_passages(
+            knowledge_base=kb,
+            namespace=flow.get("namespace") or kb.get("namespace") or "",
+            question=question,
+            top_k=top_k,
+        )
+    except UpstreamError as err:
+        return Retrieval(method=method, passages=[], error=err.code)
+    return Retrieval(method=method, passages=passages)
+
+
+def context_render(
+    passages: list[Passage], *, budget_tokens: int
+) -> tuple[str, str, list[Passage]]:
+    """(context, sources, used): numbered passages in rank order until the token budget is
+    spent; the passage that crosses it is cut to fit (if a useful part fits), the rest dropped."""
+    room = budget_tokens * CHARS_PER_TOKEN
+    blocks, used = [], []
+    for passage in passages:
+        header = f"[{len(used) + 1}] {passage.title}\n"
+        text = passage.text.strip()
+        if len(header) + len(text) > room:
+            text = text[: max(0, room - len(header))].rsplit(" ", 1)[0]
+            if len(text) < 80:
+                break
+            text += " …"
+        blocks.append(header + text)
+        used.append(passage)
+        room -= len(blocks[-1]) + 2
+        if room <= 0:
+            break
+    if not used:
+        return "", "", []
+    context = "Knowledge base passages (cite them as [n]):\n\n" + "\n\n".join(blocks)
+    sources = "\n".join(
+        f"[{i}] {p.title}" + (f" — {p.link}" if p.link else "") for i, p in enumerate(used, 1)
+    )
+    return context, sources, used

@@ -1,0 +1,259 @@
+"""Knowledge reaches every endpoint kind: a turn of an OpenAI-compatible flow gets its knowledge
+base's passages in its request, cites them in `source_documents` and stores them with the answer.
+
+The turns run on the worker's real runtime (event loop + database threads) with empty caches,
+against the fake OpenAI and fake Pinecone servers over HTTP.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbots.models import AIEndpoint, KnowledgeBase, PromptTemplate, TemplateAssignment
+from chatbots.selectors import config_cache_clear
+from chatbots.tests.factories import shop_for_tests
+from conversations.models import Message, StreamEvent, Turn
+from conversations.runner import turn_run
+from conversations.runtime import get_runtime
+from monitoring.tests.factories import create_turn
+from tests.fakes.flowise import FakeFlowise
+from tests.fakes.openai import FakeOpenAI
+from tests.fakes.pinecone import FakePinecone
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RETURNS = "Returns are free within 30 days of delivery; use the label in the parcel."
+SHIPPING = "Parcels ship in two days with GLS."
+
+
+@pytest.fixture(autouse=True)
+def _async_unsafe_is_refused(monkeypatch):
+    # Django refuses ORM calls on an event loop only when this is unset; keep the tests honest.
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
+
+
+@pytest.fixture
+def openai_server():
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def pinecone_server():
+    with FakePinecone() as server:
+        yield server
+
+
+def openai_endpoint(make_endpoint, server, **kw) -> AIEndpoint:
+    return make_endpoint(
+        kind=AIEndpoint.Kind.OPENAI, base_url=f"{server.url}/v1", api_key="sk-test-123456", **kw
+    )
+
+
+def ask(bot, question: str) -> Turn:
+    turn = create_turn(chatbot=bot)
+    Message.objects.filter(pk=turn.user_message_id).update(content=question)
+    config_cache_clear()
+    runtime = get_runtime()
+    assert runtime.submit(turn_run(runtime, str(turn.pk))).result(60) == "completed"
+    turn.refresh_from_db()
+    return turn
+
+
+def events_of(turn: Turn, kind: str) -> list[dict]:
+    return list(
+        StreamEvent.objects.filter(turn_id=turn.pk, event=kind)
+        .order_by("seq")
+        .values_list("data", flat=True)
+    )
+
+
+def chat_requests(server: FakeOpenAI) -> list[dict]:
+    return [r.json for r in server.requests if r.path.endswith("/chat/completions")]
+
+
+def system_message(server: FakeOpenAI) -> str:
+    messages = chat_requests(server)[-1]["messages"]
+    return "\n".join(m["content"] for m in messages if m["role"] == "system")
+
+
+@pytest.fixture
+def faq_bot(openai_server, make_chatbot, make_endpoint, make_flow, make_kb, make_entry):
+    bot = make_chatbot(public_id="faq-bot", with_main_flow=False)
+    kb = make_kb(chatbot=bot, name="faq", kind=KnowledgeBase.Kind.BUILTIN)
+    make_entry(knowledge_base=kb, title="Returns", text=RETURNS)
+    make_entry(knowledge_base=kb, title="Shipping", text=SHIPPING)
+    endpoint = openai_endpoint(make_endpoint, openai_server)
+    make_flow(chatbot=bot, name="main", is_main=True, endpoint=endpoint, knowledge_base=kb)
+    return bot
+
+
+def test_an_openai_flow_with_a_builtin_knowledge_base_gets_the_passages_and_cites_them(
+    openai_server, faq_bot
+):
+    turn = ask(faq_bot, "How do returns work?")
+
+    system = system_message(openai_server)
+    assert "[1] Returns\n" + RETURNS in system
+    assert SHIPPING not in system  # only what matches the question
+    [event] = events_of(turn, "source_documents")
+    [document] = event["documents"]
+    assert document["pageContent"] == RETURNS
+    assert document["metadata"]["title"] == "Returns"
+    assert document["metadata"]["method"] == "fulltext"
+    assert document["metadata"]["score"] > 0
+    assert document["metadata"]["snippet"] == RETURNS
+    # The stored answer keeps them (the transcript and analytics' context chunks read them).
+    assert turn.assistant_message.metadata["sources"] == event["documents"]
+    assert turn.route["context"]["knowledge"] == {"method": "fulltext", "passages": 1}
+
+
+def test_a_question_the_knowledge_base_does_not_cover_gets_no_context_and_no_sources(
+    openai_server, faq_bot
+):
+    turn = ask(faq_bot, "Do you sell gift cards?")
+
+    assert "Knowledge base passages" not in system_message(openai_server)
+    assert events_of(turn, "source_documents") == []
+    assert "sources" not in turn.assistant_message.metadata
+    assert turn.route["context"]["knowledge"] == {"method": "fulltext", "passages": 0}
+
+
+def test_a_prompt_template_gets_the_passages_as_context_and_the_sources_as_a_list(
+    openai_server, faq_bot
+):
+    template = PromptTemplate.objects.create(
+        shop=shop_for_tests(),
+        name="with-sources",
+        text="Answer from this:\n{{context}}\nCite: {{sources}}",
+    )
+    flow = faq_bot.flows.get(name="main")
+    TemplateAssignment.objects.create(chatbot=faq_bot, flow=flow, template=template)
+
+    ask(faq_bot, "How do returns work?")
+
+    system = system_message(openai_server)
+    assert system.startswith("Answer from this:\nKnowledge base passages (cite them as [n]):")
+    assert "Cite: [1] Returns" in system
+
+
+def test_the_context_stays_within_the_token_budget(openai_server, faq_bot, settings):
+    settings.KNOWLEDGE_CONTEXT_TOKENS = 25  # 100 characters: the first passage, cut
+    kb = faq_bot.knowledge_bases.get()
+    kb.entries.filter(title="Shipping").update(text=SHIPPING + " Returns " * 3)
+    from chatbots.services import knowledge_entries_reindex
+
+    knowledge_entries_reindex(chatbot=faq_bot)
+
+    turn = ask(faq_bot, "returns returns shipping")
+
+    [event] = events_of(turn, "source_documents")
+    assert len(event["documents"]) == 1
+    context = system_message(openai_server).split("(cite them as [n]):\n\n", 1)[1]
+    assert len(context) <= 100
+    assert "[2]" not in context
+
+
+@pytest.fixture
+def pinecone_bot(openai_server, pinecone_server, make_chatbot, make_endpoint, make_flow, make_kb):
+    def make(*, embedding: bool = True, namespace: str = "faq-da"):
+        bot = make_chatbot(public_id="pinecone-bot", with_main_flow=False)
+        endpoint = openai_endpoint(make_endpoint, openai_server)
+        kb = make_kb(
+            chatbot=bot,
+            name="handbook",
+            kind=KnowledgeBase.Kind.PINECONE,
+            index_name="kb",
+            host=pinecone_server.url,
+            api_key="pc-key-0123456789",
+            namespace="default-ns",
+            embedding_endpoint=endpoint if embedding else None,
+            embedding_model="text-embedding-3-small" if embedding else "",
+        )
+        make_flow(
+            chatbot=bot,
+            name="main",
+            is_main=True,
+            endpoint=endpoint,
+            knowledge_base=kb,
+            namespace=namespace,
+            top_k=2,
+        )
+        return bot
+
+    return make
+
+
+def test_a_pinecone_knowledge_base_on_an_openai_flow_is_queried_with_its_key_namespace_and_top_k(
+    openai_server, pinecone_server, pinecone_bot
+):
+    pinecone_server.configure(api_key="pc-key-0123456789")
+    turn = ask(pinecone_bot(), "Can I return a bottle?")
+
+    [embed] = [r for r in openai_server.requests if r.path == "/v1/embeddings"]
+    assert embed.json == {"model": "text-embedding-3-small", "input": ["Can I return a bottle?"]}
+    [query] = [r for r in pinecone_server.requests if r.path == "/query"]
+    assert query.headers["api-key"] == "pc-key-0123456789"
+    assert query.json["namespace"] == "faq-da"
+    assert query.json["topK"] == 2
+    assert len(query.json["vector"]) == 1536
+    system = system_message(openai_server)
+    assert "[1] handbook.pdf\nReturns are accepted within 30 days." in system
+    assert "[2] handbook.pdf\nShipping takes 2-4 business days." in system
+    [event] = events_of(turn, "source_documents")
+    assert [d["metadata"]["chunk_id"] for d in event["documents"]] == [
+        "handbook.pdf#1",
+        "handbook.pdf#2",
+    ]
+    assert [d["metadata"]["score"] for d in event["documents"]] == [0.82, 0.71]
+    assert turn.assistant_message.metadata["sources"] == event["documents"]
+
+
+def test_a_pinecone_failure_costs_the_customer_the_passages_but_not_the_answer(
+    openai_server, pinecone_server, pinecone_bot
+):
+    pinecone_server.configure(api_key="another-key")
+    turn = ask(pinecone_bot(), "Can I return a bottle?")
+
+    assert turn.assistant_message.content == "You asked: Can I return a bottle?"
+    assert "Knowledge base passages" not in system_message(openai_server)
+    assert turn.route["context"]["knowledge"] == {
+        "method": "pinecone",
+        "passages": 0,
+        "error": "UPSTREAM_AUTH",
+    }
+
+
+def test_a_pinecone_knowledge_base_without_an_embedding_model_is_not_queried_and_says_why(
+    openai_server, pinecone_server, pinecone_bot
+):
+    turn = ask(pinecone_bot(embedding=False), "Can I return a bottle?")
+
+    assert pinecone_server.requests == []
+    assert turn.route["context"]["knowledge"]["error"] == "NO_EMBEDDING_MODEL"
+
+
+def test_a_flowise_flow_with_a_pinecone_knowledge_base_keeps_its_override_config(
+    pinecone_server, make_chatbot, make_endpoint, make_flow, make_kb
+):
+    with FakeFlowise() as flowise:
+        bot = make_chatbot(public_id="flowise-bot", with_main_flow=False)
+        kb = make_kb(
+            chatbot=bot,
+            name="handbook",
+            kind=KnowledgeBase.Kind.PINECONE,
+            index_name="kb",
+            host=pinecone_server.url,
+            api_key="pc-key-0123456789",
+        )
+        endpoint = make_endpoint(kind=AIEndpoint.Kind.FLOWISE, base_url=flowise.url)
+        make_flow(
+            chatbot=bot, name="main", is_main=True, endpoint=endpoint, knowledge_base=kb, top_k=4
+        )
+
+        ask(bot, "Can I return a bottle?")
+
+        override = flowise.requests[-1].json["overrideConfig"]
+    assert override["pineconeIndex"] == "kb"
+    assert override["topK"] == 4
+    assert pinecone_server.requests == []  # Flowise queries its index itself
