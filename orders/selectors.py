@@ -79,6 +79,14 @@ def order_source_for_turn(
     return order_source_config(source, language=language)
 
 
+def order_source_for_tool(*, chatbot_id: int, language: str = "en") -> SourceConfig | None:
+    """The source the order tool (tools.builtin) asks: the chatbot's first active one."""
+    source = OrderSource.objects.filter(chatbot_id=chatbot_id, active=True).order_by("pk").first()
+    if source is None:
+        return None
+    return order_source_config(source, language=language)
+
+
 def order_source_stats(*, source_id: int) -> dict[str, Any]:
     raw = get_redis().hgetall(STATS_KEY.format(source_id))
     stats: dict[str, Any] = {name: 0 for name in STATS_FIELDS}

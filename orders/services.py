@@ -279,31 +279,42 @@ async def order_context_provide(ctx: Any) -> None:
         ctx.timings["order_lookup_ms"] = round((time.monotonic() - started) * 1000)
 
 
-async def _provide(ctx: Any, source: SourceConfig, started: float) -> None:
-    language = ctx.language
-    details = extract.order_details(
-        extracted=ctx.extracted, question=ctx.question, history=ctx.history
-    )
-    missing = details.missing(source.second_factor)
-    if missing:
-        await ctx.emit("order", {"status": "need_details", "missing": missing})
-        ctx.final_answer = answers.need_details_text(missing, language)
-        ctx.metadata["order_lookup"] = {"outcome": "need_details", "missing": missing}
-        return
+@dataclass
+class VerifiedLookup:
+    """One look-up under the guessing limits: `result` is the outcome's, or too_many_attempts
+    when the limits stopped it before the platform was asked."""
+
+    result: str
+    outcome: LookupOutcome | None
+    order: dict[str, Any] | None  # a found order, status page withheld after others' tries
+    metadata: dict[str, Any]  # for the turn's route: outcome, source, status_page_withheld
+
+
+async def order_lookup_verified(
+    *,
+    source: SourceConfig,
+    chatbot_id: int,
+    turn_id: str,
+    conversation_id: str,
+    details: extract.OrderDetails,
+    run_db: Any,
+    started: float,
+) -> VerifiedLookup:
+    """The look-up both the order flow's context provider and the order tool (tools.builtin)
+    make: counted against the guessing limits per order number and per client address before
+    the platform is asked, no faster than ORDERS_LOOKUP_MIN_SECONDS whatever the answer, a
+    verified find refunded. Platform failures are logged here; the caller tells the customer."""
     keys = _attempt_keys(
-        chatbot_id=ctx.config["id"],
+        chatbot_id=chatbot_id,
         order_number=details.order_number,
-        client_ip=await ctx.run_db(_turn_client_ip, ctx.turn_id),
-        conversation_id=ctx.conversation_id,
+        client_ip=await run_db(_turn_client_ip, turn_id),
+        conversation_id=conversation_id,
     )
     attempts = await asyncio.to_thread(order_attempt_begin, keys=keys)
     if not attempts:
         # Guessing the second factor of one order (from any conversation), or order numbers
         # from one address, stops here, before the platform is asked.
-        await ctx.emit("order", {"status": "too_many_attempts"})
-        ctx.final_answer = answers.too_many_text(language, ctx.config)
-        ctx.metadata["order_lookup"] = {"outcome": "too_many_attempts"}
-        return
+        return VerifiedLookup("too_many_attempts", None, None, {"outcome": "too_many_attempts"})
     outcome = await order_lookup(
         source=source,
         order_number=details.order_number,
@@ -316,16 +327,58 @@ async def _provide(ctx: Any, source: SourceConfig, started: float) -> None:
         remaining = settings.ORDERS_LOOKUP_MIN_SECONDS - (time.monotonic() - started)
         if remaining > 0:
             await asyncio.sleep(remaining)
-    ctx.metadata["order_lookup"] = {"outcome": outcome.result, "source": source.kind}
+    metadata: dict[str, Any] = {"outcome": outcome.result, "source": source.kind}
     if outcome.result != "not_found":
         await asyncio.to_thread(order_attempt_refund, keys=keys)
+    order = None
     if outcome.result == "found":
         order = dict(outcome.order or {})
         if attempts > 1 and order.get("status_page_url"):
             # Others tried this order number in the window: this may be a guess that came good.
             # The status page shows the address and more, so only a first-try match gets it.
             order["status_page_url"] = None
-            ctx.metadata["order_lookup"]["status_page_withheld"] = True
+            metadata["status_page_withheld"] = True
+    elif outcome.result == "unavailable":
+        assert outcome.error is not None
+        await run_db(
+            order_failure_log,
+            source=source,
+            error=outcome.error,
+            chatbot_id=chatbot_id,
+            turn_id=turn_id,
+        )
+    return VerifiedLookup(outcome.result, outcome, order, metadata)
+
+
+async def _provide(ctx: Any, source: SourceConfig, started: float) -> None:
+    language = ctx.language
+    details = extract.order_details(
+        extracted=ctx.extracted, question=ctx.question, history=ctx.history
+    )
+    missing = details.missing(source.second_factor)
+    if missing:
+        await ctx.emit("order", {"status": "need_details", "missing": missing})
+        ctx.final_answer = answers.need_details_text(missing, language)
+        ctx.metadata["order_lookup"] = {"outcome": "need_details", "missing": missing}
+        return
+    verified = await order_lookup_verified(
+        source=source,
+        chatbot_id=ctx.config["id"],
+        turn_id=ctx.turn_id,
+        conversation_id=ctx.conversation_id,
+        details=details,
+        run_db=ctx.run_db,
+        started=started,
+    )
+    ctx.metadata["order_lookup"] = verified.metadata
+    if verified.result == "too_many_attempts":
+        await ctx.emit("order", {"status": "too_many_attempts"})
+        ctx.final_answer = answers.too_many_text(language, ctx.config)
+        return
+    outcome = verified.outcome
+    assert outcome is not None
+    if outcome.result == "found":
+        order = verified.order or {}
         await ctx.emit("order", order)
         ctx.variables["order"] = json.dumps(order, ensure_ascii=False)
         ctx.add_context(answers.order_context_text(order))
@@ -336,14 +389,6 @@ async def _provide(ctx: Any, source: SourceConfig, started: float) -> None:
         await ctx.emit("order", {"status": "not_found"})
         ctx.final_answer = answers.not_found_text(language, source.second_factor)
         return
-    assert outcome.error is not None
-    await ctx.run_db(
-        order_failure_log,
-        source=source,
-        error=outcome.error,
-        chatbot_id=ctx.config.get("id"),
-        turn_id=ctx.turn_id,
-    )
     await ctx.emit("order", {"status": "unavailable"})
     ctx.final_answer = answers.unavailable_text(language, ctx.config)
 
