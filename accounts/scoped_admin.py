@@ -8,6 +8,9 @@ left of the Django base class so its checks wrap theirs.
 
 from __future__ import annotations
 
+import functools
+
+from django.contrib import messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -16,7 +19,7 @@ from django.http import Http404, HttpRequest
 from accounts import access
 from accounts.models import AuditEvent, Shop
 from accounts.services import audit_object
-from chatbots.secrets import EncryptedSecretField
+from chatbots.secrets import EncryptedSecretField, secret_field_names
 
 CURRENT_SHOP_SESSION_KEY = "accounts_current_shop"
 
@@ -76,6 +79,49 @@ def _visible_users(queryset, user):
 def _audit_change(request: HttpRequest, obj, action: str, entry) -> None:
     message = entry.get_change_message() if entry is not None else ""
     audit_object(action=action, obj=obj, request=request, detail={"change": message[:2000]})
+
+
+def _destination_shop_id(instance, path: str, data: dict) -> int | None:
+    """The shop a form's object will belong to once saved: the chosen shop, or the shop of the
+    chosen chatbot (SHOP_PATHS), else the one it already has."""
+    first, *rest = path.split("__")
+    target = data.get(first) or getattr(instance, first, None)
+    if target is None:
+        return None
+    if not rest:
+        return target.pk
+    for hop in rest[:-1]:
+        target = getattr(target, hop, None)
+        if target is None:
+            return None
+    return getattr(target, f"{rest[-1]}_id", None)
+
+
+def _secrets_follow_shop(form_class, user, model):
+    """A form whose typed (or removed) secrets are refused unless the user may set secrets in
+    the shop the object lands in — not only in the shop the page was opened for (on an add
+    form the shop, or the chatbot, is chosen on the form)."""
+    secrets = [name for name in secret_field_names(model) if name in form_class.base_fields]
+    path = access.shop_path(model)
+    if not secrets or path is None or access.is_operator(user):
+        return form_class
+
+    def clean(self):
+        data = super(form, self).clean()
+        touched = [name for name in secrets if name in self.changed_data]
+        if touched:
+            shop_id = _destination_shop_id(self.instance, path, data or {})
+            if shop_id is not None and not access.may_set_secrets(user, shop_id):
+                for name in touched:
+                    self.add_error(
+                        name,
+                        "Only the shop's owners set or remove keys; leave this empty, or ask "
+                        "an owner of that shop.",
+                    )
+        return data
+
+    form = type(form_class.__name__, (form_class,), {"clean": clean})
+    return form
 
 
 class _ScopedChoices:
@@ -162,6 +208,59 @@ class ShopScopedAdmin(_ScopedChoices):
         return super().has_delete_permission(request, obj) and self._role_allows(
             request, "delete", obj
         )
+
+    # -- actions: each selected row is acted on only where the user's role in *its* shop allows
+    #    the action (Django checks an action's permissions once, without an object: a member
+    #    who may change rows in one shop would otherwise act on every shop's rows they can see).
+
+    def get_action(self, action):
+        found = super().get_action(action)
+        if found is None:
+            return None
+        func, name, description = found
+        if getattr(func, "scoped_by_role", False):
+            return found
+        # "view", "add", "change", "delete" are roles' actions; a custom permission
+        # ("reanalyse") writes something, so it needs "change". An action that declares none
+        # (an export) needs "view".
+        wanted = {
+            p if p in access.ALL else "change" for p in getattr(func, "allowed_permissions", ())
+        } or {"view"}
+
+        @functools.wraps(func)
+        def scoped(modeladmin, request: HttpRequest, queryset):
+            allowed = modeladmin._rows_allowing(request, wanted, queryset)
+            skipped = queryset.count() - allowed.count()
+            if skipped:
+                modeladmin.message_user(
+                    request,
+                    f"{skipped} selected row(s) left alone: your role in their shop does not "
+                    "allow this action.",
+                    messages.WARNING,
+                )
+            if not allowed.exists():
+                return None
+            return func(modeladmin, request, allowed)
+
+        scoped.scoped_by_role = True
+        return scoped, name, description
+
+    def _rows_allowing(self, request: HttpRequest, actions: set[str], queryset):
+        user = request.user
+        if access.is_operator(user):
+            return queryset
+        path = access.shop_path(self.model)
+        if path is None:
+            return queryset.none()
+        ids = set(access.shop_ids_for(user) or [])
+        for action in actions:
+            ids &= set(_shop_ids_allowing(user, action, self.model) or [])
+        key = "pk__in" if path == "pk" else f"{path}__in"
+        return queryset.filter(**{key: sorted(ids)})
+
+    def get_form(self, request: HttpRequest, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        return _secrets_follow_shop(form, request.user, self.model)
 
     # -- the shop field: chosen on add (current shop first), fixed afterwards
 
@@ -293,3 +392,8 @@ class ShopScopedInline(_ScopedChoices):
         if not access.may_set_secrets(request.user, shop_id):
             readonly += [name for name in self._secret_fields() if name not in readonly]
         return readonly
+
+    def get_formset(self, request: HttpRequest, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form = _secrets_follow_shop(formset.form, request.user, self.model)
+        return formset
