@@ -704,7 +704,9 @@ class ChatbotAdmin(ConfigurationHistoryAdmin):
             obj.public_id,
         )
 
-    @admin.action(description="Regenerate widget key (the old key stops working)")
+    @admin.action(
+        description="Regenerate widget key (the old key stops working)", permissions=["change"]
+    )
     def regenerate_widget_key(self, request, queryset):
         for chatbot in queryset:
             services.chatbot_widget_key_regenerate(chatbot=chatbot)
