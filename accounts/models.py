@@ -67,6 +67,7 @@ class AuditEvent(models.Model):
         EXPORT = "export", "Exported conversations"
         LOGIN = "login", "Logged in"
         LOGIN_FAILED = "login_failed", "Login failed"
+        ERASE = "erase", "Erased a customer's data"
 
     # Null for platform events (logins, operators' pages) that belong to no one shop.
     shop = models.ForeignKey(

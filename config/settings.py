@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "monitoring",
     "helpdesk",
     "images",
+    "privacy",
     "inbox",
     "knowledge",
     "tools",
@@ -147,6 +148,7 @@ CELERY_TASK_ROUTES = {
     "conversations.tasks.run_turn": {"queue": "turns"},
     "analytics.tasks.*": {"queue": "analytics"},
     "monitoring.tasks.*": {"queue": "maintenance"},
+    "privacy.tasks.*": {"queue": "maintenance"},
     "conversations.tasks.reap_stale_turns": {"queue": "maintenance"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -495,6 +497,13 @@ for _proxy in TRUSTED_PROXIES:  # a typo fails at start-up, not on every request
         ipaddress.ip_network(_proxy, strict=False)
 # First of all: every later middleware and view sees the client's address in REMOTE_ADDR.
 MIDDLEWARE.insert(0, "config.client_address.TrustedProxyMiddleware")
+
+# --- Privacy (privacy app; docs/privacy.md) ----------------------------------------------------
+# Each shop's retention periods (privacy.RetentionPolicy) are applied daily by this job.
+CELERY_BEAT_SCHEDULE["privacy-retention"] = {
+    "task": "privacy.tasks.retention_enforce",
+    "schedule": crontab(minute=15, hour=3),
+}
 # --- Knowledge (knowledge/; docs/knowledge.md) ------------------------------------------------
 # Retrieved passages given to an answer flow, in tokens (about 4 characters each).
 KNOWLEDGE_CONTEXT_TOKENS = env.int("KNOWLEDGE_CONTEXT_TOKENS", default=1500)

@@ -27,6 +27,7 @@ api_patterns = [
     path("", include("monitoring.urls")),
     path("", include("helpdesk.urls")),
     path("", include("images.urls")),
+    path("", include("privacy.urls")),
     path("", include("inbox.urls")),
     path("auth/token", TokenObtain.as_view(), name="auth-token"),
     path("auth/token/refresh", TokenRefresh.as_view(), name="auth-token-refresh"),

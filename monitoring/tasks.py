@@ -14,6 +14,7 @@ SELF_RECORDING = {
     "monitoring.tasks.stream_events_prune",
     "monitoring.tasks.error_logs_prune",
     "monitoring.tasks.expired_tokens_flush",
+    "privacy.tasks.retention_enforce",
 }
 
 
