@@ -21,6 +21,7 @@ from accounts.models import ROLE_RANK, Membership, Role, Shop
 SHOP_PATHS: dict[str, str] = {
     "accounts.shop": "pk",
     "accounts.membership": "shop",
+    "accounts.invitation": "shop",
     "accounts.auditevent": "shop",
     "chatbots.chatbot": "shop",
     "chatbots.aiendpoint": "shop",
@@ -89,6 +90,8 @@ ROLE_PERMISSIONS: dict[str, dict[str, set[str]]] = {
         "monitoring.errorlog": VIEW,
         "accounts.shop": {"view", "change"},
         "accounts.membership": ALL,
+        # Sent as they are: revoke by deleting, invite again for another role.
+        "accounts.invitation": {"view", "add", "delete"},
         "accounts.auditevent": VIEW,
     },
     Role.ADMIN: {

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, login
 from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from accounts import access
-from accounts.models import AuditEvent, Membership, Shop
+from accounts.invitations import (
+    InvitationUsed,
+    InvitedAccountForm,
+    invitation_accept,
+    invitation_find,
+    invitation_issue,
+)
+from accounts.models import AuditEvent, Invitation, Membership, Shop
 from accounts.scoped_admin import CURRENT_SHOP_SESSION_KEY, ShopScopedAdmin, current_shop_id
 
 
@@ -19,7 +29,7 @@ class MembershipForm(forms.ModelForm):
 
     username = forms.CharField(
         max_length=150,
-        help_text="The staff user's username. An operator creates the account first.",
+        help_text="The user's username (operators only; shop owners invite by email instead).",
     )
 
     class Meta:
@@ -142,6 +152,11 @@ class MembershipAdmin(ShopScopedAdmin, admin.ModelAdmin):
     list_select_related = ("user", "shop")
     search_fields = ("user__username", "shop__name")
 
+    def has_add_permission(self, request: HttpRequest, *args) -> bool:
+        # Owners invite (InvitationAdmin): naming an existing username would tell them which
+        # accounts exist and let them make anyone staff. Operators may still add by username.
+        return access.is_operator(request.user) and super().has_add_permission(request, *args)
+
     def get_fieldsets(self, request: HttpRequest, obj=None):
         return [(None, {"fields": ("shop", "username", "role")})]
 
@@ -160,6 +175,137 @@ class MembershipAdmin(ShopScopedAdmin, admin.ModelAdmin):
         if not change and not obj.user.is_staff:
             obj.user.is_staff = True
             obj.user.save(update_fields=["is_staff"])
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ShopScopedAdmin, admin.ModelAdmin):
+    """Owners invite people to their shop by email; the page shows the link once, to send."""
+
+    list_display = ("email", "shop", "role", "status", "invited_by", "created_at", "expires_at")
+    list_filter = ("role", ("shop", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("shop", "invited_by")
+    search_fields = ("email",)
+
+    def get_fieldsets(self, request: HttpRequest, obj=None):
+        if obj is None:
+            return [(None, {"fields": ("shop", "email", "role")})]
+        return [
+            (
+                None,
+                {
+                    "fields": (
+                        "shop",
+                        "email",
+                        "role",
+                        "status",
+                        "invited_by",
+                        "created_at",
+                        "expires_at",
+                        "accepted_by",
+                        "accepted_at",
+                    )
+                },
+            )
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        if obj is None:
+            return []
+        return [
+            "shop",
+            "email",
+            "role",
+            "status",
+            "invited_by",
+            "created_at",
+            "expires_at",
+            "accepted_by",
+            "accepted_at",
+        ]
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # an invitation is sent as it is; delete it to revoke the link
+
+    @admin.display(description="status")
+    def status(self, obj: Invitation) -> str:
+        if obj.accepted_at:
+            return "accepted"
+        if obj.expires_at and obj.expires_at <= timezone.now():
+            return "expired"
+        return "pending"
+
+    def save_model(self, request: HttpRequest, obj: Invitation, form, change: bool) -> None:
+        if not change:
+            request._invitation_token = invitation_issue(invitation=obj, invited_by=request.user)
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request: HttpRequest, obj: Invitation, post_url_continue=None):
+        token = getattr(request, "_invitation_token", None)
+        if token:
+            url = request.build_absolute_uri(
+                reverse("admin:accounts_invitation_accept", args=[token])
+            )
+            messages.warning(
+                request,
+                format_html(
+                    "Send this link to {} — it is shown only now, works once and expires on {}: "
+                    "<input type='text' readonly size='90' value='{}' "
+                    "onclick='this.select()' aria-label='Invitation link'>",
+                    obj.email,
+                    obj.expires_at.strftime("%Y-%m-%d"),
+                    url,
+                ),
+            )
+        return super().response_add(request, obj, post_url_continue)
+
+    def get_urls(self):
+        return [
+            # Not behind admin_view: the invited person may have no account yet.
+            path("accept/<str:token>/", self.accept_view, name="accounts_invitation_accept"),
+            *super().get_urls(),
+        ]
+
+    def accept_view(self, request: HttpRequest, token: str):
+        invitation = invitation_find(token=token)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Join a shop",
+            "is_nav_sidebar_enabled": False,  # nothing to navigate before joining
+            "invitation": invitation,
+            "login_url": f"{reverse('admin:login')}?next={request.path}",
+        }
+        if invitation is None:
+            return TemplateResponse(
+                request, "admin/accounts/invitation/invalid.html", context, status=404
+            )
+        user = request.user
+        signed_in = user.is_authenticated and user.is_active
+        form = None
+        if request.method == "POST":
+            if not signed_in:
+                form = InvitedAccountForm(request.POST, email=invitation.email)
+                if form.is_valid():
+                    user = form.save()
+                    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                    signed_in = True
+            if signed_in:
+                try:
+                    membership = invitation_accept(
+                        invitation=invitation, user=user, request=request
+                    )
+                except InvitationUsed:
+                    return TemplateResponse(
+                        request, "admin/accounts/invitation/invalid.html", context, status=404
+                    )
+                request.session[CURRENT_SHOP_SESSION_KEY] = membership.shop_id
+                messages.success(
+                    request, f"You are now a member of {membership.shop} ({membership.role})."
+                )
+                return HttpResponseRedirect(reverse("admin:index"))
+        if not signed_in and form is None:
+            form = InvitedAccountForm(email=invitation.email)
+        context["form"] = form
+        return TemplateResponse(request, "admin/accounts/invitation/accept.html", context)
 
 
 @admin.register(AuditEvent)

@@ -101,3 +101,40 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_label or '—'} {self.action} {self.object_label}".strip()
+
+
+class Invitation(models.Model):
+    """An owner's invitation to join their shop with a role: a link that works once, for
+    INVITATION_MAX_AGE_DAYS. Owners never pick from the server's users (nor learn whether an
+    address has an account); whoever opens the link signs in or creates an account and joins."""
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(help_text="Where you will send the link; shown to whoever opens it.")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    # SHA-256 of the link's token: the database never holds a usable link.
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(editable=False)
+    accepted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} · {self.shop} · {self.role}"

@@ -194,6 +194,9 @@ AXES_LOCKOUT_CALLABLE = "config.login_lockout.lockout_response"
 # Failures are kept (the lockout needs them); successful sign-ins are not logged by axes, so no
 # table grows without bound (the audit log records sign-ins).
 AXES_DISABLE_ACCESS_LOG = True
+# An owner's link inviting someone to their shop works once, for this many days
+# (accounts/invitations.py).
+INVITATION_MAX_AGE_DAYS = env.int("INVITATION_MAX_AGE_DAYS", default=7)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

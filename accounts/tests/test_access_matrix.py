@@ -9,6 +9,7 @@ other shop's marker: nothing of shop B may appear in what a member of shop A is 
 
 from __future__ import annotations
 
+import datetime
 import uuid
 
 import pytest
@@ -18,7 +19,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.models import AuditEvent, Membership, Role, Shop
+from accounts.models import AuditEvent, Invitation, Membership, Role, Shop
 from analytics.models import ConversationAnalysis, ConversationSummary, TurnMetrics
 from analytics.services.conversation_index import conversation_index_sync
 from chatbots.models import KnowledgeEntry
@@ -129,6 +130,13 @@ def _shop_world(key: str) -> dict:
     error = ErrorLog.objects.create(
         category="network", code="X", message=f"{m} error", chatbot=bot, shop=shop
     )
+    invitation = Invitation.objects.create(
+        shop=shop,
+        email=f"{m}-invited@example.com",
+        role="agent",
+        token_hash=f"{m:0>64}"[-64:],
+        expires_at=timezone.now() + datetime.timedelta(days=7),
+    )
     audit = AuditEvent.objects.create(
         shop=shop, actor_label=f"{m}-someone", action="read", object_label=f"{m} audited"
     )
@@ -145,6 +153,7 @@ def _shop_world(key: str) -> dict:
             "accounts.shop": shop,
             "accounts.membership": members[f"{Role.VIEWER} of {key}"],
             "accounts.auditevent": audit,
+            "accounts.invitation": invitation,
             "chatbots.chatbot": bot,
             "chatbots.aiendpoint": endpoint,
             "chatbots.prompttemplate": template,
@@ -266,6 +275,11 @@ ADMIN_MATRIX: dict[str, dict[str, str]] = {
         "none": DENIED,
     },
     "accounts.membership": {
+        # Owners invite (accounts.invitation); adding by username is the operators'.
+        "owner": "200 403 200 200 200 | 302 302 302",
+        **{r: DENIED for r in ("admin", "agent", "viewer", "none")},
+    },
+    "accounts.invitation": {
         "owner": f"{OK5} | 302 302 302",
         **{r: DENIED for r in ("admin", "agent", "viewer", "none")},
     },
