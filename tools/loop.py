@@ -88,6 +88,8 @@ class ToolLoop:
             emit=execution.publisher.emit,
             run_db=execution.rt.run_db,
         )
+        # What tools note for the turn (e.g. order_lookup's outcome) joins the providers' notes.
+        self.context.metadata = execution.route.setdefault("context", {})
         # Kept on the turn's route (and so in agent_info): every call, its timing and outcome.
         self.record: dict[str, Any] = execution.route.setdefault("tools", {"steps": 0, "calls": []})
 

@@ -36,6 +36,7 @@ from helpdesk.models import ConversationRating, Handoff, HelpdeskConnection
 from images.models import ImageUpload
 from monitoring.models import ErrorLog
 from orders.models import OrderSource
+from tools.models import ChatbotTools
 
 pytestmark = pytest.mark.django_db
 
@@ -84,6 +85,7 @@ def _shop_world(key: str) -> dict:
     helpdesk = HelpdeskConnection.objects.create(
         chatbot=bot, kind="freshdesk", domain=f"{m}.freshdesk.com", agent_email=f"a@{m}.example"
     )
+    tools = ChatbotTools.objects.create(chatbot=bot, tools=["opening_hours"])
     conversation = conversation_start(chatbot=bot, user_id=f"{m}-visitor")
     turn, _ = message_submit(conversation=conversation, text=f"{m} private question")
     AICall.objects.create(
@@ -161,6 +163,7 @@ def _shop_world(key: str) -> dict:
             "chatbots.knowledgeentry": entry,
             "orders.ordersource": source,
             "helpdesk.helpdeskconnection": helpdesk,
+            "tools.chatbottools": tools,
             "helpdesk.handoff": handoff,
             "helpdesk.conversationrating": rating,
             "conversations.conversation": conversation,
@@ -261,6 +264,7 @@ ADMIN_MATRIX: dict[str, dict[str, str]] = {
     "chatbots.knowledgeentry": CONFIG,
     "orders.ordersource": CONFIG,
     "helpdesk.helpdeskconnection": CONFIG,
+    "tools.chatbottools": CONFIG,
     "conversations.conversation": CONVERSATION,
     "analytics.conversationanalysis": READ_ONLY,
     "analytics.turnmetrics": READ_ONLY,
