@@ -45,6 +45,9 @@ SHOP_PATHS: dict[str, str] = {
     "analytics.turnmetrics": "chatbot__shop",
     "analytics.conversationsummary": "chatbot__shop",
     "images.imageupload": "chatbot__shop",
+    "inbox.handoffrule": "chatbot__shop",
+    "inbox.cannedresponse": "shop",
+    "inbox.privatenote": "conversation__chatbot__shop",
     "tools.chatbottools": "chatbot__shop",
     # Error-log rows carry their shop; rows with none are the platform's (operators only).
     "monitoring.errorlog": "shop",
@@ -62,6 +65,8 @@ CONFIGURATION = [
     "orders.ordersource",
     "helpdesk.helpdeskconnection",
     "tools.chatbottools",
+    "inbox.handoffrule",
+    "inbox.cannedresponse",
 ]
 TRANSCRIPTS = [
     "conversations.conversation",

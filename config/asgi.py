@@ -18,6 +18,7 @@ from config.client_address import ProxiedClientMiddleware  # noqa: E402
 from config.errors import ErrorCode, error_body  # noqa: E402
 from config.socket_limits import AddressSockets, SocketLimitMiddleware  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+from inbox.routing import websocket_urlpatterns as inbox_websocket_urlpatterns  # noqa: E402
 
 if importlib.util.find_spec("daphne") is not None:
     # Daphne keeps unsent frames without limit; bound them (uvicorn bounds its own buffer).
@@ -79,7 +80,13 @@ channels_application = ProtocolTypeRouter(
         # Origin checks happen per chatbot inside the consumer (each bot has its own origins).
         # Per-address caps on open and unauthenticated sockets come first (socket_limits).
         "websocket": SocketLimitMiddleware(
-            URLRouter([*websocket_urlpatterns, re_path(r"^", refuse_websocket)]),
+            URLRouter(
+                [
+                    *websocket_urlpatterns,
+                    *inbox_websocket_urlpatterns,  # the staff inbox (admin session)
+                    re_path(r"^", refuse_websocket),
+                ]
+            ),
             ADDRESS_SOCKETS,
         ),
     }

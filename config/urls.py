@@ -42,6 +42,7 @@ api_patterns = [
 
 urlpatterns = [
     *root_urlpatterns,  # /health and /metrics
+    path("admin/inbox/", include("inbox.admin_urls")),  # before the admin's catch-all
     path("admin/", admin.site.urls),
     path("auth/login", LegacyLogin.as_view(), name="auth-login-legacy"),  # seed 003's path
     path("", include("chatbots.widget_urls")),  # /chat/<chatbot_id>/ demo page

@@ -237,6 +237,13 @@ EVENT_FIELDS = {
             "tool_result",
             "error",
             "end",
+            # A human turn (docs/inbox.md).
+            "agent_waiting",
+            "agent_joined",
+            "agent_message",
+            "customer_message",
+            "typing",
+            "agent_left",
         ]
     ),
     "data": serializers.DictField(),

@@ -273,19 +273,24 @@ def person_request(*, conversation: Conversation, reason: str = "") -> PersonReq
 
 
 def _locked_for_agent(*, conversation_id, user, min_role: str = Role.AGENT) -> Conversation:
-    """The conversation, locked, if the user is an agent (or more) of its shop; else 404."""
+    """The conversation, locked, if the user is an agent (or more) of its shop: 403 for a viewer
+    of the shop, 404 for anyone else."""
     conversation = (
         Conversation.objects.select_for_update(of=("self",))
         .select_related("chatbot")
         .filter(pk=conversation_id)
         .first()
     )
-    if conversation is None or not (
-        access.is_operator(user)
-        or access._rank_ok(access.role_in(user, conversation.chatbot.shop_id), min_role)
-    ):
+    role = conversation and access.role_in(user, conversation.chatbot.shop_id)
+    if conversation is None or not (access.is_operator(user) or role):
         # Another shop's conversation is answered exactly like one that does not exist.
         raise ApiError(ErrorCode.CONVERSATION_NOT_FOUND, "No such conversation.", status=404)
+    if not (access.is_operator(user) or access._rank_ok(role, min_role)):
+        raise ApiError(
+            ErrorCode.PERMISSION_DENIED,
+            "Viewers read conversations; answering them needs the agent role.",
+            status=403,
+        )
     return conversation
 
 

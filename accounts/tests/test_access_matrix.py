@@ -34,6 +34,7 @@ from conversations.models import AICall, Conversation
 from conversations.services import conversation_start, message_submit
 from helpdesk.models import ConversationRating, Handoff, HelpdeskConnection
 from images.models import ImageUpload
+from inbox.models import CannedResponse, HandoffRule
 from monitoring.models import ErrorLog
 from orders.models import OrderSource
 from tools.models import ChatbotTools
@@ -86,6 +87,8 @@ def _shop_world(key: str) -> dict:
         chatbot=bot, kind="freshdesk", domain=f"{m}.freshdesk.com", agent_email=f"a@{m}.example"
     )
     tools = ChatbotTools.objects.create(chatbot=bot, tools=["opening_hours"])
+    handoff_rule = HandoffRule.objects.create(chatbot=bot, keywords=f"{m} keyword")
+    canned = CannedResponse.objects.create(shop=shop, shortcut=f"{m}-canned", text=f"{m} text")
     conversation = conversation_start(chatbot=bot, user_id=f"{m}-visitor")
     turn, _ = message_submit(conversation=conversation, text=f"{m} private question")
     AICall.objects.create(
@@ -163,6 +166,8 @@ def _shop_world(key: str) -> dict:
             "chatbots.knowledgeentry": entry,
             "orders.ordersource": source,
             "helpdesk.helpdeskconnection": helpdesk,
+            "inbox.handoffrule": handoff_rule,
+            "inbox.cannedresponse": canned,
             "tools.chatbottools": tools,
             "helpdesk.handoff": handoff,
             "helpdesk.conversationrating": rating,
@@ -264,6 +269,8 @@ ADMIN_MATRIX: dict[str, dict[str, str]] = {
     "chatbots.knowledgeentry": CONFIG,
     "orders.ordersource": CONFIG,
     "helpdesk.helpdeskconnection": CONFIG,
+    "inbox.handoffrule": CONFIG,
+    "inbox.cannedresponse": CONFIG,
     "tools.chatbottools": CONFIG,
     "conversations.conversation": CONVERSATION,
     "analytics.conversationanalysis": READ_ONLY,

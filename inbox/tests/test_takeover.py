@@ -169,7 +169,10 @@ def test_an_agent_of_another_shop_and_a_viewer_cannot_act_on_the_conversation(
 ):
     customer.say("Hello")
     customer.post("person", {})
-    for person in (outsider, viewer):
+    for person, status, code in (
+        (outsider, 404, "CONVERSATION_NOT_FOUND"),
+        (viewer, 403, "PERMISSION_DENIED"),
+    ):
         for act in (
             lambda p: services.conversation_take(conversation_id=customer.session_id, agent=p),
             lambda p: services.agent_reply(conversation_id=customer.session_id, agent=p, text="hi"),
@@ -177,7 +180,7 @@ def test_an_agent_of_another_shop_and_a_viewer_cannot_act_on_the_conversation(
         ):
             with pytest.raises(ApiError) as err:
                 act(person)
-            assert (err.value.status, err.value.code) == (404, "CONVERSATION_NOT_FOUND")
+            assert (err.value.status, err.value.code) == (status, code)
 
 
 def test_a_reply_to_another_agents_conversation_is_refused_until_taken_over(

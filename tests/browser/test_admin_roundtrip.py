@@ -185,6 +185,8 @@ def populate() -> None:
 # Values model_bakery cannot guess (it knows field types, not CHECK constraints).
 BAKER_VALUES: dict[str, dict[str, Any]] = {
     "helpdesk.ConversationRating": {"score": 4},
+    # A shortcut is typed as /shortcut: lower-case letters, digits, - and _ (its validator).
+    "inbox.CannedResponse": {"shortcut": "returns"},
 }
 
 

@@ -1,0 +1,139 @@
+"""What the inbox page reads: its lists and counts, one conversation, the shop's canned responses.
+
+Scoped by the one access rule: a member sees the conversations of their shops' chatbots
+(viewers too, read-only), an operator every shop's; anything else is answered like nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+
+from accounts import access
+from accounts.models import Role
+from config.errors import ApiError, ErrorCode
+from conversations.models import Conversation, Message
+from inbox.models import CannedResponse, PrivateNote
+
+VIEWS = ("waiting", "mine", "open")
+LIST_LIMIT = 100
+
+
+def _scoped(user) -> QuerySet[Conversation]:
+    return access.scope(Conversation.objects.all(), user, via="chatbot__shop")
+
+
+def inbox_counts(*, user) -> dict[str, int]:
+    # One aggregate over the conversation_inbox index (handling != bot).
+    row = (
+        _scoped(user)
+        .exclude(handling=Conversation.Handling.BOT)
+        .aggregate(
+            waiting=Count("pk", filter=Q(handling=Conversation.Handling.WAITING)),
+            mine=Count(
+                "pk", filter=Q(handling=Conversation.Handling.AGENT, assigned_agent=user.pk)
+            ),
+            open=Count("pk"),
+        )
+    )
+    return {name: row[name] or 0 for name in VIEWS}
+
+
+def inbox_conversations(*, user, view: str) -> list[dict[str, Any]]:
+    rows = _scoped(user).exclude(handling=Conversation.Handling.BOT)
+    if view == "waiting":
+        rows = rows.filter(handling=Conversation.Handling.WAITING)
+    elif view == "mine":
+        rows = rows.filter(handling=Conversation.Handling.AGENT, assigned_agent=user.pk)
+    elif view != "open":
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            "`view` is one of waiting, mine, open.",
+            status=400,
+            details={"parameter": "view"},
+        )
+    rows = rows.select_related("chatbot", "assigned_agent").order_by("handoff_at")[:LIST_LIMIT]
+    return [conversation_summary(c) for c in rows]
+
+
+def conversation_summary(conversation: Conversation) -> dict[str, Any]:
+    last = (
+        Message.objects.filter(conversation=conversation, role=Message.Role.USER)
+        .order_by("-sequence")
+        .values_list("content", flat=True)
+        .first()
+    )
+    agent = conversation.assigned_agent
+    return {
+        "conversation_id": str(conversation.pk),
+        "chatbot": conversation.chatbot.name,
+        "handling": conversation.handling,
+        "status": conversation.status,
+        "assigned_agent": (
+            {"id": agent.pk, "name": agent.first_name or agent.get_username()} if agent else None
+        ),
+        "handoff_at": conversation.handoff_at,
+        "last_activity_at": conversation.last_activity_at,
+        "last_customer_text": (last or "")[:200],
+    }
+
+
+def conversation_for_staff(*, user, conversation_id) -> Conversation:
+    conversation = (
+        _scoped(user).select_related("chatbot", "assigned_agent").filter(pk=conversation_id).first()
+    )
+    if conversation is None:
+        raise ApiError(ErrorCode.CONVERSATION_NOT_FOUND, "No such conversation.", status=404)
+    return conversation
+
+
+def may_act(*, user, conversation: Conversation) -> bool:
+    """Agents, admins and owners of the shop act; viewers only read."""
+    if access.is_operator(user):
+        return True
+    role = access.role_in(user, conversation.chatbot.shop_id)
+    return access._rank_ok(role, Role.AGENT)
+
+
+def conversation_detail(*, user, conversation_id) -> dict[str, Any]:
+    """The transcript as the agent sees it (with the bot's sources and analysis metadata) and
+    the private notes."""
+    conversation = conversation_for_staff(user=user, conversation_id=conversation_id)
+    messages = [
+        {
+            "message_id": str(m.pk),
+            "role": m.role,
+            "type": m.type,
+            "content": m.content,
+            "sequence": m.sequence,
+            "flow": m.flow,
+            "sources": (m.metadata or {}).get("sources") or [],
+            "agent": (m.metadata or {}).get("agent"),
+            "created_at": m.created_at,
+        }
+        for m in Message.objects.filter(conversation=conversation).order_by("sequence")[:500]
+    ]
+    notes = [
+        {
+            "author": (n.author.first_name or n.author.get_username()) if n.author else None,
+            "text": n.text,
+            "created_at": n.created_at,
+        }
+        for n in PrivateNote.objects.filter(conversation=conversation).select_related("author")
+    ]
+    return {
+        **conversation_summary(conversation),
+        "human_turn_id": str(conversation.human_turn_id) if conversation.human_turn_id else None,
+        "may_act": may_act(user=user, conversation=conversation),
+        "messages": messages,
+        "notes": notes,
+    }
+
+
+def canned_for(*, user) -> list[dict[str, str]]:
+    ids = access.shop_ids_for(user, min_role=Role.AGENT)
+    rows = CannedResponse.objects.all()
+    if ids is not None:
+        rows = rows.filter(shop_id__in=ids)
+    return list(rows.values("shortcut", "text")[:500])
