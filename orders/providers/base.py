@@ -120,16 +120,41 @@ def empty_order(source: str) -> dict[str, Any]:
     }
 
 
+# Currencies whose smallest unit is not a hundredth (ISO 4217 minor units).
+MINOR_UNITS = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"), 0),
+    **dict.fromkeys(("RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+}
+
+
+def minor_units(currency: Any) -> int:
+    return MINOR_UNITS.get(str(currency).upper(), 2)
+
+
 def money(amount: Any, currency: Any) -> dict[str, str] | None:
-    """Money as a decimal string (floats from Magento, strings from Shopify)."""
-    if amount in (None, "") or not currency:
+    """Money as a decimal string with the currency's decimals (floats from Magento, strings
+    from Shopify, scaled integers from commercetools): "144.0" DKK is "144.00", 1500 JPY is
+    "1500", and a more precise amount keeps its digits ("2.9905") but not trailing zeros
+    past the currency's ("299.0000" DKK is "299.00")."""
+    if amount in (None, "") or not currency or isinstance(amount, bool):
         return None
     try:
         value = Decimal(str(amount))
     except (InvalidOperation, ValueError):
         return None
-    if value.as_tuple().exponent > -2:  # type: ignore[operator]
-        value = value.quantize(Decimal("0.01"))
+    if not value.is_finite():
+        return None
+    places = minor_units(currency)
+    step = Decimal(1).scaleb(-places)
+    if value.as_tuple().exponent > -places:  # type: ignore[operator]
+        value = value.quantize(step)
+    else:
+        while value.as_tuple().exponent < -places:  # type: ignore[operator]
+            shorter = value.quantize(Decimal(1).scaleb(value.as_tuple().exponent + 1))  # type: ignore[operator]
+            if shorter != value:
+                break
+            value = shorter
     return {"amount": str(value), "currency": str(currency)}
 
 

@@ -22,6 +22,7 @@ from orders.providers.base import (
     clean_postcode,
     empty_order,
     iso_datetime,
+    minor_units,
     money,
     quantity,
 )
@@ -182,11 +183,7 @@ class CommercetoolsProvider(Provider):
                         "delivered_at": None,
                     }
                 )
-        total = data.get("totalPrice") or {}
-        amount = None
-        if isinstance(total.get("centAmount"), int):
-            digits = int(total.get("fractionDigits", 2))
-            amount = money(Decimal(total["centAmount"]).scaleb(-digits), total.get("currencyCode"))
+        amount = ct_money(data.get("totalPrice"))
         order.update(
             order_number=str(data.get("orderNumber") or ""),
             external_id=str(data.get("id") or ""),
@@ -214,3 +211,24 @@ class CommercetoolsProvider(Provider):
             },
         )
         return order
+
+
+def ct_money(total: Any) -> dict[str, str] | None:
+    """A commercetools Money: `centAmount / 10^fractionDigits` for "centPrecision", but for
+    "highPrecision" `fractionDigits` describes `preciseAmount` (centAmount is then the amount
+    rounded to the currency's smallest unit): centAmount 29900, fractionDigits 4,
+    preciseAmount 2990000 is 299.00 DKK, not 2.99."""
+    if not isinstance(total, dict):
+        return None
+    currency = total.get("currencyCode")
+    digits = total.get("fractionDigits")
+    digits = digits if isinstance(digits, int) and 0 <= digits <= 20 else 2
+    precise = total.get("preciseAmount")
+    cents = total.get("centAmount")
+    if total.get("type") == "highPrecision":
+        if isinstance(precise, int):
+            return money(Decimal(precise).scaleb(-digits), currency)
+        digits = minor_units(currency)
+    if isinstance(cents, int):
+        return money(Decimal(cents).scaleb(-digits), currency)
+    return None

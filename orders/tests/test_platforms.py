@@ -336,6 +336,52 @@ def test_commercetools_parcels_multiple_mode_and_localized_names(make_chatbot, c
     assert order["total"] == {"amount": "299.00", "currency": "DKK"}
 
 
+@pytest.mark.parametrize(
+    ("total", "expected"),
+    [
+        pytest.param(
+            {
+                "type": "highPrecision",
+                "currencyCode": "DKK",
+                "centAmount": 29900,
+                "fractionDigits": 4,
+                "preciseAmount": 2990000,
+            },
+            "299.00",
+            id="high-precision-is-precise-amount-not-cents",
+        ),
+        pytest.param(
+            {
+                "type": "highPrecision",
+                "currencyCode": "EUR",
+                "centAmount": 1235,
+                "fractionDigits": 5,
+                "preciseAmount": 1234567,
+            },
+            "12.34567",
+            id="high-precision-keeps-its-digits",
+        ),
+        pytest.param(
+            {
+                "type": "centPrecision",
+                "currencyCode": "JPY",
+                "centAmount": 1500,
+                "fractionDigits": 0,
+            },
+            "1500",
+            id="a-currency-without-cents",
+        ),
+    ],
+)
+def test_commercetools_money_in_every_precision(make_chatbot, ct, total, expected):
+    ct.orders.append(ct_order(order_number="M-1", email=EMAIL, total=total))
+    source = PLATFORMS["commercetools"].make_source(ct, make_chatbot())
+
+    order = run_lookup(source, "M-1", email=EMAIL).order
+
+    assert order["total"] == {"amount": expected, "currency": total["currencyCode"]}
+
+
 def test_commercetools_store_scoped_sources_use_the_in_store_path(make_chatbot, ct):
     ct.orders.append(ct_order(order_number="1001", email=EMAIL, store_key="dk-store"))
     ct.configure(client_scopes=["view_orders:dilling-test:dk-store"])

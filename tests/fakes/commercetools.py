@@ -53,8 +53,10 @@ def ct_order(
     multiple: bool = False,
     store_key: str | None = None,
     postcode: str = "2100",
+    total: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An Order resource (values synthetic; shape per the commercetools API reference)."""
+    """An Order resource (values synthetic; shape per the commercetools API reference). `total`
+    replaces the cent-precision 299.00 DKK, e.g. with a "highPrecision" Money."""
     tracking = [("GLS", "123456789")] if tracking is None else tracking
     parcels = [
         {
@@ -109,7 +111,8 @@ def ct_order(
         "lastModifiedAt": "2024-03-02T10:00:00.000Z",
         "completedAt": None,
         "orderState": order_state,
-        "totalPrice": {
+        "totalPrice": total
+        or {
             "type": "centPrecision",
             "currencyCode": "DKK",
             "centAmount": 29900,
