@@ -500,6 +500,26 @@ for _proxy in TRUSTED_PROXIES:  # a typo fails at start-up, not on every request
         ipaddress.ip_network(_proxy, strict=False)
 # First of all: every later middleware and view sees the client's address in REMOTE_ADDR.
 MIDDLEWARE.insert(0, "config.client_address.TrustedProxyMiddleware")
+# Request counts and latencies for /metrics, right inside the request context
+# (monitoring/runtime_metrics.py).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("monitoring.logging.RequestContextMiddleware") + 1,
+    "monitoring.runtime_metrics.RequestMetricsMiddleware",
+)
+# Optional error tracking (config/error_tracking.py): on when SENTRY_DSN is set.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="")
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if SENTRY_DSN:
+    from config.error_tracking import sentry_init
+
+    sentry_init(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        release=SENTRY_RELEASE,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )
 
 # --- Privacy (privacy app; docs/privacy.md) ----------------------------------------------------
 # Each shop's retention periods (privacy.RetentionPolicy) are applied daily by this job.

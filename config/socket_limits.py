@@ -18,6 +18,7 @@ listed in TRUSTED_PROXIES, the visitor's, not the proxy's.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -99,10 +100,15 @@ class SocketLimitMiddleware:
         self.authenticated_at_open = authenticated_at_open
 
     async def __call__(self, scope: dict, receive, send) -> None:
+        from monitoring.runtime_metrics import websocket_record
+
         address = client_address_of_scope(scope) or "unknown"
+        path = scope.get("path", "")
+        started = time.perf_counter()
         reason = self.sockets.refusal(address)
         if reason is not None:
             logger.warning("websocket refused for %s: %s", address, reason)
+            websocket_record(path=path, outcome="refused", seconds=0.0)
             message = await receive()
             if message["type"] == "websocket.connect":
                 await send({"type": "websocket.close"})  # before accept: a 403 at the handshake
@@ -110,7 +116,20 @@ class SocketLimitMiddleware:
         slot = SocketSlot(self.sockets, address)
         if self.authenticated_at_open is not None and self.authenticated_at_open(scope):
             slot.authenticated()
+        accepted = False
+
+        async def send_watched(message: dict) -> None:
+            nonlocal accepted
+            if message.get("type") == "websocket.accept":
+                accepted = True
+            await send(message)
+
         try:
-            await self.app({**scope, SCOPE_KEY: slot}, receive, send)
+            await self.app({**scope, SCOPE_KEY: slot}, receive, send_watched)
         finally:
             slot.release()
+            websocket_record(
+                path=path,
+                outcome="accepted" if accepted else "rejected",
+                seconds=time.perf_counter() - started,
+            )

@@ -7,8 +7,9 @@ class MonitoringConfig(AppConfig):
 
     def ready(self) -> None:
         from conversations.hooks import register_call_observer
-        from monitoring import receivers
+        from monitoring import receivers, runtime_metrics
         from monitoring.pool_stats import call_observer
 
         register_call_observer("monitoring", call_observer)
         receivers.connect(self)
+        runtime_metrics.connect()  # Celery task counts and durations for /metrics

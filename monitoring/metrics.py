@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from accounts import access
 from config.errors import ErrorCode, error_body
-from monitoring import selectors
+from monitoring import runtime_metrics, selectors
 from monitoring.error_codes import MonitoringErrorCode
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class MonitoringCollector:
         if redis_up:
             yield from self._caches()
             yield from self._counters()
+            yield from runtime_metrics.collect()  # HTTP, WebSocket and Celery task figures
         if database:
             yield from self._turns()
             yield from self._jobs()
