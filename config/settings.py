@@ -357,6 +357,10 @@ HTTP_BODY_TIMEOUT_SECONDS = env.float("HTTP_BODY_TIMEOUT_SECONDS", default=20.0)
 HTTP_BODY_MIN_BYTES_PER_SECOND = env.int("HTTP_BODY_MIN_BYTES_PER_SECOND", default=500)
 # Upper bound for one whole turn, whatever the endpoint says; keep below CELERY_VISIBILITY_TIMEOUT.
 TURN_TOTAL_TIMEOUT = env.int("TURN_TOTAL_TIMEOUT", default=600)
+# Flowise: after the answer's tokens, this long with only heartbeats ends the wait and the
+# answer is kept with a warning (conversations/upstream/types.Timeouts.answer_tail); 0 = wait
+# until the endpoint's total timeout.
+UPSTREAM_ANSWER_TAIL_SECONDS = env.float("UPSTREAM_ANSWER_TAIL_SECONDS", default=90.0)
 # The runner refreshes a turn's heartbeat this often; the reaper fails turns silent for longer
 # than TURN_STALE_SECONDS (a killed worker).
 TURN_HEARTBEAT_SECONDS = env.int("TURN_HEARTBEAT_SECONDS", default=5)

@@ -39,6 +39,7 @@ from conversations.upstream.types import (
     Timeouts,
     UpstreamEvent,
     UpstreamRequest,
+    normalise_usage,
 )
 from tools import loop as tool_loop
 
@@ -219,6 +220,7 @@ class TurnExecution:
                     connect=endpoint["connect_timeout"],
                     read_idle=endpoint["read_timeout"],
                     total=min(endpoint["total_timeout"], settings.TURN_TOTAL_TIMEOUT),
+                    answer_tail=settings.UPSTREAM_ANSWER_TAIL_SECONDS or None,
                 )
                 retry = RetryPolicy(max_retries=settings.UPSTREAM_MAX_RETRIES)
                 client = self.rt.client_for(endpoint)
@@ -530,8 +532,12 @@ class TurnExecution:
             elif event.kind == "source_documents":
                 self.sources = event.data
                 await self.publisher.emit("source_documents", {"documents": event.data})
-            elif event.kind == "usage" and isinstance(event.data, dict):
-                self.usage.update(event.data)
+            elif event.kind == "usage":
+                self.usage.update(normalise_usage(event.data))
+            elif event.kind == "warning":
+                # The call completed, with something worth recording (e.g. no end event).
+                self.route.setdefault("warnings", []).append(event.data)
+                logger.warning("turn %s: %s", self.turn_id, event.data.get("detail"))
             elif event.kind in ("tool_call", "tool_result"):
                 # Text held back by the text rules goes out before the step it came before.
                 await self.publisher.token(rewriter.flush())

@@ -108,3 +108,23 @@ def test_a_token_that_starts_past_the_cap_adds_nothing(flowise, flowise_turn, se
     turn.refresh_from_db()
     assert turn.error_code == "UPSTREAM_TOO_LARGE"
     assert turn.assistant_message.content == TOKEN * 2
+
+
+def test_a_flowise_answer_whose_end_never_comes_completes_the_turn_with_a_recorded_warning(
+    flowise, flowise_turn, settings
+):
+    # Real Flowise 3.1.4: every token, then only heartbeats (docs/streaming.md).
+    settings.UPSTREAM_ANSWER_TAIL_SECONDS = 0.5
+    flowise.scenario.update(answer="Your order has shipped.", no_end=True, heartbeat_interval=0.1)
+    turn = flowise_turn()
+
+    assert run(turn) == "completed"
+
+    turn.refresh_from_db()
+    assert turn.error_code == ""
+    assert turn.assistant_message.content == "Your order has shipped."
+    [warning] = turn.route["warnings"]
+    assert warning["code"] == "UPSTREAM_END_MISSING"
+    events = stream_of(turn)
+    assert [e["event"] for e in events][-1] == "end"
+    assert "error" not in [e["event"] for e in events]

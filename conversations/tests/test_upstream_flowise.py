@@ -348,15 +348,60 @@ def test_a_stall_mid_stream_times_out_without_retry(flowise):
     assert len(flowise.requests) == 1
 
 
-def test_heartbeats_without_an_end_hit_the_total_limit(flowise):
+# The rule for an answer whose end never comes (docs/streaming.md): real Flowise 3.1.4 was seen
+# streaming every token, then only `:heartbeat` comments for minutes before metadata and end.
+
+
+def _warnings(result) -> list[dict]:
+    return [e.data for e in result.events if e.kind == "warning"]
+
+
+def test_an_answer_followed_only_by_heartbeats_until_the_total_limit_is_kept_with_a_warning(
+    flowise,
+):
     flowise.configure(no_end=True, heartbeat_interval=0.05)
     result = stream(
         make_request(flowise.url), timeouts=Timeouts(connect=1, read_idle=0.2, total=0.6)
     )
 
+    assert result.error is None
     assert result.text == "You asked: Where is my order?"
+    [warning] = _warnings(result)
+    assert warning["code"] == "UPSTREAM_END_MISSING"
+    assert "total time limit" in warning["detail"]
+
+
+def test_only_heartbeats_for_the_answer_tail_end_the_wait_before_the_total_limit(flowise):
+    flowise.configure(no_end=True, heartbeat_interval=0.05)
+    result = stream(
+        make_request(flowise.url),
+        timeouts=Timeouts(connect=1, read_idle=5, total=60, answer_tail=0.3),
+    )
+
+    assert result.error is None
+    assert result.text == "You asked: Where is my order?"
+    [warning] = _warnings(result)
+    assert "heartbeats for 0.3 s" in warning["detail"]
+
+
+def test_silence_after_the_tokens_with_no_heartbeat_is_still_a_timeout(flowise):
+    flowise.configure(no_end=True)
+    result = stream(make_request(flowise.url), timeouts=Timeouts(connect=1, read_idle=0.3, total=5))
+
     assert result.error.code == "UPSTREAM_TIMEOUT"
-    assert 0.6 <= result.elapsed < 1.5
+    assert _warnings(result) == []
+
+
+def test_heartbeats_before_the_first_token_are_waited_through(flowise):
+    flowise.configure(delay_before_first_token=0.6, heartbeat_interval=0.05)
+    result = stream(
+        make_request(flowise.url),
+        timeouts=Timeouts(connect=1, read_idle=5, total=10, answer_tail=0.2),
+    )
+
+    assert result.error is None
+    assert result.text == "You asked: Where is my order?"
+    assert _warnings(result) == []
 
 
 def test_heartbeats_and_the_old_end_frame_are_understood(flowise):
@@ -554,3 +599,39 @@ def test_probe_flowise_never_shows_the_key(flowise):
 
     assert ok is False
     assert KEY not in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(
+            {"input_tokens": 12, "output_tokens": 30, "total_tokens": 42},
+            {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42},
+            id="flowise-usage-metadata",
+        ),
+        pytest.param(
+            # An OpenAI-compatible server (fakeai) on its finish chunk: nulls and extra keys.
+            {
+                "prompt_tokens": 9,
+                "completion_tokens": 4,
+                "total_tokens": None,
+                "input_tokens": None,
+                "output_tokens": None,
+                "completion_tokens_details": {"reasoning_tokens": 0},
+            },
+            {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+            id="nulls-and-extra-keys",
+        ),
+        pytest.param(
+            {"prompt_tokens": -1, "completion_tokens": 2.5, "total_tokens": float("inf")},
+            {},
+            id="nonsense",
+        ),
+        pytest.param({"prompt_tokens": True}, {}, id="a-boolean-is-no-count"),
+        pytest.param(None, {}, id="not-a-dict"),
+    ],
+)
+def test_usage_reaches_the_turn_in_one_shape(raw, expected):
+    from conversations.upstream.types import normalise_usage
+
+    assert normalise_usage(raw) == expected

@@ -13,6 +13,7 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -292,11 +293,40 @@ async def read_body(
     return b"".join(parts)
 
 
+@dataclass
+class QuietTail:
+    """What a stream sent since its last event, for the rule on answers whose end never comes
+    (Timeouts.answer_tail): when the last event came, and whether bytes with no event in them
+    (SSE comments: Flowise's `:heartbeat`) arrived since."""
+
+    answer_tail: float | None
+    last_event_at: float = 0.0
+    heartbeats_since_event: bool = False
+
+    def elapsed(self, now: float) -> bool:
+        return self.answer_tail is not None and now - self.last_event_at >= self.answer_tail
+
+
+class AnswerTailElapsed(Exception):
+    """Answer tokens arrived, then only heartbeats for `answer_tail` seconds."""
+
+
 async def sse_events(
-    reader: BodyReader, stats: CallStats, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    reader: BodyReader,
+    stats: CallStats,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    *,
+    quiet: QuietTail | None = None,
 ) -> AsyncIterator[SSEEvent]:
-    """SSE events of a response body; returns at EOF (the caller decides whether that is early)."""
+    """SSE events of a response body; returns at EOF (the caller decides whether that is early).
+
+    With `quiet`, raises AnswerTailElapsed once answer tokens have arrived and then only
+    event-less bytes for quiet.answer_tail seconds (checked as those bytes arrive: a stream
+    that goes wholly silent ends by the read-idle timeout instead)."""
     parser = SSEParser(max_event_bytes)
+    loop = asyncio.get_running_loop()
+    if quiet is not None:
+        quiet.last_event_at = loop.time()
     while (chunk := await reader.next(stats.tokens)) is not None:
         try:
             events = parser.feed(chunk)
@@ -304,6 +334,14 @@ async def sse_events(
             raise UpstreamError(
                 E.UPSTREAM_TOO_LARGE, str(exc), tokens_emitted=stats.tokens
             ) from None
+        if quiet is not None:
+            now = loop.time()
+            if events:
+                quiet.last_event_at, quiet.heartbeats_since_event = now, False
+            else:
+                quiet.heartbeats_since_event = True
+                if stats.tokens and quiet.elapsed(now):
+                    raise AnswerTailElapsed
         for event in events:
             yield event
 

@@ -19,8 +19,10 @@ import httpx
 from conversations.upstream import errors as E
 from conversations.upstream._http import (
     MAX_JSON_BODY,
+    AnswerTailElapsed,
     BodyReader,
     Classified,
+    QuietTail,
     body_text,
     content_type,
     json_or_none,
@@ -31,13 +33,14 @@ from conversations.upstream._http import (
     status_error,
 )
 from conversations.upstream.errors import UpstreamError
-from conversations.upstream.sse import DEFAULT_MAX_EVENT_BYTES
+from conversations.upstream.sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
 from conversations.upstream.types import (
     CallStats,
     RetryPolicy,
     Timeouts,
     UpstreamEvent,
     UpstreamRequest,
+    normalise_usage,
 )
 
 _ROLES = {"user": "userMessage", "assistant": "apiMessage"}
@@ -163,7 +166,7 @@ async def stream_flowise(
     try:
         ctype = content_type(response)
         if ctype == "text/event-stream":
-            events = _sse(response, deadline, stats, max_event_bytes, secrets)
+            events = _sse(response, deadline, stats, max_event_bytes, secrets, timeouts)
         elif ctype == "application/json":
             events = _json(response, deadline, stats, secrets)
         else:
@@ -191,66 +194,95 @@ async def _sse(
     stats: CallStats,
     max_event_bytes: int,
     secrets: tuple[str, ...],
+    timeouts: Timeouts,
 ) -> AsyncIterator[UpstreamEvent]:
     reader = BodyReader(response, deadline)
-    async with aclosing(sse_events(reader, stats, max_event_bytes)) as events:
-        async for sse in events:
-            try:
-                payload = json.loads(sse.data)
-                name = payload["event"]
-            except (ValueError, TypeError, KeyError):
-                raise UpstreamError(
-                    E.UPSTREAM_BAD_RESPONSE,
-                    f"malformed Flowise frame: {sse.data[:200]!r}",
-                    tokens_emitted=stats.tokens,
-                    secrets=secrets,
-                ) from None
-            data = payload.get("data")
-            if name == "token":
-                if isinstance(data, str) and data:
-                    stats.mark_token()
-                    yield UpstreamEvent("token", text=data)
-            elif name == "start":
-                continue  # repeats the first token, which also arrives as `token`
-            elif name == "sourceDocuments":
-                yield UpstreamEvent("source_documents", data=data)
-            elif name == "metadata":
-                yield UpstreamEvent("metadata", data=data)
-            elif name == "usageMetadata" and isinstance(data, dict):
-                yield _usage_event(data, stats)
-            elif name == "error":
-                message = data if isinstance(data, str) else json.dumps(data)
-                raise UpstreamError(
-                    _error_event_code(message),
-                    f"Flowise error event: {message}",
-                    tokens_emitted=stats.tokens,
-                    secrets=secrets,
-                )
-            elif name in ("abort", "tts_abort"):
-                raise UpstreamError(
-                    E.UPSTREAM_ABORTED, "Flowise aborted the run", tokens_emitted=stats.tokens
-                )
-            elif name == "end":
-                await reader.drain()
-                if stats.tokens == 0:
-                    # Known Flowise bug: only metadata + end arrive (ai_protocols.md §2).
-                    raise UpstreamError(E.UPSTREAM_EMPTY, "stream ended without any token")
-                return
-            # Other events (thinking, agent traces, tts) are not part of the answer text.
+    quiet = QuietTail(timeouts.answer_tail)
+    try:
+        async with aclosing(sse_events(reader, stats, max_event_bytes, quiet=quiet)) as events:
+            async for event in _flowise_events(events, reader, stats, secrets):
+                yield event
+            return
+    except AnswerTailElapsed:
+        waited = f"{timeouts.answer_tail:g} s"
+    except UpstreamError as err:
+        # The total limit, reached while only heartbeats came after the answer's tokens: the
+        # customer has the answer; keep it rather than fail the turn.
+        if not (err.code == E.UPSTREAM_TIMEOUT and stats.tokens and quiet.heartbeats_since_event):
+            raise
+        waited = "the total time limit"
+    # The rule for an answer whose end never comes (docs/streaming.md): every token the
+    # server sent is kept, the call completes, and the warning is recorded on the turn.
+    yield UpstreamEvent(
+        "warning",
+        data={
+            "code": "UPSTREAM_END_MISSING",
+            "detail": f"Flowise sent the answer, then only heartbeats for {waited}; the answer "
+            "was kept as streamed, without the metadata and end that never came",
+        },
+    )
+
+
+async def _flowise_events(
+    events: AsyncIterator[SSEEvent],
+    reader: BodyReader,
+    stats: CallStats,
+    secrets: tuple[str, ...],
+) -> AsyncIterator[UpstreamEvent]:
+    """The answer's events from Flowise's SSE frames (ai_protocols.md §2)."""
+    async for sse in events:
+        try:
+            payload = json.loads(sse.data)
+            name = payload["event"]
+        except (ValueError, TypeError, KeyError):
+            raise UpstreamError(
+                E.UPSTREAM_BAD_RESPONSE,
+                f"malformed Flowise frame: {sse.data[:200]!r}",
+                tokens_emitted=stats.tokens,
+                secrets=secrets,
+            ) from None
+        data = payload.get("data")
+        if name == "token":
+            if isinstance(data, str) and data:
+                stats.mark_token()
+                yield UpstreamEvent("token", text=data)
+        elif name == "start":
+            continue  # repeats the first token, which also arrives as `token`
+        elif name == "sourceDocuments":
+            yield UpstreamEvent("source_documents", data=data)
+        elif name == "metadata":
+            yield UpstreamEvent("metadata", data=data)
+        elif name == "usageMetadata" and isinstance(data, dict):
+            yield _usage_event(data, stats)
+        elif name == "error":
+            message = data if isinstance(data, str) else json.dumps(data)
+            raise UpstreamError(
+                _error_event_code(message),
+                f"Flowise error event: {message}",
+                tokens_emitted=stats.tokens,
+                secrets=secrets,
+            )
+        elif name in ("abort", "tts_abort"):
+            raise UpstreamError(
+                E.UPSTREAM_ABORTED, "Flowise aborted the run", tokens_emitted=stats.tokens
+            )
+        elif name == "end":
+            await reader.drain()
+            if stats.tokens == 0:
+                # Known Flowise bug: only metadata + end arrive (ai_protocols.md §2).
+                raise UpstreamError(E.UPSTREAM_EMPTY, "stream ended without any token")
+            return
+        # Other events (thinking, agent traces, tts) are not part of the answer text.
     raise UpstreamError(
         E.UPSTREAM_TRUNCATED, "stream ended without an end event", tokens_emitted=stats.tokens
     )
 
 
 def _usage_event(data: dict[str, Any], stats: CallStats) -> UpstreamEvent:
-    usage = {
-        "prompt_tokens": data.get("input_tokens"),
-        "completion_tokens": data.get("output_tokens"),
-        "total_tokens": data.get("total_tokens"),
-    }
-    stats.prompt_tokens = usage["prompt_tokens"]
-    stats.completion_tokens = usage["completion_tokens"]
-    stats.total_tokens = usage["total_tokens"]
+    usage = normalise_usage(data)
+    stats.prompt_tokens = usage.get("prompt_tokens")
+    stats.completion_tokens = usage.get("completion_tokens")
+    stats.total_tokens = usage.get("total_tokens")
     return UpstreamEvent("usage", data=usage)
 
 

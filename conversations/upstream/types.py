@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 # `tool_calls`: the model asked for tools (data: [{"id", "name", "arguments"}], arguments as the
 # JSON text the model wrote); `tool_call` / `tool_result`: the tool loop's steps (tools.loop).
+# `warning`: the call ended in a way worth recording that did not fail it (data: {"code",
+# "detail"}), e.g. an answer whose end never came (flowise.py, answer_tail).
 EventKind = Literal[
-    "token", "source_documents", "metadata", "usage", "tool_calls", "tool_call", "tool_result"
+    "token",
+    "source_documents",
+    "metadata",
+    "usage",
+    "tool_calls",
+    "tool_call",
+    "tool_result",
+    "warning",
 ]
 
 
@@ -56,6 +66,12 @@ class Timeouts:
     # Flowise >= 3.1.2 sends a heartbeat every 30 s, so this must stay above 30.
     read_idle: float = 60.0
     total: float = 300.0
+    # Flowise: once answer tokens have arrived, this long with no event (its `:heartbeat`
+    # comments keep the connection alive, nothing else comes) ends the wait: the answer is
+    # kept as streamed and the call completes with a warning. Real Flowise 3.1.4 was seen to
+    # stream every token, then send only heartbeats for minutes before `metadata` and `end`.
+    # Above the 30 s heartbeat interval; None waits until `total`.
+    answer_tail: float | None = 90.0
     # Longest wait for a free pooled connection; None = bounded only by `total`.
     pool: float | None = None
 
@@ -123,3 +139,35 @@ class CallStats:
         out["time_to_first_token"] = self.time_to_first_token
         out["duration"] = self.duration
         return out
+
+
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def normalise_usage(raw: Any) -> dict[str, int]:
+    """Token usage in one shape, whatever the server sent: `prompt_tokens`,
+    `completion_tokens` and `total_tokens` as non-negative integers, each only when known.
+    Accepts the Responses/Anthropic names (`input_tokens`, `output_tokens`); drops nulls,
+    non-numbers and every other key (an OpenAI-compatible server was seen putting nulls and
+    extra keys on its finish chunk)."""
+    if not isinstance(raw, dict):
+        return {}
+    aliases = {
+        "prompt_tokens": ("prompt_tokens", "input_tokens"),
+        "completion_tokens": ("completion_tokens", "output_tokens"),
+        "total_tokens": ("total_tokens",),
+    }
+    usage: dict[str, int] = {}
+    for key, names in aliases.items():
+        for name in names:
+            value = raw.get(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                continue
+            if value >= 0 and value == int(value) and value < 2**53:
+                usage[key] = int(value)
+                break
+    if "total_tokens" not in usage and {"prompt_tokens", "completion_tokens"} <= usage.keys():
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return usage
