@@ -49,6 +49,7 @@ SHOP_PATHS: dict[str, str] = {
     "inbox.cannedresponse": "shop",
     "inbox.privatenote": "conversation__chatbot__shop",
     "tools.chatbottools": "chatbot__shop",
+    "tools.mcpserver": "shop",
     # Error-log rows carry their shop; rows with none are the platform's (operators only).
     "monitoring.errorlog": "shop",
 }
@@ -65,6 +66,7 @@ CONFIGURATION = [
     "orders.ordersource",
     "helpdesk.helpdeskconnection",
     "tools.chatbottools",
+    "tools.mcpserver",
     "inbox.handoffrule",
     "inbox.cannedresponse",
 ]

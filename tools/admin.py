@@ -1,13 +1,23 @@
-"""Admin for a bot's tools: tick the tools its model may call and set the loop's bounds."""
+"""Admin for a bot's tools (tick the tools its model may call, set the loop's bounds) and for the
+shop's MCP servers (saved with their tool list; Test lists the tools again)."""
 
 from __future__ import annotations
 
-from django import forms
-from django.contrib import admin
+import logging
 
+from asgiref.sync import async_to_sync
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from accounts import access
 from accounts.scoped_admin import ShopScopedAdmin
-from tools.models import ChatbotTools
+from tools import mcp
+from tools.models import ChatbotTools, McpServer
 from tools.registry import tool_choices
+from tools.selectors import mcp_tool_choices
+
+logger = logging.getLogger(__name__)
 
 
 class ChatbotToolsForm(forms.ModelForm):
@@ -16,17 +26,20 @@ class ChatbotToolsForm(forms.ModelForm):
         required=False,
         widget=forms.CheckboxSelectMultiple,
         help_text="The model is offered these tools and no others; a call to any other tool is "
-        "refused without running.",
+        "refused without running. MCP tools appear once their server is saved.",
     )
 
     class Meta:
         model = ChatbotTools
         fields = ("chatbot", "tools", "max_steps", "max_seconds", "call_timeout")
 
+    shop_ids: list[int] | None = None  # set by the admin: the signed-in user's shops
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Read when the form is built: tools register when their app loads.
-        self.fields["tools"].choices = tool_choices()
+        # Read when the form is built: tools register when their app loads, MCP tools are the
+        # cached listings of the user's shops' servers (ChatbotTools.clean checks the bot's).
+        self.fields["tools"].choices = tool_choices() + mcp_tool_choices(shop_ids=self.shop_ids)
 
 
 @admin.register(ChatbotTools)
@@ -36,6 +49,75 @@ class ChatbotToolsAdmin(ShopScopedAdmin, admin.ModelAdmin):
     search_fields = ("chatbot__public_id", "chatbot__name")
     list_select_related = ("chatbot",)
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"shop_ids": access.shop_ids_for(request.user)})
+
     @admin.display(description="Tools")
     def tool_list(self, obj: ChatbotTools) -> str:
         return ", ".join(obj.tools) or "—"
+
+
+def mcp_endpoint_of(server: McpServer) -> mcp.McpEndpoint:
+    headers = mcp.parse_headers(server.headers_text())
+    return mcp.McpEndpoint(
+        url=server.url, transport=server.transport, headers=headers, timeout=server.timeout
+    )
+
+
+def mcp_server_refresh(*, server: McpServer) -> tuple[bool, str]:
+    """List the server's tools now and cache them; (ok, a sentence for the admin)."""
+    from outbound.guard import unreachable, url_refusal
+
+    if refusal := url_refusal(server.url):
+        return False, refusal
+    try:
+        tools = async_to_sync(mcp.mcp_tools_list)(endpoint=mcp_endpoint_of(server))
+    except Exception:
+        logger.warning("MCP server %s: listing its tools failed", server.pk, exc_info=True)
+        return False, unreachable(server.url) + " (Is the transport right?)"
+    server.tools_cache = tools
+    server.tools_listed_at = timezone.now()
+    server.save(update_fields=["tools_cache", "tools_listed_at"])
+    names = ", ".join(t["name"] for t in tools) or "none"
+    return True, f"{server.name}: {len(tools)} tool(s): {names}."
+
+
+@admin.register(McpServer)
+class McpServerAdmin(ShopScopedAdmin, admin.ModelAdmin):
+    list_display = ("name", "shop", "url", "transport", "active", "tool_count", "tools_listed_at")
+    list_filter = ("transport", "active")
+    search_fields = ("name", "url")
+    readonly_fields = ("tool_list", "tools_listed_at")
+    fields = (
+        "name",
+        "url",
+        "transport",
+        "auth_headers",
+        "timeout",
+        "active",
+        "tool_list",
+        "tools_listed_at",
+    )
+    actions = ("test_servers",)
+
+    @admin.display(description="Tools")
+    def tool_count(self, obj: McpServer) -> int:
+        return len(obj.tools_cache or [])
+
+    @admin.display(description="Tools (as last listed)")
+    def tool_list(self, obj: McpServer) -> str:
+        return ", ".join(t["name"] for t in obj.tools_cache or []) or "—"
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        ok, text = mcp_server_refresh(server=obj)
+        self.message_user(request, text, messages.SUCCESS if ok else messages.WARNING)
+
+    @admin.action(
+        description="Test: list the tools of the selected servers", permissions=["change"]
+    )
+    def test_servers(self, request, queryset):
+        for server in queryset:
+            ok, text = mcp_server_refresh(server=server)
+            self.message_user(request, text, messages.SUCCESS if ok else messages.ERROR)

@@ -43,7 +43,8 @@ GAVE_UP = {
 
 
 def redacted_arguments(tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
-    return {k: (REDACTED if k in tool.redact else v) for k, v in arguments.items()}
+    every = "*" in tool.redact
+    return {k: (REDACTED if every or k in tool.redact else v) for k, v in arguments.items()}
 
 
 def _merge_stats(total: CallStats, step: CallStats) -> None:

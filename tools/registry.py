@@ -51,7 +51,7 @@ class Tool:
     parameters: dict[str, Any]  # JSON Schema of the arguments object
     run: ToolRun
     # Argument names whose values never leave the worker in a `tool_call` event or a record
-    # (an email, a postcode): shown as "***".
+    # (an email, a postcode): shown as "***"; "*" redacts every argument.
     redact: frozenset[str] = frozenset()
     # What the widget shows while the tool runs, per language ("Looking up your order…").
     label: dict[str, str] = field(default_factory=dict)

@@ -37,7 +37,7 @@ from images.models import ImageUpload
 from inbox.models import CannedResponse, HandoffRule
 from monitoring.models import ErrorLog
 from orders.models import OrderSource
-from tools.models import ChatbotTools
+from tools.models import ChatbotTools, McpServer
 
 pytestmark = pytest.mark.django_db
 
@@ -87,6 +87,7 @@ def _shop_world(key: str) -> dict:
         chatbot=bot, kind="freshdesk", domain=f"{m}.freshdesk.com", agent_email=f"a@{m}.example"
     )
     tools = ChatbotTools.objects.create(chatbot=bot, tools=["opening_hours"])
+    mcp_server = McpServer.objects.create(shop=shop, name=f"{m}-mcp", url=f"https://{m}.example")
     handoff_rule = HandoffRule.objects.create(chatbot=bot, keywords=f"{m} keyword")
     canned = CannedResponse.objects.create(shop=shop, shortcut=f"{m}-canned", text=f"{m} text")
     conversation = conversation_start(chatbot=bot, user_id=f"{m}-visitor")
@@ -169,6 +170,7 @@ def _shop_world(key: str) -> dict:
             "inbox.handoffrule": handoff_rule,
             "inbox.cannedresponse": canned,
             "tools.chatbottools": tools,
+            "tools.mcpserver": mcp_server,
             "helpdesk.handoff": handoff,
             "helpdesk.conversationrating": rating,
             "conversations.conversation": conversation,
@@ -272,6 +274,7 @@ ADMIN_MATRIX: dict[str, dict[str, str]] = {
     "inbox.handoffrule": CONFIG,
     "inbox.cannedresponse": CONFIG,
     "tools.chatbottools": CONFIG,
+    "tools.mcpserver": CONFIG,
     "conversations.conversation": CONVERSATION,
     "analytics.conversationanalysis": READ_ONLY,
     "analytics.turnmetrics": READ_ONLY,

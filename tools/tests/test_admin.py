@@ -53,3 +53,37 @@ def test_an_unknown_tool_or_a_bound_out_of_range_is_refused_on_the_form(
     assert response.status_code == 200
     assert "errorlist" in response.content.decode()
     assert not ChatbotTools.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_connect_an_mcp_server_whose_header_is_never_shown_and_tick_its_tools(
+    admin_client, make_chatbot
+):
+    from tests.fakes.mcp_server import FakeMCPServer
+    from tools.models import McpServer
+
+    secret = "Bearer mcp-SECRET-token-777"
+    with FakeMCPServer(Authorization=secret) as fake:
+        response = admin_client.post(
+            "/admin/tools/mcpserver/add/",
+            {
+                "shop": make_chatbot().shop_id,
+                "name": "warehouse",
+                "url": f"{fake.url}/mcp",
+                "transport": "streamable_http",
+                "auth_headers": f"Authorization: {secret}",
+                "timeout": "30",
+                "active": "on",
+            },
+            follow=True,
+        )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "6 tool(s): add, order_status, slow, fail, huge, vanish." in page
+    server = McpServer.objects.get()
+    for url in ("/admin/tools/mcpserver/", f"/admin/tools/mcpserver/{server.pk}/change/"):
+        html = admin_client.get(url).content.decode()
+        assert "SECRET" not in html and server.auth_headers.stored not in html, url
+
+    page = admin_client.get(ADD).content.decode()
+    assert 'value="mcp__warehouse__order_status"' in page
