@@ -60,6 +60,13 @@
     "order",
     "tool_call",
     "tool_result",
+    // A person's part of the conversation, on a human turn (docs/inbox.md).
+    "agent_waiting",
+    "agent_joined",
+    "agent_message",
+    "customer_message",
+    "typing",
+    "agent_left",
     "error",
     "end",
   ];
@@ -124,6 +131,14 @@
       message: "Message",
       contactSubmit: "Send message",
       alreadyHandedOff: "Your request has been passed on to our customer service.",
+      waitingForPerson: "Waiting for a person — usual wait {n} min.",
+      personJoined: "{name} joined the chat.",
+      personTyping: "{name} is typing…",
+      personLeftBot: "{name} left the chat. The assistant answers again.",
+      personLeftResolved: "{name} closed the conversation as resolved.",
+      personLeftAgent: "{name} passed the chat to a colleague.",
+      noPersonNow: "Nobody can chat right now; write to us below and we will answer by email.",
+      person: "Customer service",
       rate: "Rate the chat",
       rateTitle: "Rate this conversation",
       rateLegend: "How helpful was this conversation? (1 = not at all, 5 = very)",
@@ -205,6 +220,14 @@
       message: "Besked",
       contactSubmit: "Send besked",
       alreadyHandedOff: "Din henvendelse er givet videre til vores kundeservice.",
+      waitingForPerson: "Venter på en medarbejder — normal ventetid {n} min.",
+      personJoined: "{name} er kommet ind i chatten.",
+      personTyping: "{name} skriver…",
+      personLeftBot: "{name} har forladt chatten. Assistenten svarer igen.",
+      personLeftResolved: "{name} har afsluttet samtalen som løst.",
+      personLeftAgent: "{name} har givet chatten videre til en kollega.",
+      noPersonNow: "Ingen kan chatte lige nu; skriv til os herunder, så svarer vi på e-mail.",
+      person: "Kundeservice",
       rate: "Bedøm chatten",
       rateTitle: "Bedøm samtalen",
       rateLegend: "Hvor godt hjalp samtalen dig? (1 = slet ikke, 5 = rigtig godt)",
@@ -558,6 +581,7 @@
           onSubmit();
         }
       },
+      oninput: customerTyping,
     });
     ui.send = h("button", {
       type: "submit",
@@ -688,6 +712,8 @@
   function addBubble(role, text, extraClass) {
     var textEl = h("div", { class: "cbw-text", text: text || "" });
     var label = role === "user" ? t("you") : state.config.name || t("chat");
+    if (role === "agent") label = (extraClass && extraClass.name) || t("person");
+    if (extraClass && typeof extraClass === "object") extraClass = extraClass.className;
     var el = h("div", { class: "cbw-msg cbw-" + role + (extraClass ? " " + extraClass : "") }, [
       h("span", { class: "cbw-sr-only", text: label + ": " }),
       textEl,
@@ -727,6 +753,7 @@
       conversation_token: body.conversation_token,
       websocket_url: body.websocket_url || (sameConversation ? previous.websocket_url : null),
       turn_id: sameConversation ? previous.turn_id || null : null,
+      human_turn: sameConversation ? previous.human_turn || null : null,
     };
   }
 
@@ -824,6 +851,9 @@
           var empty = addBubble("bot", "");
           showOutcome(empty.el, turn.status, turn.error && turn.error.message, false);
         }
+      } else if (message.role === "agent") {
+        var name = (message.metadata && message.metadata.agent && message.metadata.agent.name) || "";
+        addAgentBubble(name, message.content);
       } else if (message.role === "assistant") {
         var answer = addBubble("bot", message.content);
         var said = outcomeOfAnswer[message.message_id];
@@ -835,11 +865,17 @@
       }
     });
     var last = messages[messages.length - 1];
+    var human = state.session && state.session.human_turn;
     if (last && last.role === "user" && last.turn) {
       // A reload mid-answer: follow the unfinished turn from its start.
       if (unfinished === last.turn.turn_id) followTurn(unfinished);
-    } else if (pendingTurnId && last && last.role === "user") {
+    } else if (pendingTurnId && last && last.role === "user" && !(human && human.id === pendingTurnId)) {
       followTurn(pendingTurnId); // a server without `turn` in its history
+    }
+    if (human && !state.turns[human.id]) {
+      // A reload while a person answers: go on from the last event shown (the history above
+      // already holds their messages).
+      followTurn(human.id, { human: true, after: human.last_id || 0 });
     }
   }
 
@@ -922,22 +958,30 @@
 
   // --- following a turn --------------------------------------------------------------------------
 
-  function followTurn(turnId) {
+  /* options.human: a person's turn (docs/inbox.md): no answer bubble, the customer may write
+     meanwhile; options.after: the last event already shown. */
+  function followTurn(turnId, options) {
+    options = options || {};
     if (state.turns[turnId]) return;
-    var bubble = addBubble("bot", "", "cbw-streaming");
-    bubble.el.setAttribute("data-turn-id", turnId);
-    bubble.textEl.appendChild(h("span", { class: "cbw-typing", text: t("writing") }));
+    var bubble = { el: null, textEl: null };
+    if (!options.human) {
+      bubble = addBubble("bot", "", "cbw-streaming");
+      bubble.el.setAttribute("data-turn-id", turnId);
+      bubble.textEl.appendChild(h("span", { class: "cbw-typing", text: t("writing") }));
+    }
     state.turns[turnId] = {
       id: turnId,
-      lastId: 0,
+      lastId: options.after || 0,
       text: "",
       done: false,
       el: bubble.el,
       textEl: bubble.textEl,
       error: null,
       polling: false,
+      human: !!options.human,
     };
-    setBusy(turnId);
+    if (options.human) rememberHuman(state.turns[turnId]);
+    else setBusy(turnId);
     if (state.transport === "polling") pollTurn(turnId);
     else if (state.transport === "sse") streamTurn(turnId);
     else if (state.ws && state.wsReady) socketResume(state.turns[turnId]);
@@ -967,6 +1011,17 @@
     }
     turn.lastId = env.id;
     var data = env.data || {};
+    if (env.event === "start" && data.kind === "human" && !turn.human) {
+      // A rule handed this message to a person: no answer bubble, and the customer may write.
+      if (turn.el) turn.el.remove();
+      turn.el = turn.textEl = null;
+      turn.human = true;
+      if (state.busyTurn === turn.id) setBusy(null);
+    }
+    if (turn.human) {
+      handlePersonEvent(turn, env.event, data);
+      return;
+    }
     switch (env.event) {
       case "token":
         turn.text += typeof data.text === "string" ? data.text : "";
@@ -1004,6 +1059,15 @@
 
   function finishTurn(turn, data) {
     turn.done = true;
+    if (turn.human) {
+      showPersonTyping(null);
+      if (state.session && state.session.human_turn) {
+        state.session.human_turn = null;
+        store.set(state.session);
+      }
+      if (state.busyTurn === turn.id) setBusy(null);
+      return;
+    }
     turn.el.classList.remove("cbw-streaming");
     if (!turn.text) turn.textEl.textContent = "";
     showOutcome(turn.el, data.status || "completed", turn.error, !!turn.text);
@@ -1013,6 +1077,116 @@
     }
     if (state.busyTurn === turn.id) setBusy(null);
     scrollToEnd();
+  }
+
+  // --- a person answers (docs/inbox.md) -------------------------------------------------------
+
+  function rememberHuman(turn) {
+    if (!state.session) return;
+    state.session.human_turn = { id: turn.id, last_id: turn.lastId };
+    store.set(state.session);
+  }
+
+  function addAgentBubble(name, text) {
+    var bubble = addBubble("agent", "", { name: name, className: "" });
+    bubble.el.insertBefore(h("div", { class: "cbw-agent-name", text: name || t("person") }), bubble.textEl);
+    bubble.textEl.textContent = text;
+    return bubble;
+  }
+
+  function showPersonTyping(name) {
+    if (state.personTyping) {
+      state.personTyping.remove();
+      state.personTyping = null;
+    }
+    if (name !== null) {
+      state.personTyping = addNote(t("personTyping", { name: name || t("person") }), "typing");
+    }
+  }
+
+  function handlePersonEvent(turn, kind, data) {
+    var agent = (data.agent && data.agent.name) || t("person");
+    switch (kind) {
+      case "agent_waiting":
+        addNote(t("waitingForPerson", { n: data.usual_wait_minutes || 5 }));
+        break;
+      case "agent_joined":
+        addNote(t("personJoined", { name: agent }), "success");
+        break;
+      case "agent_message":
+        showPersonTyping(null);
+        addAgentBubble(agent, typeof data.text === "string" ? data.text : "");
+        break;
+      case "typing":
+        if (data.who === "agent") showPersonTyping(data.typing ? agent : null);
+        break;
+      case "agent_left":
+        showPersonTyping(null);
+        addNote(
+          t(
+            data.next === "resolved"
+              ? "personLeftResolved"
+              : data.next === "agent"
+                ? "personLeftAgent"
+                : "personLeftBot",
+            { name: agent },
+          ),
+        );
+        break;
+      case "end":
+        finishTurn(turn, data);
+        return;
+      default:
+        break; // start; customer_message: the customer's own message, already shown
+    }
+    rememberHuman(turn);
+  }
+
+  function humanTurnOpen() {
+    return unfinishedTurns().filter(function (turn) {
+      return turn.human;
+    })[0];
+  }
+
+  /* The customer's typing, to the person answering: at most one "typing" per 3 s, "stopped"
+     after 4 s without a key. */
+  function customerTyping() {
+    if (!state.session || !humanTurnOpen()) return;
+    var path = "/api/sessions/" + encodeURIComponent(state.session.session_id) + "/typing";
+    var now = Date.now();
+    if (now - (state.typingSentAt || 0) > 3000) {
+      state.typingSentAt = now;
+      api("POST", path, { json: { typing: true }, auth: "token" }).catch(function () {});
+    }
+    clearTimeout(state.typingTimer);
+    state.typingTimer = setTimeout(function () {
+      state.typingSentAt = 0;
+      api("POST", path, { json: { typing: false }, auth: "token" }).catch(function () {});
+    }, 4000);
+  }
+
+  /* "Talk to a person": a live chat when one can answer now, else today's helpdesk path. */
+  function askForPerson(opener, support) {
+    return ensureSession()
+      .then(function () {
+        var path = "/api/sessions/" + encodeURIComponent(state.session.session_id) + "/person";
+        return api("POST", path, { json: {}, auth: "token" });
+      })
+      .then(function (reply) {
+        if (reply.status === 200 && reply.body && reply.body.mode === "live") {
+          closeSide(opener);
+          followTurn(reply.body.turn_id, { human: true });
+          return;
+        }
+        if (reply.status === 200 && support && support.offer === "live") {
+          openHandoff(opener); // nobody in the inbox: a ticket, as before
+          return;
+        }
+        addNote(reply.status === 200 ? t("noPersonNow") : describeFailure(reply));
+      })
+      .catch(function () {
+        alertText(t("network"));
+      });
   }
 
   /* How an answer ended, under it: the same live and when the history is shown again. */
@@ -1732,21 +1906,22 @@
     if (hours) body.appendChild(h("p", { class: "cbw-hours", text: t("hours", { hours: hours }) }));
     var details = contactDetails(info);
     if (details) body.appendChild(details);
-    if (!support || support.offer === "contact") return; // no helpdesk: the details are all
-    if (support.handoff && support.handoff.state !== "failed") {
-      body.appendChild(h("p", { class: "cbw-meta", text: t("alreadyHandedOff") }));
-    }
-    if (support.offer === "live") {
+    if (open && !humanTurnOpen()) {
+      // A live chat with the shop's agents when one is online, else the ticket (askForPerson).
       body.appendChild(
         h("button", {
           type: "button",
-          class: "cbw-button cbw-primary",
+          class: "cbw-button cbw-primary cbw-talk-person",
           text: t("talkHuman"),
           onclick: function () {
-            openHandoff(opener);
+            askForPerson(opener, support);
           },
         }),
       );
+    }
+    if (!support || support.offer === "contact") return; // no helpdesk: the details are all
+    if (support.handoff && support.handoff.state !== "failed") {
+      body.appendChild(h("p", { class: "cbw-meta", text: t("alreadyHandedOff") }));
     }
     body.appendChild(h("h4", { class: "cbw-side-subtitle", text: t("contactTitle") }));
     body.appendChild(h("p", { text: t("contactIntro") }));
