@@ -42,6 +42,7 @@ from chatbots.models import (
 )
 from chatbots.secrets import EncryptedSecretField, SecretDecryptionError, secret_field_names
 from chatbots.widgets import ModelChoiceInput, ModelNameInput, OpeningHoursField
+from knowledge.admin import KnowledgeDocumentInline
 from knowledge.selectors import flow_knowledge_warnings
 
 # --- History --------------------------------------------------------------------------------------
@@ -875,7 +876,7 @@ class KnowledgeEntryInline(ShopScopedInline, admin.StackedInline):
 class KnowledgeBaseAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
     form = KnowledgeBaseForm
     formfield_overrides = URL_FIELDS_ASSUME_HTTPS
-    inlines = [KnowledgeEntryInline]
+    inlines = [KnowledgeEntryInline, KnowledgeDocumentInline]
     list_display = ("name", "chatbot", "kind", "index_name", "entry_count")
     list_filter = ("kind", ("chatbot", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("chatbot",)

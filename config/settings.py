@@ -536,6 +536,9 @@ CELERY_BEAT_SCHEDULE["privacy-retention"] = {
 KNOWLEDGE_CONTEXT_TOKENS = env.int("KNOWLEDGE_CONTEXT_TOKENS", default=1500)
 # Per call to an embedding endpoint or Pinecone during a turn.
 KNOWLEDGE_TIMEOUT_SECONDS = env.float("KNOWLEDGE_TIMEOUT_SECONDS", default=5.0)
+# Uploads: the largest file, and the most chunks all of one shop's documents may make.
+KNOWLEDGE_MAX_FILE_MB = env.int("KNOWLEDGE_MAX_FILE_MB", default=20)
+KNOWLEDGE_MAX_CHUNKS_PER_SHOP = env.int("KNOWLEDGE_MAX_CHUNKS_PER_SHOP", default=50000)
 # Workers log through the same handler (ids, JSON, redaction) instead of Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Bearer token Prometheus sends to GET /metrics; empty = staff session only.

@@ -98,7 +98,16 @@ async def builtin_answer_stream(
             data=[
                 {
                     "pageContent": m["text"],
-                    "metadata": {"title": m["title"], "entry_id": m["id"], "score": m["rank"]},
+                    "metadata": {
+                        "title": m["title"],
+                        "score": m["rank"],
+                        # An entry's id, or an uploaded chunk's document, place and link.
+                        **{
+                            k: m[k]
+                            for k in ("entry_id", "chunk_id", "document_id", "position", "link")
+                            if m.get(k) not in (None, "")
+                        },
+                    },
                 }
                 for m in matches
             ],

@@ -24,6 +24,7 @@ from chatbots.secrets import decrypt
 from conversations.upstream.errors import UpstreamError
 from conversations.upstream.pinecone import query_index
 from knowledge.embeddings import embeddings_create_async
+from knowledge.models import KnowledgeChunk
 
 MIN_RANK = 0.01
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -48,6 +49,8 @@ class Passage:
     knowledge_base: str = ""
     entry_id: int | None = None
     chunk_id: str = ""
+    document_id: str = ""
+    position: int | None = None  # the chunk's place in its document
 
     def document(self) -> dict[str, Any]:
         """The `source_documents` shape (Flowise's: pageContent + metadata), as stored."""
@@ -75,25 +78,64 @@ def _snippet(text: str) -> str:
 def knowledge_search(
     *, chatbot_id: int, search_config: str, question: str, knowledge_base_id: int | None, limit: int
 ) -> list[dict[str, Any]]:
-    """Best matching builtin entries (id, title, text, rank), any word of the question counting."""
+    """Best matches among a bot's builtin entries and uploaded chunks, any word of the question
+    counting: dicts of title, text, rank, link and where they come from (entry_id, or
+    document_id + position), best first."""
     words = [w for w in WORD.findall(question.lower()) if len(w) > 1][:40]
     if not words:
         return []
     query = SearchQuery(" | ".join(words), config=search_config, search_type="raw")
-    entries = KnowledgeEntry.objects.filter(
-        knowledge_base__chatbot_id=chatbot_id,
-        knowledge_base__kind=KnowledgeBase.Kind.BUILTIN,
-        search_vector=query,
-    )
+    scope = {"knowledge_base__chatbot_id": chatbot_id}
     if knowledge_base_id is not None:
-        entries = entries.filter(knowledge_base_id=knowledge_base_id)
-    ranked = (
-        entries.annotate(rank=SearchRank(F("search_vector"), query))
+        scope["knowledge_base_id"] = knowledge_base_id
+    entries = (
+        KnowledgeEntry.objects.filter(
+            **scope, knowledge_base__kind=KnowledgeBase.Kind.BUILTIN, search_vector=query
+        )
+        .annotate(rank=SearchRank(F("search_vector"), query))
         .filter(rank__gte=MIN_RANK)
         .order_by("-rank", "id")
         .values("id", "title", "text", "rank")[:limit]
     )
-    return [{**row, "rank": round(float(row["rank"]), 4)} for row in ranked]
+    chunks = (
+        KnowledgeChunk.objects.filter(
+            **scope, knowledge_base__kind=KnowledgeBase.Kind.BUILTIN, search_vector=query
+        )
+        .annotate(rank=SearchRank(F("search_vector"), query))
+        .filter(rank__gte=MIN_RANK)
+        .order_by("-rank", "id")
+        .values(
+            "id",
+            "heading",
+            "text",
+            "rank",
+            "position",
+            "document_id",
+            "document__title",
+            "document__source_url",
+        )[:limit]
+    )
+    found = [
+        {"title": row["title"], "text": row["text"], "rank": row["rank"], "entry_id": row["id"]}
+        for row in entries
+    ]
+    for row in chunks:
+        title = row["document__title"]
+        if row["heading"]:
+            title = f"{title} › {row['heading']}"
+        found.append(
+            {
+                "title": title,
+                "text": row["text"],
+                "rank": row["rank"],
+                "chunk_id": str(row["id"]),
+                "document_id": str(row["document_id"]),
+                "position": row["position"],
+                "link": row["document__source_url"],
+            }
+        )
+    found.sort(key=lambda m: -m["rank"])
+    return [{**m, "rank": round(float(m["rank"]), 4)} for m in found[:limit]]
 
 
 def retrieval_method(flow: dict[str, Any]) -> str | None:
@@ -125,8 +167,12 @@ def fulltext_passages(
             text=row["text"],
             score=row["rank"],
             method=FULLTEXT,
+            link=row.get("link") or "",
             knowledge_base=knowledge_base.get("name", ""),
-            entry_id=row["id"],
+            entry_id=row.get("entry_id"),
+            chunk_id=row.get("chunk_id", ""),
+            document_id=row.get("document_id", ""),
+            position=row.get("position"),
         )
         for row in rows
     ]

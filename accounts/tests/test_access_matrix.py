@@ -35,6 +35,7 @@ from conversations.services import conversation_start, message_submit
 from helpdesk.models import ConversationRating, Handoff, HelpdeskConnection
 from images.models import ImageUpload
 from inbox.models import CannedResponse, HandoffRule
+from knowledge.models import KnowledgeDocument
 from monitoring.models import ErrorLog
 from orders.models import OrderSource
 from tools.models import ChatbotTools, McpServer
@@ -76,6 +77,9 @@ def _shop_world(key: str) -> dict:
     template = create_template(shop=shop, name=f"{m} template")
     kb = create_kb(chatbot=bot, name=f"{m} kb")
     entry = create_entry(knowledge_base=kb, title=f"{m} entry")
+    document = KnowledgeDocument.objects.create(
+        knowledge_base=kb, title=f"{m} document", text=f"{m} pasted text"
+    )
     source = OrderSource.objects.create(
         chatbot=bot,
         name=f"{m} orders",
@@ -165,6 +169,7 @@ def _shop_world(key: str) -> dict:
             "chatbots.prompttemplate": template,
             "chatbots.knowledgebase": kb,
             "chatbots.knowledgeentry": entry,
+            "knowledge.knowledgedocument": document,
             "orders.ordersource": source,
             "helpdesk.helpdeskconnection": helpdesk,
             "inbox.handoffrule": handoff_rule,
@@ -269,6 +274,7 @@ ADMIN_MATRIX: dict[str, dict[str, str]] = {
     "chatbots.prompttemplate": VERSIONED,
     "chatbots.knowledgebase": VERSIONED,
     "chatbots.knowledgeentry": CONFIG,
+    "knowledge.knowledgedocument": CONFIG,
     "orders.ordersource": CONFIG,
     "helpdesk.helpdeskconnection": CONFIG,
     "inbox.handoffrule": CONFIG,

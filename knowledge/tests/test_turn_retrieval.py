@@ -257,3 +257,48 @@ def test_a_flowise_flow_with_a_pinecone_knowledge_base_keeps_its_override_config
     assert override["pineconeIndex"] == "kb"
     assert override["topK"] == 4
     assert pinecone_server.requests == []  # Flowise queries its index itself
+
+
+def test_a_question_answered_only_by_an_uploaded_pdf_is_answered_with_it_as_source(
+    openai_server, faq_bot
+):
+    # The "done when": the FAQ PDF is uploaded, read, and the bot cites it.
+    from knowledge.tests.conftest import pdf_bytes, process, upload
+
+    kb = faq_bot.knowledge_bases.get()
+    document = upload(kb, "faq.pdf", pdf_bytes(["Corkage is 50 kroner per bottle."]), "Shop FAQ")
+    document.source_url = "https://vinhuset.example/faq.pdf"
+    document.save()
+    assert process(document) == "ready"
+
+    turn = ask(faq_bot, "What is the corkage fee?")
+
+    assert "[1] Shop FAQ › Page 1\nCorkage is 50 kroner per bottle." in system_message(
+        openai_server
+    )
+    [event] = events_of(turn, "source_documents")
+    [source] = event["documents"]
+    assert source["metadata"]["link"] == "https://vinhuset.example/faq.pdf"
+    assert source["metadata"]["document_id"] == str(document.pk)
+    assert source["metadata"]["position"] == 0
+
+
+def test_the_builtin_endpoint_quotes_and_cites_an_uploaded_document(make_chatbot, make_kb):
+    from knowledge.models import KnowledgeDocument
+    from knowledge.tests.conftest import process
+
+    bot = make_chatbot(public_id="builtin-bot")  # its main flow is on the builtin endpoint
+    kb = make_kb(chatbot=bot, name="faq")
+    flow = bot.flows.get()
+    flow.knowledge_base = kb
+    flow.save()
+    document = KnowledgeDocument.objects.create(
+        knowledge_base=kb, title="Tastings", text="# Tastings\n\nTastings are every Friday at 17."
+    )
+    assert process(document) == "ready"
+
+    turn = ask(bot, "When are the tastings?")
+
+    assert "Tastings are every Friday at 17." in turn.assistant_message.content
+    [event] = events_of(turn, "source_documents")
+    assert event["documents"][0]["metadata"]["document_id"] == str(document.pk)

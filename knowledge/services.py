@@ -1,0 +1,174 @@
+"""Ingestion: a document (file or pasted text) is read, cut into chunks and indexed in Celery.
+
+A new upload or text bumps the document's revision and queues `knowledge.tasks.process_document`
+after the commit. The task reads only that revision; its chunks replace the old ones in one
+transaction, so a broken upload reports its reason and leaves the chunks that were there.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchVector
+from django.db import transaction
+from django.db.models import F, Value
+from django.utils import timezone
+
+from chatbots.models import KnowledgeBase
+from knowledge.chunking import chunks_make
+from knowledge.models import KnowledgeChunk, KnowledgeDocument
+from knowledge.parsing import DocumentUnreadable, document_kind, document_sections
+
+logger = logging.getLogger(__name__)
+
+
+def document_limits_check(*, knowledge_base: KnowledgeBase, size_bytes: int) -> None:
+    """DocumentUnreadable when a file is over the size limit (checked before it is read too)."""
+    limit = settings.KNOWLEDGE_MAX_FILE_MB * 1024 * 1024
+    if size_bytes > limit:
+        raise DocumentUnreadable(
+            f"The file is {size_bytes / 1024 / 1024:.1f} MB; the limit is "
+            f"{settings.KNOWLEDGE_MAX_FILE_MB} MB per file."
+        )
+
+
+def document_submit(*, document: KnowledgeDocument) -> None:
+    """Queue the reading of a document's current file or text (after the commit)."""
+    from knowledge.tasks import process_document
+
+    # A conditional UPDATE: two saves at once get two revisions, and only the newer is read.
+    KnowledgeDocument.objects.filter(pk=document.pk).update(
+        revision=F("revision") + 1,
+        status=KnowledgeDocument.Status.PENDING,
+        progress=0,
+        error="",
+    )
+    document.refresh_from_db(fields=["revision", "status", "progress", "error"])
+    document_id, revision = str(document.pk), document.revision
+    transaction.on_commit(lambda: process_document.delay(document_id, revision))
+
+
+def _progress(document_id: str, revision: int, percent: int, **fields) -> bool:
+    """Record progress if the document is still at `revision`; False if a newer upload won."""
+    return bool(
+        KnowledgeDocument.objects.filter(pk=document_id, revision=revision).update(
+            progress=percent, updated_at=timezone.now(), **fields
+        )
+    )
+
+
+def _fail(document_id: str, revision: int, reason: str) -> str:
+    _progress(document_id, revision, 0, status=KnowledgeDocument.Status.FAILED, error=reason[:2000])
+    return "failed"
+
+
+def _read(document: KnowledgeDocument) -> tuple[str, bytes]:
+    if document.file:
+        kind = document_kind(document.file.name)
+        document_limits_check(knowledge_base=document.knowledge_base, size_bytes=document.file.size)
+        with document.file.open("rb") as handle:
+            return kind, handle.read()
+    if document.text.strip():
+        return KnowledgeDocument.Kind.MARKDOWN, document.text.encode()
+    raise DocumentUnreadable("Upload a file or paste some text.")
+
+
+def document_process(*, document_id: str, revision: int) -> str:
+    """Read, cut and index one revision of a document. Returns ready, failed or stale."""
+    document = (
+        KnowledgeDocument.objects.select_related("knowledge_base__chatbot")
+        .filter(pk=document_id)
+        .first()
+    )
+    if document is None or document.revision != revision:
+        return "stale"
+    if not _progress(document_id, revision, 5, status=KnowledgeDocument.Status.PROCESSING):
+        return "stale"
+    kb = document.knowledge_base
+    try:
+        kind, data = _read(document)
+        sections = document_sections(kind=kind, data=data)
+    except DocumentUnreadable as exc:
+        return _fail(document_id, revision, str(exc))
+    except OSError as exc:
+        logger.warning("knowledge document %s: file unreadable: %r", document_id, exc)
+        return _fail(
+            document_id, revision, "The uploaded file could not be opened; upload it again."
+        )
+    _progress(document_id, revision, 40, kind=kind, size_bytes=len(data))
+    chunks = chunks_make(
+        sections, size=kb.chunk_size, overlap=min(kb.chunk_overlap, kb.chunk_size - 1)
+    )
+    limit = settings.KNOWLEDGE_MAX_CHUNKS_PER_SHOP
+    others = (
+        KnowledgeChunk.objects.filter(knowledge_base__chatbot__shop_id=kb.chatbot.shop_id)
+        .exclude(document_id=document_id)
+        .count()
+    )
+    if others + len(chunks) > limit:
+        return _fail(
+            document_id,
+            revision,
+            f"This document makes {len(chunks)} chunks and the shop already has {others}; the "
+            f"limit is {limit} chunks per shop. Remove documents you no longer need, or use "
+            "larger chunks.",
+        )
+    _progress(document_id, revision, 70)
+    with transaction.atomic():
+        # The row lock orders this replacement after any concurrent one of the same document;
+        # the revision check then drops the older.
+        locked = (
+            KnowledgeDocument.objects.select_for_update()
+            .filter(pk=document_id, revision=revision)
+            .first()
+        )
+        if locked is None:
+            return "stale"
+        KnowledgeChunk.objects.filter(document_id=document_id).delete()
+        KnowledgeChunk.objects.bulk_create(
+            [
+                KnowledgeChunk(
+                    document_id=document_id,
+                    knowledge_base_id=kb.pk,
+                    position=position,
+                    heading=chunk.heading[:500],
+                    text=chunk.text,
+                )
+                for position, chunk in enumerate(chunks)
+            ],
+            batch_size=500,
+        )
+        config = Value(kb.chatbot.search_config)
+        KnowledgeChunk.objects.filter(document_id=document_id).update(
+            search_vector=SearchVector("heading", weight="A", config=config)
+            + SearchVector("text", weight="B", config=config)
+        )
+        locked.status = KnowledgeDocument.Status.READY
+        locked.progress = 100
+        locked.error = ""
+        locked.chunk_count = len(chunks)
+        locked.processed_at = timezone.now()
+        locked.save(
+            update_fields=[
+                "status",
+                "progress",
+                "error",
+                "chunk_count",
+                "processed_at",
+                "updated_at",
+            ]
+        )
+    return "ready"
+
+
+def knowledge_chunks_reindex(*, chatbot_id: int) -> int:
+    """Recompute the chunks' full-text vectors after the chatbot's language changed."""
+    from chatbots.models import Chatbot
+
+    chatbot = Chatbot.objects.get(pk=chatbot_id)
+    config = Value(chatbot.search_config)
+    return KnowledgeChunk.objects.filter(knowledge_base__chatbot_id=chatbot_id).update(
+        search_vector=SearchVector("heading", weight="A", config=config)
+        + SearchVector("text", weight="B", config=config)
+    )
