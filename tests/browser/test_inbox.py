@@ -45,8 +45,9 @@ def inbox_page(browser, stack, username: str):
     return context, page
 
 
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_an_agent_takes_over_live_and_hands_back_while_another_shop_sees_nothing(
-    stack, flowise, page, browser, settings
+    stack, flowise, page, browser, settings, transport
 ):
     # Daphne checks the password with the default hashers, not the suite's fast MD5.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
@@ -58,7 +59,9 @@ def test_an_agent_takes_over_live_and_hands_back_while_another_shop_sees_nothing
     agent_context, agent = inbox_page(browser, stack, "anna")
     other_context, other = inbox_page(browser, stack, "otto")
     try:
-        open_widget(page, stack, bot)
+        sockets = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        open_widget(page, stack, bot, "" if transport == "websocket" else "?transport=polling")
         send(page, "Hello")
         finished_answer(page)
         calls = len(flowise.requests)
@@ -109,6 +112,7 @@ def test_an_agent_takes_over_live_and_hands_back_while_another_shop_sees_nothing
         _turn, text = finished_answer(page)
         assert text == words(4)
         assert len(flowise.requests) == calls + 1  # the bot answers again
+        assert bool(sockets) == (transport == "websocket")
     finally:
         agent_context.close()
         other_context.close()
