@@ -72,8 +72,15 @@ def _retention(policy) -> dict:
 
 
 @extend_schema(
-    operation_id="shop_retention",
-    summary="A shop's retention periods in days (null keeps the data); PATCH sets some.",
+    methods=["GET"],
+    operation_id="shop_retention_get",
+    summary="A shop's retention periods in days (null keeps the data).",
+    responses={200: Retention, **ERRORS},
+)
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="shop_retention_set",
+    summary="Set some of a shop's retention periods (days, or null to keep).",
     request=Retention,
     responses={200: Retention, **ERRORS},
 )
