@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 # Sent (synchronously, in the worker) after a turn is finished: analytics and metrics attach here.
 # kwargs: turn_id, status, and stack (the traceback of what failed the turn, if anything raised).
 turn_finished = Signal()
+# Sent after a conversation was resolved or ended by its customer or an API client (kwargs:
+# conversation_id, next: "resolved" or "ended"): the inbox closes a person's open turn here.
+conversation_closed = Signal()
 
 
 def chatbot_require_active(chatbot: Chatbot) -> None:
@@ -753,6 +756,7 @@ def conversation_resolve(*, conversation: Conversation, notes: str = "") -> Conv
         raise ApiError(
             ErrorCode.CONVERSATION_CLOSED, "An ended conversation cannot be resolved.", status=409
         )
+    conversation_closed.send(sender=Conversation, conversation_id=conversation.pk, next="resolved")
     conversation.refresh_from_db()
     return conversation
 
@@ -765,5 +769,6 @@ def conversation_end(*, conversation: Conversation, reason: str = "") -> Convers
         ended_at=timezone.now(),
         ended_reason=(reason or "user_request")[:255],
     )
+    conversation_closed.send(sender=Conversation, conversation_id=conversation.pk, next="ended")
     conversation.refresh_from_db()
     return conversation

@@ -478,6 +478,43 @@ def conversation_resolve_by_agent(*, conversation_id, agent) -> Conversation:
     return _close_human(conversation_id=conversation_id, agent=agent, resolve=True)
 
 
+def human_turn_close(*, conversation_id, next: str, **_signal) -> None:
+    """The customer (or an API client) resolved or ended a conversation a person had or was
+    about to take: its human turn ends (`end` with `next`), and it leaves the inbox lists.
+    Connected to conversations.services.conversation_closed."""
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update(of=("self",))
+            .select_related("chatbot")
+            .filter(pk=conversation_id)
+            .first()
+        )
+        if conversation is None or conversation.handling == Conversation.Handling.BOT:
+            return
+        turn_id = str(conversation.human_turn_id) if conversation.human_turn_id else None
+        conversation.handling = Conversation.Handling.BOT
+        conversation.human_turn = None
+        conversation.save(update_fields=["handling", "human_turn", "updated_at"])
+        _after_commit(
+            turn_id,
+            [
+                (
+                    "end",
+                    {
+                        "status": "completed",
+                        "message_id": None,
+                        "handled_by": "agent",
+                        "next": next,
+                    },
+                )
+            ],
+            finish=True,
+            shop_id=conversation.chatbot.shop_id,
+            conversation_id=str(conversation.pk),
+            change=next,
+        )
+
+
 def note_add(*, conversation_id, agent, text: str) -> PrivateNote:
     text = (text or "").strip()
     if not text or len(text) > 4000:

@@ -245,3 +245,20 @@ def _uuid(value: str):
     import uuid
 
     return uuid.UUID(value)
+
+
+@pytest.mark.parametrize(("action", "next_"), [("end", "ended"), ("resolve", "resolved")])
+def test_a_customer_who_ends_or_resolves_closes_the_persons_turn(
+    customer, online, django_capture_on_commit_callbacks, action, next_
+):
+    customer.say("Hello")
+    with django_capture_on_commit_callbacks(execute=True):
+        human = customer.post("person", {}).json()["turn_id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = customer.post(action, {})
+    assert response.status_code == 200, response.content
+    events = customer.events(human)
+    assert kinds(events)[-1] == "end" and events[-1]["data"]["next"] == next_
+    assert Turn.objects.get(pk=human).status == Turn.Status.COMPLETED
+    conversation = Conversation.objects.get(pk=customer.session_id)
+    assert (conversation.handling, conversation.human_turn_id) == ("bot", None)
