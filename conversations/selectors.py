@@ -157,6 +157,13 @@ def seed_message_fields(m) -> dict[str, Any]:
                 "flow": m.flow or turn.flow or None,
                 "routing_mode": route.get("mode"),
             }
+            tools = route.get("tools")
+            if isinstance(tools, dict):
+                # The tool loop's record (tools.loop): which tools were called, in how many steps.
+                fields["agent_info"]["tools_called"] = [
+                    call.get("tool") for call in tools.get("calls") or []
+                ]
+                fields["agent_info"]["steps"] = tools.get("steps", 0)
     for name in SEED_MESSAGE_FIELDS:
         if m.metadata.get(name) is not None:
             fields[name] = m.metadata[name]

@@ -94,6 +94,15 @@ class HistoryMessageSerializer(serializers.Serializer):
             "type": serializers.CharField(),
             "flow": serializers.CharField(allow_null=True),
             "routing_mode": serializers.CharField(allow_null=True),
+            "tools_called": serializers.ListField(
+                child=serializers.CharField(),
+                required=False,
+                help_text="Tools the model called for this answer, in order (docs/tools.md); "
+                "present when the bot has tools.",
+            ),
+            "steps": serializers.IntegerField(
+                required=False, help_text="Rounds of tool calls the answer took."
+            ),
         },
         allow_null=True,
         help_text="An answer: the flow that produced it. Null for a customer's message.",

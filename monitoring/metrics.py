@@ -22,6 +22,7 @@ from accounts import access
 from config.errors import ErrorCode, error_body
 from monitoring import runtime_metrics, selectors
 from monitoring.error_codes import MonitoringErrorCode
+from tools import metrics as tool_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class MonitoringCollector:
             yield from self._caches()
             yield from self._counters()
             yield from runtime_metrics.collect()  # HTTP, WebSocket and Celery task figures
+            yield from tool_metrics.collect()  # calls per tool and outcome (docs/tools.md)
         if database:
             yield from self._turns()
             yield from self._jobs()

@@ -29,6 +29,7 @@ from conversations.upstream.types import (
     UpstreamEvent,
     UpstreamRequest,
 )
+from tools.metrics import tool_calls_count
 from tools.registry import Tool, ToolContext, ToolError, ToolResult
 from tools.selectors import Toolset, toolset_for_turn
 
@@ -215,6 +216,7 @@ class ToolLoop:
                 for call, tool, args, problem in planned
             )
         )
+        await tool_calls_count(self.execution.rt.redis, self.record["calls"][-len(planned) :])
         events, messages = [], []
         for (call, *_rest), (content, event) in zip(planned, outcomes, strict=True):
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
