@@ -11,6 +11,7 @@ urlpatterns = [
     path("", wrap(views.inbox_page), name="inbox"),
     path("api/conversations", wrap(views.conversations), name="inbox-conversations"),
     path("api/canned", wrap(views.canned), name="inbox-canned"),
+    path("api/figures", wrap(views.figures), name="inbox-figures"),
     path(
         "api/conversations/<uuid:conversation_id>",
         wrap(views.conversation),

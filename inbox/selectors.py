@@ -137,3 +137,78 @@ def canned_for(*, user) -> list[dict[str, str]]:
     if ids is not None:
         rows = rows.filter(shop_id__in=ids)
     return list(rows.values("shortcut", "text")[:500])
+
+
+FIGURE_DAYS_MAX = 90
+
+
+def inbox_figures(*, user, days: int = 7) -> dict[str, Any]:
+    """Handoff rate, time to first human reply and CSAT per agent over the last `days` days,
+    for the member's shops (a handful of aggregate queries, not a row per conversation)."""
+    import datetime as dt
+    import statistics
+
+    from django.db.models import Avg, Min, OuterRef, Subquery
+    from django.utils import timezone
+
+    from helpdesk.models import ConversationRating
+
+    if not isinstance(days, int) or not 1 <= days <= FIGURE_DAYS_MAX:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            f"`days` is a whole number from 1 to {FIGURE_DAYS_MAX}.",
+            status=400,
+            details={"parameter": "days"},
+        )
+    since = timezone.now() - dt.timedelta(days=days)
+    conversations = _scoped(user).filter(created_at__gte=since)
+    total = conversations.count()
+    handed = conversations.filter(handoff_at__isnull=False)
+    first_reply = (
+        Message.objects.filter(
+            conversation=OuterRef("pk"),
+            role=Message.Role.AGENT,
+            created_at__gte=OuterRef("handoff_at"),
+        )
+        .values("conversation")
+        .annotate(first=Min("created_at"))
+        .values("first")
+    )
+    waits = [
+        (row["first"] - row["handoff_at"]).total_seconds()
+        for row in handed.annotate(first=Subquery(first_reply)).values("handoff_at", "first")
+        if row["first"] is not None
+    ]
+    handoffs = handed.count()
+    ratings = (
+        ConversationRating.objects.filter(
+            conversation__in=conversations, conversation__assigned_agent__isnull=False
+        )
+        .values(
+            "conversation__assigned_agent",
+            "conversation__assigned_agent__first_name",
+            "conversation__assigned_agent__username",
+        )
+        .annotate(csat=Avg("score"), ratings=Count("pk"))
+        .order_by("conversation__assigned_agent__username")
+    )
+    return {
+        "days": days,
+        "conversations": total,
+        "handoffs": handoffs,
+        "handoff_rate": round(handoffs / total, 4) if total else None,
+        "first_human_reply_seconds": {
+            "answered": len(waits),
+            "median": round(statistics.median(waits), 1) if waits else None,
+            "max": round(max(waits), 1) if waits else None,
+        },
+        "csat_per_agent": [
+            {
+                "agent": row["conversation__assigned_agent__first_name"]
+                or row["conversation__assigned_agent__username"],
+                "csat": round(float(row["csat"]), 2),
+                "ratings": row["ratings"],
+            }
+            for row in ratings
+        ],
+    }

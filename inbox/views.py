@@ -88,6 +88,14 @@ def conversation(request: HttpRequest, conversation_id) -> dict[str, Any]:
 
 @require_GET
 @_json
+def figures(request: HttpRequest) -> dict[str, Any]:
+    raw = request.GET.get("days", "7")
+    days = int(raw) if raw.isdigit() and len(raw) < 4 else -1
+    return selectors.inbox_figures(user=request.user, days=days)
+
+
+@require_GET
+@_json
 def canned(request: HttpRequest) -> list[dict[str, str]]:
     return selectors.canned_for(user=request.user)
 

@@ -226,6 +226,17 @@
     $("note-text").value = "";
     act("note", {text});
   });
+  // Last 7 days for the member's shops: handoff rate, time to first human reply, CSAT per agent.
+  async function loadFigures() {
+    const f = await call(`${root.dataset.figures}?days=7`);
+    const rate = f.handoff_rate === null ? "–" : `${(f.handoff_rate * 100).toFixed(1)} %`;
+    const wait = f.first_human_reply_seconds.median === null ? "–"
+      : `${Math.round(f.first_human_reply_seconds.median)} s`;
+    const csat = f.csat_per_agent.map((a) => `${a.agent} ${a.csat} (${a.ratings})`).join(", ") || "–";
+    $("inbox-figures").textContent = `Last 7 days: ${f.conversations} conversations, ` +
+      `handed to a person ${rate}, first human reply (median) ${wait}, CSAT per agent: ${csat}`;
+  }
+  loadFigures().catch(() => {});
   call(root.dataset.canned).then((rows) => { canned = rows; }).catch(() => {});
   loadList().catch((err) => status(err.message));
   connect();
