@@ -35,6 +35,7 @@ from conversations.upstream.types import (
     Timeouts,
     UpstreamEvent,
     UpstreamRequest,
+    normalise_usage,
 )
 
 # OpenAI says 500s are worth retrying; the Flowise client does not retry them.
@@ -223,7 +224,8 @@ async def stream_openai(
         await response.aclose()
 
 
-def _usage(usage: dict[str, Any], stats: CallStats) -> UpstreamEvent:
+def _usage(raw: dict[str, Any], stats: CallStats) -> UpstreamEvent:
+    usage = normalise_usage(raw)  # servers differ: nulls, extra keys, input_/output_tokens
     stats.prompt_tokens = usage.get("prompt_tokens")
     stats.completion_tokens = usage.get("completion_tokens")
     stats.total_tokens = usage.get("total_tokens")
