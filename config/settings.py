@@ -545,6 +545,13 @@ KNOWLEDGE_TIMEOUT_SECONDS = env.float("KNOWLEDGE_TIMEOUT_SECONDS", default=5.0)
 # Uploads: the largest file, and the most chunks all of one shop's documents may make.
 KNOWLEDGE_MAX_FILE_MB = env.int("KNOWLEDGE_MAX_FILE_MB", default=20)
 KNOWLEDGE_MAX_CHUNKS_PER_SHOP = env.int("KNOWLEDGE_MAX_CHUNKS_PER_SHOP", default=50000)
+# Vector search and hybrid ranking where pgvector is installed (false: full-text only); chunks
+# sent to an embedding endpoint per request during ingestion.
+KNOWLEDGE_VECTOR_SEARCH = env.bool("KNOWLEDGE_VECTOR_SEARCH", default=True)
+KNOWLEDGE_EMBEDDING_BATCH = env.int("KNOWLEDGE_EMBEDDING_BATCH", default=64)
+# Cosine similarity below which a chunk is not a vector match at all (unrelated text scores
+# about 0.1-0.2 with OpenAI's text-embedding-3 models).
+KNOWLEDGE_MIN_SIMILARITY = env.float("KNOWLEDGE_MIN_SIMILARITY", default=0.25)
 # Workers log through the same handler (ids, JSON, redaction) instead of Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Bearer token Prometheus sends to GET /metrics; empty = staff session only.

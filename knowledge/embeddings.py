@@ -6,6 +6,7 @@ Used on the worker's event loop for a question (async) and in Celery for documen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -82,9 +83,17 @@ async def embeddings_create_async(
 
 
 def embeddings_create(
-    *, base_url: str, api_key: str, model: str, texts: list[str], timeout: float, batch: int = 64
+    *,
+    base_url: str,
+    api_key: str,
+    model: str,
+    texts: list[str],
+    timeout: float,
+    batch: int = 64,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[list[float]]:
-    """Vectors of `texts`, `batch` inputs per request (one request per batch, in order)."""
+    """Vectors of `texts`, `batch` inputs per request (one request per batch, in order);
+    `on_batch(done)` is told how many texts have vectors after each request."""
     vectors: list[list[float]] = []
     with httpx.Client(
         timeout=timeout,
@@ -100,4 +109,6 @@ def embeddings_create(
             except httpx.HTTPError as exc:
                 raise _failure(exc, api_key, httpx.URL(base_url).host or base_url) from exc
             vectors.extend(_vectors(response, api_key=api_key, count=len(part)))
+            if on_batch is not None:
+                on_batch(len(vectors))
     return vectors

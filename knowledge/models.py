@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.core.validators import MaxValueValidator
@@ -79,6 +80,11 @@ class KnowledgeChunk(models.Model):
     text = models.TextField()
     # Heading (weight A) and text (B) in the chatbot's language, written with the chunk.
     search_vector = SearchVectorField(null=True)
+    # The base's embedding of "heading + text", when it has an embedding model. A float array,
+    # not a pgvector column, so the table exists on a server without the extension; vector
+    # search casts it (knowledge.retrieval) and is skipped where `vector` is not installed.
+    embedding = ArrayField(models.FloatField(), null=True, blank=True)
+    embedding_model = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["document", "position"]

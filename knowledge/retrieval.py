@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db import connection
 from django.db.models import F
 
 from chatbots.models import KnowledgeBase, KnowledgeEntry
@@ -30,9 +31,13 @@ MIN_RANK = 0.01
 WORD = re.compile(r"\w+", re.UNICODE)
 CHARS_PER_TOKEN = 4  # the usual estimate for English and Danish prose; no tokenizer needed
 SNIPPET_CHARS = 240
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009): 1 / (60 + rank)
+CANDIDATES = 20  # at least this many from each method before fusing
 
-# How a flow gets its knowledge (retrieval_method).
+# How a flow gets its knowledge (retrieval_method), and the methods a passage can come from.
 FULLTEXT = "fulltext"
+VECTOR = "vector"
+HYBRID = "hybrid"
 PINECONE = "pinecone"
 UNREACHABLE = "unreachable"  # a Pinecone base with no embedding model on a non-Flowise flow
 
@@ -51,6 +56,7 @@ class Passage:
     chunk_id: str = ""
     document_id: str = ""
     position: int | None = None  # the chunk's place in its document
+    ranks: dict[str, int] | None = None  # hybrid: the passage's place in each method's list
 
     def document(self) -> dict[str, Any]:
         """The `source_documents` shape (Flowise's: pageContent + metadata), as stored."""
@@ -119,21 +125,7 @@ def knowledge_search(
         {"title": row["title"], "text": row["text"], "rank": row["rank"], "entry_id": row["id"]}
         for row in entries
     ]
-    for row in chunks:
-        title = row["document__title"]
-        if row["heading"]:
-            title = f"{title} › {row['heading']}"
-        found.append(
-            {
-                "title": title,
-                "text": row["text"],
-                "rank": row["rank"],
-                "chunk_id": str(row["id"]),
-                "document_id": str(row["document_id"]),
-                "position": row["position"],
-                "link": row["document__source_url"],
-            }
-        )
+    found.extend({**_chunk_match(row), "rank": row["rank"]} for row in chunks)
     found.sort(key=lambda m: -m["rank"])
     return [{**m, "rank": round(float(m["rank"]), 4)} for m in found[:limit]]
 
@@ -151,31 +143,175 @@ def retrieval_method(flow: dict[str, Any]) -> str | None:
     return PINECONE if kb.get("embedding") else UNREACHABLE
 
 
-def fulltext_passages(
-    *, chatbot_id: int, search_config: str, question: str, knowledge_base: dict, limit: int
+def vector_search_available() -> bool:
+    """pgvector is installed in this database (and not switched off): vector search can run.
+
+    Asked each time (a catalog look-up of well under a millisecond) rather than cached, so an
+    extension added or dropped by a DBA is seen without a restart."""
+    if not settings.KNOWLEDGE_VECTOR_SEARCH:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+        return cursor.fetchone() is not None
+
+
+def vector_search(
+    *, knowledge_base_id: int, vector: list[float], model: str, limit: int
+) -> list[dict[str, Any]]:
+    """Chunks of the base nearest to `vector` (cosine), embedded with the same model."""
+    dims = len(vector)
+    literal = "[" + ",".join(repr(float(x)) for x in vector) + "]"
+    # The dimension is part of the type (vector(N)) and cannot be a bind parameter; it is an
+    # int. Same expression and predicate as the HNSW index of migration 0002 for N = 1536.
+    sql = f"""
+        SELECT c.id, 1 - (c.embedding::vector({dims}) <=> %(q)s::vector({dims})) AS score
+        FROM knowledge_knowledgechunk c
+        WHERE c.knowledge_base_id = %(kb)s AND c.embedding_model = %(model)s
+          AND cardinality(c.embedding) = {dims}
+        ORDER BY c.embedding::vector({dims}) <=> %(q)s::vector({dims})
+        LIMIT %(limit)s
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"q": literal, "kb": knowledge_base_id, "model": model, "limit": limit})
+        scored = cursor.fetchall()
+    rows = {
+        row["id"]: row
+        for row in KnowledgeChunk.objects.filter(pk__in=[pk for pk, _ in scored]).values(
+            "id",
+            "heading",
+            "text",
+            "position",
+            "document_id",
+            "document__title",
+            "document__source_url",
+        )
+    }
+    # Nearest is not always near: below the floor a chunk is unrelated, whatever its place.
+    floor = settings.KNOWLEDGE_MIN_SIMILARITY
+    return [
+        {**_chunk_match(rows[pk]), "rank": round(float(score), 4)}
+        for pk, score in scored
+        if score >= floor
+    ]
+
+
+def _chunk_match(row: dict[str, Any]) -> dict[str, Any]:
+    title = row["document__title"]
+    if row["heading"]:
+        title = f"{title} › {row['heading']}"
+    return {
+        "title": title,
+        "text": row["text"],
+        "chunk_id": str(row["id"]),
+        "document_id": str(row["document_id"]),
+        "position": row["position"],
+        "link": row["document__source_url"],
+    }
+
+
+def _key(match: dict[str, Any]) -> str:
+    return match.get("chunk_id") or f"entry:{match.get('entry_id')}"
+
+
+def rrf_fuse(rankings: dict[str, list[dict[str, Any]]], *, limit: int) -> list[dict[str, Any]]:
+    """Reciprocal rank fusion: each list gives 1 / (RRF_K + rank); the sums decide."""
+    fused: dict[str, dict[str, Any]] = {}
+    for method, matches in rankings.items():
+        for rank, match in enumerate(matches, 1):
+            item = fused.setdefault(_key(match), {**match, "rank": 0.0, "ranks": {}})
+            item["rank"] += 1 / (RRF_K + rank)
+            item["ranks"][method] = rank
+    ordered = sorted(fused.values(), key=lambda m: -m["rank"])[:limit]
+    return [{**m, "rank": round(m["rank"], 5)} for m in ordered]
+
+
+def builtin_rankings(
+    *,
+    chatbot_id: int,
+    search_config: str,
+    question: str,
+    knowledge_base_id: int,
+    vector: list[float] | None,
+    model: str,
+    limit: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """Each method's best matches in a builtin base: full-text always, vector and hybrid when
+    the question has a vector and pgvector is there. Used by turns, the retrieval testing page
+    and the evaluation command alike."""
+    deep = max(limit, CANDIDATES)
+    fulltext = knowledge_search(
+        chatbot_id=chatbot_id,
+        search_config=search_config,
+        question=question,
+        knowledge_base_id=knowledge_base_id,
+        limit=deep,
+    )
+    rankings = {FULLTEXT: fulltext[:limit]}
+    if vector is not None and vector_search_available():
+        nearest = vector_search(
+            knowledge_base_id=knowledge_base_id, vector=vector, model=model, limit=deep
+        )
+        rankings[VECTOR] = nearest[:limit]
+        rankings[HYBRID] = rrf_fuse({FULLTEXT: fulltext, VECTOR: nearest}, limit=limit)
+    return rankings
+
+
+def passages_of(
+    matches: list[dict[str, Any]], *, method: str, knowledge_base: str
 ) -> list[Passage]:
-    rows = knowledge_search(
+    return [
+        Passage(
+            title=m["title"],
+            text=m["text"],
+            score=m["rank"],
+            method=method,
+            link=m.get("link") or "",
+            knowledge_base=knowledge_base,
+            entry_id=m.get("entry_id"),
+            chunk_id=m.get("chunk_id", ""),
+            document_id=m.get("document_id", ""),
+            position=m.get("position"),
+            ranks=m.get("ranks"),
+        )
+        for m in matches
+    ]
+
+
+def builtin_passages(
+    *,
+    chatbot_id: int,
+    search_config: str,
+    question: str,
+    knowledge_base: dict,
+    vector: list[float] | None,
+    limit: int,
+) -> tuple[str, list[Passage]]:
+    """(method, passages) a turn uses: hybrid when it could run, else full-text."""
+    embedding = knowledge_base.get("embedding") or {}
+    rankings = builtin_rankings(
         chatbot_id=chatbot_id,
         search_config=search_config,
         question=question,
         knowledge_base_id=knowledge_base["id"],
+        vector=vector,
+        model=embedding.get("model", ""),
         limit=limit,
     )
-    return [
-        Passage(
-            title=row["title"],
-            text=row["text"],
-            score=row["rank"],
-            method=FULLTEXT,
-            link=row.get("link") or "",
-            knowledge_base=knowledge_base.get("name", ""),
-            entry_id=row.get("entry_id"),
-            chunk_id=row.get("chunk_id", ""),
-            document_id=row.get("document_id", ""),
-            position=row.get("position"),
-        )
-        for row in rows
-    ]
+    method = HYBRID if HYBRID in rankings else FULLTEXT
+    return method, passages_of(
+        rankings[method], method=method, knowledge_base=knowledge_base.get("name", "")
+    )
+
+
+async def _question_vector(embedding: dict, question: str) -> list[float]:
+    [vector] = await embeddings_create_async(
+        base_url=embedding["base_url"],
+        api_key=decrypt(embedding["api_key_stored"]),
+        model=embedding["model"],
+        texts=[question],
+        timeout=embedding.get("timeout") or settings.KNOWLEDGE_TIMEOUT_SECONDS,
+    )
+    return vector
 
 
 def _pinecone_passage(match: dict[str, Any]) -> Passage | None:
@@ -200,14 +336,7 @@ def _pinecone_passage(match: dict[str, Any]) -> Passage | None:
 
 
 async def pinecone_passages(*, knowledge_base: dict, namespace: str, question: str, top_k: int):
-    embedding = knowledge_base["embedding"]
-    [vector] = await embeddings_create_async(
-        base_url=embedding["base_url"],
-        api_key=decrypt(embedding["api_key_stored"]),
-        model=embedding["model"],
-        texts=[question],
-        timeout=embedding.get("timeout") or settings.KNOWLEDGE_TIMEOUT_SECONDS,
-    )
+    vector = await _question_vector(knowledge_base["embedding"], question)
     host = knowledge_base["host"]
     # The synchronous client of "Test connection", in a thread: one query per turn.
     result = await asyncio.to_thread(
@@ -243,15 +372,22 @@ async def knowledge_retrieve(
         return Retrieval(method=method, passages=[], error="NO_EMBEDDING_MODEL")
     top_k = flow.get("top_k") or 5
     if method == FULLTEXT:
-        passages = await run_db(
-            fulltext_passages,
+        vector, error = None, ""
+        if kb.get("embedding"):
+            try:
+                vector = await _question_vector(kb["embedding"], question)
+            except UpstreamError as err:
+                error = err.code  # full-text alone still answers
+        used, passages = await run_db(
+            builtin_passages,
             chatbot_id=config["id"],
             search_config=config["search_config"],
             question=question,
             knowledge_base=kb,
+            vector=vector,
             limit=top_k,
         )
-        return Retrieval(method=method, passages=passages)
+        return Retrieval(method=used, passages=passages, error=error)
     try:
         passages = await pinecone_passages(
             knowledge_base=kb,

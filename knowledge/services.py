@@ -16,7 +16,9 @@ from django.db.models import F, Value
 from django.utils import timezone
 
 from chatbots.models import KnowledgeBase
+from conversations.upstream.errors import UpstreamError
 from knowledge.chunking import chunks_make
+from knowledge.embeddings import embeddings_create
 from knowledge.models import KnowledgeChunk, KnowledgeDocument
 from knowledge.parsing import DocumentUnreadable, document_kind, document_sections
 
@@ -77,7 +79,9 @@ def _read(document: KnowledgeDocument) -> tuple[str, bytes]:
 def document_process(*, document_id: str, revision: int) -> str:
     """Read, cut and index one revision of a document. Returns ready, failed or stale."""
     document = (
-        KnowledgeDocument.objects.select_related("knowledge_base__chatbot")
+        KnowledgeDocument.objects.select_related(
+            "knowledge_base__chatbot", "knowledge_base__embedding_endpoint"
+        )
         .filter(pk=document_id)
         .first()
     )
@@ -114,7 +118,13 @@ def document_process(*, document_id: str, revision: int) -> str:
             f"limit is {limit} chunks per shop. Remove documents you no longer need, or use "
             "larger chunks.",
         )
-    _progress(document_id, revision, 70)
+    vectors: list[list[float]] | None = None
+    if kb.embedding_endpoint_id and kb.embedding_model:
+        try:
+            vectors = _embed(document_id, revision, kb, chunks)
+        except UpstreamError as err:
+            return _fail(document_id, revision, f"Embedding the chunks failed: {err.message}")
+    _progress(document_id, revision, 95)
     with transaction.atomic():
         # The row lock orders this replacement after any concurrent one of the same document;
         # the revision check then drops the older.
@@ -134,6 +144,8 @@ def document_process(*, document_id: str, revision: int) -> str:
                     position=position,
                     heading=chunk.heading[:500],
                     text=chunk.text,
+                    embedding=vectors[position] if vectors else None,
+                    embedding_model=kb.embedding_model if vectors else "",
                 )
                 for position, chunk in enumerate(chunks)
             ],
@@ -160,6 +172,21 @@ def document_process(*, document_id: str, revision: int) -> str:
             ]
         )
     return "ready"
+
+
+def _embed(document_id: str, revision: int, kb: KnowledgeBase, chunks: list) -> list[list[float]]:
+    """The chunks' vectors from the base's embedding endpoint, in batches; progress 40 → 95 %."""
+    endpoint = kb.embedding_endpoint
+    total = len(chunks)
+    return embeddings_create(
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key.reveal() if endpoint.api_key else "",
+        model=kb.embedding_model,
+        texts=[f"{c.heading}\n{c.text}" if c.heading else c.text for c in chunks],
+        timeout=endpoint.read_timeout,
+        batch=settings.KNOWLEDGE_EMBEDDING_BATCH,
+        on_batch=lambda done: _progress(document_id, revision, 40 + 55 * done // max(total, 1)),
+    )
 
 
 def knowledge_chunks_reindex(*, chatbot_id: int) -> int:

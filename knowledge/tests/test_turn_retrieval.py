@@ -302,3 +302,30 @@ def test_the_builtin_endpoint_quotes_and_cites_an_uploaded_document(make_chatbot
     assert "Tastings are every Friday at 17." in turn.assistant_message.content
     [event] = events_of(turn, "source_documents")
     assert event["documents"][0]["metadata"]["document_id"] == str(document.pk)
+
+
+def test_a_base_with_an_embedding_model_answers_from_hybrid_ranking(
+    openai_server, faq_bot, make_endpoint
+):
+    from knowledge.models import KnowledgeDocument
+    from knowledge.tests.conftest import process
+
+    kb = faq_bot.knowledge_bases.get()
+    kb.embedding_endpoint = openai_endpoint(make_endpoint, openai_server)
+    kb.embedding_model = "text-embedding-3-small"
+    kb.save()
+    document = KnowledgeDocument.objects.create(
+        knowledge_base=kb, title="Guide", text="# Corkage\n\nCorkage is 50 kroner a bottle."
+    )
+    assert process(document) == "ready"
+
+    turn = ask(faq_bot, "What does corkage cost?")
+
+    assert turn.route["context"]["knowledge"] == {"method": "hybrid", "passages": 1}
+    embedded = [r.json["input"] for r in openai_server.requests if r.path == "/v1/embeddings"]
+    assert embedded[-1] == ["What does corkage cost?"]
+    [event] = events_of(turn, "source_documents")
+    [source] = event["documents"]
+    assert source["metadata"]["method"] == "hybrid"
+    assert source["metadata"]["ranks"] == {"fulltext": 1, "vector": 1}
+    assert "Corkage is 50 kroner a bottle." in system_message(openai_server)
