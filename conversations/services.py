@@ -90,6 +90,9 @@ def message_submit(
         ).first()
         if existing is not None:
             return idempotent_replay(existing, text), False
+        replayed = _human_message_replay(conversation, idempotency_key, text)
+        if replayed is not None:
+            return replayed, False
     # Counted here so REST, WebSocket and the synchronous chat API share one limit.
     rate_limit_hit(
         scope="messages",
@@ -136,6 +139,10 @@ def message_submit(
                 # turn.user_message_id: the id of the message just stored (never saved).
                 turn = human_turn
                 turn.user_message_id = message.pk
+                if idempotency_key:
+                    # No turn of its own holds the key: the message does, for a retry.
+                    message.metadata = {**message.metadata, "idempotency_key": idempotency_key}
+                    message.save(update_fields=["metadata"])
             locked.message_count = F("message_count") + 1
             locked.last_activity_at = timezone.now()
             locked.save(
@@ -238,6 +245,36 @@ def first_message_submit(
             client_ip=client_ip,
             attachments=attachments,
         )
+
+
+def _human_message_replay(conversation: Conversation, key: str, text: str) -> Turn | None:
+    """A retried message that went to a person (docs/inbox.md) has no turn holding its
+    Idempotency-Key: its message does. The answer is the human turn, and that message."""
+    prior = (
+        Message.objects.filter(
+            conversation=conversation, role=Message.Role.USER, metadata__idempotency_key=key
+        )
+        .values_list("pk", "content")
+        .first()
+    )
+    if prior is None:
+        return None
+    if prior[1] != text:
+        raise ApiError(
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            "This Idempotency-Key was already used for a different message; send a new key "
+            "with a new message.",
+            status=422,
+        )
+    human = Conversation.objects.filter(pk=conversation.pk).values_list("human_turn", flat=True)
+    turn = (
+        Turn.objects.filter(pk=human.first()).first()
+        or Turn.objects.filter(conversation=conversation, user_message_id=prior[0]).first()
+    )
+    if turn is None:
+        return None
+    turn.user_message_id = prior[0]
+    return turn
 
 
 def conversation_open_check(*, status: str) -> None:

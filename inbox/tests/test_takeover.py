@@ -262,3 +262,23 @@ def test_a_customer_who_ends_or_resolves_closes_the_persons_turn(
     assert Turn.objects.get(pk=human).status == Turn.Status.COMPLETED
     conversation = Conversation.objects.get(pk=customer.session_id)
     assert (conversation.handling, conversation.human_turn_id) == ("bot", None)
+
+
+def test_a_retried_message_to_a_person_is_stored_once(customer, online, client):
+    customer.say("Hello")
+    human = customer.post("person", {}).json()["turn_id"]
+
+    def say_with_key(text: str):
+        return client.post(
+            "/api/process-message",
+            {"chatbot_id": "shop", "message_text": text, "session_id": customer.session_id},
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {customer.token}", "Idempotency-Key": "k-1"},
+        )
+
+    first, again = say_with_key("Are you there?"), say_with_key("Are you there?")
+    assert first.status_code == again.status_code == 200
+    assert first.json()["turn_id"] == again.json()["turn_id"] == human
+    assert first.json()["message_id"] == again.json()["message_id"]
+    assert Message.objects.filter(content="Are you there?").count() == 1
+    assert say_with_key("Something else").status_code == 422
