@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from conversations import flow_router
 from conversations.upstream.errors import UPSTREAM_EMPTY, UpstreamError
 from conversations.upstream.openai_compat import stream_openai
 from conversations.upstream.types import (
@@ -145,6 +146,7 @@ class ToolLoop:
                 if not text_sent:
                     yield UpstreamEvent("token", text=GAVE_UP[self.execution.language])
                 break
+            await self._released()
             step += 1
             self.record["steps"] = step
             planned, announced = self._plan(step, calls)
@@ -171,6 +173,20 @@ class ToolLoop:
             ]
         if usage:
             yield UpstreamEvent("usage", data=usage)
+
+    async def _released(self) -> None:
+        """Parallel routing starts the main flow beside the router (runner._parallel) and drops
+        it if the router chooses another flow. Tools act on the customer's behalf (a ticket, a
+        look-up that counts against their limits), so they wait until this flow is chosen;
+        when it is not, this task is cancelled here and no tool has run."""
+        route = self.execution.route
+        if (
+            route.get("mode") != "parallel"
+            or flow_router.router_flow(self.execution.config) is None
+        ):
+            return
+        while "parallel" not in route:
+            await asyncio.sleep(0.02)
 
     def _plan(self, step: int, calls: list[dict[str, str]]) -> tuple[list[tuple], list]:
         """Each call with its tool and parsed arguments (or the problem with it), and the

@@ -172,3 +172,57 @@ def test_a_bot_without_tools_is_offered_none(openai_server, tool_bot, test_tools
     (request,) = openai_server.requests
     assert "tools" not in request.json
     assert "tools" not in turn.route
+
+
+@pytest.fixture
+def parallel_bot(openai_server, tool_bot, make_endpoint, make_flow):
+    """Main flow (with the echo tool) on `openai_server`, started beside a router that takes a
+    second to answer `router_answer` on a server of its own."""
+    from chatbots.models import AIEndpoint, Flow
+    from tests.fakes.openai import FakeOpenAI
+
+    def build(router_answer: str):
+        bot = tool_bot(["echo"])
+        bot.routing_mode = "parallel"
+        bot.save(update_fields=["routing_mode"])
+        router_server = FakeOpenAI(answer=router_answer, delay_before_first_token=1.0).start()
+        routers.append(router_server)
+        router_endpoint = make_endpoint(
+            kind=AIEndpoint.Kind.OPENAI, base_url=f"{router_server.url}/v1", shop=bot.shop
+        )
+        make_flow(chatbot=bot, name="router", role=Flow.Role.ROUTER, endpoint=router_endpoint)
+        make_flow(chatbot=bot, name="returns", routing_key="returns")  # builtin endpoint
+        return bot
+
+    routers: list = []
+    yield build
+    for server in routers:
+        server.stop()
+
+
+def test_in_parallel_routing_no_tool_runs_for_a_main_flow_the_router_drops(
+    openai_server, parallel_bot, test_tools
+):
+    bot = parallel_bot("returns")
+    openai_server.configure(script=[{"tool_calls": [{"name": "echo", "arguments": ORDER_ARGS}]}])
+
+    turn = run_turn(bot, "I want to return a bottle")
+
+    assert turn.status == "completed" and turn.route["parallel"] == "aborted"
+    assert len(openai_server.requests) == 1  # the main flow asked for the tool...
+    assert test_tools.seen == []  # ...which never ran
+    assert turn.flow == "returns"
+    assert not [k for k, _ in events_of(turn) if k in ("tool_call", "tool_result")]
+
+
+def test_in_parallel_routing_the_tools_run_once_the_router_keeps_the_main_flow(
+    openai_server, parallel_bot, test_tools
+):
+    bot = parallel_bot("nothing")
+    openai_server.configure(script=[{"tool_calls": [{"name": "echo", "arguments": ORDER_ARGS}]}])
+
+    turn = run_turn(bot, "Where is order 1001?")
+
+    assert turn.status == "completed" and turn.route["parallel"] == "released"
+    assert test_tools.seen == [("echo", ORDER_ARGS)]
+    assert "shipped" in answer_of(turn)
