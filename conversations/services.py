@@ -746,9 +746,14 @@ def conversation_expire_if_idle(*, conversation: Conversation) -> Conversation:
         and conversation.status == Conversation.Status.ACTIVE
         and conversation.last_activity_at < timezone.now() - dt.timedelta(minutes=minutes)
     ):
-        Conversation.objects.filter(pk=conversation.pk, status=Conversation.Status.ACTIVE).update(
+        if Conversation.objects.filter(
+            pk=conversation.pk, status=Conversation.Status.ACTIVE
+        ).update(
             status=Conversation.Status.ENDED, ended_at=timezone.now(), ended_reason="inactivity"
-        )
+        ):
+            conversation_closed.send(
+                sender=Conversation, conversation_id=conversation.pk, next="ended"
+            )
         conversation.refresh_from_db()
     return conversation
 
@@ -759,9 +764,19 @@ def conversations_expire_idle() -> int:
     if not minutes:
         return 0
     cutoff = timezone.now() - dt.timedelta(minutes=minutes)
-    return Conversation.objects.filter(
+    idle = Conversation.objects.filter(
         status=Conversation.Status.ACTIVE, last_activity_at__lt=cutoff
-    ).update(status=Conversation.Status.ENDED, ended_at=timezone.now(), ended_reason="inactivity")
+    )
+    # Nobody took them (a person's replies count as activity): their human turns end too.
+    with_person = list(
+        idle.exclude(handling=Conversation.Handling.BOT).values_list("pk", flat=True)[:1000]
+    )
+    ended = idle.update(
+        status=Conversation.Status.ENDED, ended_at=timezone.now(), ended_reason="inactivity"
+    )
+    for conversation_id in with_person:
+        conversation_closed.send(sender=Conversation, conversation_id=conversation_id, next="ended")
+    return ended
 
 
 def conversation_resume(*, conversation: Conversation) -> Conversation:

@@ -489,7 +489,11 @@ def human_turn_close(*, conversation_id, next: str, **_signal) -> None:
             .filter(pk=conversation_id)
             .first()
         )
-        if conversation is None or conversation.handling == Conversation.Handling.BOT:
+        if (
+            conversation is None
+            or conversation.handling == Conversation.Handling.BOT
+            or conversation.status == Conversation.Status.ACTIVE  # written to again meanwhile
+        ):
             return
         turn_id = str(conversation.human_turn_id) if conversation.human_turn_id else None
         conversation.handling = Conversation.Handling.BOT

@@ -282,3 +282,20 @@ def test_a_retried_message_to_a_person_is_stored_once(customer, online, client):
     assert first.json()["message_id"] == again.json()["message_id"]
     assert Message.objects.filter(content="Are you there?").count() == 1
     assert say_with_key("Something else").status_code == 422
+
+
+def test_a_request_nobody_took_for_a_day_ends_with_the_conversation(
+    customer, online, settings, django_capture_on_commit_callbacks
+):
+    from conversations.services import conversations_expire_idle
+
+    settings.SESSION_INACTIVITY_MINUTES = 60
+    customer.say("Hello")
+    human = customer.post("person", {}).json()["turn_id"]
+    Conversation.objects.filter(pk=customer.session_id).update(
+        last_activity_at=timezone.now() - dt.timedelta(hours=2)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert conversations_expire_idle() == 1
+    assert Turn.objects.get(pk=human).status == Turn.Status.COMPLETED
+    assert Conversation.objects.get(pk=customer.session_id).handling == "bot"
