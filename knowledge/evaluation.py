@@ -1,6 +1,6 @@
 """Retrieval quality on an evaluation set: hit rate at k and MRR for full-text, vector, hybrid.
 
-The set (JSON, e.g. knowledge/evaluation/demo_shop.json) holds documents and questions, each
+The set (JSON, e.g. knowledge/evaluation_sets/demo_shop.json) holds documents and questions, each
 question naming the chunk that answers it as "document title › heading". The documents are read
 into a throw-away knowledge base by the real ingestion (in a transaction rolled back at the
 end), and every question is asked through `builtin_rankings`, exactly as a turn would.
@@ -23,7 +23,7 @@ from knowledge.models import KnowledgeDocument
 from knowledge.retrieval import FULLTEXT, HYBRID, VECTOR, builtin_rankings
 from knowledge.services import document_process, document_submit
 
-DEMO_SET = Path(__file__).with_name("evaluation") / "demo_shop.json"
+DEMO_SET = Path(__file__).with_name("evaluation_sets") / "demo_shop.json"
 METHODS = (FULLTEXT, VECTOR, HYBRID)
 
 
