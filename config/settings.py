@@ -537,6 +537,11 @@ CELERY_BEAT_SCHEDULE["privacy-retention"] = {
     "task": "privacy.tasks.retention_enforce",
     "schedule": crontab(minute=15, hour=3),
 }
+# Conversations idle past SESSION_INACTIVITY_MINUTES are ended by this sweep (issue #24).
+CELERY_BEAT_SCHEDULE["sessions-expire-idle"] = {
+    "task": "monitoring.tasks.sessions_expire_idle",
+    "schedule": 15 * 60.0,
+}
 # --- Knowledge (knowledge/; docs/knowledge.md) ------------------------------------------------
 # Retrieved passages given to an answer flow, in tokens (about 4 characters each).
 KNOWLEDGE_CONTEXT_TOKENS = env.int("KNOWLEDGE_CONTEXT_TOKENS", default=1500)

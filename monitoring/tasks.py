@@ -15,6 +15,7 @@ SELF_RECORDING = {
     "monitoring.tasks.error_logs_prune",
     "monitoring.tasks.expired_tokens_flush",
     "privacy.tasks.retention_enforce",
+    "monitoring.tasks.sessions_expire_idle",
 }
 
 
@@ -96,3 +97,26 @@ def _expired_tokens_flush(progress: maintenance.JobProgress) -> None:
 )
 def expired_tokens_flush(self) -> int:
     return _run(self, EXPIRED_TOKENS_JOB, _expired_tokens_flush)
+
+
+SESSIONS_IDLE_JOB = "sessions-expire-idle"
+
+
+def _sessions_expire_idle(progress: maintenance.JobProgress) -> None:
+    # A conversation idle past SESSION_INACTIVITY_MINUTES is also ended lazily when it is next
+    # touched; this sweep ends the ones nobody comes back to, so "active" means active.
+    from conversations.services import conversations_expire_idle
+
+    progress.rows = conversations_expire_idle()
+    progress.details["ended"] = progress.rows
+
+
+@shared_task(
+    bind=True,
+    name="monitoring.tasks.sessions_expire_idle",
+    ignore_result=True,
+    soft_time_limit=600,
+    time_limit=660,
+)
+def sessions_expire_idle(self) -> int:
+    return _run(self, SESSIONS_IDLE_JOB, _sessions_expire_idle)
