@@ -52,6 +52,7 @@ SHOP_PATHS: dict[str, str] = {
     "inbox.privatenote": "conversation__chatbot__shop",
     "tools.chatbottools": "chatbot__shop",
     "tools.mcpserver": "shop",
+    "tools.httptool": "shop",
     # Error-log rows carry their shop; rows with none are the platform's (operators only).
     "monitoring.errorlog": "shop",
 }
@@ -71,6 +72,7 @@ CONFIGURATION = [
     "helpdesk.helpdeskconnection",
     "tools.chatbottools",
     "tools.mcpserver",
+    "tools.httptool",
     "inbox.handoffrule",
     "inbox.cannedresponse",
 ]

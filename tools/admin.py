@@ -13,9 +13,9 @@ from django.utils import timezone
 from accounts import access
 from accounts.scoped_admin import ShopScopedAdmin
 from tools import mcp
-from tools.models import ChatbotTools, McpServer
+from tools.models import ChatbotTools, HttpTool, McpServer
 from tools.registry import tool_choices
-from tools.selectors import mcp_tool_choices
+from tools.selectors import http_tool_choices, mcp_tool_choices
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,11 @@ class ChatbotToolsForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # Read when the form is built: tools register when their app loads, MCP tools are the
         # cached listings of the user's shops' servers (ChatbotTools.clean checks the bot's).
-        self.fields["tools"].choices = tool_choices() + mcp_tool_choices(shop_ids=self.shop_ids)
+        self.fields["tools"].choices = (
+            tool_choices()
+            + mcp_tool_choices(shop_ids=self.shop_ids)
+            + http_tool_choices(shop_ids=self.shop_ids)
+        )
 
 
 @admin.register(ChatbotTools)
@@ -121,3 +125,28 @@ class McpServerAdmin(ShopScopedAdmin, admin.ModelAdmin):
         for server in queryset:
             ok, text = mcp_server_refresh(server=server)
             self.message_user(request, text, messages.SUCCESS if ok else messages.ERROR)
+
+
+class HttpToolForm(forms.ModelForm):
+    class Meta:
+        model = HttpTool
+        fields = (
+            "name",
+            "description",
+            "method",
+            "url",
+            "parameters",
+            "personal_arguments",
+            "auth_headers",
+            "timeout",
+            "active",
+        )
+        widgets = {"url": forms.URLInput(attrs={"size": 80})}
+
+
+@admin.register(HttpTool)
+class HttpToolAdmin(ShopScopedAdmin, admin.ModelAdmin):
+    form = HttpToolForm
+    list_display = ("name", "shop", "method", "url", "active")
+    list_filter = ("method", "active")
+    search_fields = ("name", "url")

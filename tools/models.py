@@ -51,10 +51,14 @@ class ChatbotTools(models.Model):
 
     def clean(self) -> None:
         from tools.registry import tool_names
-        from tools.selectors import mcp_tool_names
+        from tools.selectors import http_tool_names, mcp_tool_names
 
         shop_id = self.chatbot.shop_id if self.chatbot_id else None
-        known = set(tool_names()) | set(mcp_tool_names(shop_id=shop_id))
+        known = (
+            set(tool_names())
+            | set(mcp_tool_names(shop_id=shop_id))
+            | set(http_tool_names(shop_id=shop_id))
+        )
         unknown = sorted(set(self.tools) - known)
         if unknown:
             raise ValidationError({"tools": f"Unknown tools: {', '.join(unknown)}."})
@@ -119,5 +123,74 @@ class McpServer(models.Model):
         errors = url_errors(url=self.url)
         if problem := header_problems(self.headers_text()):
             errors["auth_headers"] = problem
+        if errors:
+            raise ValidationError(errors)
+
+
+class HttpTool(models.Model):
+    """A shop's own HTTP endpoint offered to the model as a tool: its arguments are described by
+    a JSON Schema; a GET sends them as the query string (or in {placeholders} of the URL), a POST
+    as a JSON body. The answer's text is what the model reads (tools.http)."""
+
+    class Method(models.TextChoices):
+        GET = "GET", "GET"
+        POST = "POST", "POST"
+
+    shop = models.ForeignKey("accounts.Shop", on_delete=models.CASCADE, related_name="http_tools")
+    name = models.SlugField(
+        max_length=40,
+        help_text="Its name for the model (as http__<name>), e.g. “stock_check”.",
+    )
+    description = models.TextField(
+        max_length=1000,
+        help_text="What it does and when to use it, for the model (e.g. “Stock of a product by "
+        "its SKU.”).",
+    )
+    method = models.CharField(max_length=4, choices=Method.choices, default=Method.GET)
+    url = models.CharField(
+        max_length=500,
+        help_text="https://… ; {name} inserts an argument into the path, e.g. "
+        "https://shop.example/api/stock/{sku}.",
+    )
+    parameters = models.JSONField(
+        default=dict,
+        help_text='JSON Schema of the arguments, e.g. {"type": "object", "properties": {"sku": '
+        '{"type": "string"}}, "required": ["sku"]}.',
+    )
+    personal_arguments = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Arguments shown as *** to the customer and in records, comma-separated "
+        "(e.g. email, postcode).",
+    )
+    auth_headers = EncryptedSecretField(
+        blank=True,
+        help_text="Headers sent with every call, one “Name: value” per line. Stored encrypted, "
+        "never shown again.",
+    )
+    timeout = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(120)]
+    )
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name = "HTTP tool"
+        constraints = [
+            # Invariant: an allow-list name (http__<name>) names one tool of the shop.
+            models.UniqueConstraint(fields=["shop", "name"], name="unique_http_tool_name_per_shop")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def headers_text(self) -> str:
+        return self._meta.get_field("auth_headers").to_python(self.auth_headers).reveal()
+
+    def clean(self) -> None:
+        from tools.http import http_tool_problems
+
+        errors = http_tool_problems(
+            url=self.url, parameters=self.parameters, headers_text=self.headers_text()
+        )
         if errors:
             raise ValidationError(errors)

@@ -33,6 +33,9 @@ def toolset_for_turn(*, chatbot_id: int) -> Toolset | None:
     wanted = {name for name in row.tools if name.startswith("mcp__")}
     if wanted:
         tools.update(_mcp_tools(shop_id=row.chatbot.shop_id, wanted=wanted))
+    wanted = {name for name in row.tools if name.startswith("http__")}
+    if wanted:
+        tools.update(_http_tools(shop_id=row.chatbot.shop_id, wanted=wanted))
     if not tools:
         return None
     return Toolset(
@@ -120,3 +123,57 @@ def mcp_tool_choices(*, shop_ids: list[int] | None) -> list[tuple[str, str]]:
             if name := allow_list_name(server.name, tool.get("name", "")):
                 choices.append((name, f"{server.name}: {tool['name']} (MCP)"))
     return choices
+
+
+def http_tool_name(name: str) -> str:
+    return f"http__{name.replace('-', '_')}"[:64]
+
+
+def _http_rows(shop_ids: list[int] | None):
+    from tools.models import HttpTool
+
+    rows = HttpTool.objects.filter(active=True).order_by("name")
+    return rows if shop_ids is None else rows.filter(shop_id__in=shop_ids)
+
+
+def http_tool_names(*, shop_id: int | None) -> list[str]:
+    if shop_id is None:
+        return []
+    return [http_tool_name(row.name) for row in _http_rows([shop_id])]
+
+
+def http_tool_choices(*, shop_ids: list[int] | None) -> list[tuple[str, str]]:
+    return [(http_tool_name(row.name), f"{row.name} (HTTP)") for row in _http_rows(shop_ids)]
+
+
+def _http_tools(*, shop_id: int, wanted: set[str]) -> dict[str, Tool]:
+    from chatbots.secrets import SecretDecryptionError
+    from tools.http import HttpCall, http_tool_call
+    from tools.mcp import parse_headers
+
+    tools: dict[str, Tool] = {}
+    for row in _http_rows([shop_id]):
+        name = http_tool_name(row.name)
+        if name not in wanted:
+            continue
+        try:
+            headers = parse_headers(row.headers_text())
+        except (SecretDecryptionError, ValueError):
+            logger.warning("HTTP tool %s: auth headers unreadable; it is off", row.pk)
+            continue
+        call = HttpCall(method=row.method, url=row.url, headers=headers, timeout=row.timeout)
+
+        def run(ctx, arguments, _call=call):
+            return http_tool_call(call=_call, arguments=arguments)
+
+        personal = {p.strip() for p in row.personal_arguments.split(",") if p.strip()}
+        tools[name] = Tool(
+            name=name,
+            title=f"{row.name} (HTTP)",
+            description=row.description,
+            parameters=row.parameters,
+            run=run,
+            redact=frozenset(personal),
+            label={"en": "Checking…", "da": "Tjekker…"},
+        )
+    return tools

@@ -38,7 +38,7 @@ from inbox.models import CannedResponse, HandoffRule
 from knowledge.models import KnowledgeDocument
 from monitoring.models import ErrorLog
 from orders.models import OrderSource
-from tools.models import ChatbotTools, McpServer
+from tools.models import ChatbotTools, HttpTool, McpServer
 
 pytestmark = pytest.mark.django_db
 
@@ -92,6 +92,9 @@ def _shop_world(key: str) -> dict:
     )
     tools = ChatbotTools.objects.create(chatbot=bot, tools=["opening_hours"])
     mcp_server = McpServer.objects.create(shop=shop, name=f"{m}-mcp", url=f"https://{m}.example")
+    http_tool = HttpTool.objects.create(
+        shop=shop, name=f"{m}-http", description=m, url=f"https://{m}.example/x"
+    )
     handoff_rule = HandoffRule.objects.create(chatbot=bot, keywords=f"{m} keyword")
     canned = CannedResponse.objects.create(shop=shop, shortcut=f"{m}-canned", text=f"{m} text")
     conversation = conversation_start(chatbot=bot, user_id=f"{m}-visitor")
@@ -176,6 +179,7 @@ def _shop_world(key: str) -> dict:
             "inbox.cannedresponse": canned,
             "tools.chatbottools": tools,
             "tools.mcpserver": mcp_server,
+            "tools.httptool": http_tool,
             "helpdesk.handoff": handoff,
             "helpdesk.conversationrating": rating,
             "conversations.conversation": conversation,
@@ -281,6 +285,7 @@ ADMIN_MATRIX: dict[str, dict[str, str]] = {
     "inbox.cannedresponse": CONFIG,
     "tools.chatbottools": CONFIG,
     "tools.mcpserver": CONFIG,
+    "tools.httptool": CONFIG,
     "conversations.conversation": CONVERSATION,
     "analytics.conversationanalysis": READ_ONLY,
     "analytics.turnmetrics": READ_ONLY,
