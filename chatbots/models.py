@@ -551,12 +551,13 @@ class Flow(models.Model):
         endpoint = self.endpoint if self.endpoint_id else None
         if endpoint is not None:
             if endpoint.kind == AIEndpoint.Kind.FLOWISE:
-                try:
-                    chatflow = uuid.UUID(self.target)
-                except ValueError:
+                # Flowise's own rule: it holds a streaming request for any other id unanswered.
+                from conversations.upstream.flowise import chatflow_id_accepted
+
+                if not chatflow_id_accepted(self.target):
                     errors["target"] = "A Flowise flow needs its chatflow id (a UUID from Flowise)."
                 else:
-                    if chatflow.int == 0 and self.enabled:
+                    if uuid.UUID(self.target).int == 0 and self.enabled:
                         # The legacy import's placeholder: the flow is not finished yet.
                         errors["target"] = (
                             "Enter the flow's real chatflow id from Flowise before enabling it."

@@ -321,11 +321,22 @@ def test_client_errors_are_not_retried(flowise, status, code):
     assert len(flowise.requests) == 1
 
 
-def test_an_invalid_chatflow_id_is_a_bad_request(flowise):
-    result = stream(make_request(flowise.url, target="not-a-uuid"))
+@pytest.mark.parametrize("target", ["not-a-uuid", "00000000-0000-0000-0000-000000000001"])
+def test_an_id_flowise_would_not_take_is_refused_before_sending(flowise, target):
+    # A real Flowise holds a streaming request with such an id unanswered (ai_protocols.md §6).
+    result = stream(make_request(flowise.url, target=target))
 
     assert result.error.code == "UPSTREAM_BAD_REQUEST"
     assert "Invalid Chatflow ID" in result.error.detail
+    assert flowise.requests == []
+
+
+def test_an_unknown_chatflow_gets_no_answer_when_streaming_and_times_out(flowise):
+    flowise.configure(known_chatflows=[])
+    result = stream(make_request(flowise.url), timeouts=Timeouts(connect=1, read_idle=0.3, total=5))
+
+    assert result.error.code == "UPSTREAM_TIMEOUT"
+    assert len(flowise.requests) >= 1
 
 
 def test_no_response_headers_times_out_within_the_idle_limit(flowise):
@@ -474,11 +485,10 @@ def test_a_refused_connection_is_retried_then_unavailable():
     assert result.stats.attempts == 3
 
 
-def test_abort_stops_the_stream_in_flight(flowise):
-    flowise.configure(tokens_per_second=40, answer=" ".join(["word"] * 40))
+def _stream_and_abort_after_two_events(flowise) -> tuple[Result, list[bool]]:
     req = make_request(flowise.url, chat_id="chat-to-abort")
     result = Result()
-    acknowledged = []
+    acknowledged: list[bool] = []
 
     async def main() -> None:
         async with make_async_client(
@@ -497,11 +507,29 @@ def test_abort_stops_the_stream_in_flight(flowise):
                 result.error = exc
 
     asyncio.run(main())
+    return result, acknowledged
+
+
+def test_abort_stops_an_agent_flow_in_flight(flowise):
+    flowise.configure(tokens_per_second=40, answer=" ".join(["word"] * 40), agent_flow=True)
+
+    result, acknowledged = _stream_and_abort_after_two_events(flowise)
 
     assert acknowledged == [True]
     assert result.error.code == "UPSTREAM_ABORTED"
     assert 2 <= len(result.of("token")) < 10
     assert [(f, c) for f, c, _ in flowise.aborts] == [(FLOW, "chat-to-abort")]
+
+
+def test_abort_of_a_plain_chatflow_is_acknowledged_and_the_answer_finishes(flowise):
+    # As a real Flowise 3.1.4 did: 200, then the stream ends normally with no `abort` event.
+    flowise.configure(tokens_per_second=200, answer=" ".join(["word"] * 20))
+
+    result, acknowledged = _stream_and_abort_after_two_events(flowise)
+
+    assert acknowledged == [True]
+    assert result.error is None
+    assert result.text == " ".join(["word"] * 20)
 
 
 def test_waiting_for_a_pooled_connection_is_measured(flowise):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -44,6 +45,21 @@ from conversations.upstream.types import (
 )
 
 _ROLES = {"user": "userMessage", "assistant": "apiMessage"}
+
+# The chatflow ids Flowise accepts (the `uuid` package's validate: version 1-8 and the RFC
+# variant, or the nil UUID). Flowise answers any other id with 400 "Invalid Chatflow ID" — but
+# to a streaming request it sends nothing at all and holds the connection (ai_protocols.md §6),
+# so such an id is refused here before anything is sent.
+_CHATFLOW_ID_RE = re.compile(
+    r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+    r"|00000000-0000-0000-0000-000000000000)$",
+    re.I,
+)
+
+
+def chatflow_id_accepted(value: str | None) -> bool:
+    """Whether Flowise takes this as a chatflow id (see _CHATFLOW_ID_RE)."""
+    return bool(value) and _CHATFLOW_ID_RE.match(value) is not None
 
 
 def _upload_name(name: str, mime: str) -> str:
@@ -142,6 +158,13 @@ async def stream_flowise(
     timeouts = timeouts or Timeouts()
     retry = retry or RetryPolicy()
     stats = stats if stats is not None else CallStats()
+    if not chatflow_id_accepted(req.target):
+        stats.error_code = E.UPSTREAM_BAD_REQUEST
+        raise UpstreamError(
+            E.UPSTREAM_BAD_REQUEST,
+            f"Invalid Chatflow ID {req.target[:100]!r}: Flowise would hold a streaming request "
+            "for it without any answer",
+        )
     secrets = (req.api_key,) if req.api_key else ()
     url = f"{req.base_url.rstrip('/')}/api/v1/prediction/{quote(req.target, safe='')}"
     headers = {

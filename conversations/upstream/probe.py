@@ -5,17 +5,16 @@ Every function returns (ok, message); messages never contain the key or a full U
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
 import httpx
 
 from conversations.upstream.errors import UpstreamError, redact
+from conversations.upstream.flowise import chatflow_id_accepted
 from conversations.upstream.pinecone import CONTROL_URL, describe_index
 from outbound import guard
 
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _FLOWISE_PREFIX = "Error: predictionsServices.buildChatflow - "
 
 
@@ -63,7 +62,7 @@ def probe_flowise(
                     f"{where} answered, but not like a Flowise server (no 'pong' from "
                     "/api/v1/ping). Check the address."
                 )
-            if not _UUID_RE.match(chatflow_id or ""):
+            if not chatflow_id_accepted(chatflow_id):
                 return False, (
                     "The chatflow ID should look like 3f2a1b0c-1d2e-4f50-8a9b-0c1d2e3f4a5b. "
                     "Copy it from the chatflow's API dialog in Flowise."

@@ -11,7 +11,7 @@ import pytest
 
 from orders.tests.conftest import run_lookup
 from orders.tests.platforms import EMAIL, PLATFORMS
-from tests.fakes.commercetools import FakeCommercetools
+from tests.fakes.commercetools import FakeCommercetools, ct_order
 
 models = pytest.importorskip(
     "commercetools.platform.models", reason="commercetools is in requirements-dev.txt"
@@ -138,3 +138,33 @@ def test_an_order_made_with_the_sdks_models_reads_right(make_chatbot, ct, total,
     assert order["financial_status"] == "paid"
     assert [s["tracking_number"] for s in order["shipments"]] == ["00370712345678"]
     assert order["line_items"] == [{"name": "Uldsokker", "sku": "WS-1", "quantity": 2}]
+
+
+def _paths(value, prefix: str = "") -> set[str]:
+    if isinstance(value, dict):
+        out = set()
+        for key, item in value.items():
+            out |= {prefix + key} | _paths(item, f"{prefix}{key}.")
+        return out
+    if isinstance(value, list):
+        return set().union(*(_paths(item, f"{prefix}[].") for item in value)) if value else set()
+    return set()
+
+
+@pytest.mark.parametrize(
+    "knobs", [{}, {"multiple": True}, {"store_key": "dk-store"}, {"tracking": []}], ids=str
+)
+def test_our_fakes_orders_are_orders_the_sdk_reads_whole(knobs):
+    """The fake's orders carry nothing a real order lacks and every field one always has."""
+    import inspect
+
+    fake = ct_order(**knobs)
+    order = models.Order.deserialize(fake)
+
+    assert _paths(fake) - _paths(order.serialize()) == set()  # no field of our own making
+    required = [
+        name
+        for name, param in inspect.signature(models.Order.__init__).parameters.items()
+        if name != "self" and param.default is inspect.Parameter.empty
+    ]
+    assert [name for name in required if getattr(order, name, None) is None] == []

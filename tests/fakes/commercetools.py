@@ -101,15 +101,15 @@ def ct_order(
         "city": "København",
         "country": "DK",
     }
+    # As the API sends one: no `type` (resources have none), null fields left out, and the
+    # fields every order has (checked by tests/conformance/test_commercetools_sdk_orders.py).
     order: dict[str, Any] = {
-        "type": "Order",
         "id": "92f5" + secrets.token_hex(6),
         "version": 7,
         "orderNumber": order_number,
         "customerEmail": email,
         "createdAt": "2024-03-01T10:00:00.000Z",
         "lastModifiedAt": "2024-03-02T10:00:00.000Z",
-        "completedAt": None,
         "orderState": order_state,
         "totalPrice": total
         or {
@@ -126,10 +126,14 @@ def ct_order(
                 "quantity": 2,
             }
         ],
+        "customLineItems": [],
         "shippingAddress": address,
         "billingAddress": address,
         "shippingMode": "Multiple" if multiple else "Single",
         "shipping": [],
+        "refusedGifts": [],
+        "origin": "Customer",
+        "syncInfo": [],
     }
     if shipment_state is not None:
         order["shipmentState"] = shipment_state

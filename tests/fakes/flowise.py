@@ -25,7 +25,14 @@ from tests.fakes._server import (
 PREDICTION_RE = re.compile(r"^/api/v1/prediction/([^/]+)/?$")
 ABORT_RE = re.compile(r"^/api/v1/chatmessage/abort/([^/]+)/([^/]+)/?$")
 STREAMING_RE = re.compile(r"^/api/v1/chatflows-streaming/([^/]+)/?$")
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+# What Flowise accepts as a chatflow id (the `uuid` package's validate: a version 1-8 and the
+# RFC variant, or the nil UUID): a real 3.1.4 answered 00000000-0000-0000-0000-000000000001 with
+# 400 "Invalid Chatflow ID" (ai_protocols.md §6).
+UUID_RE = re.compile(
+    r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+    r"|00000000-0000-0000-0000-000000000000)$",
+    re.I,
+)
 
 UNAUTHORIZED = "Error: predictionsServices.buildChatflow - Unauthorized"
 DEFAULT_ERROR = "Error: predictionsServices.buildChatflow - Something went wrong"
@@ -45,7 +52,12 @@ FLOWISE_DEFAULTS: dict[str, Any] = {
     "old_end_frame": False,
     "source_documents": None,
     "known_chatflows": None,  # list of ids; others get 404 when set
-    "hang_on_prestream_error": False,  # real Flowise never answers pre-stream errors when streaming
+    # Real Flowise never answers a pre-stream error (bad or unknown chatflow id) of a streaming
+    # request: the connection is held, then dropped (ai_protocols.md §1.9, §6).
+    "hang_on_prestream_error": True,
+    # Abort (PUT /api/v1/chatmessage/abort/...) stops agent flows only; a plain chatflow answers
+    # 200 and its stream finishes normally, with no `abort` event (ai_protocols.md §1.12, §6).
+    "agent_flow": False,
     "rate_limit_message": RATE_LIMIT_MESSAGE,
     "memory_type": "Buffer Memory",
 }
@@ -106,7 +118,7 @@ class FakeFlowise(FakeServer):
             flow_id, chat_id = m.group(1), m.group(2)
             self.aborts.append((flow_id, chat_id, time.time()))
             ev = self._running.get(f"{flow_id}_{chat_id}")
-            if ev is not None:
+            if ev is not None and self.scenario.get("agent_flow"):
                 ev.set()
             await resp.send(200, {"status": 200, "message": "Chat message aborted"})
         elif req.method == "GET" and path.rstrip("/") == "/api/v1/ping":
@@ -272,7 +284,9 @@ class FakeFlowise(FakeServer):
                 chat_id,
                 [frame("token", t) for t in tokens],
                 lambda i: self._interrupt(resp, sc, i, aborted),
-                first=frame("start", tokens[0]) if tokens else None,
+                # A ChatOpenAI chat model's `start` carries "" (langchain's first chunk is the
+                # empty role chunk), as a real 3.1.4 sent it.
+                first=frame("start", "") if tokens else None,
                 aborted=aborted,
             )
             if not finished:
