@@ -37,6 +37,8 @@ from tools.selectors import Toolset, toolset_for_turn
 logger = logging.getLogger(__name__)
 
 REDACTED = "***"
+ARGUMENT_SHOWN_MAX = 200  # characters of one argument in a tool_call event or a record
+ARGUMENTS_SHOWN_MAX = 20  # arguments of one call in a tool_call event or a record
 SUMMARY_MAX = 200
 GAVE_UP = {
     "da": "Jeg kunne ikke finde svaret denne gang. Prøv igen, eller bed om at tale med en person.",
@@ -44,9 +46,22 @@ GAVE_UP = {
 }
 
 
+def _shown(value: Any) -> Any:
+    """An argument as events and records keep it: long or nested values are cut short."""
+    if isinstance(value, str):
+        return value if len(value) <= ARGUMENT_SHOWN_MAX else value[:ARGUMENT_SHOWN_MAX] + "…"
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return value if len(text) <= ARGUMENT_SHOWN_MAX else text[:ARGUMENT_SHOWN_MAX] + "…"
+
+
 def redacted_arguments(tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
     every = "*" in tool.redact
-    return {k: (REDACTED if every or k in tool.redact else v) for k, v in arguments.items()}
+    return {
+        str(k)[:100]: (REDACTED if every or k in tool.redact else _shown(v))
+        for k, v in list(arguments.items())[:ARGUMENTS_SHOWN_MAX]
+    }
 
 
 def _merge_stats(total: CallStats, step: CallStats) -> None:
@@ -201,7 +216,7 @@ class ToolLoop:
             else:
                 try:
                     parsed = json.loads(call["arguments"] or "{}")
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
                     parsed = None
                 if isinstance(parsed, dict):
                     arguments = parsed

@@ -88,6 +88,7 @@ class ToolCallAssembler:
     `type` or `id` after the first, or start at any index; calls come out in index order."""
 
     MAX_CALLS = 32  # a model asking for more in one step is broken or hostile
+    MAX_ARGUMENT_CHARS = 64 * 1024  # per call; past it the arguments are cut (so: not JSON)
 
     def __init__(self) -> None:
         self.calls: dict[int, dict[str, Any]] = {}
@@ -104,7 +105,7 @@ class ToolCallAssembler:
             if index not in self.calls:
                 if len(self.calls) >= self.MAX_CALLS:
                     continue
-                self.calls[index] = {"id": "", "name": "", "arguments": []}
+                self.calls[index] = {"id": "", "name": "", "arguments": [], "size": 0}
             call = self.calls[index]
             if isinstance(frag.get("id"), str) and frag["id"]:
                 call["id"] = frag["id"]
@@ -112,8 +113,11 @@ class ToolCallAssembler:
             if isinstance(function, dict):
                 if isinstance(function.get("name"), str) and function["name"]:
                     call["name"] = function["name"]
-                if isinstance(function.get("arguments"), str):
-                    call["arguments"].append(function["arguments"])
+                piece = function.get("arguments")
+                if isinstance(piece, str) and call["size"] < self.MAX_ARGUMENT_CHARS:
+                    piece = piece[: self.MAX_ARGUMENT_CHARS - call["size"]]
+                    call["arguments"].append(piece)
+                    call["size"] += len(piece)
 
     def result(self) -> list[dict[str, str]]:
         out = []

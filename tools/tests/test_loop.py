@@ -226,3 +226,44 @@ def test_in_parallel_routing_the_tools_run_once_the_router_keeps_the_main_flow(
     assert turn.status == "completed" and turn.route["parallel"] == "released"
     assert test_tools.seen == [("echo", ORDER_ARGS)]
     assert "shipped" in answer_of(turn)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        "[" * 50_000,  # json.loads would recurse past Python's limit
+        '{"note": "' + "z" * 100_000 + '"}',  # past the per-call cap: cut, so not JSON
+        "not json at all",
+        "[1, 2]",  # JSON, but not an object
+    ],
+)
+def test_hostile_arguments_become_an_error_for_the_model_not_a_failed_turn(
+    openai_server, tool_bot, test_tools, arguments
+):
+    bot = tool_bot(["echo"])
+    openai_server.configure(
+        script=[{"tool_calls": [{"name": "echo", "arguments": arguments}]}], arguments_chunk=4096
+    )
+
+    turn = run_turn(bot, "Hostile")
+
+    assert turn.status == "completed"
+    assert test_tools.seen == []
+    (result,) = tool_messages(openai_server.requests[1])
+    assert json.loads(result["content"]) == {"error": "The arguments are not a JSON object."}
+
+
+def test_a_long_argument_is_cut_short_in_the_event_but_reaches_the_tool_whole(
+    openai_server, tool_bot, test_tools
+):
+    bot = tool_bot(["echo"])
+    note = "y" * 1000
+    openai_server.configure(
+        script=[{"tool_calls": [{"name": "echo", "arguments": {"note": note}}]}]
+    )
+
+    turn = run_turn(bot, "Long")
+
+    assert test_tools.seen == [("echo", {"note": note})]
+    call = next(d for k, d in events_of(turn) if k == "tool_call")
+    assert call["arguments"]["note"] == "y" * 200 + "…"
