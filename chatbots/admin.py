@@ -42,7 +42,7 @@ from chatbots.models import (
 )
 from chatbots.secrets import EncryptedSecretField, SecretDecryptionError, secret_field_names
 from chatbots.widgets import ModelChoiceInput, ModelNameInput, OpeningHoursField
-from knowledge.admin import KnowledgeDocumentInline
+from knowledge.admin import KnowledgeDocumentInline, retrieval_test_link
 from knowledge.selectors import flow_knowledge_warnings
 
 # --- History --------------------------------------------------------------------------------------
@@ -900,6 +900,7 @@ class KnowledgeBaseAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
                         "embedding_endpoint",
                         "embedding_model",
                         ("chunk_size", "chunk_overlap"),
+                        "retrieval_test",
                     ),
                     "description": "How questions (and uploaded documents) become vectors, and "
                     "how documents are cut into chunks. See docs/knowledge.md.",
@@ -907,8 +908,14 @@ class KnowledgeBaseAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
             ),
         )
 
+    readonly_fields = ("retrieval_test",)
+
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_entry_count=Count("entries"))
+
+    @admin.display(description="retrieval testing")
+    def retrieval_test(self, obj: KnowledgeBase | None) -> str:
+        return retrieval_test_link(obj)
 
     def connection_test(self, obj: KnowledgeBase) -> tuple[bool, str]:
         return services.knowledge_base_connection_test(knowledge_base=obj)

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
+from accounts import access
 from accounts.scoped_admin import ShopScopedAdmin, ShopScopedInline
 from chatbots.models import KnowledgeBase
 from knowledge import services
 from knowledge.models import KnowledgeChunk, KnowledgeDocument
 from knowledge.parsing import DocumentUnreadable, document_kind
+from knowledge.selectors import knowledge_base_test
 
 
 class KnowledgeDocumentForm(forms.ModelForm):
@@ -38,6 +44,23 @@ class KnowledgeDocumentForm(forms.ModelForm):
             except DocumentUnreadable as exc:
                 self.add_error("file", str(exc))
         return cleaned
+
+
+class RetrievalTestForm(forms.Form):
+    knowledge_base = forms.ModelChoiceField(queryset=KnowledgeBase.objects.none())
+    question = forms.CharField(max_length=500, widget=forms.TextInput(attrs={"size": 80}))
+    top_k = forms.IntegerField(label="Top k", min_value=1, max_value=20)
+
+    def __init__(self, *args, bases, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["knowledge_base"].queryset = bases
+
+
+def retrieval_test_link(knowledge_base: KnowledgeBase | None) -> str:
+    if knowledge_base is None or knowledge_base.pk is None:
+        return "Save the knowledge base first."
+    url = reverse("admin:knowledge_retrieval_test") + f"?knowledge_base={knowledge_base.pk}"
+    return format_html('<a href="{}">Test retrieval with a question</a>', url)
 
 
 def _progress_html(document: KnowledgeDocument) -> str:
@@ -118,6 +141,45 @@ class KnowledgeDocumentAdmin(ShopScopedAdmin, admin.ModelAdmin):
             # The chunks keep the text; the old file is not needed once this save commits.
             storage, name = replaced.storage, replaced.name
             transaction.on_commit(lambda: storage.delete(name))
+
+    def get_urls(self):
+        return [
+            path(
+                "retrieval-test/",
+                self.admin_site.admin_view(self.retrieval_test_view),
+                name="knowledge_retrieval_test",
+            ),
+            *super().get_urls(),
+        ]
+
+    def retrieval_test_view(self, request: HttpRequest) -> HttpResponse:
+        """Type a question, see what each method retrieves and what the bot would get."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        bases = access.scope(
+            KnowledgeBase.objects.select_related("chatbot", "embedding_endpoint"), request.user
+        ).order_by("chatbot__public_id", "name")
+        # The test may call an embedding endpoint and Pinecone: only a POST (with CSRF) runs it.
+        form = RetrievalTestForm(
+            request.POST if request.method == "POST" else None,
+            bases=bases,
+            initial={"knowledge_base": request.GET.get("knowledge_base"), "top_k": 5},
+        )
+        result = None
+        if form.is_valid():
+            result = knowledge_base_test(
+                knowledge_base=form.cleaned_data["knowledge_base"],
+                question=form.cleaned_data["question"],
+                top_k=form.cleaned_data["top_k"],
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Retrieval testing",
+            "form": form,
+            "result": result,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/knowledge/retrieval_test.html", context)
 
     @admin.action(description="Read the selected documents again", permissions=["change"])
     def read_again(self, request, queryset):

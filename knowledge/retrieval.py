@@ -314,7 +314,7 @@ async def _question_vector(embedding: dict, question: str) -> list[float]:
     return vector
 
 
-def _pinecone_passage(match: dict[str, Any]) -> Passage | None:
+def pinecone_passage(match: dict[str, Any]) -> Passage | None:
     metadata = match.get("metadata") if isinstance(match.get("metadata"), dict) else {}
     text = next(
         (metadata[k] for k in ("text", "pageContent", "content", "chunk") if metadata.get(k)), ""
@@ -349,7 +349,7 @@ async def pinecone_passages(*, knowledge_base: dict, namespace: str, question: s
         timeout=settings.KNOWLEDGE_TIMEOUT_SECONDS,
     )
     matches = result.get("matches") if isinstance(result.get("matches"), list) else []
-    passages = [p for p in map(_pinecone_passage, matches) if p is not None]
+    passages = [p for p in map(pinecone_passage, matches) if p is not None]
     for passage in passages:
         passage.knowledge_base = knowledge_base.get("name", "")
     return passages

@@ -28,8 +28,11 @@ CustomerBody = inline_serializer(
 Retention = inline_serializer(
     name="RetentionPolicy",
     fields={
-        name: serializers.IntegerField(allow_null=True, min_value=1)
-        for name in services.RETENTION_FIELDS
+        **{
+            name: serializers.IntegerField(allow_null=True, min_value=1, required=False)
+            for name in services.RETENTION_FIELDS
+        },
+        services.REDACT_FIELD: serializers.BooleanField(required=False),
     },
 )
 
@@ -68,7 +71,8 @@ def _body(request: Request) -> dict:
 
 
 def _retention(policy) -> dict:
-    return {name: getattr(policy, name) for name in services.RETENTION_FIELDS}
+    fields = (*services.RETENTION_FIELDS, services.REDACT_FIELD)
+    return {name: getattr(policy, name) for name in fields}
 
 
 @extend_schema(

@@ -26,6 +26,11 @@ class RetentionPolicy(models.Model):
         "Delete analyses, context chunks, turn metrics and conversation-index entries after "
         "this many days."
     )
+    redact_ai_calls = models.BooleanField(
+        default=False,
+        help_text="Mask email addresses and phone numbers in the AI-call log's question and "
+        "answer text (and the conversation index) as soon as a turn ends.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -31,7 +32,10 @@ from config.redis import get_redis
 from conversations.models import AICall, Conversation, Message, Turn
 from privacy.models import RetentionPolicy
 
+logger = logging.getLogger(__name__)
+
 RETENTION_FIELDS = ("conversations_days", "ai_calls_days", "images_days", "analytics_days")
+REDACT_FIELD = "redact_ai_calls"
 # The most days a period may say (100 years): beyond is a typo, and a date that far back
 # overflows.
 MAX_RETENTION_DAYS = 36_500
@@ -330,14 +334,21 @@ def retention_policy_of(*, shop: Shop) -> RetentionPolicy:
 
 
 def retention_policy_set(*, shop: Shop, periods: dict[str, Any]) -> RetentionPolicy:
-    """Set some of the shop's periods (days, or None to keep); unknown keys are a 400."""
+    """Set some of the shop's periods (days, or None to keep) and `redact_ai_calls` (a
+    boolean); unknown keys are a 400."""
+    periods = dict(periods)
+    redact = periods.pop(REDACT_FIELD, None)
+    if redact is not None and not isinstance(redact, bool):
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR, f"{REDACT_FIELD} must be true or false.", status=400
+        )
     unknown = set(periods) - set(RETENTION_FIELDS)
     if unknown:
         raise ApiError(
             ErrorCode.VALIDATION_ERROR,
             f"Unknown retention field(s): {', '.join(sorted(unknown))}.",
             status=400,
-            details={"allowed": list(RETENTION_FIELDS)},
+            details={"allowed": [*RETENTION_FIELDS, REDACT_FIELD]},
         )
     for name, value in periods.items():
         if value is not None and (
@@ -353,6 +364,8 @@ def retention_policy_set(*, shop: Shop, periods: dict[str, Any]) -> RetentionPol
     policy, _ = RetentionPolicy.objects.get_or_create(shop=shop)
     for name, value in periods.items():
         setattr(policy, name, value)
+    if redact is not None:
+        policy.redact_ai_calls = redact
     policy.save()
     return policy
 
@@ -443,4 +456,82 @@ def retention_enforce(
             recount = True
     if recount:
         _index_recount()
+    # Calls stored after their turn ended (analyses) and shops that just switched it on.
+    redacted = ai_calls_redact()
+    if redacted:
+        totals["ai_calls_redacted"] += redacted
     return dict(totals)
+
+
+# --- personal data in the AI-call log ------------------------------------------------------------
+
+# PostgreSQL regular expressions (ARE). Email addresses; phone numbers written with a country
+# code (+45 12 34 56 78, 0045 12345678) or in groups of digits separated by spaces
+# (12 34 56 78). Dates, prices and order numbers (one run of digits) are left alone.
+REDACTIONS = (
+    (r"[A-Za-z0-9._+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "[email]"),
+    (r"(\+|\m00)[0-9][0-9 ().-]{6,}[0-9]", "[phone]"),
+    (r"\m[0-9]{2,4}( [0-9]{2,4}){2,}\M", "[phone]"),
+)
+
+
+def _redacted_sql(column: str) -> str:
+    expression = column
+    for pattern, replacement in REDACTIONS:
+        expression = f"regexp_replace({expression}, '{pattern}', '{replacement}', 'g')"
+    return expression
+
+
+def _matches_sql(columns: list[str]) -> str:
+    return " OR ".join(f"{column} ~ '{pattern}'" for column in columns for pattern, _ in REDACTIONS)
+
+
+def ai_calls_redact(*, turn_id: str | None = None) -> int:
+    """Mask personal data in the AI calls (one turn's, or all) of shops whose policy asks for
+    it, and in their conversation-index entries; returns the calls changed. Idempotent: only
+    rows that still match are written."""
+    from analytics.models import ConversationSummary
+    from chatbots.models import Chatbot
+
+    calls = AICall._meta.db_table
+    bots = Chatbot._meta.db_table
+    policies = RetentionPolicy._meta.db_table
+    shops_asking = f"""
+        SELECT c.id FROM {bots} c JOIN {policies} p ON p.shop_id = c.shop_id
+        WHERE p.redact_ai_calls
+    """
+    turn_filter = "AND turn_id = %s" if turn_id else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {calls}
+            SET question = {_redacted_sql("question")}, answer = {_redacted_sql("answer")}
+            WHERE chatbot_id IN ({shops_asking}) {turn_filter}
+              AND ({_matches_sql(["question", "answer"])})
+            """,
+            [turn_id] if turn_id else [],
+        )
+        changed = cursor.rowcount
+        if turn_id is None:
+            summaries = ConversationSummary._meta.db_table
+            cursor.execute(
+                f"""
+                UPDATE {summaries}
+                SET first_question = {_redacted_sql("first_question")},
+                    last_question = {_redacted_sql("last_question")}
+                WHERE chatbot_id IN ({shops_asking})
+                  AND ({_matches_sql(["first_question", "last_question"])})
+                """
+            )
+    return changed
+
+
+def on_turn_finished(sender, turn_id=None, **kwargs) -> None:
+    """Right after a turn ends (its AI calls are stored by then): redact them if asked."""
+    if not turn_id:
+        return
+    try:
+        ai_calls_redact(turn_id=str(turn_id))
+    except Exception:
+        # Never fail the turn over it: the daily job masks what is left.
+        logger.warning("privacy: AI calls of turn %s not redacted yet", turn_id, exc_info=True)

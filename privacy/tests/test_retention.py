@@ -189,6 +189,7 @@ def test_an_admin_reads_and_sets_the_shops_periods(two_shops, client):
         "ai_calls_days": None,
         "images_days": None,
         "analytics_days": None,
+        "redact_ai_calls": False,
     }
     response = client.patch(
         url, {"conversations_days": 180, "ai_calls_days": 30}, content_type="application/json"
@@ -201,6 +202,7 @@ def test_an_admin_reads_and_sets_the_shops_periods(two_shops, client):
         "ai_calls_days": None,
         "images_days": None,
         "analytics_days": None,
+        "redact_ai_calls": False,
     }
 
 
@@ -214,6 +216,7 @@ def test_an_admin_reads_and_sets_the_shops_periods(two_shops, client):
         {"conversations_days": 1.5},
         {"conversations_days": True},
         {"keep_forever": 1},
+        {"redact_ai_calls": "yes"},
         [1],
     ],
 )
