@@ -267,7 +267,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             await super().receive(text_data=text_data, bytes_data=bytes_data, **kwargs)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting (was 1011)
             await self.send_error(ErrorCode.MALFORMED_JSON, "The frame is not valid JSON.")
 
     # --- client messages -----------------------------------------------------------------------

@@ -155,7 +155,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             await super().receive(text_data=text_data, bytes_data=bytes_data, **kwargs)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             await self.send_error(ErrorCode.MALFORMED_JSON, "The frame is not valid JSON.")
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:

@@ -41,7 +41,7 @@ def _json(view):
 def _body(request: HttpRequest) -> dict[str, Any]:
     try:
         body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(ErrorCode.MALFORMED_JSON, "The request body is not valid JSON.") from exc
     if not isinstance(body, dict):
         raise ApiError(ErrorCode.VALIDATION_ERROR, "Send a JSON object.")

@@ -110,6 +110,7 @@ def test_take_reply_note_and_hand_back_through_the_page(waiting, online):
         b'{"text": "a\\u0000b"}',
         b'{"text": "\\ud800"}',
         b'{"text": "' + b"x" * 5000 + b'"}',
+        b"[" * 5000 + b"]" * 5000,
     ],
 )
 def test_a_hostile_reply_is_a_4xx_and_stores_nothing(waiting, online, raw):

@@ -198,3 +198,39 @@ def test_a_takeover_reaches_the_agent_live_and_the_customer_in_order_without_any
     assert again["turn_id"] != human
     events = poll_events(stack.base_url, again)
     assert events[-1]["data"]["status"] == "completed"  # the bot answers again
+
+
+HOSTILE_FRAMES = [
+    "not json",
+    "[1, 2]",
+    '{"type": "open", "conversation_id": "not-a-uuid"}',
+    '{"type": "open", "conversation_id": "00000000-0000-0000-0000-000000000000"}',
+    '{"type": "open", "conversation_id": "a\\u0000b"}',
+    '{"type": "typing", "conversation_id": "\\ud800", "typing": true}',
+    '{"type": "open", "conversation_id": "00000000-0000-0000-0000-000000000000", '
+    '"last_event_id": 1e400}',
+    '{"type": "explode"}',
+    "[" * 5000 + "]" * 5000,
+]
+
+
+def test_hostile_frames_on_the_staff_socket_get_error_frames_and_the_socket_stays(stack):
+    session = cookie(member("hostile-a", create_shop(slug="hostile-a"), Role.AGENT))
+
+    async def run() -> list[str]:
+        ws = await inbox_socket(stack, session)
+        await next_of(ws, "ready")
+        codes = []
+        for frame in HOSTILE_FRAMES:
+            await ws.send(frame)
+            reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+            assert reply["type"] == "error", (frame[:60], reply)
+            codes.append(reply["error"]["code"])
+        await ws.send(json.dumps({"type": "ping"}))
+        await next_of(ws, "pong")
+        await ws.close()
+        return codes
+
+    codes = asyncio.run(run())
+    assert len(codes) == len(HOSTILE_FRAMES)
+    assert "INTERNAL_ERROR" not in codes

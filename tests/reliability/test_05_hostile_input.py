@@ -328,6 +328,7 @@ GARBAGE = {
     "binary frame": b"\x00\x01\x02binary",
     "2 MB binary frame": b"\xff" * (2 * 1024 * 1024),
     "invalid JSON": "{not json",
+    "deeply nested": "[" * 5000 + "]" * 5000,
     "2 MB invalid JSON": "{" + "x" * (2 * 1024 * 1024),
     "2 MB message": json.dumps({"type": "message", "message_text": "x" * (2 * 1024 * 1024)}),
     "JSON null": "null",
