@@ -6,6 +6,7 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
+        from config import checks  # noqa: F401 - settings that contradict each other
         from conversations.hooks import register_call_observer
         from monitoring import receivers, runtime_metrics
         from monitoring.pool_stats import call_observer

@@ -16,6 +16,7 @@ def test_deploy_check_is_clean_with_production_settings():
         "SECRET_KEY": "q8#Vz2!mK0pL7rT4wX9yB1cN6dF3gH5jS8aE2uI0oP4-Ld7Wq1Zr5Tn3Yv9Xc",
         "ALLOWED_HOSTS": "chat.example.com",
     }
+    env.pop("ALLOW_PRIVATE_NETWORK_URLS", None)  # ./run test turns it on; production does not
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
