@@ -440,5 +440,5 @@ def test_the_admin_index_leads_to_the_dashboard_and_the_operators_page(admin_cli
     page = admin_client.get("/admin/").content.decode()
     assert 'href="/admin/analytics/conversationanalysis/dashboard/"' in page
     assert 'href="/admin/monitoring/workersoverview/"' in page
-    assert "Live inbox" in page
+    assert '<a href="/admin/inbox/">Live inbox</a>' in page
     assert "View site" not in page

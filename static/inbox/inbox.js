@@ -156,6 +156,20 @@
     box.hidden = !box.children.length;
   }
 
+  // A desktop notification for a new request while the page is in the background, once the
+  // agent allowed it ("Notify me").
+  function notifyWaiting() {
+    if (!("Notification" in window) || Notification.permission !== "granted" || !document.hidden) return;
+    new Notification("A customer is waiting for a person", {tag: "inbox-waiting"});
+  }
+  const notifyButton = $("inbox-notify");
+  if (notifyButton && "Notification" in window && Notification.permission === "default") {
+    notifyButton.hidden = false;
+    notifyButton.addEventListener("click", () => {
+      Notification.requestPermission().then(() => { notifyButton.hidden = true; });
+    });
+  }
+
   // --- the staff socket ---------------------------------------------------------------------
   function onEvent(msg) {
     if (!current || msg.conversation_id !== current.conversation_id) return;
@@ -182,6 +196,7 @@
         if (current) socket.send(JSON.stringify({type: "open", conversation_id: current.conversation_id, last_event_id: 0}));
       } else if (msg.type === "changed") {
         setCounts(msg.counts);
+        if (msg.change === "waiting") notifyWaiting();
         if (!current || msg.conversation_id !== current.conversation_id) unread.add(msg.conversation_id);
         loadList();
         if (current && msg.conversation_id === current.conversation_id) {
