@@ -8,12 +8,18 @@ import logging
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
 
 from accounts import access
+from accounts.models import Shop
 from accounts.scoped_admin import ShopScopedAdmin
 from tools import mcp
 from tools.models import ChatbotTools, HttpTool, McpServer
+from tools.openapi import http_tools_import
 from tools.registry import tool_choices
 from tools.selectors import http_tool_choices, mcp_tool_choices
 
@@ -144,9 +150,66 @@ class HttpToolForm(forms.ModelForm):
         widgets = {"url": forms.URLInput(attrs={"size": 80})}
 
 
+class OpenApiImportForm(forms.Form):
+    shop = forms.ModelChoiceField(queryset=Shop.objects.none())
+    base_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        help_text="The API's base URL, when the document's servers do not name one.",
+    )
+    document = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 20, "cols": 100}),
+        max_length=2_000_000,
+        help_text="The OpenAPI 3 document, JSON or YAML.",
+    )
+
+    def __init__(self, *args, shops, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["shop"].queryset = shops
+
+
 @admin.register(HttpTool)
 class HttpToolAdmin(ShopScopedAdmin, admin.ModelAdmin):
     form = HttpToolForm
     list_display = ("name", "shop", "method", "url", "active")
     list_filter = ("method", "active")
     search_fields = ("name", "url")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.import_openapi_view)
+        return [
+            path("import-openapi/", view, name="tools_httptool_import_openapi"),
+            *super().get_urls(),
+        ]
+
+    def import_openapi_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        ids = access.shop_ids_for(request.user)
+        shops = Shop.objects.order_by("name")
+        if ids is not None:
+            allowed = [i for i in ids if access.may(request.user, "add", HttpTool, i)]
+            shops = shops.filter(pk__in=allowed)
+        form = OpenApiImportForm(request.POST or None, shops=shops)
+        if request.method == "POST" and form.is_valid():
+            try:
+                report = http_tools_import(
+                    shop_id=form.cleaned_data["shop"].pk,
+                    text=form.cleaned_data["document"],
+                    base_url=form.cleaned_data["base_url"],
+                )
+            except ValueError as exc:
+                form.add_error("document", str(exc))
+            else:
+                created = ", ".join(report.created) or "none"
+                self.message_user(request, f"Created {len(report.created)} tool(s): {created}.")
+                for line in report.skipped[:50]:
+                    self.message_user(request, f"Skipped {line}.", messages.WARNING)
+                return redirect("admin:tools_httptool_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import HTTP tools from OpenAPI",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/tools/httptool/import_openapi.html", context)
