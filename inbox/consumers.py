@@ -83,7 +83,7 @@ def _presence(user_id: int, shop_ids: list[int], online: bool) -> None:
     services.agent_presence_set(user_id=user_id, shop_ids=shop_ids, online=online)
 
 
-ALL_SHOPS_GROUP = "inbox.shop.all"
+ALL_SHOPS_GROUP = services.ALL_SHOPS_GROUP
 
 
 class InboxConsumer(AsyncJsonWebsocketConsumer):

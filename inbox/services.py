@@ -108,7 +108,8 @@ def _after_commit(
     def run() -> None:
         if turn_id:
             _append(turn_id, events, finish=finish)
-        staff_notify(shop_id=shop_id, conversation_id=conversation_id, change=change)
+        if change:  # typing is for the customer only: no inbox page re-reads its lists for it
+            staff_notify(shop_id=shop_id, conversation_id=conversation_id, change=change)
 
     transaction.on_commit(run)
 
@@ -117,11 +118,12 @@ def staff_notify(*, shop_id: int, conversation_id: str, change: str) -> None:
     """Tell the shop's open inbox pages that a conversation changed (they re-read counts)."""
     from channels.layers import get_channel_layer
 
+    message = {"type": "inbox.changed", "conversation_id": conversation_id, "change": change}
     try:
-        async_to_sync(get_channel_layer().group_send)(
-            inbox_group(shop_id),
-            {"type": "inbox.changed", "conversation_id": conversation_id, "change": change},
-        )
+        layer = get_channel_layer()
+        # The shop's members, and the operators (who see every shop).
+        for group in (inbox_group(shop_id), ALL_SHOPS_GROUP):
+            async_to_sync(layer.group_send)(group, message)
     except Exception:
         # The inbox page also re-reads its lists when it reconnects; a lost nudge costs a delay.
         logger.warning("inbox: could not notify shop %s of %s", shop_id, change)
@@ -129,6 +131,9 @@ def staff_notify(*, shop_id: int, conversation_id: str, change: str) -> None:
 
 def inbox_group(shop_id: int) -> str:
     return f"inbox.shop.{shop_id}"
+
+
+ALL_SHOPS_GROUP = "inbox.shop.all"
 
 
 def agent_public(user) -> dict[str, Any]:

@@ -111,18 +111,23 @@ def test_a_takeover_reaches_the_agent_live_and_the_customer_in_order_without_any
     session = first["session_id"]
 
     agent_session, other_session = cookie(agent), cookie(other)
+    operator_session = cookie(User.objects.create_superuser("operator-live", "op@example.com"))
 
     async def run():
         staff = await inbox_socket(stack, agent_session)
         outsider = await inbox_socket(stack, other_session)
-        await next_of(staff, "ready")
-        await next_of(outsider, "ready")
+        operator = await inbox_socket(stack, operator_session)
+        for ws in (staff, outsider, operator):
+            await next_of(ws, "ready")
         async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as http:
             asked = await http.post(f"/api/sessions/{session}/person", json={}, headers=auth)
         assert asked.status_code == 200 and asked.json()["mode"] == "live", asked.text
         human = asked.json()["turn_id"]
         changed = await next_of(staff, "changed", conversation_id=session)
         assert changed["counts"]["waiting"] == 1
+        # An operator sees every shop's requests.
+        assert (await next_of(operator, "changed", conversation_id=session))["change"] == "waiting"
+        await operator.close()
         # Another shop's owner hears nothing of it (the nudge went to shop a's group only).
         await outsider.send(json.dumps({"type": "ping"}))
         while (frame := json.loads(await asyncio.wait_for(outsider.recv(), TIMEOUT)))[
