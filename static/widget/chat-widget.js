@@ -106,6 +106,7 @@
       failed: "Sorry, something went wrong and the answer stopped. Please try again.",
       cancelled: "The answer was stopped.",
       incomplete: "(This answer was interrupted.)",
+      sources: "Sources",
       gone: "This conversation is no longer available. Your next message starts a new one.",
       originRefused: "This chat is not available on this site.",
       reconnecting: "Connection lost. Reconnecting…",
@@ -195,6 +196,7 @@
       failed: "Beklager, noget gik galt, og svaret stoppede. Prøv venligst igen.",
       cancelled: "Svaret blev stoppet.",
       incomplete: "(Dette svar blev afbrudt.)",
+      sources: "Kilder",
       gone: "Samtalen findes ikke længere. Din næste besked starter en ny.",
       originRefused: "Chatten er ikke tilgængelig på denne side.",
       reconnecting: "Forbindelsen blev afbrudt. Forbinder igen…",
@@ -1046,6 +1048,10 @@
           turn.steps[data.call_id].classList.add(data.ok ? "cbw-step-done" : "cbw-step-failed");
         }
         break;
+      case "source_documents":
+        // What the answer was built from (docs/knowledge.md); shown under it when it ends.
+        turn.sources = Array.isArray(data.documents) ? data.documents : [];
+        break;
       case "error":
         turn.error = typeof data.message === "string" && data.message ? data.message : t("failed");
         break;
@@ -1053,7 +1059,7 @@
         finishTurn(turn, data);
         break;
       default:
-        break; // start, metadata, source_documents: nothing to show
+        break; // start, metadata: nothing to show
     }
   }
 
@@ -1071,6 +1077,8 @@
     turn.el.classList.remove("cbw-streaming");
     if (!turn.text) turn.textEl.textContent = "";
     showOutcome(turn.el, data.status || "completed", turn.error, !!turn.text);
+    var sources = turn.text && turn.sources ? sourcesList(turn.sources) : null;
+    if (sources) turn.el.appendChild(sources);
     if (state.session && state.session.turn_id === turn.id) {
       state.session.turn_id = null;
       store.set(state.session);
@@ -1660,6 +1668,28 @@
   }
 
   // --- order cards -------------------------------------------------------------------------------
+
+  /* The sources of an answer: titles, linked only where the link is http(s); at most five. */
+  function sourcesList(documents) {
+    var seen = {};
+    var items = [];
+    documents.forEach(function (doc) {
+      var meta = doc && typeof doc.metadata === "object" && doc.metadata ? doc.metadata : {};
+      var title = typeof meta.title === "string" ? meta.title.trim() : "";
+      var link = typeof meta.link === "string" && /^https?:\/\//i.test(meta.link) ? meta.link : "";
+      if (!title || seen[title + "\n" + link] || items.length >= 5) return;
+      seen[title + "\n" + link] = true;
+      var label = link
+        ? h("a", { href: link, target: "_blank", rel: "noopener noreferrer", text: title })
+        : title;
+      items.push(h("li", {}, [label]));
+    });
+    if (!items.length) return null;
+    return h("div", { class: "cbw-sources", role: "group", "aria-label": t("sources") }, [
+      h("div", { class: "cbw-sources-title", text: t("sources") }),
+      h("ul", {}, items),
+    ]);
+  }
 
   function orderCard(order) {
     var title = t("order", { number: order.order_number });
