@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
@@ -46,7 +47,10 @@ def chatbot_part_changed(sender, instance, **kwargs) -> None:
 
 @receiver([post_save, post_delete], sender=AIEndpoint)
 def endpoint_changed(sender, instance: AIEndpoint, **kwargs) -> None:
-    ids = Chatbot.objects.filter(flows__endpoint_id=instance.pk).values_list("public_id", flat=True)
+    # Flows call it; knowledge bases embed with it (its URL and key are in the cached config).
+    ids = Chatbot.objects.filter(
+        Q(flows__endpoint_id=instance.pk) | Q(knowledge_bases__embedding_endpoint_id=instance.pk)
+    ).values_list("public_id", flat=True)
     _drop(list(set(ids)))
 
 

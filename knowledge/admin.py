@@ -85,7 +85,11 @@ class KnowledgeChunkInline(ShopScopedInline, admin.TabularInline):
     extra = 0
     can_delete = False
     max_num = 0
-    verbose_name_plural = "chunks (as the bot retrieves them)"
+    verbose_name_plural = "chunks (as the bot retrieves them; the first 50)"
+
+    def get_queryset(self, request):
+        # A long manual makes thousands of chunks: the page shows how it was cut, not all of it.
+        return super().get_queryset(request).filter(position__lt=50)
 
 
 @admin.register(KnowledgeDocument)

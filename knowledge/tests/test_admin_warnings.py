@@ -100,3 +100,24 @@ def test_an_overlap_as_long_as_the_chunk_is_refused_on_its_field(
     assert response.context["adminform"].form.errors["chunk_overlap"] == [
         "The overlap must be smaller than the chunk."
     ]
+
+
+def test_a_changed_embedding_endpoint_is_read_again_by_the_next_turn(
+    make_chatbot, make_endpoint, make_kb
+):
+    from chatbots.selectors import chatbot_config_get
+
+    bot = make_chatbot()
+    endpoint = make_endpoint(kind=AIEndpoint.Kind.OPENAI, base_url="https://old.example/v1")
+    kb = make_kb(chatbot=bot, embedding_endpoint=endpoint, embedding_model="m")
+    flow = bot.flows.get()
+    flow.knowledge_base = kb
+    flow.save()
+    cached = chatbot_config_get(public_id=bot.public_id)
+    assert cached["flows"][0]["knowledge_base"]["embedding"]["base_url"] == "https://old.example/v1"
+
+    endpoint.base_url = "https://new.example/v1"
+    endpoint.save()
+
+    config = chatbot_config_get(public_id=bot.public_id)
+    assert config["flows"][0]["knowledge_base"]["embedding"]["base_url"] == "https://new.example/v1"
