@@ -164,6 +164,9 @@ def seed_message_fields(m) -> dict[str, Any]:
                     call.get("tool") for call in tools.get("calls") or []
                 ]
                 fields["agent_info"]["steps"] = tools.get("steps", 0)
+            if route.get("agents"):
+                # An answer handed from one agent (answer flow) to another, in order.
+                fields["agent_info"]["agents"] = route["agents"]
     for name in SEED_MESSAGE_FIELDS:
         if m.metadata.get(name) is not None:
             fields[name] = m.metadata[name]

@@ -103,6 +103,12 @@ class HistoryMessageSerializer(serializers.Serializer):
             "steps": serializers.IntegerField(
                 required=False, help_text="Rounds of tool calls the answer took."
             ),
+            "agents": serializers.ListField(
+                child=serializers.CharField(),
+                required=False,
+                help_text="The answer flows (agents) that took part, in order, when one "
+                "transferred the question to another.",
+            ),
         },
         allow_null=True,
         help_text="An answer: the flow that produced it. Null for a customer's message.",

@@ -287,7 +287,34 @@ CREATE_TICKET = Tool(
 )
 
 
-BUILTIN_TOOLS = (ORDER_LOOKUP, KNOWLEDGE_SEARCH, OPENING_HOURS, HANDOFF, CREATE_TICKET)
+async def _transfer_run(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    # The tool loop carries a transfer out itself (tools.loop.ToolLoop._transfer).
+    raise ToolError("Transfers are made by the conversation, not run as a tool.")
+
+
+TRANSFER_TO_AGENT = Tool(
+    name="transfer_to_agent",
+    title="Transfer to another agent (answer flow)",
+    description=(
+        "Hand the customer's question to another of the shop's assistants that is better "
+        "placed to answer it; it answers from here on."
+    ),
+    parameters={"type": "object", "properties": {"agent": {"type": "string"}}},
+    run=_transfer_run,
+    label={
+        "en": "Passing you to the right assistant…",
+        "da": "Sender dig til den rette assistent…",
+    },
+)
+
+BUILTIN_TOOLS = (
+    ORDER_LOOKUP,
+    KNOWLEDGE_SEARCH,
+    OPENING_HOURS,
+    HANDOFF,
+    CREATE_TICKET,
+    TRANSFER_TO_AGENT,
+)
 
 
 def register_builtin_tools() -> None:

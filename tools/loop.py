@@ -37,6 +37,7 @@ from tools.selectors import Toolset, toolset_for_turn
 logger = logging.getLogger(__name__)
 
 REDACTED = "***"
+TRANSFER = "transfer_to_agent"  # the built-in tool the loop itself carries out (tools.builtin)
 ARGUMENT_SHOWN_MAX = 200  # characters of one argument in a tool_call event or a record
 ARGUMENTS_SHOWN_MAX = 20  # arguments of one call in a tool_call event or a record
 SUMMARY_MAX = 200
@@ -110,6 +111,8 @@ class ToolLoop:
         self.context.metadata = execution.route.setdefault("context", {})
         # Kept on the turn's route (and so in agent_info): every call, its timing and outcome.
         self.record: dict[str, Any] = execution.route.setdefault("tools", {"steps": 0, "calls": []})
+        self.agents: dict[str, dict] = {}  # routing key -> flow this answer may transfer to
+        self.transfer_to: dict | None = None
 
     async def events(
         self,
@@ -122,7 +125,9 @@ class ToolLoop:
     ) -> AsyncIterator[UpstreamEvent]:
         toolset = self.toolset
         deadline = time.monotonic() + toolset.max_seconds
-        req.tools = [tool.definition() for tool in toolset.tools.values()]
+        self.agents = self._transfer_targets()
+        req.tools = [self._definition(tool) for tool in toolset.tools.values()]
+        req.tools = [d for d in req.tools if d is not None]
         usage: dict[str, Any] = {}
         text_sent = False
         step = 0
@@ -163,7 +168,7 @@ class ToolLoop:
                 break
             await self._released()
             step += 1
-            self.record["steps"] = step
+            self.record["steps"] = self.record.get("steps", 0) + 1
             planned, announced = self._plan(step, calls)
             for event in announced:
                 yield event
@@ -186,8 +191,66 @@ class ToolLoop:
                 },
                 *results["messages"],
             ]
+            if self.transfer_to is not None:
+                break
         if usage:
             yield UpstreamEvent("usage", data=usage)
+        if self.transfer_to is not None:
+            async for event in self._transfer(self.transfer_to):
+                yield event
+
+    # --- transfer to another agent (an answer flow of the bot) -------------------------------
+
+    def _current_flow(self) -> dict | None:
+        return self.execution.chosen_flow or flow_router.main_flow(self.execution.config)
+
+    def _transfer_targets(self) -> dict[str, dict]:
+        """The bot's other answer flows (by routing key) this answer may hand over to: not the
+        current one, nor one that already took part (no ping-pong)."""
+        if TRANSFER not in self.toolset.tools:
+            return {}
+        current = self._current_flow() or {}
+        taken = set(self.execution.route.get("agents") or []) | {current.get("name")}
+        return {
+            flow["routing_key"]: flow
+            for flow in self.execution.config["flows"]
+            if flow["role"] == "answer" and flow.get("routing_key") and flow["name"] not in taken
+        }
+
+    def _definition(self, tool: Tool) -> dict[str, Any] | None:
+        if tool.name != TRANSFER:
+            return tool.definition()
+        if not self.agents:
+            return None  # nobody to hand over to: not offered
+        definition = tool.definition()
+        definition["function"]["parameters"] = {
+            "type": "object",
+            "properties": {
+                "agent": {
+                    "type": "string",
+                    "enum": sorted(self.agents),
+                    "description": "Who takes over: "
+                    + "; ".join(
+                        f"{key} ({flow['name']})" for key, flow in sorted(self.agents.items())
+                    ),
+                }
+            },
+            "required": ["agent"],
+            "additionalProperties": False,
+        }
+        return definition
+
+    async def _transfer(self, target: dict) -> AsyncIterator[UpstreamEvent]:
+        """The target flow answers the same question from here on, as the runner runs any
+        answer flow (its context providers, its template, its own tool loop)."""
+        execution = self.execution
+        current = self._current_flow() or {}
+        agents = execution.route.setdefault("agents", [current.get("name")])
+        agents.append(target["name"])
+        execution.chosen_flow = target
+        execution.route["flow"] = target["name"]
+        async for event in execution.run_answer(target, self.context.question, None):
+            yield event
 
     async def _released(self) -> None:
         """Parallel routing starts the main flow beside the router (runner._parallel) and drops
@@ -270,6 +333,15 @@ class ToolLoop:
         if problem is not None or tool is None or arguments is None:
             outcome = "refused" if tool is None else "error"
             content = json.dumps({"error": problem})
+        elif tool.name == TRANSFER:
+            target = self.agents.get(str(arguments.get("agent")))
+            if target is None or self.transfer_to is not None:
+                outcome = "error"
+                content = json.dumps({"error": "No such agent to transfer to."})
+            else:
+                self.transfer_to = target
+                content = json.dumps({"transferred_to": target["routing_key"]})
+                summary = target["name"]
         else:
             timeout = max(0.1, min(self.toolset.call_timeout, deadline - started))
             try:
