@@ -24,6 +24,7 @@ class HelpdeskConnectionForm(forms.ModelForm):
             "domain",
             "api_key",
             "agent_email",
+            "webhook_secret",
             "priority",
             "tags",
         )
@@ -43,7 +44,7 @@ class HelpdeskConnectionAdmin(ShopScopedAdmin, ConnectionTestMixin, admin.ModelA
             (None, {"fields": ("chatbot", "kind", "active", "domain")}),
             (
                 "Credentials (stored encrypted, never shown again)",
-                {"fields": ("api_key", "agent_email")},
+                {"fields": ("api_key", "agent_email", "webhook_secret")},
             ),
             ("Tickets", {"fields": ("priority", "tags")}),
         )

@@ -40,6 +40,13 @@ class HelpdeskConnection(models.Model):
     agent_email = models.EmailField(
         blank=True, help_text="Zendesk only: the agent whose API token this is."
     )
+    webhook_secret = EncryptedSecretField(
+        "Webhook secret",
+        blank=True,
+        help_text="Agents' replies in the helpdesk come back into the chat through a webhook "
+        "(docs/inbox.md). Zendesk: the webhook's signing secret. Freshdesk: a secret you also "
+        "send in the automation's X-Chatbot-Webhook-Secret header. Empty: none are accepted.",
+    )
     priority = models.PositiveSmallIntegerField(
         default=1,
         choices=[(1, "Low"), (2, "Medium"), (3, "High"), (4, "Urgent")],

@@ -45,6 +45,7 @@ SECRETS = {
     "openai": "sk-roundtrip-openai-0a1b2c3d4e",
     "pinecone": "pcsk-roundtrip-pinecone-5f6a7b",
     "helpdesk": "helpdesk-roundtrip-key-8c9d0e",
+    "webhook": "webhook-roundtrip-secret-2b3c4d",
     "client_secret": "client-secret-roundtrip-1f2a3b",
     "access_token": "access-token-roundtrip-4c5d6e",
     "token_secret": "token-secret-roundtrip-7f8a9b",
@@ -177,6 +178,7 @@ def populate() -> None:
         kind="freshdesk",
         domain="demo.freshdesk.com",
         api_key=SECRETS["helpdesk"],
+        webhook_secret=SECRETS["webhook"],
         agent_email="agent@demo-shop.example",
         tags=["web", "vip"],
     )
