@@ -542,6 +542,7 @@ class TurnExecution:
                 # Text held back by the text rules goes out before the step it came before.
                 await self.publisher.token(rewriter.flush())
                 await self.publisher.emit(event.kind, event.data)
+                tool_loop.record_passed_through(self.route, event)
         await self.publisher.token(rewriter.flush())
         await self.publisher.flush_tokens()
 

@@ -412,3 +412,23 @@ async def answer_events(
     async with aclosing(events):
         async for event in events:
             yield event
+
+
+def record_passed_through(route: dict[str, Any], event: UpstreamEvent) -> None:
+    """Keep on the turn a tool step an endpoint ran itself (Flowise agents, `source: flowise`),
+    like the loop's own calls; the loop records its own as it makes them."""
+    data = event.data if isinstance(event.data, dict) else {}
+    if event.kind != "tool_result" or data.get("source") != "flowise":
+        return
+    record = route.setdefault("tools", {"steps": 0, "calls": []})
+    record["calls"].append(
+        {
+            "tool": data.get("tool"),
+            "step": 0,
+            "outcome": data.get("outcome"),
+            "duration_ms": None,
+            "arguments": {},
+            "source": "flowise",
+            **({"agent": data["agent"]} if data.get("agent") else {}),
+        }
+    )

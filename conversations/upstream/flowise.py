@@ -277,6 +277,9 @@ async def _flowise_events(
             yield UpstreamEvent("metadata", data=data)
         elif name == "usageMetadata" and isinstance(data, dict):
             yield _usage_event(data, stats)
+        elif name in TOOL_EVENTS:
+            for event in flowise_tool_steps(name, data):
+                yield event
         elif name == "error":
             message = data if isinstance(data, str) else json.dumps(data)
             raise UpstreamError(
@@ -299,6 +302,53 @@ async def _flowise_events(
     raise UpstreamError(
         E.UPSTREAM_TRUNCATED, "stream ended without an end event", tokens_emitted=stats.tokens
     )
+
+
+# Flowise agents run their own tools; what they report is passed on as our tool_call /
+# tool_result events (docs/tools.md), never their inputs or outputs (personal data, secrets).
+TOOL_EVENTS = ("usedTools", "calledTools", "agentReasoning")
+MAX_TOOL_STEPS = 50
+
+
+def flowise_tool_steps(name: str, data: Any) -> list[UpstreamEvent]:
+    """`usedTools` / `calledTools` items ({tool, toolInput, toolOutput, error?}) and the
+    `usedTools` of `agentReasoning` items ({agentName, usedTools?}), as tool_call + tool_result
+    pairs marked `source: flowise`."""
+    items: list[tuple[dict, str | None]] = []
+    for entry in data if isinstance(data, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        if name == "agentReasoning":
+            agent = entry.get("agentName") or entry.get("nodeName")
+            items += [(t, agent) for t in entry.get("usedTools") or [] if isinstance(t, dict)]
+        else:
+            items.append((entry, None))
+    events: list[UpstreamEvent] = []
+    for n, (item, agent) in enumerate(items[:MAX_TOOL_STEPS], start=1):
+        tool = item.get("tool") or item.get("name") or item.get("toolName")
+        if not isinstance(tool, str) or not tool:
+            continue
+        tool = tool[:100]
+        base = {"call_id": f"flowise-{name}-{n}", "tool": tool, "source": "flowise"}
+        if isinstance(agent, str) and agent:
+            base["agent"] = agent[:100]
+        failed = bool(item.get("error"))
+        events.append(
+            UpstreamEvent("tool_call", data={**base, "label": tool, "arguments": {}, "step": 0})
+        )
+        events.append(
+            UpstreamEvent(
+                "tool_result",
+                data={
+                    **base,
+                    "ok": not failed,
+                    "outcome": "error" if failed else "ok",
+                    "summary": "",
+                    "duration_ms": None,
+                },
+            )
+        )
+    return events
 
 
 def _usage_event(data: dict[str, Any], stats: CallStats) -> UpstreamEvent:
@@ -327,6 +377,9 @@ async def _json(
     yield UpstreamEvent("token", text=text)
     if data.get("sourceDocuments"):
         yield UpstreamEvent("source_documents", data=data["sourceDocuments"])
+    for name in TOOL_EVENTS:
+        for event in flowise_tool_steps(name, data.get(name)):
+            yield event
     meta = {k: data[k] for k in ("chatId", "chatMessageId", "question", "sessionId") if k in data}
     if "memoryType" in data:
         meta["memoryType"] = data["memoryType"]

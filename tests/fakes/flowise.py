@@ -51,6 +51,11 @@ FLOWISE_DEFAULTS: dict[str, Any] = {
     "json_fallback": False,
     "old_end_frame": False,
     "source_documents": None,
+    # An agent flow's tool use (ai_protocols.md §1.7): IUsedTool items {tool, toolInput,
+    # toolOutput, error?} sent as `usedTools`, and IAgentReasoning items as `agentReasoning`,
+    # after the tokens (in the JSON answer as the same keys).
+    "used_tools": None,
+    "agent_reasoning": None,
     "known_chatflows": None,  # list of ids; others get 404 when set
     # Real Flowise never answers a pre-stream error (bad or unknown chatflow id) of a streaming
     # request: the connection is held, then dropped (ai_protocols.md §1.9, §6).
@@ -257,6 +262,10 @@ class FakeFlowise(FakeServer):
         out["memoryType"] = sc.memory_type
         if sc.source_documents:
             out["sourceDocuments"] = sc.source_documents
+        if sc.used_tools:
+            out["usedTools"] = sc.used_tools
+        if sc.agent_reasoning:
+            out["agentReasoning"] = sc.agent_reasoning
         for i in range(len(tokens)):
             self.emit(info["chat_id"], i)
         await resp.send(200, out)
@@ -296,6 +305,10 @@ class FakeFlowise(FakeServer):
                 return
             if sc.source_documents:
                 await resp.write(frame("sourceDocuments", sc.source_documents))
+            if sc.used_tools:
+                await resp.write(frame("usedTools", sc.used_tools))
+            if sc.agent_reasoning:
+                await resp.write(frame("agentReasoning", sc.agent_reasoning))
             meta = {
                 "chatId": chat_id,
                 "chatMessageId": str(uuid.uuid4()),
