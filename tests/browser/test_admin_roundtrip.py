@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import User
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.urls import reverse
 from model_bakery import baker
@@ -189,14 +190,37 @@ BAKER_VALUES: dict[str, dict[str, Any]] = {
     "helpdesk.ConversationRating": {"score": 4},
     # A shortcut is typed as /shortcut: lower-case letters, digits, - and _ (its validator).
     "inbox.CannedResponse": {"shortcut": "returns"},
+    # An HTTP tool's form wants an http(s) address and a JSON Schema object for its arguments.
+    "tools.HttpTool": {
+        "url": "https://shop.example/api/stock/{sku}",
+        "parameters": {"type": "object", "properties": {"sku": {"type": "string"}}},
+    },
 }
+
+
+def _within_validators(model: type[models.Model]) -> dict[str, Any]:
+    """A value inside each field's Min/MaxValueValidator: model_bakery fills numbers at random,
+    which a bounded field's form then refuses (a page that shows an error cannot save)."""
+    values: dict[str, Any] = {}
+    for field in model._meta.concrete_fields:
+        low = high = None
+        for validator in field.validators:
+            if isinstance(validator, MinValueValidator):
+                low = validator.limit_value
+            elif isinstance(validator, MaxValueValidator):
+                high = validator.limit_value
+        if callable(low) or callable(high):
+            continue
+        if low is not None or high is not None:
+            values[field.name] = low if low is not None else high
+    return values
 
 
 def ensure_object(model: type[models.Model]) -> models.Model:
     obj = model._default_manager.order_by("pk").last()
     if obj is not None:
         return obj
-    values = BAKER_VALUES.get(model._meta.label, {})
+    values = {**_within_validators(model), **BAKER_VALUES.get(model._meta.label, {})}
     try:
         with transaction.atomic():
             return baker.make(model, _fill_optional=True, **values)
