@@ -205,3 +205,28 @@ def test_a_server_that_goes_away_mid_call_fails_that_call_only(
         ("mcp__steady__add", True),
         ("opening_hours", True),
     ]
+
+
+def test_another_shops_server_and_http_tool_are_never_a_bots_tools(make_chatbot):
+    from accounts.models import Shop
+    from tools.models import ChatbotTools, HttpTool
+    from tools.selectors import toolset_for_turn
+
+    other = Shop.objects.create(slug="other-shop", name="Other shop")
+    McpServer.objects.create(
+        shop=other,
+        name="theirs",
+        url="https://theirs.example/mcp",
+        tools_cache=[{"name": "add", "description": "", "input_schema": {"type": "object"}}],
+    )
+    HttpTool.objects.create(
+        shop=other, name="theirs", description="x", url="https://theirs.example/x"
+    )
+    bot = make_chatbot()  # in the tests' own shop
+    names = ["mcp__theirs__add", "http__theirs"]
+    row = ChatbotTools.objects.create(chatbot=bot, tools=names)  # as an import could
+
+    assert toolset_for_turn(chatbot_id=bot.pk) is None
+    with pytest.raises(ValidationError) as err:
+        row.full_clean()
+    assert "mcp__theirs__add" in str(err.value) and "http__theirs" in str(err.value)
