@@ -329,3 +329,20 @@ def test_a_base_with_an_embedding_model_answers_from_hybrid_ranking(
     assert source["metadata"]["method"] == "hybrid"
     assert source["metadata"]["ranks"] == {"fulltext": 1, "vector": 1}
     assert "Corkage is 50 kroner a bottle." in system_message(openai_server)
+
+
+def test_the_admin_transcript_shows_the_passages_an_answer_used(openai_server, faq_bot, admin_user):
+    from django.test import Client
+
+    from analytics.services.analysis import turn_analyse
+
+    turn = ask(faq_bot, "How do returns work?")
+    turn_analyse(turn_id=str(turn.pk))  # what the analytics task does after every turn
+    client = Client()
+    client.force_login(admin_user)
+
+    page = client.get(f"/admin/conversations/conversation/{turn.conversation_id}/change/")
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Returns" in html and RETURNS in html
