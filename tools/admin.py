@@ -3,12 +3,15 @@ shop's MCP servers (saved with their tool list; Test lists the tools again)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from asgiref.sync import async_to_sync
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -20,7 +23,7 @@ from accounts.scoped_admin import ShopScopedAdmin
 from tools import mcp
 from tools.models import ChatbotTools, HttpTool, McpServer
 from tools.openapi import http_tools_import
-from tools.registry import tool_choices
+from tools.registry import ToolError, tool_choices
 from tools.selectors import http_tool_choices, mcp_tool_choices
 
 logger = logging.getLogger(__name__)
@@ -68,6 +71,87 @@ class ChatbotToolsAdmin(ShopScopedAdmin, admin.ModelAdmin):
         return ", ".join(obj.tools) or "—"
 
 
+class TryToolForm(forms.Form):
+    tool = forms.ChoiceField()
+    arguments = forms.JSONField(
+        initial=dict,
+        required=False,
+        help_text='The arguments as a JSON object, e.g. {"sku": "A1"}.',
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
+    )
+
+    def __init__(self, *args, tools: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tool"].choices = [(name, name) for name in tools]
+
+    def clean_arguments(self):
+        value = self.cleaned_data["arguments"]
+        if value in (None, ""):
+            return {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Give a JSON object.")
+        return value
+
+
+class TryToolMixin:
+    """A "Try a tool" page on the change form: run one tool with sample arguments and show
+    what the model would read, or the error it would get (change permission: it acts)."""
+
+    change_form_template = "admin/tools/tool_change_form.html"
+
+    def get_urls(self):
+        opts = self.model._meta
+        view = self.admin_site.admin_view(self.try_view)
+        name = f"{opts.app_label}_{opts.model_name}_try"
+        return [path("<path:object_id>/try/", view, name=name), *super().get_urls()]
+
+    def tool_names(self, obj) -> list[str]:
+        raise NotImplementedError
+
+    async def tool_run(self, obj, tool: str, arguments: dict) -> str:
+        raise NotImplementedError
+
+    def try_view(self, request, object_id):
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            raise Http404
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        form = TryToolForm(request.POST or None, tools=self.tool_names(obj))
+        outcome = result = ""
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = async_to_sync(self._bounded)(
+                    obj, form.cleaned_data["tool"], form.cleaned_data["arguments"]
+                )
+                outcome = "The tool answered"
+            except ToolError as err:
+                outcome, result = "The tool failed", err.message
+            except TimeoutError:
+                outcome, result = "The tool failed", "No answer in time."
+            except Exception:
+                logger.warning("trying a tool of %s failed", obj.pk, exc_info=True)
+                outcome, result = "The tool failed", "It could not be run."
+            cap = settings.TOOLS_RESULT_MAX_CHARS
+            if len(result) > cap:
+                result = result[:cap] + f"\n[cut: the result had {len(result)} characters]"
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": obj,
+            "title": f"Try a tool of {obj}",
+            "form": form,
+            "outcome": outcome,
+            "result": result,
+            "result_max": settings.TOOLS_RESULT_MAX_CHARS,
+        }
+        return TemplateResponse(request, "admin/tools/try_tool.html", context)
+
+    async def _bounded(self, obj, tool: str, arguments: dict) -> str:
+        async with asyncio.timeout(obj.timeout + 5):
+            return await self.tool_run(obj, tool, arguments)
+
+
 def mcp_endpoint_of(server: McpServer) -> mcp.McpEndpoint:
     headers = mcp.parse_headers(server.headers_text())
     return mcp.McpEndpoint(
@@ -94,7 +178,7 @@ def mcp_server_refresh(*, server: McpServer) -> tuple[bool, str]:
 
 
 @admin.register(McpServer)
-class McpServerAdmin(ShopScopedAdmin, admin.ModelAdmin):
+class McpServerAdmin(TryToolMixin, ShopScopedAdmin, admin.ModelAdmin):
     list_display = ("name", "shop", "url", "transport", "active", "tool_count", "tools_listed_at")
     list_filter = ("transport", "active")
     search_fields = ("name", "url")
@@ -110,6 +194,14 @@ class McpServerAdmin(ShopScopedAdmin, admin.ModelAdmin):
         "tools_listed_at",
     )
     actions = ("test_servers",)
+
+    def tool_names(self, obj: McpServer) -> list[str]:
+        return [t["name"] for t in obj.tools_cache or []]
+
+    async def tool_run(self, obj: McpServer, tool: str, arguments: dict) -> str:
+        return await mcp.mcp_tool_call(
+            endpoint=mcp_endpoint_of(obj), name=tool, arguments=arguments
+        )
 
     @admin.display(description="Tools")
     def tool_count(self, obj: McpServer) -> int:
@@ -169,11 +261,25 @@ class OpenApiImportForm(forms.Form):
 
 
 @admin.register(HttpTool)
-class HttpToolAdmin(ShopScopedAdmin, admin.ModelAdmin):
+class HttpToolAdmin(TryToolMixin, ShopScopedAdmin, admin.ModelAdmin):
     form = HttpToolForm
     list_display = ("name", "shop", "method", "url", "active")
     list_filter = ("method", "active")
     search_fields = ("name", "url")
+
+    def tool_names(self, obj: HttpTool) -> list[str]:
+        return [obj.name]
+
+    async def tool_run(self, obj: HttpTool, tool: str, arguments: dict) -> str:
+        from tools.http import HttpCall, http_tool_call
+
+        call = HttpCall(
+            method=obj.method,
+            url=obj.url,
+            headers=mcp.parse_headers(obj.headers_text()),
+            timeout=obj.timeout,
+        )
+        return await http_tool_call(call=call, arguments=arguments)
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.import_openapi_view)

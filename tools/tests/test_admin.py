@@ -87,3 +87,37 @@ def test_staff_connect_an_mcp_server_whose_header_is_never_shown_and_tick_its_to
 
     page = admin_client.get(ADD).content.decode()
     assert 'value="mcp__warehouse__order_status"' in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_try_an_mcp_tool_with_sample_arguments_and_see_what_the_model_would_read(
+    admin_client,
+):
+    from chatbots.tests.factories import shop_for_tests
+    from tests.fakes.mcp_server import FakeMCPServer
+    from tools.admin import mcp_server_refresh
+    from tools.models import McpServer
+
+    with FakeMCPServer() as fake:
+        server = McpServer.objects.create(
+            shop=shop_for_tests(), name="warehouse", url=f"{fake.url}/mcp"
+        )
+        mcp_server_refresh(server=server)
+        url = f"/admin/tools/mcpserver/{server.pk}/try/"
+        assert (
+            "Try a tool"
+            in admin_client.get(f"/admin/tools/mcpserver/{server.pk}/change/").content.decode()
+        )
+
+        page = admin_client.post(url, {"tool": "add", "arguments": '{"a": 2, "b": 40}'})
+        assert "The tool answered" in page.content.decode()
+        assert '<pre class="tool-result" style="white-space: pre-wrap">42</pre>' in (
+            page.content.decode()
+        )
+
+        page = admin_client.post(url, {"tool": "fail", "arguments": "{}"}).content.decode()
+        assert "The tool failed" in page and "reported an error" in page
+
+        page = admin_client.post(url, {"tool": "add", "arguments": "[1]"}).content.decode()
+        assert "Give a JSON object." in page
+    assert [name for name, _ in fake.calls] == ["add", "fail"]

@@ -174,3 +174,15 @@ def test_a_private_address_is_refused_unless_the_installation_allows_it(settings
     with pytest.raises(ValidationError) as err:
         tool.full_clean()
     assert "loopback" in str(err.value)
+
+
+def test_staff_try_an_http_tool_with_sample_arguments(shop_api, admin_client):
+    tool = http_tool(shop_api)
+
+    page = admin_client.post(
+        f"/admin/tools/httptool/{tool.pk}/try/",
+        {"tool": "stock", "arguments": '{"sku": "A1"}'},
+    ).content.decode()
+
+    assert "The tool answered" in page and "in_stock" in page
+    assert shop_api.requests[0].path == "/stock/A1"
