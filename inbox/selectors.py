@@ -122,13 +122,29 @@ def conversation_detail(*, user, conversation_id) -> dict[str, Any]:
         }
         for n in PrivateNote.objects.filter(conversation=conversation).select_related("author")
     ]
+    acting = may_act(user=user, conversation=conversation)
     return {
         **conversation_summary(conversation),
         "human_turn_id": str(conversation.human_turn_id) if conversation.human_turn_id else None,
-        "may_act": may_act(user=user, conversation=conversation),
+        "may_act": acting,
+        "assignable": assignable_agents(shop_id=conversation.chatbot.shop_id) if acting else [],
         "messages": messages,
         "notes": notes,
     }
+
+
+def assignable_agents(*, shop_id: int) -> list[dict[str, Any]]:
+    """Who a conversation of the shop may be assigned to: its agents, admins and owners."""
+    from accounts.models import Membership
+
+    rows = (
+        Membership.objects.filter(
+            shop_id=shop_id, role__in=[Role.AGENT, Role.ADMIN, Role.OWNER], user__is_active=True
+        )
+        .select_related("user")
+        .order_by("user__first_name", "user__username")
+    )
+    return [{"id": m.user_id, "name": m.user.first_name or m.user.get_username()} for m in rows]
 
 
 def canned_for(*, user) -> list[dict[str, str]]:

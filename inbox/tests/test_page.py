@@ -138,3 +138,11 @@ def test_an_assignment_to_a_viewer_or_another_shops_member_is_refused(
     assert post(client, url, {"user_id": "x"}).status_code == 400
     ok = post(client, url, {"user_id": second_agent.pk})
     assert ok.status_code == 200 and ok.json()["assigned_agent"]["name"] == "Bo"
+
+
+def test_only_the_shops_agents_admins_and_owners_are_offered_for_assignment(
+    waiting, online, second_agent, viewer, outsider
+):
+    detail = signed_in(online).get(f"{API}/{waiting.pk}").json()
+    assert [a["name"] for a in detail["assignable"]] == ["Anna", "Bo"]
+    assert signed_in(viewer).get(f"{API}/{waiting.pk}").json()["assignable"] == []

@@ -88,6 +88,14 @@
     const open = detail.handling !== "bot";
     for (const b of document.querySelectorAll("#conv-actions button")) b.disabled = !detail.may_act || !open;
     $("conv-reply").hidden = !detail.may_act || !open;
+    $("assign-to").replaceChildren(...detail.assignable.map((a) => {
+      const option = document.createElement("option");
+      option.value = a.id;
+      option.textContent = a.name;
+      option.selected = !!detail.assigned_agent && detail.assigned_agent.id === a.id;
+      return option;
+    }));
+    $("assign-to").disabled = !detail.may_act || !open;
     $("note-form").hidden = !detail.may_act;
     $("notes-list").replaceChildren(...detail.notes.map((n) => {
       const li = document.createElement("li");
@@ -223,9 +231,12 @@
       loadList();
     });
   }
-  for (const b of document.querySelectorAll("#conv-actions button")) {
+  for (const b of document.querySelectorAll("#conv-actions button[data-action]")) {
     b.addEventListener("click", () => act(b.dataset.action));
   }
+  $("assign-button").addEventListener("click", () => {
+    act("assign", {user_id: parseInt($("assign-to").value, 10)});
+  });
   $("conv-reply").addEventListener("submit", (e) => {
     e.preventDefault();
     const text = $("reply-text").value.trim();
