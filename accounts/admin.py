@@ -96,7 +96,7 @@ class MembershipInline(admin.TabularInline):
 class ShopAdmin(ShopScopedAdmin, admin.ModelAdmin):
     list_display = ("name", "slug", "created_at")
     search_fields = ("name", "slug")
-    fields = ("name", "slug", "created_at")
+    fields = ("name", "slug", "timezone", "created_at")
     readonly_fields = ("created_at",)
     inlines = [MembershipInline]
 

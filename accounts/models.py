@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import zoneinfo
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+
+
+def validate_timezone_name(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            f"“{value}” is not a time zone name such as Europe/Copenhagen."
+        ) from None
 
 
 class Shop(models.Model):
@@ -14,6 +26,13 @@ class Shop(models.Model):
         max_length=64,
         unique=True,
         help_text="Short name used on the command line (--shop), e.g. “vinhuset”.",
+    )
+    timezone = models.CharField(
+        max_length=64,
+        default="Europe/Copenhagen",
+        validators=[validate_timezone_name],
+        help_text="The shop's own time: its nightly jobs (retention) run at night here, e.g. "
+        "“Europe/Copenhagen”.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -532,10 +532,13 @@ if SENTRY_DSN:
     )
 
 # --- Privacy (privacy app; docs/privacy.md) ----------------------------------------------------
-# Each shop's retention periods (privacy.RetentionPolicy) are applied daily by this job.
+# Each shop's retention periods (privacy.RetentionPolicy) are applied once a night in the shop's
+# own time zone (accounts.Shop.timezone), after this local hour: the job runs hourly and takes
+# the shops where that time has come and that were not done yet on that date.
+RETENTION_LOCAL_HOUR = env.int("RETENTION_LOCAL_HOUR", default=3)
 CELERY_BEAT_SCHEDULE["privacy-retention"] = {
     "task": "privacy.tasks.retention_enforce",
-    "schedule": crontab(minute=15, hour=3),
+    "schedule": crontab(minute=15),
 }
 # Conversations idle past SESSION_INACTIVITY_MINUTES are ended by this sweep (issue #24).
 CELERY_BEAT_SCHEDULE["sessions-expire-idle"] = {

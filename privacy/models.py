@@ -31,6 +31,9 @@ class RetentionPolicy(models.Model):
         help_text="Mask email addresses and phone numbers in the AI-call log's question and "
         "answer text (and the conversation index) as soon as a turn ends.",
     )
+    # The shop's local date of the last nightly run (the job runs hourly and takes each shop
+    # once a night, after RETENTION_LOCAL_HOUR in the shop's time zone).
+    last_enforced_on = models.DateField(null=True, blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

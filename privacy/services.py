@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import logging
 import uuid
+import zoneinfo
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -384,11 +385,24 @@ def _model_delete(model):
     return lambda ids: model.objects.filter(pk__in=ids).delete()[0]
 
 
+def _due_tonight(policy: RetentionPolicy, now: dt.datetime) -> dt.date | None:
+    """The shop's local date when its nightly run is due (past RETENTION_LOCAL_HOUR there and
+    not yet run on that date), else None."""
+    local = now.astimezone(zoneinfo.ZoneInfo(policy.shop.timezone))
+    if local.hour < settings.RETENTION_LOCAL_HOUR or policy.last_enforced_on == local.date():
+        return None
+    return local.date()
+
+
 def retention_enforce(
-    *, now: dt.datetime | None = None, batch: int | None = None
+    *, now: dt.datetime | None = None, batch: int | None = None, nightly: bool = False
 ) -> dict[str, int]:
     """Apply every shop's retention policy. A row goes when its time is *before* now minus the
-    period (a row exactly that old stays until the next run). Rows deleted per kind."""
+    period (a row exactly that old stays until the next run). Rows deleted per kind.
+
+    `nightly` (the hourly beat job): only shops where it is past RETENTION_LOCAL_HOUR in their
+    own time zone and that were not yet done on that local date — each shop once a night, at
+    night in its own time, and still on the next run if a run was missed."""
     from analytics.models import (
         ContextChunk,
         ConversationAnalysis,
@@ -402,6 +416,9 @@ def retention_enforce(
     totals: Counter = Counter()
     recount = False
     for policy in RetentionPolicy.objects.select_related("shop").order_by("pk"):
+        local_date = _due_tonight(policy, now) if nightly else None
+        if nightly and local_date is None:
+            continue
         shop_q = Q(chatbot__shop_id=policy.shop_id)
         if policy.conversations_days:
             cutoff = now - dt.timedelta(days=policy.conversations_days)
@@ -454,6 +471,8 @@ def retention_enforce(
             ):
                 totals[key] += _in_batches(queryset, _model_delete(queryset.model), batch)
             recount = True
+        if local_date is not None:
+            RetentionPolicy.objects.filter(pk=policy.pk).update(last_enforced_on=local_date)
     if recount:
         _index_recount()
     # Calls stored after their turn ended (analyses) and shops that just switched it on.

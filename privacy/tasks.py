@@ -14,13 +14,19 @@ RETENTION_JOB = "privacy-retention"
     soft_time_limit=3000,
     time_limit=3600,
 )
-def retention_enforce(self) -> int:
-    """Every shop's retention periods, under the maintenance job frame (lock, JobRun)."""
+def retention_enforce(self, now: str | None = None) -> int:
+    """The retention periods of the shops where it is night (services.retention_enforce,
+    nightly), under the maintenance job frame (lock, JobRun). Beat runs it hourly; `now` (ISO
+    8601) is for tests."""
+    import datetime as dt
+
     from monitoring.maintenance import job_execute
     from privacy import services
 
+    at = dt.datetime.fromisoformat(now) if now else None
+
     def work(progress) -> None:
-        deleted = services.retention_enforce()
+        deleted = services.retention_enforce(now=at, nightly=True)
         progress.details.update(deleted)
         progress.rows += sum(deleted.values())
 

@@ -154,7 +154,7 @@ def test_a_shop_without_periods_keeps_everything(two_shops):
     assert Conversation.objects.count() == 1 and AICall.objects.count() == 1
 
 
-def test_the_daily_job_is_scheduled_and_records_its_run(two_shops):
+def test_the_nightly_job_is_scheduled_and_records_its_run(two_shops):
     from privacy.tasks import retention_enforce as task
 
     strict, bot, _, _ = two_shops
@@ -162,8 +162,10 @@ def test_the_daily_job_is_scheduled_and_records_its_run(two_shops):
     assert settings.CELERY_TASK_ROUTES["privacy.tasks.*"] == {"queue": "maintenance"}
     RetentionPolicy.objects.create(shop=strict, ai_calls_days=1)
     call_at(bot, timezone.now() - 2 * DAY)
+    # 03:15 in Copenhagen (the shop's default time zone) on a winter night.
+    night = dt.datetime(2026, 12, 5, 2, 15, tzinfo=dt.UTC)
 
-    assert task.apply().get() == 1
+    assert task.apply(kwargs={"now": night.isoformat()}).get() == 1
 
     run = JobRun.objects.get(job="privacy-retention")
     assert run.outcome == JobRun.Outcome.OK and run.rows_affected == 1
@@ -242,3 +244,56 @@ def test_another_shops_owner_gets_404(two_shops, client):
     logged_in(client, lenient, Role.OWNER)
     assert client.get(f"/api/shops/{strict.slug}/retention").status_code == 404
     assert client.get("/api/shops/no-such-shop/retention").status_code == 404
+
+
+def test_each_shop_is_done_once_a_night_at_night_in_its_own_time_zone(two_shops):
+    copenhagen, cph_bot, new_york, ny_bot = two_shops
+    new_york.timezone = "America/New_York"
+    new_york.save(update_fields=["timezone"])
+    for shop in (copenhagen, new_york):
+        # Both done the night before (local dates), as in any night after the first.
+        RetentionPolicy.objects.create(
+            shop=shop, ai_calls_days=1, last_enforced_on=dt.date(2026, 12, 4)
+        )
+    winter = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
+    old_calls = [call_at(bot, winter - 2 * DAY) for bot in (cph_bot, ny_bot)]
+
+    def left() -> set[str]:
+        return set(
+            AICall.objects.filter(pk__in=[c.pk for c in old_calls]).values_list(
+                "chatbot__public_id", flat=True
+            )
+        )
+
+    # 01:15 UTC: 02:15 in Copenhagen, 20:15 the evening before in New York — nobody's night yet.
+    assert retention_enforce(now=winter + dt.timedelta(hours=1, minutes=15), nightly=True) == {}
+    assert left() == {"strict", "lenient"}
+    # 02:15 UTC is 03:15 in Copenhagen: its night has come.
+    retention_enforce(now=winter + dt.timedelta(hours=2, minutes=15), nightly=True)
+    assert left() == {"lenient"}
+    assert RetentionPolicy.objects.get(shop=copenhagen).last_enforced_on == dt.date(2026, 12, 5)
+    # Later that night Copenhagen is not done again (a call just past the period stays).
+    late = call_at(cph_bot, winter + dt.timedelta(hours=3) - DAY - SECOND)
+    retention_enforce(now=winter + dt.timedelta(hours=4, minutes=15), nightly=True)
+    assert AICall.objects.filter(pk=late.pk).exists()
+    # 08:15 UTC is 03:15 in New York.
+    retention_enforce(now=winter + dt.timedelta(hours=8, minutes=15), nightly=True)
+    assert left() == set()
+    # A run that was missed is made up at the next one: the next evening still counts.
+    RetentionPolicy.objects.filter(shop=new_york).update(last_enforced_on=dt.date(2026, 12, 3))
+    assert _due(new_york, winter + dt.timedelta(hours=23)) == dt.date(2026, 12, 5)
+
+
+def _due(shop, now):
+    from privacy.services import _due_tonight
+
+    return _due_tonight(RetentionPolicy.objects.select_related("shop").get(shop=shop), now)
+
+
+def test_a_shop_time_zone_must_be_a_real_one():
+    from django.core.exceptions import ValidationError
+
+    shop = create_shop(name="Nowhere")
+    shop.timezone = "Mars/Olympus_Mons"
+    with pytest.raises(ValidationError):
+        shop.full_clean()
