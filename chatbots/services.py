@@ -208,18 +208,28 @@ def _builtin_endpoint_check(*, endpoint) -> tuple[bool, str]:
                 "knowledge_bases__entries",
                 filter=Q(knowledge_bases__kind=KnowledgeBase.Kind.BUILTIN),
                 distinct=True,
-            )
+            ),
+            # Uploaded documents answer too (knowledge app).
+            chunk_count=Count(
+                "knowledge_bases__chunks",
+                filter=Q(knowledge_bases__kind=KnowledgeBase.Kind.BUILTIN),
+                distinct=True,
+            ),
         )
         .order_by("public_id")
     )
     if not chatbots:
         return True, "Builtin needs no connection. No chatbot uses this endpoint yet."
-    empty = [c.public_id for c in chatbots if not c.entry_count]
-    counts = ", ".join(f"{c.public_id}: {c.entry_count} knowledge entries" for c in chatbots)
+    empty = [c.public_id for c in chatbots if not (c.entry_count or c.chunk_count)]
+    counts = ", ".join(
+        f"{c.public_id}: {c.entry_count} knowledge entries, {c.chunk_count} document chunks"
+        for c in chatbots
+    )
     if empty:
         return False, (
-            f"Builtin needs no connection, but {', '.join(empty)} has no knowledge entries to "
-            f"answer from ({counts}). Add entries to a builtin knowledge base."
+            f"Builtin needs no connection, but {', '.join(empty)} has no knowledge entries or "
+            f"documents to answer from ({counts}). Add entries or upload a document to a "
+            "builtin knowledge base."
         )
     return True, f"Builtin needs no connection; it answers from the knowledge entries ({counts})."
 
@@ -230,10 +240,16 @@ def knowledge_base_connection_test(*, knowledge_base) -> tuple[bool, str]:
     from conversations.upstream.probe import probe_pinecone
 
     if knowledge_base.kind == KnowledgeBase.Kind.BUILTIN:
-        count = knowledge_base.entries.count()
-        if not count:
-            return False, "Builtin knowledge base: no connection needed, but it has no entries yet."
-        return True, f"Builtin knowledge base: no connection needed; {count} entries to search."
+        count, chunks = knowledge_base.entries.count(), knowledge_base.chunks.count()
+        if not (count or chunks):
+            return False, (
+                "Builtin knowledge base: no connection needed, but it has no entries or "
+                "documents yet."
+            )
+        return True, (
+            f"Builtin knowledge base: no connection needed; {count} entries and {chunks} "
+            "document chunks to search."
+        )
     try:
         api_key = knowledge_base.api_key.reveal()
     except SecretDecryptionError:

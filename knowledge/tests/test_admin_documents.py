@@ -109,3 +109,23 @@ def test_only_builtin_knowledge_bases_are_offered_for_documents(admin_client, bu
     offered = list(form.fields["knowledge_base"].queryset)
 
     assert builtin_kb in offered and pinecone not in offered
+
+
+def test_test_connection_counts_uploaded_documents_as_knowledge(builtin_kb):
+    from chatbots.services import ai_endpoint_connection_test, knowledge_base_connection_test
+    from knowledge.tests.conftest import process
+
+    document = KnowledgeDocument.objects.create(
+        knowledge_base=builtin_kb, title="FAQ", text="Returns are free."
+    )
+    assert knowledge_base_connection_test(knowledge_base=builtin_kb)[0] is False
+    process(document)
+
+    assert knowledge_base_connection_test(knowledge_base=builtin_kb) == (
+        True,
+        "Builtin knowledge base: no connection needed; 0 entries and 1 document chunks to search.",
+    )
+    endpoint = builtin_kb.chatbot.flows.get().endpoint
+    ok, message = ai_endpoint_connection_test(endpoint=endpoint)
+    assert ok, message
+    assert "vinhuset: 0 knowledge entries, 1 document chunks" in message
