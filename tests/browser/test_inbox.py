@@ -116,3 +116,28 @@ def test_an_agent_takes_over_live_and_hands_back_while_another_shop_sees_nothing
     finally:
         agent_context.close()
         other_context.close()
+
+
+def test_a_customer_who_reloads_mid_conversation_sees_each_agent_message_once(stack, flowise, page):
+    from inbox import services
+
+    bot = flowise_bot(flowise, stack, opening_hours=ALWAYS_OPEN, language="en")
+    agent = member("bo", shop_for_tests(), Role.AGENT)
+    services.agent_presence_set(user_id=agent.pk, shop_ids=[shop_for_tests().pk], online=True)
+    open_widget(page, stack, bot)
+    page.get_by_role("button", name="Contact us").click()
+    page.get_by_role("button", name="Talk to a person").click()
+    expect(page.locator(".cbw-note", has_text="Waiting for a person")).to_be_visible()
+    session_id = Conversation.objects.get(chatbot=bot).pk
+    services.conversation_take(conversation_id=session_id, agent=agent)
+    services.agent_reply(conversation_id=session_id, agent=agent, text="First reply")
+    expect(page.locator(".cbw-agent", has_text="First reply")).to_be_visible()
+
+    page.reload()
+    page.get_by_role("button", name="Open chat").click()
+    expect(page.locator(".cbw-agent", has_text="First reply")).to_have_count(1)
+    services.agent_reply(conversation_id=session_id, agent=agent, text="Second reply")
+    expect(page.locator(".cbw-agent", has_text="Second reply")).to_be_visible()
+    expect(page.locator(".cbw-agent")).to_have_count(2)
+    # The widget went on from the last event it had shown: nothing before the reload again.
+    expect(page.locator(".cbw-note", has_text="Bo joined the chat.")).to_have_count(0)
