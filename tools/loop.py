@@ -131,6 +131,7 @@ class ToolLoop:
         usage: dict[str, Any] = {}
         text_sent = False
         step = 0
+        last_round: list[dict[str, Any]] = []  # records of the calls whose results were just sent
         while True:
             final = step >= toolset.max_steps or time.monotonic() >= deadline
             req.tool_choice = "none" if final else None
@@ -157,6 +158,10 @@ class ToolLoop:
                     raise
             finally:
                 _merge_stats(stats, step_stats)
+            for record in last_round:
+                # The prompt grew by what the round's results added (tokens after the call).
+                record["tokens_after"] = step_stats.prompt_tokens
+            last_round = []
             if not calls:
                 break
             if final:
@@ -173,6 +178,9 @@ class ToolLoop:
             for event in announced:
                 yield event
             results = await self._run_round(step, planned, deadline)
+            last_round = self.record["calls"][-len(planned) :]
+            for record in last_round:
+                record["tokens_before"] = step_stats.prompt_tokens
             for event in results["events"]:
                 yield event
             req.tool_messages = [

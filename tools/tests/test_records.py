@@ -63,3 +63,15 @@ def test_metrics_count_calls_per_tool_and_outcome(tooled_turn, admin_client):
     # A name the model made up becomes no label of ours.
     assert 'chatbot_tool_calls_total{outcome="refused",tool="(not allowed)"} 1.0' in text
     assert 'chatbot_tool_call_seconds_total{tool="echo"}' in text
+
+
+def test_each_call_records_the_prompt_tokens_before_and_after_its_result(tooled_turn, admin_client):
+    echo, boom, refused = tooled_turn.route["tools"]["calls"]
+
+    assert echo["tokens_before"] < echo["tokens_after"] == boom["tokens_before"]
+    assert boom["tokens_after"] > boom["tokens_before"]
+    assert refused["tokens_after"] == boom["tokens_after"]
+    page = admin_client.get(
+        f"/admin/conversations/conversation/{tooled_turn.conversation_id}/change/"
+    ).content.decode()
+    assert f"prompt {echo['tokens_before']} → {echo['tokens_after']} tokens" in page
