@@ -76,6 +76,13 @@ def _read(document: KnowledgeDocument) -> tuple[str, bytes]:
     raise DocumentUnreadable("Upload a file or paste some text.")
 
 
+def kind_of(document: KnowledgeDocument) -> str:
+    try:
+        return document_kind(document.file.name) if document.file else "text"
+    except DocumentUnreadable:
+        return "unknown"
+
+
 def document_process(*, document_id: str, revision: int) -> str:
     """Read, cut and index one revision of a document. Returns ready, failed or stale."""
     document = (
@@ -99,6 +106,19 @@ def document_process(*, document_id: str, revision: int) -> str:
         logger.warning("knowledge document %s: file unreadable: %r", document_id, exc)
         return _fail(
             document_id, revision, "The uploaded file could not be opened; upload it again."
+        )
+    except Exception as exc:
+        # The readers raise DocumentUnreadable for what they foresee; a damaged file can make a
+        # library fail in ways nobody foresaw (RecursionError, IndexError…). The document must
+        # not stay "Reading" for ever: it fails with a reason, and the traceback is logged.
+        logger.exception(
+            "knowledge document %s: the %s reader failed", document_id, kind_of(document)
+        )
+        return _fail(
+            document_id,
+            revision,
+            f"The file could not be read ({type(exc).__name__}); it may be damaged. Try saving "
+            "it again from the program that made it, or paste its text.",
         )
     _progress(document_id, revision, 40, kind=kind, size_bytes=len(data))
     chunks = chunks_make(

@@ -234,3 +234,16 @@ def test_a_question_answer_pair_is_never_cut_even_past_the_chunk_size():
         [Section(heading="Q?", text=long_answer.strip(), whole=True)], size=200, overlap=20
     )
     assert [c.text for c in chunks] == [long_answer.strip()]
+
+
+def test_a_file_that_breaks_its_reader_fails_with_a_reason_instead_of_reading_for_ever(
+    builtin_kb,
+):
+    # One CSV field past the csv module's 128 KB limit: csv.Error, which no reader foresaw.
+    data = "question,answer\nWhy?," + "x" * 200_000 + "\n"
+    document = upload(builtin_kb, "faq.csv", data.encode())
+
+    assert process(document) == "failed"
+
+    assert document.status == "failed"
+    assert document.error.startswith("The file could not be read (Error); it may be damaged.")
