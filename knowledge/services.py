@@ -60,6 +60,11 @@ def _progress(document_id: str, revision: int, percent: int, **fields) -> bool:
     )
 
 
+def document_fail(*, document_id: str, revision: int, reason: str) -> str:
+    """Mark one revision of a document failed (if it is still the current one)."""
+    return _fail(document_id, revision, reason)
+
+
 def _fail(document_id: str, revision: int, reason: str) -> str:
     _progress(document_id, revision, 0, status=KnowledgeDocument.Status.FAILED, error=reason[:2000])
     return "failed"

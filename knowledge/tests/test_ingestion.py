@@ -247,3 +247,27 @@ def test_a_file_that_breaks_its_reader_fails_with_a_reason_instead_of_reading_fo
 
     assert document.status == "failed"
     assert document.error.startswith("The file could not be read (Error); it may be damaged.")
+
+
+def test_a_task_that_stops_unexpectedly_marks_its_document_failed(
+    builtin_kb, make_chatbot, settings
+):
+    from chatbots.models import KnowledgeBase
+    from knowledge.services import document_submit
+    from knowledge.tasks import process_document
+
+    document = KnowledgeDocument.objects.create(knowledge_base=builtin_kb, title="T", text="x")
+    document_submit(document=document)
+    builtin_kb.chatbot.delete()  # the base and its document go while the task is queued…
+    assert process_document.run(str(document.pk), document.revision) == "stale"
+
+    other = KnowledgeDocument.objects.create(
+        knowledge_base=KnowledgeBase.objects.create(chatbot=make_chatbot(), name="kb2"),
+        title="T",
+        text="x",
+    )
+    document_submit(document=other)
+    settings.KNOWLEDGE_MAX_CHUNKS_PER_SHOP = "not a number"  # …or something breaks mid-way
+    assert process_document.run(str(other.pk), other.revision) == "failed"
+    other.refresh_from_db()
+    assert other.error.startswith("Reading stopped unexpectedly (TypeError).")
