@@ -79,3 +79,24 @@ class PrivateNote(models.Model):
 
     def __str__(self) -> str:
         return f"note on {self.conversation_id}"
+
+
+class ConversationLabel(models.Model):
+    """A label agents put on a conversation ("refund", "vip") to sort the inbox."""
+
+    conversation = models.ForeignKey(
+        "conversations.Conversation", on_delete=models.CASCADE, related_name="labels"
+    )
+    name = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # Invariant: a label once per conversation; also serves "the labels of these
+            # conversations" (the inbox lists) and the list's label filter.
+            models.UniqueConstraint(fields=["conversation", "name"], name="unique_label"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

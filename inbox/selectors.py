@@ -40,8 +40,10 @@ def inbox_counts(*, user) -> dict[str, int]:
     return {name: row[name] or 0 for name in VIEWS}
 
 
-def inbox_conversations(*, user, view: str) -> list[dict[str, Any]]:
+def inbox_conversations(*, user, view: str, label: str = "") -> list[dict[str, Any]]:
     rows = _scoped(user).exclude(handling=Conversation.Handling.BOT)
+    if label:
+        rows = rows.filter(labels__name=label.strip().lower())
     if view == "waiting":
         rows = rows.filter(handling=Conversation.Handling.WAITING)
     elif view == "mine":
@@ -53,7 +55,11 @@ def inbox_conversations(*, user, view: str) -> list[dict[str, Any]]:
             status=400,
             details={"parameter": "view"},
         )
-    rows = rows.select_related("chatbot", "assigned_agent").order_by("handoff_at")[:LIST_LIMIT]
+    rows = (
+        rows.select_related("chatbot", "assigned_agent")
+        .prefetch_related("labels")
+        .order_by("handoff_at")[:LIST_LIMIT]
+    )
     return [conversation_summary(c) for c in rows]
 
 
@@ -76,6 +82,7 @@ def conversation_summary(conversation: Conversation) -> dict[str, Any]:
         "handoff_at": conversation.handoff_at,
         "last_activity_at": conversation.last_activity_at,
         "last_customer_text": (last or "")[:200],
+        "labels": [label.name for label in conversation.labels.all()],
     }
 
 

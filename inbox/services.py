@@ -27,7 +27,7 @@ from chatbots.services import support_open_now
 from config.errors import ApiError, ErrorCode
 from conversations import services as conversation_services
 from conversations.models import Conversation, Message, Turn
-from inbox.models import CannedResponse, HandoffRule, PrivateNote
+from inbox.models import CannedResponse, ConversationLabel, HandoffRule, PrivateNote
 
 logger = logging.getLogger(__name__)
 
@@ -522,6 +522,41 @@ def human_turn_close(*, conversation_id, next: str, **_signal) -> None:
             conversation_id=str(conversation.pk),
             change=next,
         )
+
+
+LABEL = re.compile(r"^[\w][\w -]{0,39}$")
+LABELS_MAX = 10
+
+
+def conversation_labels_set(*, conversation_id, agent, labels: list[str]) -> list[str]:
+    """Replace a conversation's labels (lower-cased, at most LABELS_MAX, each 1-40 letters,
+    digits, spaces, - or _)."""
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "`labels` must be a list of texts.", status=400)
+    cleaned = sorted({x.strip().lower() for x in labels if x.strip()})
+    if len(cleaned) > LABELS_MAX or not all(LABEL.match(x) for x in cleaned):
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            f"At most {LABELS_MAX} labels of 1 to 40 letters, digits, spaces, - or _.",
+            status=400,
+        )
+    with transaction.atomic():
+        conversation = _locked_for_agent(conversation_id=conversation_id, user=agent)
+        ConversationLabel.objects.filter(conversation=conversation).exclude(
+            name__in=cleaned
+        ).delete()
+        ConversationLabel.objects.bulk_create(
+            [ConversationLabel(conversation=conversation, name=x) for x in cleaned],
+            ignore_conflicts=True,
+        )
+        _after_commit(
+            None,
+            [],
+            shop_id=conversation.chatbot.shop_id,
+            conversation_id=str(conversation.pk),
+            change="labels",
+        )
+    return cleaned
 
 
 def note_add(*, conversation_id, agent, text: str) -> PrivateNote:

@@ -74,9 +74,16 @@ def inbox_page(request: HttpRequest) -> HttpResponse:
 @_json
 def conversations(request: HttpRequest) -> dict[str, Any]:
     view = request.GET.get("view", "waiting")
+    label = request.GET.get("label", "").strip().lower()
+    if label and not services.LABEL.match(label):
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            "`label` is 1 to 40 letters, digits, spaces, - or _.",
+            details={"parameter": "label"},
+        )
     return {
         "counts": selectors.inbox_counts(user=request.user),
-        "conversations": selectors.inbox_conversations(user=request.user, view=view),
+        "conversations": selectors.inbox_conversations(user=request.user, view=view, label=label),
     }
 
 
@@ -126,6 +133,10 @@ def _act(request: HttpRequest, conversation_id, action: str) -> dict[str, Any]:
         services.conversation_hand_back(conversation_id=conversation_id, agent=user)
     elif action == "resolve":
         services.conversation_resolve_by_agent(conversation_id=conversation_id, agent=user)
+    elif action == "labels":
+        services.conversation_labels_set(
+            conversation_id=conversation_id, agent=user, labels=body.get("labels")
+        )
     elif action == "note":
         services.note_add(conversation_id=conversation_id, agent=user, text=_text(body, "text"))
     else:

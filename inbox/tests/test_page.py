@@ -146,3 +146,22 @@ def test_only_the_shops_agents_admins_and_owners_are_offered_for_assignment(
     detail = signed_in(online).get(f"{API}/{waiting.pk}").json()
     assert [a["name"] for a in detail["assignable"]] == ["Anna", "Bo"]
     assert signed_in(viewer).get(f"{API}/{waiting.pk}").json()["assignable"] == []
+
+
+def test_labels_are_set_by_agents_shown_in_the_lists_and_filter_them(
+    waiting, online, viewer, outsider
+):
+    client = signed_in(online)
+    url = f"{API}/{waiting.pk}/labels"
+    done = post(client, url, {"labels": ["Refund", " vip ", "refund", ""]})
+    assert done.status_code == 200 and done.json()["labels"] == ["refund", "vip"]
+    assert post(signed_in(viewer), url, {"labels": ["x"]}).status_code == 403
+    assert post(signed_in(outsider), url, {"labels": ["x"]}).status_code == 404
+    for bad in (["x" * 41], ["a\\u0000"], "refund", [1], [f"l{n}" for n in range(11)]):
+        assert post(client, url, {"labels": bad}).status_code == 400, bad
+    listed = client.get(f"{API}?view=open&label=VIP").json()["conversations"]
+    assert [(c["conversation_id"], c["labels"]) for c in listed] == [
+        (str(waiting.pk), ["refund", "vip"])
+    ]
+    assert client.get(f"{API}?view=open&label=other").json()["conversations"] == []
+    assert client.get(f"{API}?view=open&label=%00").status_code == 400

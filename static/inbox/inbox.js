@@ -36,7 +36,8 @@
   }
 
   async function loadList() {
-    const data = await call(`${api}?view=${view}`);
+    const label = $("label-filter").value.trim();
+    const data = await call(`${api}?view=${view}` + (label ? `&label=${encodeURIComponent(label)}` : ""));
     setCounts(data.counts);
     const list = $("inbox-list");
     list.replaceChildren();
@@ -46,7 +47,8 @@
       li.className = (current && current.conversation_id === c.conversation_id ? "current " : "") +
         (unread.has(c.conversation_id) ? "unread" : "");
       const who = c.assigned_agent ? ` · ${c.assigned_agent.name}` : "";
-      li.textContent = `${c.chatbot} · ${c.handling.replaceAll("_", " ")}${who} — ${c.last_customer_text}`;
+      const labels = c.labels.length ? ` [${c.labels.join(", ")}]` : "";
+      li.textContent = `${c.chatbot} · ${c.handling.replaceAll("_", " ")}${who}${labels} — ${c.last_customer_text}`;
       li.addEventListener("click", () => openConversation(c.conversation_id));
       list.append(li);
     }
@@ -97,6 +99,8 @@
     }));
     $("assign-to").disabled = !detail.may_act || !open;
     $("note-form").hidden = !detail.may_act;
+    $("labels-form").hidden = !detail.may_act;
+    if (changedConversation) $("labels-text").value = detail.labels.join(", ");
     $("notes-list").replaceChildren(...detail.notes.map((n) => {
       const li = document.createElement("li");
       li.textContent = `${n.author || "?"}: ${n.text}`;
@@ -245,6 +249,15 @@
     act("reply", {text});
   });
   $("reply-text").addEventListener("input", () => { typing(); suggest(); });
+  $("labels-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    act("labels", {labels: $("labels-text").value.split(",")});
+  });
+  let filterTimer = null;
+  $("label-filter").addEventListener("input", () => {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(() => loadList().catch((err) => status(err.message)), 300);
+  });
   $("note-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const text = $("note-text").value.trim();
