@@ -106,7 +106,29 @@ def may_act(*, user, conversation: Conversation) -> bool:
 def conversation_detail(*, user, conversation_id) -> dict[str, Any]:
     """The transcript as the agent sees it (with the bot's sources and analysis metadata) and
     the private notes."""
+    from django.urls import reverse
+
+    from analytics.models import ConversationAnalysis
+
     conversation = conversation_for_staff(user=user, conversation_id=conversation_id)
+    # The analysis of each question (topic, sentiment, outcome), by the question's message.
+    analyses = {
+        row.pop("turn__user_message_id"): row
+        for row in ConversationAnalysis.objects.filter(conversation=conversation).values(
+            "turn__user_message_id", "topic", "sentiment", "outcome"
+        )
+    }
+
+    def images(metadata: dict) -> list[str]:
+        entries = metadata.get("images")
+        if not isinstance(entries, list):
+            return []
+        return [
+            reverse("admin:images_imageupload_thumbnail", args=[e["image_id"]])
+            for e in entries
+            if isinstance(e, dict) and e.get("image_id")
+        ]
+
     messages = [
         {
             "message_id": str(m.pk),
@@ -117,6 +139,8 @@ def conversation_detail(*, user, conversation_id) -> dict[str, Any]:
             "flow": m.flow,
             "sources": (m.metadata or {}).get("sources") or [],
             "agent": (m.metadata or {}).get("agent"),
+            "images": images(m.metadata or {}),
+            "analysis": analyses.get(m.pk),
             "created_at": m.created_at,
         }
         for m in Message.objects.filter(conversation=conversation).order_by("sequence")[:500]

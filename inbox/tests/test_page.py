@@ -165,3 +165,29 @@ def test_labels_are_set_by_agents_shown_in_the_lists_and_filter_them(
     ]
     assert client.get(f"{API}?view=open&label=other").json()["conversations"] == []
     assert client.get(f"{API}?view=open&label=%00").status_code == 400
+
+
+def test_the_transcript_shows_each_questions_analysis_and_the_customers_images(waiting, online):
+    from analytics.models import ConversationAnalysis
+    from conversations.models import Turn
+
+    question = Message.objects.get(conversation=waiting, role="user")
+    turn = Turn.objects.get(user_message=question)
+    ConversationAnalysis.objects.create(
+        turn=turn,
+        conversation=waiting,
+        chatbot=waiting.chatbot,
+        topic="delivery",
+        sentiment="negative",
+        outcome="answered",
+    )
+    image_id = "0b7f0e5e-2f7a-4c3f-9a5e-1d2c3b4a5f60"
+    question.metadata = {"images": [{"image_id": image_id}, "junk"]}
+    question.save(update_fields=["metadata"])
+    shown = signed_in(online).get(f"{API}/{waiting.pk}").json()["messages"][0]
+    assert shown["analysis"] == {
+        "topic": "delivery",
+        "sentiment": "negative",
+        "outcome": "answered",
+    }
+    assert shown["images"] == [f"/admin/images/imageupload/{image_id}/thumbnail/"]

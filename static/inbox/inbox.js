@@ -69,6 +69,19 @@
     who.textContent = m.role === "agent" ? (m.agent && m.agent.name) || "Agent"
       : m.role === "user" ? "Customer" : m.role === "assistant" ? "Bot" : "";
     li.append(who, document.createTextNode(m.content));
+    for (const url of m.images || []) {
+      const img = document.createElement("img");
+      img.src = url;
+      img.alt = "Customer's image";
+      img.className = "inbox-thumb";
+      li.append(document.createElement("br"), img);
+    }
+    if (m.analysis) {
+      const a = document.createElement("small");
+      a.className = "analysis";
+      a.textContent = ` [${[m.analysis.topic, m.analysis.sentiment, m.analysis.outcome].filter(Boolean).join(" · ")}]`;
+      li.append(a);
+    }
     if (m.sources && m.sources.length) {
       const s = document.createElement("small");
       s.textContent = ` (${m.sources.length} source${m.sources.length > 1 ? "s" : ""})`;
