@@ -102,7 +102,14 @@ def _load(args, vocab: Vocabulary, np_rng) -> dict:
         )
         index_seconds = time.monotonic() - t
         cursor.execute("VACUUM ANALYZE knowledge_knowledgechunk")
+    from knowledge.services import knowledge_terms_refresh
+
+    KnowledgeDocument.objects.filter(pk=document.pk).update(chunk_count=args.chunks)
+    t = time.monotonic()
+    knowledge_terms_refresh(knowledge_base_id=kb.pk)  # as the ingestion task does at its end
+    terms_seconds = time.monotonic() - t
     return {
+        "terms_seconds": round(terms_seconds, 1),
         "chunks": args.chunks,
         "dims": args.dims,
         "copy_seconds": round(copy_seconds, 1),

@@ -560,6 +560,10 @@ KNOWLEDGE_EMBEDDING_BATCH = env.int("KNOWLEDGE_EMBEDDING_BATCH", default=64)
 # Cosine similarity below which a chunk is not a vector match at all (unrelated text scores
 # about 0.1-0.2 with OpenAI's text-embedding-3 models).
 KNOWLEDGE_MIN_SIMILARITY = env.float("KNOWLEDGE_MIN_SIMILARITY", default=0.25)
+# Full-text retrieval in bases of at least this many chunks ranks only by the question's words
+# found in at most this share of the chunks (ranking every chunk a common word matches is slow).
+KNOWLEDGE_PRUNE_FROM_CHUNKS = env.int("KNOWLEDGE_PRUNE_FROM_CHUNKS", default=2000)
+KNOWLEDGE_COMMON_WORD_SHARE = env.float("KNOWLEDGE_COMMON_WORD_SHARE", default=0.05)
 # Workers log through the same handler (ids, JSON, redaction) instead of Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Bearer token Prometheus sends to GET /metrics; empty = staff session only.

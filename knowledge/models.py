@@ -101,3 +101,28 @@ class KnowledgeChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document} #{self.position}"
+
+
+class KnowledgeTerm(models.Model):
+    """How many chunks of a base contain each word (lexeme), refreshed after every ingestion.
+
+    Read by full-text retrieval in large bases: a question's commonest words match most chunks,
+    and ranking every match is what made full-text slow (docs/knowledge.md, Benchmark)."""
+
+    knowledge_base = models.ForeignKey(
+        "chatbots.KnowledgeBase", on_delete=models.CASCADE, related_name="terms"
+    )
+    lexeme = models.CharField(max_length=200)
+    chunks = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            # Invariant and index: one row per word of a base; serves the look-up of a
+            # question's words (knowledge.retrieval._informative_lexemes).
+            models.UniqueConstraint(
+                fields=["knowledge_base", "lexeme"], name="unique_knowledge_term"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lexeme} ({self.chunks})"

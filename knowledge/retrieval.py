@@ -18,14 +18,14 @@ from typing import Any
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, Sum
 
 from chatbots.models import KnowledgeBase, KnowledgeEntry
 from chatbots.secrets import decrypt
 from conversations.upstream.errors import UpstreamError
 from conversations.upstream.pinecone import query_index
 from knowledge.embeddings import embeddings_create_async
-from knowledge.models import KnowledgeChunk
+from knowledge.models import KnowledgeChunk, KnowledgeDocument, KnowledgeTerm
 
 MIN_RANK = 0.01
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -94,6 +94,19 @@ def knowledge_search(
     scope = {"knowledge_base__chatbot_id": chatbot_id}
     if knowledge_base_id is not None:
         scope["knowledge_base_id"] = knowledge_base_id
+    chunk_query = query
+    if knowledge_base_id is not None:
+        informative = _informative_lexemes(
+            knowledge_base_id=knowledge_base_id, search_config=search_config, question=question
+        )
+        if informative is not None:
+            if not informative:
+                chunk_query = None
+            else:
+                # Lexemes are stemmed already: the 'simple' configuration takes them as they are.
+                chunk_query = SearchQuery(
+                    " | ".join(_quoted(w) for w in informative), config="simple", search_type="raw"
+                )
     entries = (
         KnowledgeEntry.objects.filter(
             **scope, knowledge_base__kind=KnowledgeBase.Kind.BUILTIN, search_vector=query
@@ -105,9 +118,9 @@ def knowledge_search(
     )
     chunks = (
         KnowledgeChunk.objects.filter(
-            **scope, knowledge_base__kind=KnowledgeBase.Kind.BUILTIN, search_vector=query
+            **scope, knowledge_base__kind=KnowledgeBase.Kind.BUILTIN, search_vector=chunk_query
         )
-        .annotate(rank=SearchRank(F("search_vector"), query))
+        .annotate(rank=SearchRank(F("search_vector"), chunk_query))
         .filter(rank__gte=MIN_RANK)
         .order_by("-rank", "id")
         .values(
@@ -125,9 +138,53 @@ def knowledge_search(
         {"title": row["title"], "text": row["text"], "rank": row["rank"], "entry_id": row["id"]}
         for row in entries
     ]
-    found.extend({**_chunk_match(row), "rank": row["rank"]} for row in chunks)
+    if chunk_query is not None:
+        found.extend({**_chunk_match(row), "rank": row["rank"]} for row in chunks)
     found.sort(key=lambda m: -m["rank"])
     return [{**m, "rank": round(float(m["rank"]), 4)} for m in found[:limit]]
+
+
+def _quoted(lexeme: str) -> str:
+    """A lexeme as a tsquery operand: quoted, with quotes and backslashes escaped."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _informative_lexemes(
+    *, knowledge_base_id: int, search_config: str, question: str
+) -> list[str] | None:
+    """In a large base, the question's words that are rare enough to rank by; None when the
+    base is small enough to rank every match (or its word counts are not there yet).
+
+    A word in more than KNOWLEDGE_COMMON_WORD_SHARE of the chunks is dropped (it barely tells
+    chunks apart, and ranking the chunks it matches is what costs); if every word is that
+    common, the two rarest are kept."""
+    total = (
+        KnowledgeDocument.objects.filter(knowledge_base_id=knowledge_base_id).aggregate(
+            n=Sum("chunk_count")
+        )["n"]
+        or 0
+    )
+    if total < settings.KNOWLEDGE_PRUNE_FROM_CHUNKS:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT q.lexeme, t.chunks FROM unnest(tsvector_to_array(to_tsvector(%s::regconfig, "
+            "%s))) AS q(lexeme) LEFT JOIN knowledge_knowledgeterm t "
+            "ON t.knowledge_base_id = %s AND t.lexeme = q.lexeme",
+            [search_config, question[:2000], knowledge_base_id],
+        )
+        counts = [(lexeme, chunks) for lexeme, chunks in cursor.fetchall() if chunks]
+    if not counts:
+        return (
+            None
+            if not KnowledgeTerm.objects.filter(knowledge_base_id=knowledge_base_id).exists()
+            else []
+        )
+    ceiling = total * settings.KNOWLEDGE_COMMON_WORD_SHARE
+    rare = [lexeme for lexeme, chunks in counts if chunks <= ceiling]
+    if rare:
+        return rare
+    return [lexeme for lexeme, _ in sorted(counts, key=lambda c: c[1])[:2]]
 
 
 def retrieval_method(flow: dict[str, Any]) -> str | None:

@@ -11,7 +11,7 @@ import logging
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchVector
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Value
 from django.utils import timezone
 
@@ -196,6 +196,8 @@ def document_process(*, document_id: str, revision: int) -> str:
                 "updated_at",
             ]
         )
+    # Outside the replacement's transaction: a stale count only tunes retrieval a little.
+    knowledge_terms_refresh(knowledge_base_id=kb.pk)
     return "ready"
 
 
@@ -212,6 +214,21 @@ def _embed(document_id: str, revision: int, kb: KnowledgeBase, chunks: list) -> 
         batch=settings.KNOWLEDGE_EMBEDDING_BATCH,
         on_batch=lambda done: _progress(document_id, revision, 40 + 55 * done // max(total, 1)),
     )
+
+
+def knowledge_terms_refresh(*, knowledge_base_id: int) -> int:
+    """Recount, per word, the chunks of a base that contain it (PostgreSQL's ts_stat)."""
+    kb_id = int(knowledge_base_id)  # formatted into ts_stat's query text: an int, nothing else
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM knowledge_knowledgeterm WHERE knowledge_base_id = %s", [kb_id])
+        cursor.execute(
+            "INSERT INTO knowledge_knowledgeterm (knowledge_base_id, lexeme, chunks) "
+            "SELECT %s, left(word, 200), ndoc FROM ts_stat("
+            f"'SELECT search_vector FROM knowledge_knowledgechunk WHERE knowledge_base_id = {kb_id}'"
+            ") ON CONFLICT DO NOTHING",
+            [kb_id],
+        )
+        return cursor.rowcount
 
 
 def knowledge_chunks_reindex(*, chatbot_id: int) -> int:

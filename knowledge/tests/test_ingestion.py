@@ -271,3 +271,34 @@ def test_a_task_that_stops_unexpectedly_marks_its_document_failed(
     assert process_document.run(str(other.pk), other.revision) == "failed"
     other.refresh_from_db()
     assert other.error.startswith("Reading stopped unexpectedly (TypeError).")
+
+
+def test_in_a_large_base_full_text_ranks_by_the_question_s_rare_words(builtin_kb, settings):
+    from knowledge.models import KnowledgeTerm
+
+    settings.KNOWLEDGE_PRUNE_FROM_CHUNKS = 1  # this small base counts as large
+    settings.KNOWLEDGE_COMMON_WORD_SHARE = 0.5
+    sections = [f"# Wine {i}\n\nEvery wine here is red wine number {i}." for i in range(6)]
+    sections.append("# Corkage\n\nCorkage for wine is 50 kroner.")
+    document = KnowledgeDocument.objects.create(
+        knowledge_base=builtin_kb, title="Wines", text="\n\n".join(sections)
+    )
+    assert process(document) == "ready"
+    assert KnowledgeTerm.objects.get(knowledge_base=builtin_kb, lexeme="wine").chunks == 7
+
+    def titles(question: str) -> list[str]:
+        found = knowledge_search(
+            chatbot_id=builtin_kb.chatbot_id,
+            search_config="english",
+            question=question,
+            knowledge_base_id=builtin_kb.pk,
+            limit=10,
+        )
+        return [m["title"] for m in found]
+
+    # "wine" is in every chunk: only "corkage" decides, so only its chunk is ranked.
+    assert titles("What is the wine corkage?") == ["Wines › Corkage"]
+    # Only common words: the rarest of them still find something.
+    assert titles("red wine") != []
+    # Quotes and backslashes in the question are words, not tsquery syntax.
+    assert titles("it's o'clock \\\\ wine's corkage'") == ["Wines › Corkage"]
