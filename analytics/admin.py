@@ -32,6 +32,7 @@ from analytics.models import ConversationAnalysis, ConversationSummary, TurnMetr
 from analytics.services.conversation_index import conversation_index_sync
 from chatbots.models import Chatbot
 from conversations.models import Conversation, Turn
+from inbox.selectors import human_figures
 
 DASHBOARD_DEFAULT_DAYS = 14
 # Longest chatbot or visitor id shown whole in the conversation list (the row links to all).
@@ -666,9 +667,17 @@ def dashboard_charts(
         chatbot_id=chatbot.pk if chatbot else None,
         chatbot_ids=chatbot_ids,
     )
+    # The people part of the range: handoffs to the live inbox, time to the first human reply,
+    # CSAT per agent (the inbox's own figures, over this range and bot).
+    people = Conversation.objects.filter(created_at__gte=since, created_at__lt=until)
+    if chatbot is not None:
+        people = people.filter(chatbot=chatbot)
+    if chatbot_ids is not None:
+        people = people.filter(chatbot_id__in=chatbot_ids)
     return {
         "figures": data,
         "execution": execution,
+        "people": human_figures(conversations=people),
         "charts": {
             "per_day": per_day,
             "topics": topics,

@@ -193,12 +193,8 @@ def inbox_figures(*, user, days: int = 7) -> dict[str, Any]:
     """Handoff rate, time to first human reply and CSAT per agent over the last `days` days,
     for the member's shops (a handful of aggregate queries, not a row per conversation)."""
     import datetime as dt
-    import statistics
 
-    from django.db.models import Avg, Min, OuterRef, Subquery
     from django.utils import timezone
-
-    from helpdesk.models import ConversationRating
 
     if not isinstance(days, int) or not 1 <= days <= FIGURE_DAYS_MAX:
         raise ApiError(
@@ -208,7 +204,21 @@ def inbox_figures(*, user, days: int = 7) -> dict[str, Any]:
             details={"parameter": "days"},
         )
     since = timezone.now() - dt.timedelta(days=days)
-    conversations = _scoped(user).filter(created_at__gte=since)
+    return {
+        "days": days,
+        **human_figures(conversations=_scoped(user).filter(created_at__gte=since)),
+    }
+
+
+def human_figures(*, conversations: QuerySet[Conversation]) -> dict[str, Any]:
+    """Handoff rate, time to first human reply and CSAT per agent of these conversations (the
+    inbox page's last days, the dashboard's date range and bot)."""
+    import statistics
+
+    from django.db.models import Avg, Min, OuterRef, Subquery
+
+    from helpdesk.models import ConversationRating
+
     total = conversations.count()
     handed = conversations.filter(handoff_at__isnull=False)
     first_reply = (
@@ -240,7 +250,6 @@ def inbox_figures(*, user, days: int = 7) -> dict[str, Any]:
         .order_by("conversation__assigned_agent__username")
     )
     return {
-        "days": days,
         "conversations": total,
         "handoffs": handoffs,
         "handoff_rate": round(handoffs / total, 4) if total else None,

@@ -285,3 +285,33 @@ def test_the_dashboard_counts_only_the_members_shops_not_bots_granted_as_an_api_
 
     assert response.status_code == 200
     assert response.context["figures"]["conversations"] == 1
+
+
+def test_the_dashboard_shows_handoffs_first_human_replies_and_csat_per_agent(
+    staff_client, shop, analysed
+):
+    import datetime as dt
+
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+
+    from conversations.models import Message
+    from helpdesk.models import ConversationRating
+
+    agent = User.objects.create_user("maja", first_name="Maja", password="x" * 12)
+    handed = analysed["delivery"]
+    handed_at = timezone.now() - dt.timedelta(minutes=10)
+    Conversation.objects.filter(pk=handed.pk).update(handoff_at=handed_at, assigned_agent=agent)
+    reply = Message.objects.create(
+        conversation=handed, role=Message.Role.AGENT, content="Hej!", sequence=99
+    )
+    Message.objects.filter(pk=reply.pk).update(created_at=handed_at + dt.timedelta(seconds=90))
+    ConversationRating.objects.create(conversation=handed, score=4)
+
+    page = html.unescape(staff_client.get(DASHBOARD).content.decode())
+
+    people = page[page.index("People: handoffs and agents") :]
+    people = people[: people.index("</div>")]
+    assert "<strong>1</strong> of 3 conversations (33 %)" in people
+    assert "median <strong>90.0 s</strong>" in people
+    assert re.search(r"<th scope=\"row\">Maja</th><td>4.0</td><td>1</td>", people)
