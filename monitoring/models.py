@@ -21,6 +21,7 @@ class ErrorLog(models.Model):
         AUTH = "auth", "Authentication"
         RATE_LIMIT = "rate_limit", "Rate limit"
         WORKER = "worker", "Background task"
+        TOOL = "tool", "Tool call"
 
     category = models.CharField(max_length=20, choices=Category.choices)
     code = models.CharField(max_length=60)

@@ -83,6 +83,15 @@ SUGGESTIONS: dict[str, dict[str, str]] = {
         "": "A rate limit was hit. If customers hit it legitimately, raise the chatbot's message "
         "rate limit; if one client floods, block it at the proxy.",
     },
+    "tool": {
+        "TOOL_TIMEOUT": "The tool did not answer within its time limit (Chatbot tools → call "
+        "timeout, TOOLS_CALL_TIMEOUT). Check the MCP server or HTTP endpoint behind it, or raise "
+        "the limit; the model answered without the result.",
+        "TOOL_REFUSED": "The model asked for a tool that is not on the bot's allow-list; nothing "
+        "ran. If the bot should have it, tick it under Chatbot tools.",
+        "": "A tool call failed and the model was told so; the customer still got an answer. "
+        "The message says which tool and why; try it under Tools → Try a tool.",
+    },
     "worker": {
         "": "A background task failed. Check the stack below and the worker logs for this task "
         "id; scheduled jobs run again at their next time.",

@@ -326,6 +326,28 @@ class ToolLoop:
                 events.append(event)
         return {"events": events, "messages": messages}
 
+    async def _error_log(self, name: str, outcome: str, content: str, step: int) -> None:
+        """A failed call goes to the error log (category `tool`): the turn goes on, so nothing
+        else would tell the shop. What the model was told is the message; never the arguments."""
+        from monitoring.services import error_record
+
+        try:
+            told = json.loads(content).get("error") or ""
+        except (ValueError, AttributeError):
+            told = ""
+        try:
+            await self.execution.rt.run_db(
+                error_record,
+                category="tool",
+                code=f"TOOL_{outcome.upper()}",
+                message=f"Tool {name}: {outcome}. {told}"[:1000],
+                chatbot_id=self.execution.config["id"],
+                turn_id=self.execution.turn_id,
+                context={"tool": name, "step": step, "outcome": outcome},
+            )
+        except Exception:
+            logger.warning("turn %s: could not log the failed tool call", self.execution.turn_id)
+
     async def _run_one(
         self,
         step: int,
@@ -373,6 +395,8 @@ class ToolLoop:
                 outcome = "error"
                 content = json.dumps({"error": "The tool failed."})
         duration_ms = round((time.monotonic() - started) * 1000)
+        if outcome != "ok":
+            await self._error_log(name, outcome, content, step)
         self.record["calls"].append(
             {
                 "tool": name,

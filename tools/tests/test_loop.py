@@ -110,6 +110,18 @@ def test_failing_and_slow_tools_become_errors_the_model_reads_not_a_failed_turn(
     ]
     assert "hunter2" not in json.dumps(events_of(turn)) + json.dumps(turn.route)
     assert answer_of(turn).startswith("From the tools:")
+    # The turn went on, so the error log is where the shop learns of the failed calls.
+    from monitoring.models import ErrorLog
+
+    logged = ErrorLog.objects.filter(turn_id=turn.pk, category="tool").order_by("code")
+    assert sorted((e.code, e.context["tool"]) for e in logged) == [
+        ("TOOL_ERROR", "boom"),
+        ("TOOL_ERROR", "refuses"),
+        ("TOOL_TIMEOUT", "slow"),
+    ]
+    assert all(e.chatbot_id == bot.pk and e.shop_id == bot.shop_id for e in logged)
+    assert "No order with that number." in logged.get(context__tool="refuses").message
+    assert "hunter2" not in json.dumps([e.message for e in logged] + [e.context for e in logged])
 
 
 def test_a_tool_not_on_the_bots_allow_list_is_never_called_even_if_the_model_asks(
