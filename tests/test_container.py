@@ -306,6 +306,7 @@ def test_check_deploy_passes_with_the_example_production_environment():
     values["SECRET_KEY"] = secrets.token_urlsafe(64)
     values["FIELD_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
     env = {**os.environ, **values, "PRODUCTION": "true", "DEBUG": "false"}
+    env.pop("ALLOW_PRIVATE_NETWORK_URLS", None)  # ./run test turns it on; production does not
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,

@@ -120,7 +120,12 @@ def test_staff_connect_an_mcp_server_tick_two_tools_and_the_bot_uses_one_in_the_
     turn = Turn.objects.get(conversation__chatbot=bot)
     (call,) = turn.route["tools"]["calls"]
     page.goto(f"{base}/admin/conversations/conversation/{turn.conversation_id}/change/")
+    tokens = (
+        f" · prompt {call['tokens_before']} → {call['tokens_after']} tokens"
+        if call.get("tokens_before") is not None and call.get("tokens_after") is not None
+        else ""
+    )
     expect(page.locator(".tool-ok")).to_have_text(
-        f"step 1 · mcp__warehouse__order_status · ok · {call['duration_ms']} ms"
+        f"step 1 · mcp__warehouse__order_status · ok · {call['duration_ms']} ms{tokens}"
     )
     screenshot(page, "tool-journey-transcript")
