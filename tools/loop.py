@@ -395,8 +395,6 @@ class ToolLoop:
                 outcome = "error"
                 content = json.dumps({"error": "The tool failed."})
         duration_ms = round((time.monotonic() - started) * 1000)
-        if outcome != "ok":
-            await self._error_log(name, outcome, content, step)
         self.record["calls"].append(
             {
                 "tool": name,
@@ -406,6 +404,9 @@ class ToolLoop:
                 "arguments": redacted_arguments(tool, arguments) if tool and arguments else {},
             }
         )
+        if outcome != "ok":
+            # After the record: the calls of a round stay in the order they were made.
+            await self._error_log(name, outcome, content, step)
         if tool is None:
             # Nothing was announced for a tool the bot does not have; the customer hears nothing.
             return content, None
