@@ -45,12 +45,18 @@ def clear_input_name(name: str) -> str:
 
 
 class SecretWidget(forms.Widget):
-    """An empty password input plus, when a value is stored, a "remove" checkbox."""
+    """An empty password input plus, when a value is stored, a "remove" checkbox.
+
+    A multi-line secret (a tool's auth headers, one per line) gets an empty textarea instead:
+    a password input cannot hold a line break, so only one header could ever be typed.
+    """
 
     template_name = "chatbots/widgets/secret.html"
 
-    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
-        super().__init__(attrs={"autocomplete": "new-password", **(attrs or {})})
+    def __init__(self, attrs: dict[str, Any] | None = None, *, multiline: bool = False) -> None:
+        self.multiline = multiline
+        defaults = {"rows": 3, "cols": 60} if multiline else {}
+        super().__init__(attrs={"autocomplete": "new-password", **defaults, **(attrs or {})})
 
     def format_value(self, value: Any) -> None:
         return None  # never put a stored value into the page
@@ -61,11 +67,13 @@ class SecretWidget(forms.Widget):
         widget = context["widget"]
         widget["value"] = None
         widget["stored"] = stored
+        widget["multiline"] = self.multiline
         widget["clear_name"] = clear_input_name(name)
         widget["clear_id"] = f"{widget['attrs'].get('id') or 'id_' + name}_clear"
         # Short enough for the admin's narrow input; the field's help text says the rest.
         widget["attrs"]["placeholder"] = f"{MASK} stored; empty keeps it" if stored else "not set"
-        widget["attrs"]["size"] = widget["attrs"].get("size", 32)
+        if not self.multiline:
+            widget["attrs"]["size"] = widget["attrs"].get("size", 32)
         return context
 
     def value_from_datadict(self, data, files, name: str) -> dict[str, Any]:
@@ -84,16 +92,19 @@ class SecretFormField(forms.Field):
 
     widget = SecretWidget
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, multiline: bool = False, **kwargs: Any) -> None:
         for unused in ("max_length", "min_length", "strip", "empty_value"):
             kwargs.pop(unused, None)
         kwargs["required"] = False
+        self.multiline = multiline
+        kwargs.setdefault("widget", SecretWidget(multiline=multiline))
         super().__init__(*args, **kwargs)
 
-    @staticmethod
-    def _typed(data: Any) -> str:
+    def _typed(self, data: Any) -> str:
         if isinstance(data, dict):
-            return str(data.get("value") or "").strip()
+            typed = str(data.get("value") or "").strip()
+            # Browsers send a textarea's line breaks as CRLF; what is stored has LF.
+            return typed.replace("\r\n", "\n") if self.multiline else typed
         return ""
 
     @staticmethod
@@ -120,7 +131,12 @@ class SecretFormField(forms.Field):
                     f"{SECRET_MAX_CHARS:,}). Paste only the key itself.",
                     code="secret_too_long",
                 )
-            if "\x00" in typed or any(ch in typed for ch in "\r\n"):
+            if self.multiline and ("\x00" in typed or "\r" in typed):
+                raise ValidationError(
+                    "This holds control characters; type plain lines of text.",
+                    code="secret_control_characters",
+                )
+            if not self.multiline and ("\x00" in typed or any(ch in typed for ch in "\r\n")):
                 raise ValidationError(
                     "A key is one line of text; this one holds line breaks or control "
                     "characters. Paste only the key itself.",

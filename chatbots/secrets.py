@@ -137,7 +137,15 @@ class SecretValue:
 
 
 class EncryptedSecretField(models.TextField):
-    """A TextField stored encrypted; the Python value is a SecretValue (masked)."""
+    """A TextField stored encrypted; the Python value is a SecretValue (masked).
+
+    `multiline=True` (auth headers, one per line) lets forms take line breaks; it only shapes
+    the form field, so it is left out of migrations.
+    """
+
+    def __init__(self, *args, multiline: bool = False, **kwargs):
+        self.multiline = multiline
+        super().__init__(*args, **kwargs)
 
     def from_db_value(self, value, expression, connection):
         if value is None:
@@ -177,7 +185,8 @@ class EncryptedSecretField(models.TextField):
         # prepare_value gives it; the secret widget never renders a value. Forced, not
         # defaulted, so a formfield_overrides entry for TextField cannot bring it back.
         kwargs["form_class"] = SecretFormField
-        kwargs["widget"] = SecretWidget
+        kwargs["widget"] = SecretWidget(multiline=self.multiline)
+        kwargs["multiline"] = self.multiline
         kwargs.pop("max_length", None)
         return models.Field.formfield(self, **kwargs)
 

@@ -88,6 +88,7 @@ class McpServer(models.Model):
     )
     auth_headers = EncryptedSecretField(
         blank=True,
+        multiline=True,
         help_text="Headers sent with every request, one “Name: value” per line (e.g. "
         "Authorization: Bearer …). Stored encrypted, never shown again.",
     )
@@ -165,6 +166,7 @@ class HttpTool(models.Model):
     )
     auth_headers = EncryptedSecretField(
         blank=True,
+        multiline=True,
         help_text="Headers sent with every call, one “Name: value” per line. Stored encrypted, "
         "never shown again.",
     )

@@ -124,3 +124,42 @@ def test_the_widget_never_renders_a_value_even_when_handed_one():
     assert KEY not in html and "True" not in html and 'value="' not in html
     assert "stored; empty keeps it" in html
     assert "not set" in SecretWidget().render("api_key", SecretValue())
+
+
+def test_auth_headers_are_typed_one_per_line_into_an_empty_box_and_kept_when_untouched(
+    admin_client,
+):
+    from tools.models import HttpTool
+
+    tool = HttpTool(
+        shop=create_chatbot().shop,
+        name="stock",
+        description="Stock of a product by its SKU.",
+        url="http://127.0.0.1:9/stock/{sku}",
+        parameters={"type": "object", "properties": {"sku": {"type": "string"}}},
+        auth_headers=f"Authorization: Bearer {KEY}",
+    )
+    tool.full_clean()
+    tool.save()
+    url = f"/admin/tools/httptool/{tool.pk}/change/"
+
+    html = admin_client.get(url).content.decode()
+    # A box that takes line breaks (a password input cannot), empty, saying a value is stored.
+    assert '<textarea name="auth_headers"' in html and "></textarea>" in html
+    assert "stored; empty keeps it" in html and KEY not in html
+
+    data = form_data(html)
+    data["auth_headers"] = f"Authorization: Bearer {KEY}\r\nX-Shop-Id: 7\r\n"  # as browsers send
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.context and response.context["errors"]
+    tool.refresh_from_db()
+    assert tool.headers_text() == f"Authorization: Bearer {KEY}\nX-Shop-Id: 7"
+
+    response = admin_client.post(url, form_data(admin_client.get(url).content.decode()))
+    assert response.status_code == 302
+    tool.refresh_from_db()
+    assert tool.headers_text() == f"Authorization: Bearer {KEY}\nX-Shop-Id: 7"
+
+    field = SecretFormField(multiline=True)
+    with pytest.raises(forms.ValidationError, match="control characters"):
+        field.clean({"value": "A: 1\x00", "clear": False})
