@@ -33,6 +33,7 @@ SHOP_PATHS: dict[str, str] = {
     "chatbots.flow": "chatbot__shop",
     "chatbots.templateassignment": "chatbot__shop",
     "chatbots.textrule": "chatbot__shop",
+    "chatbots.chatbotversion": "chatbot__shop",
     "orders.ordersource": "chatbot__shop",
     "helpdesk.helpdeskconnection": "chatbot__shop",
     "helpdesk.handoff": "conversation__chatbot__shop",

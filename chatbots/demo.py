@@ -118,6 +118,11 @@ def demo_load() -> Chatbot:
             "top_k": 2,
         },
     )
+    if chatbot.live_version_id is None:
+        # The demo shows reviewed publishing: staff edit a draft, customers get version 1.
+        from chatbots.versions import chatbot_publishing_set
+
+        chatbot_publishing_set(chatbot=chatbot, publishing=Chatbot.Publishing.REVIEWED)
     return chatbot
 
 

@@ -158,6 +158,29 @@ class Chatbot(models.Model):
         help_text="Topics used to classify conversations, comma-separated, e.g. "
         "levering,retur,produkt,ordre.",
     )
+
+    class Publishing(models.TextChoices):
+        INSTANT = "instant", "Instant (every save is live at once)"
+        REVIEWED = "reviewed", "Reviewed (saves make a draft; customers get the published version)"
+
+    publishing = models.CharField(
+        max_length=10,
+        choices=Publishing.choices,
+        default=Publishing.INSTANT,
+        help_text="Reviewed: what you save is a draft; customers keep the published version "
+        "until someone publishes the draft (docs/versions.md). Switching to reviewed publishes "
+        "the current configuration as a version.",
+    )
+    # The version customers get while publishing is reviewed (chatbots.versions). Set only by
+    # publishing and rollback, never by a form or a history revert (signals keep it on raw saves).
+    live_version = models.ForeignKey(
+        "ChatbotVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
     api_users = models.ManyToManyField(
         "auth.User",
         blank=True,
@@ -693,3 +716,41 @@ class TextRule(models.Model):
             raise ValidationError({"find": "Enter the text to find."})
         if self.kind == self.Kind.EXCLAMATION and self.find:
             raise ValidationError({"find": "Exclamation rules need no search text."})
+
+
+class ChatbotVersion(models.Model):
+    """A published configuration of a chatbot: what its customers got from `created_at` until the
+    next publish. Append-only: a rollback publishes a copy of an older version as a new one.
+
+    `config` is the turn configuration (chatbots.selectors) as it was, templates' text inlined,
+    plus the bot's tool bindings, without any secret: API keys are read from the current rows
+    at run time (chatbots.versions.version_config), so a rotated key applies to live at once.
+    """
+
+    chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    config = models.JSONField()
+    note = models.CharField(max_length=500, blank=True)
+    # Which version this one copies, for a rollback; null for a published draft.
+    copied_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Published although the latest check run of this draft had failures, knowingly.
+    confirmed_failing_checks = models.BooleanField(default=False)
+    failing_checks = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["chatbot", "-number"]
+        constraints = [
+            # Also serves "the bot's versions, newest first" and the next number's lookup.
+            models.UniqueConstraint(
+                fields=["chatbot", "number"], name="unique_version_number_per_chatbot"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"version {self.number}"

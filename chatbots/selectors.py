@@ -68,6 +68,7 @@ def _build_config(chatbot: Chatbot) -> dict[str, Any]:
                         "api_key_stored": kb.api_key.stored,
                         "embedding": (
                             {
+                                "endpoint_id": kb.embedding_endpoint.id,
                                 "base_url": kb.embedding_endpoint.base_url,
                                 "api_key_stored": kb.embedding_endpoint.api_key.stored,
                                 "model": kb.embedding_model,
@@ -88,6 +89,18 @@ def _build_config(chatbot: Chatbot) -> dict[str, Any]:
             }
         )
     return {
+        **_base_config(chatbot),
+        "flows": flows,
+        "text_rules": [
+            {"kind": rule.kind, "find": rule.find, "replace": rule.replace}
+            for rule in chatbot.text_rules.all()
+        ],
+    }
+
+
+def _base_config(chatbot: Chatbot) -> dict[str, Any]:
+    """The bot's own columns (no flows, rules or tools): its identity, widget and support."""
+    return {
         "id": chatbot.id,
         "shop_id": chatbot.shop_id,
         "uuid": str(chatbot.uuid),
@@ -107,11 +120,7 @@ def _build_config(chatbot: Chatbot) -> dict[str, Any]:
         "routing_mode": chatbot.routing_mode,
         "message_rate_limit": chatbot.message_rate_limit,
         "topics": list(chatbot.topics),
-        "flows": flows,
-        "text_rules": [
-            {"kind": rule.kind, "find": rule.find, "replace": rule.replace}
-            for rule in chatbot.text_rules.all()
-        ],
+        "publishing": chatbot.publishing,
     }
 
 
@@ -126,12 +135,27 @@ def chatbot_config_get(*, public_id: str) -> dict[str, Any] | None:
         _count("config", "hits")
         return cached
     _count("config", "misses")
-    chatbot = Chatbot.objects.filter(public_id=public_id).first()
+    chatbot = Chatbot.objects.filter(public_id=public_id).select_related("live_version").first()
     if chatbot is None:
         return None
-    config = _build_config(chatbot)
+    config = _customer_config(chatbot)
     client.set(key, json.dumps(config), ex=settings.CHATBOT_CONFIG_CACHE_SECONDS)
     return config
+
+
+def _customer_config(chatbot: Chatbot) -> dict[str, Any]:
+    """What customers get: the current rows, or for a reviewed bot its live version's snapshot
+    over the bot's unversioned columns (chatbots.versions)."""
+    if chatbot.publishing == Chatbot.Publishing.REVIEWED and chatbot.live_version is not None:
+        from chatbots.versions import version_config
+
+        return version_config(chatbot=chatbot, version=chatbot.live_version)
+    return _build_config(chatbot)
+
+
+def chatbot_draft_config_get(*, chatbot: Chatbot) -> dict[str, Any]:
+    """The configuration as saved now (a reviewed bot's draft), never cached: for previews."""
+    return _build_config(chatbot)
 
 
 def prompt_template_get(*, shop_id: int, name: str) -> dict[str, Any] | None:
@@ -151,22 +175,30 @@ def prompt_template_get(*, shop_id: int, name: str) -> dict[str, Any] | None:
     return value
 
 
-def chatbot_turn_config_get(*, public_id: str) -> dict[str, Any] | None:
+def chatbot_turn_config_get(*, public_id: str, preview: str | None = None) -> dict[str, Any] | None:
     """Everything a turn reads about its chatbot, in one call: the resolved configuration with
     each flow's prompt template filled in (`flow["template"]` gains `text` and `defaults`; it is
-    None when the template is gone).
+    None when the template is gone). A published version carries its templates' text already.
+
+    `preview` (a preview conversation's Conversation.preview) picks what the turn runs against
+    instead of what customers get: "draft" (the rows as saved now) or a version number; these
+    reads are not cached (previews are rare and must see the latest save).
 
     Synchronous on purpose: the worker runs it in its database threads (`WorkerRuntime.run_db`)
     before the turn starts, so nothing on the event loop ever reads configuration. A cache miss
     reads PostgreSQL, and Django refuses ORM calls on an event loop (SynchronousOnlyOperation).
     """
-    config = chatbot_config_get(public_id=public_id)
+    config = (
+        _preview_config(public_id=public_id, preview=preview)
+        if preview
+        else chatbot_config_get(public_id=public_id)
+    )
     if config is None:
         return None
     templates: dict[str, dict[str, Any] | None] = {}
     for flow in config["flows"]:
         assignment = flow.get("template")
-        if not assignment:
+        if not assignment or "text" in assignment:
             continue
         name = assignment["name"]
         if name not in templates:
@@ -178,6 +210,20 @@ def chatbot_turn_config_get(*, public_id: str) -> dict[str, Any] | None:
             else None
         )
     return config
+
+
+def _preview_config(*, public_id: str, preview: str) -> dict[str, Any] | None:
+    from chatbots.versions import version_config
+
+    chatbot = Chatbot.objects.filter(public_id=public_id).first()
+    if chatbot is None:
+        return None
+    if preview == "draft":
+        return _build_config(chatbot)
+    version = chatbot.versions.filter(number=int(preview)).first()
+    if version is None:  # a preview of a version that is gone: the draft, never live traffic
+        return _build_config(chatbot)
+    return version_config(chatbot=chatbot, version=version)
 
 
 def chatbot_config_invalidate(*public_ids: str) -> None:

@@ -128,3 +128,15 @@ def raw_save_keeps_stored_secrets(sender, instance, raw: bool = False, **kwargs)
     stored = sender._default_manager.filter(pk=instance.pk).values(*missing).first()
     for name, value in (stored or {}).items():
         setattr(instance, name, value)
+
+
+@receiver(pre_save, sender=Chatbot, dispatch_uid="raw-save-keeps-publishing")
+def raw_save_keeps_publishing(sender, instance: Chatbot, raw: bool = False, **kwargs) -> None:
+    """A history revert restores a draft, not what is live: the publishing mode and the live
+    version stay as they are now (only publishing and rollback move them, chatbots.versions)."""
+    if not raw or instance.pk is None:
+        return
+    stored = Chatbot.objects.filter(pk=instance.pk).values("publishing", "live_version_id").first()
+    if stored:
+        instance.publishing = stored["publishing"]
+        instance.live_version_id = stored["live_version_id"]

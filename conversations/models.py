@@ -52,6 +52,10 @@ class Conversation(models.Model):
         "Turn", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     handoff_at = models.DateTimeField(null=True, blank=True)
+    # Null for customers. A staff preview (chatbots.versions, docs/versions.md) runs against
+    # "draft" (the rows as saved now) or a version number, and is kept out of analytics,
+    # dashboards, the inbox and the customer rate limits.
+    preview = models.CharField(max_length=12, null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

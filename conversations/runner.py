@@ -628,7 +628,12 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
     t0 = time.monotonic()
     # All the configuration the turn reads, templates included, in one call on a database
     # thread: on a cold cache it reads PostgreSQL, which the event loop must never do.
-    config = await rt.run_db(chatbot_turn_config_get, public_id=work["chatbot_public_id"])
+    # A staff preview runs against the draft or a chosen version; customers get the live one.
+    config = await rt.run_db(
+        chatbot_turn_config_get,
+        public_id=work["chatbot_public_id"],
+        preview=work.get("preview"),
+    )
     execution = TurnExecution(rt, work, config)
     execution.t0 = t0
     execution.timings["config_load_ms"] = _ms(t0, time.monotonic())

@@ -353,6 +353,7 @@ def turn_claim(*, turn_id: str, worker: str) -> dict[str, Any] | None:
         "conversation__chatbot_id",
         "conversation__user_id",
         "conversation__context",
+        "conversation__preview",
         "user_message_id",
         "user_message__content",
         "user_message__metadata",
@@ -388,6 +389,7 @@ def turn_claim(*, turn_id: str, worker: str) -> dict[str, Any] | None:
         "history": history,
         "client_ip": row["client_ip"],
         "context": row["conversation__context"],
+        "preview": row["conversation__preview"],
         "first_seq": row["last_event_id"] + 1,
     }
 

@@ -435,7 +435,11 @@ async def answer_events(
 ) -> AsyncIterator[UpstreamEvent]:
     """The answer flow's events on an OpenAI-compatible endpoint: with the bot's tools when it
     has any, else exactly the one streamed call it always was."""
-    toolset = await execution.rt.run_db(toolset_for_turn, chatbot_id=execution.config["id"])
+    # A published version carries its own tools (chatbots.versions); the draft reads the row.
+    binding = (execution.config["tools"] or {}) if "tools" in execution.config else None
+    toolset = await execution.rt.run_db(
+        toolset_for_turn, chatbot_id=execution.config["id"], binding=binding
+    )
     if toolset is None:
         events = stream_openai(client, req, timeouts=timeouts, retry=retry, stats=stats)
     else:

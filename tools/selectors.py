@@ -22,13 +22,20 @@ class Toolset:
     result_max_chars: int
 
 
-def toolset_for_turn(*, chatbot_id: int) -> Toolset | None:
+def toolset_for_turn(*, chatbot_id: int, binding: dict | None = None) -> Toolset | None:
     """The bot's tools and loop bounds, or None when it has none (the turn runs as before).
     One indexed read (the one-to-one's unique chatbot_id), and one of the shop's MCP servers
-    when an MCP tool is listed, per answer of an OpenAI-compatible flow; on a database thread."""
-    row = ChatbotTools.objects.select_related("chatbot").filter(chatbot_id=chatbot_id).first()
-    if row is None:
-        return None
+    when an MCP tool is listed, per answer of an OpenAI-compatible flow; on a database thread.
+
+    `binding` (a published version's tools, chatbots.versions) replaces the bot's row."""
+    if binding is not None:
+        if not binding.get("tools"):
+            return None
+        row = ChatbotTools(chatbot_id=chatbot_id, **binding)
+    else:
+        row = ChatbotTools.objects.select_related("chatbot").filter(chatbot_id=chatbot_id).first()
+        if row is None:
+            return None
     tools = {name: tool for name in row.tools if (tool := tool_get(name)) is not None}
     wanted = {name for name in row.tools if name.startswith("mcp__")}
     if wanted:

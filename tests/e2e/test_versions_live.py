@@ -1,0 +1,87 @@
+"""A reviewed bot over the real stack (Daphne + Celery worker): a customer chatting on one
+WebSocket keeps getting the live version's answers while staff change the draft, gets the new
+answers from the moment the draft is published, and the old ones again after a rollback
+(issue #26, docs/versions.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+import websockets
+
+from chatbots.models import Chatbot, TextRule
+from chatbots.tests.factories import create_chatbot, create_entry, create_flow, create_kb
+from chatbots.versions import chatbot_publishing_set, version_publish, version_rollback
+from tests.e2e.client import answer_text, widget_headers
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def reviewed_bot() -> Chatbot:
+    bot = create_chatbot(public_id="reviewed-live", name="Vinhuset", with_main_flow=False)
+    kb = create_kb(chatbot=bot, name="faq")
+    create_entry(knowledge_base=kb, title="Shipping", text="We ship within two days.")
+    create_flow(chatbot=bot, name="main", is_main=True, knowledge_base=kb)
+    chatbot_publishing_set(chatbot=bot, publishing=Chatbot.Publishing.REVIEWED)
+    bot.refresh_from_db()
+    return bot
+
+
+async def ask(ws, text: str) -> str:
+    await ws.send(json.dumps({"type": "message", "message_text": text}))
+    events: list[dict] = []
+    deadline = time.monotonic() + 30
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+        if frame["type"] == "error":
+            raise AssertionError(f"error frame: {frame}")
+        if frame["type"] == "event":
+            events.append(frame)
+            if frame["event"] == "end":
+                assert frame["data"]["status"] == "completed", frame
+                return answer_text(events)
+
+
+def test_a_customer_keeps_the_live_answers_while_the_draft_changes_until_it_is_published(stack):
+    bot = reviewed_bot()
+    session = httpx.post(
+        f"{stack.base_url}/api/sessions",
+        json={"chatbot_id": bot.public_id},
+        headers=widget_headers(bot.public_id),
+        timeout=10,
+    )
+    assert session.status_code == 201, session.text
+    body = session.json()
+    url = f"{stack.ws_url}/ws/conversations/{body['sessionId']}/?token={body['conversation_token']}"
+
+    async def scenario() -> list[str]:
+        answers = []
+        async with websockets.connect(url, open_timeout=10) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ready"
+            answers.append(await ask(ws, "How fast do you ship?"))
+            # Staff edit the draft while the customer is still connected.
+            await asyncio.to_thread(
+                TextRule.objects.create,
+                chatbot=bot,
+                kind=TextRule.Kind.REPLACE,
+                find="two days",
+                replace="48 hours",
+            )
+            answers.append(await ask(ws, "How fast do you ship?"))
+            await asyncio.to_thread(version_publish, chatbot=bot, note="48 hours")
+            answers.append(await ask(ws, "How fast do you ship?"))
+            first = await asyncio.to_thread(bot.versions.get, number=1)
+            await asyncio.to_thread(version_rollback, chatbot=bot, version=first)
+            answers.append(await ask(ws, "How fast do you ship?"))
+        return answers
+
+    before, during_draft, published, rolled_back = asyncio.run(scenario())
+
+    assert "two days" in before
+    assert during_draft == before
+    assert "48 hours" in published and "two days" not in published
+    assert rolled_back == before
