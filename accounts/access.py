@@ -54,6 +54,8 @@ SHOP_PATHS: dict[str, str] = {
     "tools.chatbottools": "chatbot__shop",
     "tools.mcpserver": "shop",
     "tools.httptool": "shop",
+    "quality.answercheck": "chatbot__shop",
+    "quality.answerfeedback": "chatbot__shop",
     # Error-log rows carry their shop; rows with none are the platform's (operators only).
     "monitoring.errorlog": "shop",
 }
@@ -76,6 +78,7 @@ CONFIGURATION = [
     "tools.httptool",
     "inbox.handoffrule",
     "inbox.cannedresponse",
+    "quality.answercheck",
 ]
 TRANSCRIPTS = [
     "conversations.conversation",
@@ -85,6 +88,7 @@ TRANSCRIPTS = [
     "images.imageupload",
     "helpdesk.handoff",
     "helpdesk.conversationrating",
+    "quality.answerfeedback",
 ]
 ALL = {"view", "add", "change", "delete"}
 VIEW = {"view"}

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "inbox",
     "knowledge",
     "tools",
+    "quality",
 ]
 
 MIDDLEWARE = [

@@ -29,6 +29,7 @@ api_patterns = [
     path("", include("images.urls")),
     path("", include("privacy.urls")),
     path("", include("inbox.urls")),
+    path("", include("quality.urls")),
     path("auth/token", TokenObtain.as_view(), name="auth-token"),
     path("auth/token/refresh", TokenRefresh.as_view(), name="auth-token-refresh"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -113,7 +113,9 @@ def message_as_dict(m) -> dict[str, Any]:
         "sequence": m.sequence,
         "flow": m.flow,
         "metadata": {
-            k: v for k, v in m.metadata.items() if k in ("incomplete", "reason", "images")
+            k: v
+            for k, v in m.metadata.items()
+            if k in ("incomplete", "reason", "images", "feedback")
         },
         "turn": asked_turn_outcome(m),
         "created_at": m.created_at.isoformat(),

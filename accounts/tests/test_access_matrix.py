@@ -38,6 +38,7 @@ from inbox.models import CannedResponse, HandoffRule
 from knowledge.models import KnowledgeDocument
 from monitoring.models import ErrorLog
 from orders.models import OrderSource
+from quality.models import AnswerCheck, AnswerFeedback
 from tools.models import ChatbotTools, HttpTool, McpServer
 
 pytestmark = pytest.mark.django_db
@@ -96,6 +97,9 @@ def _shop_world(key: str) -> dict:
         shop=shop, name=f"{m}-http", description=m, url=f"https://{m}.example/x"
     )
     handoff_rule = HandoffRule.objects.create(chatbot=bot, keywords=f"{m} keyword")
+    answer_check = AnswerCheck.objects.create(
+        chatbot=bot, question=f"{m} check question", must_contain=[f"{m} phrase"]
+    )
     canned = CannedResponse.objects.create(shop=shop, shortcut=f"{m}-canned", text=f"{m} text")
     conversation = conversation_start(chatbot=bot, user_id=f"{m}-visitor")
     turn, _ = message_submit(conversation=conversation, text=f"{m} private question")
@@ -136,6 +140,10 @@ def _shop_world(key: str) -> dict:
     )
     handoff = Handoff.objects.create(
         conversation=conversation, kind="ticket", mode="ticket", reason=f"{m} reason"
+    )
+    answer = conversation.messages.create(role="assistant", content=f"{m} answer", sequence=90)
+    feedback = AnswerFeedback.objects.create(
+        message=answer, conversation=conversation, chatbot=bot, value="down", comment=f"{m} vote"
     )
     rating = ConversationRating.objects.create(
         conversation=conversation, score=5, comment=f"{m} comment"
@@ -180,6 +188,8 @@ def _shop_world(key: str) -> dict:
             "tools.chatbottools": tools,
             "tools.mcpserver": mcp_server,
             "tools.httptool": http_tool,
+            "quality.answercheck": answer_check,
+            "quality.answerfeedback": feedback,
             "helpdesk.handoff": handoff,
             "helpdesk.conversationrating": rating,
             "conversations.conversation": conversation,
@@ -286,6 +296,8 @@ ADMIN_MATRIX: dict[str, dict[str, str]] = {
     "tools.chatbottools": CONFIG,
     "tools.mcpserver": CONFIG,
     "tools.httptool": CONFIG,
+    "quality.answercheck": CONFIG,
+    "quality.answerfeedback": READ_ONLY,
     "conversations.conversation": CONVERSATION,
     "analytics.conversationanalysis": READ_ONLY,
     "analytics.turnmetrics": READ_ONLY,
