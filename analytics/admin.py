@@ -33,6 +33,7 @@ from analytics.services.conversation_index import conversation_index_sync
 from chatbots.models import Chatbot
 from conversations.models import Conversation, Turn
 from inbox.selectors import human_figures
+from quality.selectors import feedback_figures
 
 DASHBOARD_DEFAULT_DAYS = 14
 # Longest chatbot or visitor id shown whole in the conversation list (the row links to all).
@@ -678,6 +679,13 @@ def dashboard_charts(
         "figures": data,
         "execution": execution,
         "people": human_figures(conversations=people),
+        # Customers' thumbs on single answers, flows, topics and the worst answers (quality).
+        "feedback": feedback_figures(
+            date_from=date_from,
+            date_to=date_to,
+            chatbot_id=chatbot.pk if chatbot else None,
+            chatbot_ids=chatbot_ids,
+        ),
         "charts": {
             "per_day": per_day,
             "topics": topics,
