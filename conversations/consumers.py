@@ -69,6 +69,21 @@ def db(fn):
     return call
 
 
+@db
+def conversation_require_active(conversation_id) -> None:
+    """Refuse with CHATBOT_INACTIVE once the conversation's chatbot is switched off (#18 item 5).
+
+    Read fresh on each request of an open socket: the socket's own copy of the chatbot is from
+    when it authenticated, and a bot switched off since then answers nothing more on it (not its
+    history, a resume or a cancel either), as on REST."""
+    conversation = Conversation.objects.select_related("chatbot").filter(pk=conversation_id).first()
+    if conversation is None:
+        raise ApiError(
+            ErrorCode.CONVERSATION_NOT_FOUND, "This conversation no longer exists.", status=404
+        )
+    services.chatbot_require_active(conversation.chatbot)
+
+
 def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
     """Browsers always send Origin; a missing one is a server-side client holding a token."""
     return origin is None or access.origin_allowed(origin, allowed)
@@ -292,6 +307,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.follower.follow_new(turn_id)
 
     async def on_resume(self, content: dict) -> None:
+        await conversation_require_active(self.conversation.pk)
         turn_id = content.get("turn_id")
         after = content.get("last_event_id", 0)
         try:
@@ -312,6 +328,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.follow(str(turn.pk), after)
 
     async def on_cancel(self, content: dict) -> None:
+        await conversation_require_active(self.conversation.pk)
         try:
             turn_uuid = uuid.UUID(str(content.get("turn_id")))
         except ValueError as exc:
@@ -323,6 +340,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "cancel", "turn_id": str(turn.pk), "status": status})
 
     async def on_history(self, content: dict) -> None:
+        await conversation_require_active(self.conversation.pk)
         limit = content.get("limit", 50)
         if not isinstance(limit, int) or not 1 <= limit <= 500:
             limit = 50

@@ -25,7 +25,7 @@ from config.errors import ApiError, ErrorCode, error_body
 from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
 from conversations import selectors, services, socket_auth, streaming
-from conversations.consumers import db, loop_redis, origin_allowed
+from conversations.consumers import conversation_require_active, db, loop_redis, origin_allowed
 from conversations.follower import TurnFollower
 from conversations.models import Conversation, Turn
 
@@ -86,6 +86,18 @@ class Server(socketio.AsyncServer):
     connection would otherwise hold its unauthenticated slot of the per-address caps). Engine.IO
     closes by sending its close packet, which clients obey; one that ignores it gets no more
     pings and is cut when Engine.IO's ping deadline passes."""
+
+    async def _handle_event(self, eio_sid, namespace, id, data):
+        """A client's event named like the server's own (`connect`, `disconnect`), or not named
+        by text, is answered as an unknown event. python-socketio would run our connect handler
+        for it (a second identity and channel listener on one socket) or our disconnect
+        handler (the socket forgotten while it stays open, answering nothing). Only the first
+        argument is passed on: a handler called with extra ones would raise instead."""
+        name = data[0] if isinstance(data, list) and data else None
+        if not isinstance(name, str) or name in self.reserved_events:
+            name = "(reserved or missing event name)"
+        payload = data[1:2] if isinstance(data, list) else []
+        await super()._handle_event(eio_sid, namespace, id, [name, *payload])
 
     async def _handle_eio_connect(self, eio_sid, environ):
         await super()._handle_eio_connect(eio_sid, environ)
@@ -423,6 +435,7 @@ async def _conversation_id_for(client: SocketClient, data: dict) -> uuid.UUID:
                 "No conversation with this id for the token given.",
                 status=404,
             )
+        await conversation_require_active(client.conversation_id)
         return client.conversation_id
     try:
         conversation_id = uuid.UUID(str(wanted))
@@ -443,6 +456,8 @@ async def _conversation_id_for(client: SocketClient, data: dict) -> uuid.UUID:
         except Refused as refused:
             raise ApiError(refused.code, refused.message, status=403) from None
         await _join(client, conversation_id)
+    else:
+        await conversation_require_active(conversation_id)
     return conversation_id
 
 
