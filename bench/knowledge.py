@@ -6,7 +6,8 @@ Runs against its own database (created from DATABASE_URL's server, dropped after
     ./run manage shell -c "from bench.knowledge import main; main([])"        # embedded PG
     ./run manage shell -c "from bench.knowledge import main; main(['--chunks', '20000'])"
 
-Options: --chunks 100000 --dims 1536 --queries 200 --keep. Vectors are synthetic (unit vectors
+Options: --chunks 100000 --dims 1536 --queries 200 --keep, --reuse (query a database an earlier
+--keep run left, skipping the load; its dataset figures are then not re-measured). Vectors are synthetic (unit vectors
 around 500 topics; the questions are noisy copies of chunk vectors), loaded with COPY; the HNSW
 index of migration knowledge.0002 is built after the load, as a one-off re-index would. Writes
 bench/results/knowledge.json. Target (issue #19): hybrid p95 <= 30 ms at 100,000 chunks.
@@ -120,6 +121,25 @@ def _load(args, vocab: Vocabulary, np_rng) -> dict:
     }
 
 
+def _reused(args, np_rng) -> dict:
+    """The dataset a --keep run left: the same chunks, and the same vectors regenerated from the
+    seed (the questions are noisy copies of them)."""
+    from chatbots.models import KnowledgeBase
+    from knowledge.models import KnowledgeChunk
+
+    kb = KnowledgeBase.objects.get(chatbot__public_id="bench-knowledge")
+    chunks = KnowledgeChunk.objects.filter(knowledge_base=kb, document__title="Manual").count()
+    if chunks != args.chunks:
+        raise SystemExit(f"the kept database has {chunks} chunks, not {args.chunks}")
+    return {
+        "chunks": chunks,
+        "dims": args.dims,
+        "reused": True,
+        "_kb": kb,
+        "_vectors": _vectors(np_rng, args.chunks, args.dims),
+    }
+
+
 def _queries(args, vocab: Vocabulary, np_rng, kb, vectors) -> dict:
     from knowledge.retrieval import builtin_rankings, knowledge_search, vector_search
 
@@ -176,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dims", type=int, default=1536)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--reuse", action="store_true", help="query a kept database as it is")
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
 
@@ -190,7 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     admin = _admin_params()
     connection.close()
-    _create_database(admin)
+    if not args.reuse:
+        _create_database(admin)
     settings.DATABASES["default"]["NAME"] = BENCH_DB
     connection.settings_dict["NAME"] = BENCH_DB
     settings.DEBUG = False
@@ -200,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     try:
         call_command("migrate", verbosity=0, interactive=False)
-        dataset = _load(args, vocab, np_rng)
+        dataset = _reused(args, np_rng) if args.reuse else _load(args, vocab, np_rng)
         kb, vectors = dataset.pop("_kb"), dataset.pop("_vectors")
         print(f"loaded {dataset}", flush=True)
         queries = _queries(args, vocab, np_rng, kb, vectors)
@@ -226,5 +248,5 @@ def main(argv: list[str] | None = None) -> dict:
         return report
     finally:
         connection.close()
-        if not args.keep:
+        if not (args.keep or args.reuse):
             _drop_database(admin)

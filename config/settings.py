@@ -565,6 +565,9 @@ KNOWLEDGE_MIN_SIMILARITY = env.float("KNOWLEDGE_MIN_SIMILARITY", default=0.25)
 # found in at most this share of the chunks (ranking every chunk a common word matches is slow).
 KNOWLEDGE_PRUNE_FROM_CHUNKS = env.int("KNOWLEDGE_PRUNE_FROM_CHUNKS", default=2000)
 KNOWLEDGE_COMMON_WORD_SHARE = env.float("KNOWLEDGE_COMMON_WORD_SHARE", default=0.05)
+# …and, of those words, the rarest whose chunk counts add up to at most this many (the rarest
+# one always): the chunks ranked per question, which is what full-text retrieval costs.
+KNOWLEDGE_RANK_CANDIDATES = env.int("KNOWLEDGE_RANK_CANDIDATES", default=1000)
 # Workers log through the same handler (ids, JSON, redaction) instead of Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Bearer token Prometheus sends to GET /metrics; empty = staff session only.

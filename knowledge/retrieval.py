@@ -96,17 +96,14 @@ def knowledge_search(
         scope["knowledge_base_id"] = knowledge_base_id
     chunk_query = query
     if knowledge_base_id is not None:
-        informative = _informative_lexemes(
+        pruned = _pruned_query(
             knowledge_base_id=knowledge_base_id, search_config=search_config, question=question
         )
-        if informative is not None:
-            if not informative:
-                chunk_query = None
-            else:
-                # Lexemes are stemmed already: the 'simple' configuration takes them as they are.
-                chunk_query = SearchQuery(
-                    " | ".join(_quoted(w) for w in informative), config="simple", search_type="raw"
-                )
+        if pruned is not None:
+            # Lexemes are stemmed already: the 'simple' configuration takes them as they are.
+            chunk_query = (
+                SearchQuery(pruned, config="simple", search_type="raw") if pruned else None
+            )
     entries = (
         KnowledgeEntry.objects.filter(
             **scope, knowledge_base__kind=KnowledgeBase.Kind.BUILTIN, search_vector=query
@@ -149,15 +146,22 @@ def _quoted(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _informative_lexemes(
-    *, knowledge_base_id: int, search_config: str, question: str
-) -> list[str] | None:
-    """In a large base, the question's words that are rare enough to rank by; None when the
-    base is small enough to rank every match (or its word counts are not there yet).
+def _pruned_query(*, knowledge_base_id: int, search_config: str, question: str) -> str | None:
+    """In a large base, the tsquery (raw, stemmed lexemes) that decides which chunks are ranked;
+    None when the base is small enough to rank every match (or its word counts are not there
+    yet), "" when none of the question's words is in the base.
 
-    A word in more than KNOWLEDGE_COMMON_WORD_SHARE of the chunks is dropped (it barely tells
-    chunks apart, and ranking the chunks it matches is what costs); if every word is that
-    common, the two rarest are kept."""
+    Ranking costs per matching chunk (PostgreSQL reads each one's row and vector), so a large
+    base is ranked over a bounded set of candidates, chosen as an IDF-weighted ranking (BM25)
+    would weigh the words: rarest first.
+    - A word in more than KNOWLEDGE_COMMON_WORD_SHARE of the chunks is dropped: it barely tells
+      chunks apart (`ts_rank` has no notion of a word's rarity, so it would let a chunk full of a
+      common word outrank one holding the question's rare word).
+    - Of the rest, the rarest are ORed while their chunk counts add up to at most
+      KNOWLEDGE_RANK_CANDIDATES; the rarest one is always kept. A chunk holding none of them
+      would sit below those that do under BM25.
+    - When every word is common, chunks holding both of the two rarest are ranked (AND): the
+      chunks that hold either one would be most of the base."""
     total = (
         KnowledgeDocument.objects.filter(knowledge_base_id=knowledge_base_id).aggregate(
             n=Sum("chunk_count")
@@ -173,18 +177,24 @@ def _informative_lexemes(
             "ON t.knowledge_base_id = %s AND t.lexeme = q.lexeme",
             [search_config, question[:2000], knowledge_base_id],
         )
-        counts = [(lexeme, chunks) for lexeme, chunks in cursor.fetchall() if chunks]
-    if not counts:
-        return (
-            None
-            if not KnowledgeTerm.objects.filter(knowledge_base_id=knowledge_base_id).exists()
-            else []
+        counts = sorted(
+            ((chunks, lexeme) for lexeme, chunks in cursor.fetchall() if chunks),
+            key=lambda c: (c[0], c[1]),
         )
+    if not counts:
+        known = KnowledgeTerm.objects.filter(knowledge_base_id=knowledge_base_id).exists()
+        return "" if known else None
     ceiling = total * settings.KNOWLEDGE_COMMON_WORD_SHARE
-    rare = [lexeme for lexeme, chunks in counts if chunks <= ceiling]
-    if rare:
-        return rare
-    return [lexeme for lexeme, _ in sorted(counts, key=lambda c: c[1])[:2]]
+    rare = [(chunks, lexeme) for chunks, lexeme in counts if chunks <= ceiling]
+    if not rare:
+        return " & ".join(_quoted(lexeme) for _, lexeme in counts[:2])
+    chosen, postings = [], 0
+    for chunks, lexeme in rare:
+        if chosen and postings + chunks > settings.KNOWLEDGE_RANK_CANDIDATES:
+            break
+        chosen.append(lexeme)
+        postings += chunks
+    return " | ".join(_quoted(lexeme) for lexeme in chosen)
 
 
 def retrieval_method(flow: dict[str, Any]) -> str | None:

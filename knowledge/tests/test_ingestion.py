@@ -302,3 +302,42 @@ def test_in_a_large_base_full_text_ranks_by_the_question_s_rare_words(builtin_kb
     assert titles("red wine") != []
     # Quotes and backslashes in the question are words, not tsquery syntax.
     assert titles("it's o'clock \\\\ wine's corkage'") == ["Wines › Corkage"]
+
+
+def test_in_a_large_base_only_the_rarest_words_chunks_are_ranked_within_the_budget(
+    builtin_kb, settings
+):
+    settings.KNOWLEDGE_PRUNE_FROM_CHUNKS = 1  # this small base counts as large
+    settings.KNOWLEDGE_COMMON_WORD_SHARE = 0.5
+    sections = [f"# Wine {i}\n\nEvery wine here is red wine number {i}." for i in range(6)]
+    sections.append("# Corkage\n\nCorkage for wine is 50 kroner.")
+    sections += [f"# Glass {i}\n\nA glass of wine costs {i} kroner." for i in range(2)]
+    document = KnowledgeDocument.objects.create(
+        knowledge_base=builtin_kb, title="Wines", text="\n\n".join(sections)
+    )
+    assert process(document) == "ready"
+
+    def titles(question: str) -> set[str]:
+        found = knowledge_search(
+            chatbot_id=builtin_kb.chatbot_id,
+            search_config="english",
+            question=question,
+            knowledge_base_id=builtin_kb.pk,
+            limit=20,
+        )
+        return {m["title"] for m in found}
+
+    # "corkage" is in 1 chunk, "glass" in 2: a budget of 2 ranks the rarest word's chunk only…
+    settings.KNOWLEDGE_RANK_CANDIDATES = 2
+    assert titles("corkage by the glass") == {"Wines › Corkage"}
+    # …a budget of 3 both words' chunks; the rarest word is kept even over the budget.
+    settings.KNOWLEDGE_RANK_CANDIDATES = 3
+    assert titles("corkage by the glass") == {
+        "Wines › Corkage",
+        "Wines › Glass 0",
+        "Wines › Glass 1",
+    }
+    settings.KNOWLEDGE_RANK_CANDIDATES = 0
+    assert titles("corkage by the glass") == {"Wines › Corkage"}
+    # Every word common ("wine" in 9 of 9 chunks, "red" in 6): chunks holding both are ranked.
+    assert titles("red wine") == {f"Wines › Wine {i}" for i in range(6)}
