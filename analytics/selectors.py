@@ -570,7 +570,10 @@ def dashboard_conversations(
     """The conversations a dashboard describes: started in the range (UTC days, inclusive),
     of one chatbot or of `chatbot_ids` (the viewer's shops'; None means every chatbot)."""
     start, end = _bounds(date_from, date_to)
-    conversations = Conversation.objects.filter(created_at__gte=start, created_at__lt=end)
+    # Staff previews (chatbots/preview.py) are not customers' conversations.
+    conversations = Conversation.objects.filter(
+        created_at__gte=start, created_at__lt=end, preview__isnull=True
+    )
     if chatbot_id is not None:
         conversations = conversations.filter(chatbot_id=chatbot_id)
     if chatbot_ids is not None:

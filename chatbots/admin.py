@@ -41,6 +41,8 @@ from chatbots.models import (
     TextRule,
 )
 from chatbots.secrets import EncryptedSecretField, SecretDecryptionError, secret_field_names
+from chatbots.version_admin import VersionsAdminMixin
+from chatbots.versions import chatbot_publishing_set
 from chatbots.widgets import ModelChoiceInput, ModelNameInput, OpeningHoursField
 from knowledge.admin import KnowledgeDocumentInline, retrieval_test_link
 from knowledge.selectors import flow_knowledge_warnings
@@ -69,6 +71,8 @@ DIFF_SKIPPED_FIELDS = {
     "created_at",
     "updated_at",
     "search_vector",
+    # Moved by publishing and rollback only (chatbots.versions), never by a revert.
+    "live_version",
     # What the AI server listed at the last "Test connection": fetched, not configured.
     "known_models",
     "known_models_at",
@@ -625,11 +629,12 @@ class ChatbotForm(forms.ModelForm):
             "routing_mode",
             "message_rate_limit",
             "topics",
+            "publishing",
         )
 
 
 @admin.register(Chatbot)
-class ChatbotAdmin(ConfigurationHistoryAdmin):
+class ChatbotAdmin(VersionsAdminMixin, ConfigurationHistoryAdmin):
     form = ChatbotForm
     history_follow = CHATBOT_FOLLOW
 
@@ -649,7 +654,14 @@ class ChatbotAdmin(ConfigurationHistoryAdmin):
     list_display_links = ("public_id", "name")
     list_filter = ("language", "active", "routing_mode", "image_upload_enabled")
     search_fields = ("public_id", "name")
-    readonly_fields = ("try_link", "widget_key", "uuid", "created_at", "updated_at")
+    readonly_fields = (
+        "try_link",
+        "widget_key",
+        "uuid",
+        "created_at",
+        "updated_at",
+        "live_version_link",
+    )
     actions = ["regenerate_widget_key"]
     fieldsets = (
         ("Identity", {"fields": ("public_id", "name", "active", "try_link")}),
@@ -673,6 +685,14 @@ class ChatbotAdmin(ConfigurationHistoryAdmin):
         ),
         ("Routing and limits", {"fields": ("routing_mode", "message_rate_limit")}),
         ("Topics", {"fields": ("topics",)}),
+        (
+            "Publishing",
+            {
+                "fields": ("publishing", "live_version_link"),
+                "description": "Reviewed: saves here make a draft; customers keep the published "
+                "version until someone publishes the draft on the Versions page.",
+            },
+        ),
         ("Record", {"fields": ("uuid", "created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
@@ -690,6 +710,38 @@ class ChatbotAdmin(ConfigurationHistoryAdmin):
         super().save_related(request, form, formsets, change)
         for warning in flow_knowledge_warnings(chatbot_id=form.instance.pk):
             self.message_user(request, warning, messages.WARNING)
+        if "publishing" in form.changed_data or (
+            form.instance.publishing == Chatbot.Publishing.REVIEWED
+            and not form.instance.live_version_id
+        ):
+            # To reviewed: what customers had (the rows, flows included) becomes version 1.
+            chatbot_publishing_set(
+                chatbot=form.instance,
+                publishing=form.instance.publishing,
+                user=request.user,
+                request=request,
+            )
+        elif form.instance.publishing == Chatbot.Publishing.REVIEWED:
+            self.message_user(
+                request,
+                "Saved as a draft: customers keep the published version until you publish it "
+                "on the Versions page.",
+                messages.INFO,
+            )
+
+    @admin.display(description="live version")
+    def live_version_link(self, obj: Chatbot | None) -> str:
+        if obj is None or obj.pk is None:
+            return "Save the chatbot first."
+        url = self._versions_url(obj)
+        if obj.publishing != Chatbot.Publishing.REVIEWED:
+            return format_html('Every save is live. <a href="{}">Versions</a>', url)
+        live = obj.live_version
+        return format_html(
+            '{} <a href="{}">Versions, publish and rollback</a>',
+            f"Version {live.number} is live." if live else "Nothing published yet.",
+            url,
+        )
 
     @admin.display(description="flows", ordering="_flow_count")
     def flow_count(self, obj: Chatbot) -> int:

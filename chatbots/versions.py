@@ -232,11 +232,14 @@ def version_rollback(
 
 
 def chatbot_publishing_set(*, chatbot: Chatbot, publishing: str, user=None, request=None) -> None:
-    """Switch the mode. To reviewed: the current rows are published as a version at once, so
-    customers keep exactly what they had. To instant: the rows (the draft) go live at once."""
+    """Switch the mode. To reviewed: the current rows (what customers had under instant) are
+    published as a version at once, so customers keep exactly what they had. To instant: the
+    rows (the draft) go live at once."""
+    previous = Chatbot.objects.filter(pk=chatbot.pk).values_list("publishing", flat=True).first()
     Chatbot.objects.filter(pk=chatbot.pk).update(publishing=publishing)
     chatbot.publishing = publishing
-    if publishing == Chatbot.Publishing.REVIEWED and not chatbot.live_version_id:
+    switched = previous != Chatbot.Publishing.REVIEWED or not chatbot.live_version_id
+    if publishing == Chatbot.Publishing.REVIEWED and switched:
         version_publish(
             chatbot=chatbot, user=user, request=request, note="Switched to reviewed publishing"
         )
@@ -332,3 +335,32 @@ def draft_diff(*, chatbot: Chatbot) -> list[str]:
     """What publishing the draft now would change for customers."""
     before = chatbot.live_version.config if chatbot.live_version_id else None
     return version_diff(before=before, after=snapshot_build(chatbot=chatbot))
+
+
+# --- Hooks for the check runs and the preview chat ------------------------------------------
+
+
+def draft_failing_checks(*, chatbot: Chatbot) -> str:
+    """The checks that failed on the draft as it is now, by the latest check run of exactly
+    this draft ("" when none failed, none ran, or the draft changed since)."""
+    try:
+        from chatbots.checkruns import draft_failing_checks as failing
+    except ImportError:
+        return ""
+    return failing(chatbot=chatbot)
+
+
+def checks_url(*, chatbot: Chatbot) -> str | None:
+    try:
+        from chatbots.checkruns import checks_url as url
+    except ImportError:
+        return None
+    return url(chatbot=chatbot)
+
+
+def preview_url(*, chatbot: Chatbot) -> str | None:
+    try:
+        from chatbots.preview import preview_url as url
+    except ImportError:
+        return None
+    return url(chatbot=chatbot)

@@ -21,7 +21,9 @@ LIST_LIMIT = 100
 
 
 def _scoped(user) -> QuerySet[Conversation]:
-    return access.scope(Conversation.objects.all(), user, via="chatbot__shop")
+    # Staff previews (chatbots/preview.py) never wait for a person.
+    conversations = Conversation.objects.filter(preview__isnull=True)
+    return access.scope(conversations, user, via="chatbot__shop")
 
 
 def inbox_counts(*, user) -> dict[str, int]:

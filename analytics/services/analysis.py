@@ -363,6 +363,8 @@ def turn_analyse(*, turn_id: str, force: bool = False) -> ConversationAnalysis |
     )
     if turn is None or not turn.is_finished:
         return None
+    if turn.conversation.preview is not None:
+        return None  # a staff preview (chatbots/preview.py) is nobody's analytics
     turn_metrics_record(turn=turn)
     if turn.assistant_message is not None:
         context_chunks_store(message=turn.assistant_message)
@@ -403,7 +405,10 @@ def turns_in_range(
 ) -> Iterator[str]:
     """Ids of the turns finished in [date_from, date_to), oldest first."""
     turns = Turn.objects.filter(
-        status__in=Turn.FINISHED, finished_at__gte=date_from, finished_at__lt=date_to
+        status__in=Turn.FINISHED,
+        finished_at__gte=date_from,
+        finished_at__lt=date_to,
+        conversation__preview__isnull=True,
     )
     if chatbot_id is not None:
         turns = turns.filter(conversation__chatbot_id=chatbot_id)

@@ -85,3 +85,40 @@ def test_a_customer_keeps_the_live_answers_while_the_draft_changes_until_it_is_p
     assert during_draft == before
     assert "48 hours" in published and "two days" not in published
     assert rolled_back == before
+
+
+def test_a_staff_preview_answers_from_the_draft_while_customers_get_the_live_version(stack):
+    from django.contrib.auth import get_user_model
+
+    from analytics.models import TurnMetrics
+    from chatbots.preview import preview_conversation_start
+    from conversations.models import Turn
+
+    bot = reviewed_bot()
+    TextRule.objects.create(
+        chatbot=bot, kind=TextRule.Kind.REPLACE, find="two days", replace="48 hours"
+    )
+    staff = get_user_model().objects.create_user("previewer", is_staff=True)
+    conversation, token = preview_conversation_start(chatbot=bot, choice="draft", user=staff)
+    live_conv, live_token = preview_conversation_start(chatbot=bot, choice="1", user=staff)
+    host = stack.base_url.split("://", 1)[1]
+
+    async def chat(conversation_id, token_, origin) -> str:
+        url = f"{stack.ws_url}/ws/conversations/{conversation_id}/?token={token_}"
+        async with websockets.connect(url, open_timeout=10, origin=origin) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ready"
+            return await ask(ws, "How fast do you ship?")
+
+    draft_answer = asyncio.run(chat(conversation.pk, token, f"http://{host}"))
+    version_answer = asyncio.run(chat(live_conv.pk, live_token, f"http://{host}"))
+
+    assert "48 hours" in draft_answer
+    assert "two days" in version_answer
+    # A preview is opened from our own admin pages only, not from a shop's site.
+    with pytest.raises(Exception):  # noqa: B017 - the socket is closed with 4403
+        asyncio.run(chat(conversation.pk, token, "https://shop.example"))
+    # And it is nobody's analytics.
+    time.sleep(1.5)
+    turns = Turn.objects.filter(conversation__in=[conversation, live_conv])
+    assert turns.count() == 2
+    assert not TurnMetrics.objects.filter(turn__in=turns).exists()
