@@ -106,6 +106,10 @@
       failed: "Sorry, something went wrong and the answer stopped. Please try again.",
       cancelled: "The answer was stopped.",
       incomplete: "(This answer was interrupted.)",
+      feedbackAsk: "Was this answer helpful?",
+      helpful: "Helpful",
+      notHelpful: "Not helpful",
+      feedbackFailed: "Your vote could not be saved. Please try again.",
       sources: "Sources",
       gone: "This conversation is no longer available. Your next message starts a new one.",
       originRefused: "This chat is not available on this site.",
@@ -196,6 +200,10 @@
       failed: "Beklager, noget gik galt, og svaret stoppede. Prøv venligst igen.",
       cancelled: "Svaret blev stoppet.",
       incomplete: "(Dette svar blev afbrudt.)",
+      feedbackAsk: "Var dette svar nyttigt?",
+      helpful: "Nyttigt",
+      notHelpful: "Ikke nyttigt",
+      feedbackFailed: "Din stemme kunne ikke gemmes. Prøv venligst igen.",
       sources: "Kilder",
       gone: "Samtalen findes ikke længere. Din næste besked starter en ny.",
       originRefused: "Chatten er ikke tilgængelig på denne side.",
@@ -311,6 +319,10 @@
     attach:
       "M16.5 6.5l-8 8a2 2 0 0 0 2.8 2.8l8.5-8.5a4 4 0 0 0-5.6-5.6L5.6 11.8a6 6 0 0 0 8.5 8.5l6.4-6.4",
     close: "M6 6l12 12M18 6L6 18",
+    up:
+      "M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.28a2 2 0 0 0 2-1.7l1.38-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3",
+    down:
+      "M10 15v4a3 3 0 0 0 3 3l4-9V2H5.72a2 2 0 0 0-2 1.7l-1.38 9a2 2 0 0 0 2 2.3zM17 2h2.67A2.31 2.31 0 0 1 22 4v7a2.31 2.31 0 0 1-2.33 2H17",
   };
 
   /* A decorative icon (hidden from screen readers: its button carries the label). */
@@ -864,6 +876,10 @@
         } else if (message.metadata && message.metadata.incomplete) {
           answer.el.appendChild(h("div", { class: "cbw-meta", text: t("incomplete") }));
         }
+        var meta = message.metadata || {};
+        if ((!said || said.status === "completed") && !meta.incomplete) {
+          answer.el.appendChild(feedbackControl(message.message_id, meta.feedback));
+        }
       }
     });
     var last = messages[messages.length - 1];
@@ -1079,6 +1095,9 @@
     showOutcome(turn.el, data.status || "completed", turn.error, !!turn.text);
     var sources = turn.text && turn.sources ? sourcesList(turn.sources) : null;
     if (sources) turn.el.appendChild(sources);
+    if (turn.text && (data.status || "completed") === "completed" && data.message_id) {
+      turn.el.appendChild(feedbackControl(data.message_id, null));
+    }
     if (state.session && state.session.turn_id === turn.id) {
       state.session.turn_id = null;
       store.set(state.session);
@@ -1208,6 +1227,71 @@
       el.appendChild(h("div", { class: "cbw-error", text: error }));
     }
     if (!hasText && status !== "failed" && status !== "cancelled") el.classList.add("cbw-empty");
+  }
+
+  // --- thumbs up / down on one answer (docs/quality.md) -----------------------------------------
+
+  /* Two toggle buttons under a finished answer; the chosen one is pressed (also after a reload:
+     the history carries each answer's vote). A second vote replaces the first. */
+  function feedbackControl(messageId, chosen) {
+    var group = h("div", {
+      class: "cbw-feedback",
+      role: "group",
+      "aria-label": t("feedbackAsk"),
+    });
+    var buttons = {};
+    ["up", "down"].forEach(function (value) {
+      buttons[value] = h(
+        "button",
+        {
+          type: "button",
+          class: "cbw-thumb cbw-thumb-" + value,
+          "aria-label": t(value === "up" ? "helpful" : "notHelpful"),
+          title: t(value === "up" ? "helpful" : "notHelpful"),
+          "aria-pressed": "false",
+          onclick: function () {
+            sendFeedback(messageId, value, buttons, group);
+          },
+        },
+        [icon(value)]
+      );
+      group.appendChild(buttons[value]);
+    });
+    showFeedback(buttons, chosen);
+    return group;
+  }
+
+  function showFeedback(buttons, chosen) {
+    Object.keys(buttons).forEach(function (value) {
+      buttons[value].setAttribute("aria-pressed", value === chosen ? "true" : "false");
+    });
+  }
+
+  function sendFeedback(messageId, value, buttons, group) {
+    if (!state.session || group.getAttribute("aria-busy") === "true") return;
+    var before = null;
+    if (buttons.up.getAttribute("aria-pressed") === "true") before = "up";
+    if (buttons.down.getAttribute("aria-pressed") === "true") before = "down";
+    if (before === value) return;
+    showFeedback(buttons, value);
+    group.setAttribute("aria-busy", "true");
+    var path =
+      "/api/sessions/" +
+      encodeURIComponent(state.session.session_id) +
+      "/messages/" +
+      encodeURIComponent(messageId) +
+      "/feedback";
+    api("POST", path, { json: { value: value }, auth: "token" })
+      .then(function (reply) {
+        if (reply.status !== 200) throw new Error("feedback " + reply.status);
+      })
+      .catch(function () {
+        showFeedback(buttons, before);
+        alertText(t("feedbackFailed"));
+      })
+      .then(function () {
+        group.removeAttribute("aria-busy");
+      });
   }
 
   function failTurn(turn, message) {
