@@ -77,8 +77,15 @@ ProcessMessageResponse = inline_serializer(
         "websocket_url": serializers.CharField(),
         "conversation_token": serializers.CharField(),
         "status": serializers.CharField(),
+        "replayed": serializers.BooleanField(
+            help_text="True when an Idempotency-Key retry returned the earlier turn named here "
+            "instead of storing the message again (header `Idempotent-Replayed: true` too)."
+        ),
     },
 )
+
+# Stripe's name for "this answer is the stored one of an earlier request with the same key".
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def client_ip(request: Request) -> str | None:
@@ -172,7 +179,8 @@ def flow_type_for(chatbot: Chatbot) -> str:
             "Idempotency-Key",
             location=OpenApiParameter.HEADER,
             required=False,
-            description="A retry with the same key returns the original turn.",
+            description="A retry with the same key returns the original turn "
+            "(`replayed: true`, header `Idempotent-Replayed: true`).",
         )
     ],
     responses={200: ProcessMessageResponse, **{s: ERROR_RESPONSES[s] for s in (400, 404, 409)}},
@@ -185,7 +193,7 @@ def process_message(request: Request) -> Response:
     conversation, chatbot = conversation_or_chatbot(request, data)
     idempotency_key = request.headers.get("Idempotency-Key", "")[:200]
     if conversation is None:
-        turn, _created = services.first_message_submit(
+        turn, created = services.first_message_submit(
             chatbot=chatbot,
             text=data["message_text"],
             idempotency_key=idempotency_key,
@@ -196,7 +204,7 @@ def process_message(request: Request) -> Response:
         )
         conversation = turn.conversation
     else:
-        turn, _created = services.message_submit(
+        turn, created = services.message_submit(
             conversation=conversation,
             text=data["message_text"],
             idempotency_key=idempotency_key,
@@ -206,7 +214,7 @@ def process_message(request: Request) -> Response:
     token = conversation_token_issue(
         conversation_id=conversation.pk, chatbot_id=conversation.chatbot_id
     )
-    return Response(
+    response = Response(
         {
             "success": True,
             "session_id": str(conversation.pk),
@@ -220,8 +228,12 @@ def process_message(request: Request) -> Response:
             ),
             "conversation_token": token,
             "status": turn.status,
+            "replayed": not created,
         }
     )
+    if not created:
+        response[REPLAYED_HEADER] = "true"
+    return response
 
 
 EVENT_FIELDS = {

@@ -24,7 +24,7 @@ from conversations.access import (
     conversation_token_issue,
     request_user,
 )
-from conversations.api import conversation_for, public_url
+from conversations.api import REPLAYED_HEADER, conversation_for, public_url
 from conversations.models import Turn
 
 SESSION = inline_serializer(
@@ -415,7 +415,7 @@ def chat_message(request: Request) -> Response:
             "Send the session id in the X-Session-ID header (create one with POST /api/sessions).",
         )
     conversation = conversation_for(request, _uuid(session_id))
-    turn, _created = services.message_submit(
+    turn, created = services.message_submit(
         conversation=conversation,
         text=body.validated_data["message"],
         idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
@@ -423,7 +423,7 @@ def chat_message(request: Request) -> Response:
     )
     turn = _wait_for_turn(turn, settings.CHAT_SYNC_TIMEOUT_SECONDS)
     if not turn.is_finished:
-        return Response(
+        response = Response(
             {
                 "sessionId": str(conversation.pk),
                 "turn_id": str(turn.pk),
@@ -432,8 +432,12 @@ def chat_message(request: Request) -> Response:
             },
             status=202,
         )
-    result = selectors.turn_answer_as_dict(turn)
-    return Response(result)
+    else:
+        response = Response(selectors.turn_answer_as_dict(turn))
+    if not created:
+        # An Idempotency-Key retry: the answer is the earlier turn's (its ids are in the body).
+        response[REPLAYED_HEADER] = "true"
+    return response
 
 
 def _uuid(value):

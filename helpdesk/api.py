@@ -61,6 +61,10 @@ AcceptedResponse = inline_serializer(
         "message": serializers.CharField(
             help_text="What to show the customer, in the bot's language."
         ),
+        "appended": serializers.BooleanField(
+            help_text="True when this request joined the pending one named by `handoff_id` (its "
+            "text goes into that ticket; an exact repeat changes nothing) instead of starting one."
+        ),
     },
 )
 
@@ -82,13 +86,14 @@ class RatingSerializer(serializers.Serializer):
     comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
-def _accepted(handoff: Handoff, conversation) -> Response:
+def _accepted(handoff: Handoff, conversation, *, created: bool) -> Response:
     return Response(
         {
             "handoff_id": str(handoff.id),
             "mode": handoff.mode,
             "state": handoff.state,
             "message": services.handoff_message(handoff, chatbot=conversation.chatbot),
+            "appended": not created,
         },
         status=202,
     )
@@ -117,14 +122,14 @@ def contact(request: Request, session_id) -> Response:
     serializer = ContactSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
-    handoff, _ = services.handoff_request(
+    handoff, created = services.handoff_request(
         conversation=conversation,
         kind=Handoff.Kind.CONTACT,
         name=data["name"],
         email=data["email"].lower(),
         message=data["message"],
     )
-    return _accepted(handoff, conversation)
+    return _accepted(handoff, conversation, created=created)
 
 
 @extend_schema(
@@ -139,14 +144,14 @@ def handoff(request: Request, session_id) -> Response:
     serializer = HandoffSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
-    handoff, _ = services.handoff_request(
+    handoff, created = services.handoff_request(
         conversation=conversation,
         kind=Handoff.Kind.HANDOFF,
         reason=data["reason"],
         name=data["name"],
         email=data["email"].lower(),
     )
-    return _accepted(handoff, conversation)
+    return _accepted(handoff, conversation, created=created)
 
 
 @extend_schema(

@@ -37,6 +37,27 @@ def test_the_same_key_and_message_returns_the_original_turn(client, conversation
     assert first.status_code == again.status_code == 200
     assert first.json()["turn_id"] == again.json()["turn_id"]
     assert Turn.objects.count() == 1
+    # The retry says that it is the earlier turn's answer, not a new one.
+    assert (first.json()["replayed"], again.json()["replayed"]) == (False, True)
+    assert "Idempotent-Replayed" not in first and again["Idempotent-Replayed"] == "true"
+
+
+def test_a_retry_on_the_synchronous_chat_api_says_it_is_a_replay(client, conversation, settings):
+    settings.CHAT_SYNC_TIMEOUT_SECONDS = 0.2
+
+    def chat():
+        return client.post(
+            "/api/chat/message",
+            {"message": "Where is my order?"},
+            content_type="application/json",
+            headers={**headers, "X-Session-ID": str(conversation.pk), "Idempotency-Key": "k-3"},
+        )
+
+    conversation, headers = conversation
+    first, again = chat(), chat()
+    assert first.status_code < 300 and again.status_code < 300
+    assert "Idempotent-Replayed" not in first and again["Idempotent-Replayed"] == "true"
+    assert Turn.objects.count() == 1
 
 
 def test_the_same_key_with_a_different_message_is_refused_and_stores_nothing(client, conversation):
@@ -93,6 +114,7 @@ def test_a_retried_first_message_returns_the_original_conversation_and_turn(clie
     assert first.status_code == again.status_code == 200
     assert again.json()["session_id"] == first.json()["session_id"]
     assert again.json()["turn_id"] == first.json()["turn_id"]
+    assert (first.json()["replayed"], again.json()["replayed"]) == (False, True)
     # One conversation, one turn: one AI call (a turn is claimed and run once).
     assert Conversation.objects.count() == 1
     assert Turn.objects.count() == 1

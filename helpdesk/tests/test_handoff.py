@@ -301,6 +301,8 @@ def test_a_second_contact_message_while_the_first_is_pending_goes_into_the_same_
 
     assert first.status_code == second.status_code == 202
     assert first.json()["handoff_id"] == second.json()["handoff_id"]
+    # The second answer says it joined the first request rather than starting one.
+    assert (first.json()["appended"], second.json()["appended"]) == (False, True)
     run_ticket_task(first.json()["handoff_id"])
     [ticket] = freshdesk.tickets
     assert "My parcel never came" in ticket["description"]
