@@ -50,6 +50,9 @@ SECRETS = {
     "client_secret": "client-secret-roundtrip-1f2a3b",
     "access_token": "access-token-roundtrip-4c5d6e",
     "token_secret": "token-secret-roundtrip-7f8a9b",
+    # Auth headers are one "Name: value" per line: two lines, as a textarea posts them back.
+    "mcp_headers": "Authorization: Bearer mcp-roundtrip-3e4f5a\nX-Shop-Id: 7",
+    "http_headers": "Authorization: Bearer http-roundtrip-6b7c8d\nX-Shop-Id: 7",
 }
 
 
@@ -183,6 +186,26 @@ def populate() -> None:
         agent_email="agent@demo-shop.example",
         tags=["web", "vip"],
     )
+    from tools.models import HttpTool, McpServer
+
+    # Saving an MCP server lists its tools; nothing listens on port 9, so the listing fails
+    # (a warning) and leaves the row as it was.
+    McpServer.objects.create(
+        shop=chatbot.shop,
+        name="warehouse",
+        url="http://127.0.0.1:9/mcp",
+        auth_headers=SECRETS["mcp_headers"],
+        timeout=2,
+    )
+    HttpTool.objects.create(
+        shop=chatbot.shop,
+        name="stock",
+        description="Stock of a product by its SKU.",
+        url="https://shop.example/api/stock/{sku}",
+        parameters={"type": "object", "properties": {"sku": {"type": "string"}}},
+        personal_arguments="email",
+        auth_headers=SECRETS["http_headers"],
+    )
 
 
 # Values model_bakery cannot guess (it knows field types, not CHECK constraints).
@@ -269,7 +292,7 @@ def test_saving_an_untouched_change_form_changes_nothing(staff_page, stack, mode
     save = page.locator('input[name="_save"]')
     if save.count() == 0:
         pytest.skip(f"{model._meta.label}: the change page is read-only (no Save button)")
-    for box in page.locator('input[type="password"]').all():
+    for box in page.locator('input[type="password"], textarea[autocomplete="new-password"]').all():
         assert box.input_value() == "", "a secret box must start empty"
     save.click()
     page.wait_for_load_state("load")
@@ -286,3 +309,18 @@ def test_the_round_trip_covers_every_secret_field():
 
     covered = {m._meta.label for m in managed_models()}
     assert {m._meta.label for m, _ in encrypted_secret_fields()} <= covered
+
+
+def test_the_object_each_round_trip_opens_has_every_secret_set():
+    """A secret left empty would pass the round trip whatever its box posts: the object the
+    test opens for a model with secrets must hold every one (set it in populate())."""
+    from chatbots.transfer import encrypted_secret_fields
+
+    populate()
+    unset = [
+        f"{model._meta.label}.{field.name}"
+        for model, field in encrypted_secret_fields()
+        if model._meta.label in {m._meta.label for m in managed_models()}
+        and not getattr(ensure_object(model), field.name)
+    ]
+    assert unset == []
