@@ -34,6 +34,8 @@ SHOP_PATHS: dict[str, str] = {
     "chatbots.templateassignment": "chatbot__shop",
     "chatbots.textrule": "chatbot__shop",
     "chatbots.chatbotversion": "chatbot__shop",
+    "chatbots.checkrun": "chatbot__shop",
+    "chatbots.checkresult": "run__chatbot__shop",
     "orders.ordersource": "chatbot__shop",
     "helpdesk.helpdeskconnection": "chatbot__shop",
     "helpdesk.handoff": "conversation__chatbot__shop",

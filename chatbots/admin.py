@@ -41,7 +41,7 @@ from chatbots.models import (
     TextRule,
 )
 from chatbots.secrets import EncryptedSecretField, SecretDecryptionError, secret_field_names
-from chatbots.version_admin import VersionsAdminMixin
+from chatbots.version_admin import CheckRunsAdminMixin, VersionsAdminMixin
 from chatbots.versions import chatbot_publishing_set
 from chatbots.widgets import ModelChoiceInput, ModelNameInput, OpeningHoursField
 from knowledge.admin import KnowledgeDocumentInline, retrieval_test_link
@@ -634,7 +634,7 @@ class ChatbotForm(forms.ModelForm):
 
 
 @admin.register(Chatbot)
-class ChatbotAdmin(VersionsAdminMixin, ConfigurationHistoryAdmin):
+class ChatbotAdmin(CheckRunsAdminMixin, VersionsAdminMixin, ConfigurationHistoryAdmin):
     form = ChatbotForm
     history_follow = CHATBOT_FOLLOW
 

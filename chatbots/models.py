@@ -754,3 +754,74 @@ class ChatbotVersion(models.Model):
 
     def __str__(self) -> str:
         return f"version {self.number}"
+
+
+class CheckRun(models.Model):
+    """One press of "Run checks": every check of the bot's check set (quality.AnswerCheck) asked
+    of the draft and of the live version through preview conversations and the real runner
+    (chatbots.checkruns). `draft_fingerprint` says which draft it judged: a publish of exactly
+    that draft with failures needs a confirmation."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for a worker"
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
+
+    chatbot = models.ForeignKey(Chatbot, on_delete=models.CASCADE, related_name="check_runs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    draft_fingerprint = models.CharField(max_length=64)
+    # The live version compared with; null when nothing is published (instant bots: the draft
+    # is what customers get, so only the draft is asked).
+    live_version = models.ForeignKey(
+        ChatbotVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["chatbot", "-created_at"]
+        indexes = [
+            # Serves "the bot's latest run" (the Versions page and the publish guard).
+            models.Index(fields=["chatbot", "-created_at"], name="checkrun_chatbot_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"check run {self.pk} of {self.chatbot_id}"
+
+
+class CheckResult(models.Model):
+    """One check's answer from one side (draft or live) of a run, with each rule's verdict."""
+
+    class Side(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        LIVE = "live", "Live"
+
+    run = models.ForeignKey(CheckRun, on_delete=models.CASCADE, related_name="results")
+    check_id_ref = models.PositiveIntegerField(null=True, blank=True)  # quality.AnswerCheck pk
+    question = models.TextField()
+    side = models.CharField(max_length=5, choices=Side.choices)
+    conversation_id = models.UUIDField(null=True, blank=True)
+    answer = models.TextField(blank=True)
+    turn_status = models.CharField(max_length=10, blank=True)
+    error = models.TextField(blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    rules = models.JSONField(default=list, blank=True)  # [{rule, passed, why, checked}]
+    passed = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["run", "check_id_ref", "side"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "check_id_ref", "side"], name="one_result_per_check_side"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side}: {self.question[:50]}"

@@ -11,8 +11,8 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from chatbots import preview, versions
-from chatbots.models import Chatbot
+from chatbots import checkruns, preview, versions
+from chatbots.models import Chatbot, CheckRun
 
 
 class VersionsAdminMixin:
@@ -47,6 +47,21 @@ class VersionsAdminMixin:
                 "<path:object_id>/preview/start/",
                 wrap(self.preview_start_view),
                 name=f"{info[0]}_{info[1]}_preview_start",
+            ),
+            path(
+                "<path:object_id>/checks/",
+                wrap(self.checks_view),
+                name=f"{info[0]}_{info[1]}_checks",
+            ),
+            path(
+                "<path:object_id>/checks/<int:run_id>/",
+                wrap(self.check_run_view),
+                name=f"{info[0]}_{info[1]}_check_run",
+            ),
+            path(
+                "<path:object_id>/checks/<int:run_id>/progress/",
+                wrap(self.check_run_progress_view),
+                name=f"{info[0]}_{info[1]}_check_run_progress",
             ),
             *super().get_urls(),
         ]
@@ -198,3 +213,75 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
         {"success": False, "error": {"code": code, "message": message, "details": {}}},
         status=status,
     )
+
+
+class CheckRunsAdminMixin:
+    """For ChatbotAdmin: "Run checks", the progress bar's JSON and the side-by-side results."""
+
+    def _check_run(self, request: HttpRequest, object_id: str, run_id: int, *, change: bool):
+        obj = self._chatbot(request, object_id, change=change)
+        run = CheckRun.objects.filter(chatbot=obj, pk=run_id).first()
+        if run is None:
+            raise Http404("No such check run of this chatbot.")
+        return obj, run
+
+    def _run_url(self, obj: Chatbot, run: CheckRun) -> str:
+        return reverse(
+            f"{self.admin_site.name}:chatbots_chatbot_check_run", args=[quote(obj.pk), run.pk]
+        )
+
+    def checks_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        obj = self._chatbot(request, object_id, change=True)
+        if request.method == "POST":
+            if not checkruns._enabled_checks(obj).exists():
+                self.message_user(
+                    request, "This chatbot has no enabled checks to run yet.", messages.ERROR
+                )
+                return HttpResponseRedirect(checkruns.checks_url(chatbot=obj))
+            run = checkruns.check_run_start(chatbot=obj, user=request.user)
+            return HttpResponseRedirect(self._run_url(obj, run))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Checks of {obj}",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "original": obj,
+            "check_count": checkruns._enabled_checks(obj).count(),
+            "runs": obj.check_runs.select_related("live_version", "created_by")[:20],
+            "change_url": reverse(
+                f"{self.admin_site.name}:chatbots_chatbot_change", args=[quote(obj.pk)]
+            ),
+            "versions_url": self._versions_url(obj),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/chatbots/chatbot/checks.html", context)
+
+    def check_run_view(self, request: HttpRequest, object_id: str, run_id: int) -> HttpResponse:
+        obj, run = self._check_run(request, object_id, run_id, change=True)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Check run {run.pk} of {obj}",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "original": obj,
+            "run": run,
+            "rows": checkruns.check_run_rows(run=run),
+            "progress": checkruns.check_run_progress(run=run),
+            "progress_url": reverse(
+                f"{self.admin_site.name}:chatbots_chatbot_check_run_progress",
+                args=[quote(obj.pk), run.pk],
+            ),
+            "checks_url": checkruns.checks_url(chatbot=obj),
+            "versions_url": self._versions_url(obj),
+            "change_url": reverse(
+                f"{self.admin_site.name}:chatbots_chatbot_change", args=[quote(obj.pk)]
+            ),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/chatbots/chatbot/check_run.html", context)
+
+    def check_run_progress_view(
+        self, request: HttpRequest, object_id: str, run_id: int
+    ) -> HttpResponse:
+        _obj, run = self._check_run(request, object_id, run_id, change=True)
+        return JsonResponse(checkruns.check_run_progress(run=run))

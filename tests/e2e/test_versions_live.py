@@ -122,3 +122,34 @@ def test_a_staff_preview_answers_from_the_draft_while_customers_get_the_live_ver
     turns = Turn.objects.filter(conversation__in=[conversation, live_conv])
     assert turns.count() == 2
     assert not TurnMetrics.objects.filter(turn__in=turns).exists()
+
+
+def test_a_check_run_shows_the_rule_the_draft_breaks_and_the_live_version_keeps(stack):
+    from chatbots.checkruns import check_run_rows, check_run_start, draft_failing_checks
+    from chatbots.models import CheckRun
+    from quality.models import AnswerCheck
+
+    bot = reviewed_bot()
+    AnswerCheck.objects.create(
+        chatbot=bot, question="How fast do you ship?", must_contain=["two days"]
+    )
+    TextRule.objects.create(
+        chatbot=bot, kind=TextRule.Kind.REPLACE, find="two days", replace="48 hours"
+    )
+
+    run = check_run_start(chatbot=bot)  # committed at once (transactional test): queued
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status in (CheckRun.Status.FINISHED, CheckRun.Status.FAILED):
+            break
+        time.sleep(0.3)
+
+    assert run.status == CheckRun.Status.FINISHED, run.error
+    assert (run.done, run.total) == (2, 2)
+    (row,) = check_run_rows(run=run)
+    assert "48 hours" in row["draft"].answer and not row["draft"].passed
+    assert row["draft"].rules[0]["why"] == "The answer does not contain “two days”."
+    assert "two days" in row["live"].answer and row["live"].passed
+    assert row["draft"].ttft_ms is not None and row["live"].ttft_ms is not None
+    assert "How fast do you ship?" in draft_failing_checks(chatbot=bot)
