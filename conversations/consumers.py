@@ -303,11 +303,18 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(key, str):
             raise ApiError(ErrorCode.VALIDATION_ERROR, "`idempotency_key` must be text.")
         client = self.scope.get("client") or [None]
-        turn_id, message_id, status, _created = await _submit(
+        turn_id, message_id, status, created = await _submit(
             self.conversation.pk, text, key[:200], client[0], content
         )
         await self.send_json(
-            {"type": "turn", "turn_id": turn_id, "message_id": message_id, "status": status}
+            {
+                "type": "turn",
+                "turn_id": turn_id,
+                "message_id": message_id,
+                "status": status,
+                # An idempotency_key retry: the earlier turn, its message not stored again.
+                "replayed": not created,
+            }
         )
         await self.follower.follow_new(turn_id)
 

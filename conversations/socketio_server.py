@@ -164,14 +164,14 @@ def _config(public_id: str) -> dict:
 @db
 def _submit(conversation_id, text: str, key: str, ip: str | None, content: dict):
     conversation = Conversation.objects.get(pk=conversation_id)
-    turn, _created = services.message_submit(
+    turn, created = services.message_submit(
         conversation=conversation,
         text=text,
         idempotency_key=key,
         client_ip=ip,
         attachments=content,
     )
-    return str(turn.pk), str(turn.user_message_id), turn.status
+    return str(turn.pk), str(turn.user_message_id), turn.status, not created
 
 
 @db
@@ -482,13 +482,16 @@ async def _on_message(client: SocketClient, data: Any) -> dict:
     key = data.get("idempotencyKey", data.get("idempotency_key")) or ""
     if not isinstance(key, str):
         raise ApiError(ErrorCode.VALIDATION_ERROR, "`idempotencyKey` must be text.")
-    turn_id, message_id, status = await _submit(conversation_id, text, key[:200], client.ip, data)
+    turn_id, message_id, status, replayed = await _submit(
+        conversation_id, text, key[:200], client.ip, data
+    )
     client.turns[turn_id] = str(conversation_id)
     accepted = {
         "sessionId": str(conversation_id),
         "turnId": turn_id,
         "messageId": message_id,
         "status": status,
+        "replayed": replayed,  # an idempotencyKey retry: the earlier turn, nothing stored again
     }
     # To the conversation's room: every socket of the conversation, in any process, learns of
     # the turn (and may follow it with chat:resume); this socket follows it at once.

@@ -145,6 +145,7 @@ def test_a_websocket_message_resent_with_its_idempotency_key_is_one_turn(stack):
     assert first["type"] == again["type"] == other["type"] == "turn"
     assert again["turn_id"] == first["turn_id"] and again["message_id"] == first["message_id"]
     assert other["turn_id"] != first["turn_id"]
+    assert (first["replayed"], again["replayed"], other["replayed"]) == (False, True, False)
     conversation_id = session["sessionId"]
     assert Turn.objects.filter(conversation_id=conversation_id).count() == 2
     assert Message.objects.filter(conversation_id=conversation_id, role="user").count() == 2

@@ -363,3 +363,23 @@ def test_every_socket_of_the_conversation_hears_of_a_new_turn_and_can_follow_it(
     for client in (visitor, agent):
         assert "".join(t["content"] for t in client.of("chat:token")) == ANSWER
         assert [r["content"] for r in client.of("chat:response")] == [ANSWER]
+
+
+def test_a_message_resent_with_its_idempotency_key_is_the_earlier_turn_and_says_so(stack, flowise):
+    bot = flowise_bot(flowise, "sio-idem", "sio-idem-server")
+    jwt = login(stack, "sio-idem-server")
+    session_id = new_session(stack, jwt, bot.public_id)
+
+    async def scenario():
+        client = SeedClient()
+        await client.connect(stack, {"token": jwt})
+        message = {"sessionId": session_id, "content": "Where is my parcel?", "idempotencyKey": "k"}
+        first = await client.sio.call("chat:message", message, timeout=15)
+        again = await client.sio.call("chat:message", message, timeout=15)
+        await client.sio.disconnect()
+        return first, again
+
+    first, again = asyncio.run(scenario())
+    assert again["turnId"] == first["turnId"] and again["messageId"] == first["messageId"]
+    assert (first["replayed"], again["replayed"]) == (False, True)
+    assert Turn.objects.filter(conversation_id=session_id).count() == 1
