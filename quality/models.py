@@ -136,12 +136,12 @@ class AnswerCheck(models.Model):
         return self.question[:80]
 
     def clean(self) -> None:
-        if self.source_title and not self.must_cite_source:
-            self.must_cite_source = True
+        # A source title alone is a rule too: evaluate_answer reads it as "must cite this one".
         if not (
             self.must_contain
             or self.must_not_contain
             or self.must_cite_source
+            or self.source_title
             or self.expect_handoff is not None
             or self.expect_language
         ):

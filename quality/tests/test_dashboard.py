@@ -139,3 +139,14 @@ def test_a_range_without_votes_says_so(client, bot):
     html = client.get(DASHBOARD, {"date_from": past, "date_to": past}).content.decode()
 
     assert "No thumbs up or down on answers in this range." in html
+
+
+def test_the_add_to_knowledge_link_opens_a_prefilled_knowledge_entry_form(client, bot):
+    kb = create_kb(chatbot=bot, name="FAQ")
+    client.force_login(get_user_model().objects.create_superuser("op", password="pw"))
+    [worst, _] = feedback_figures(date_from=TODAY, date_to=TODAY, chatbot_id=bot.pk)["worst"]
+
+    html = client.get(worst["add_knowledge_url"]).content.decode()
+
+    assert 'value="Ship to BE?"' in html
+    assert f'<option value="{kb.pk}" selected>' in html
