@@ -106,6 +106,18 @@ def _load_conversation(token: str, conversation_id) -> tuple[Conversation, dict]
 
 
 @db
+def _feedback(conversation_id, message_id, value: str, comment: str):
+    from quality.services import answer_feedback_record
+
+    return answer_feedback_record(
+        conversation=Conversation.objects.get(pk=conversation_id),
+        message_id=message_id,
+        value=value,
+        comment=comment,
+    )
+
+
+@db
 def _submit(conversation_id, text: str, key: str, ip: str | None, content: dict):
     conversation = Conversation.objects.get(pk=conversation_id)
     turn, created = services.message_submit(
@@ -210,6 +222,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4403)
             return False
         self.conversation = conversation
+        # The conversation's own customer (its token), not an API user: only they vote.
+        self.customer = not looks_like_jwt(token)
         self.auth_timer.cancel()
         if (slot := slot_of(self.scope)) is not None:
             slot.authenticated()
@@ -253,11 +267,12 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             "chat:history": self.on_history,
             "history": self.on_history,
             "ping": self.on_ping,
+            "feedback": self.on_feedback,
         }.get(kind)
         if handler is None:
             await self.send_error(
                 ErrorCode.VALIDATION_ERROR,
-                "Unknown message type; use message, resume, cancel, history or ping.",
+                "Unknown message type; use message, resume, cancel, history, feedback or ping.",
             )
             return
         try:
@@ -350,6 +365,36 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
         status = await _cancel(turn)
         await self.send_json({"type": "cancel", "turn_id": str(turn.pk), "status": status})
+
+    async def on_feedback(self, content: dict) -> None:
+        """The customer's thumbs on one answer: the same rules as REST's
+        POST …/messages/<id>/feedback (docs/quality.md); an API user gets PERMISSION_DENIED."""
+        await conversation_require_active(self.conversation.pk)
+        if not getattr(self, "customer", False):
+            raise ApiError(
+                ErrorCode.PERMISSION_DENIED, "Only the conversation's customer votes on answers."
+            )
+        try:
+            message_id = uuid.UUID(str(content.get("message_id")))
+        except ValueError as exc:
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR, "`message_id` must be an answer's id."
+            ) from exc
+        value, comment = content.get("value"), content.get("comment", "")
+        if not isinstance(value, str) or not isinstance(comment, str) or len(comment) > 500:
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR,
+                "`value` must be `up` or `down`, `comment` text of at most 500 characters.",
+            )
+        feedback, created = await _feedback(self.conversation.pk, message_id, value, comment)
+        await self.send_json(
+            {
+                "type": "feedback",
+                "message_id": str(feedback.message_id),
+                "value": feedback.value,
+                "created": created,
+            }
+        )
 
     async def on_history(self, content: dict) -> None:
         await conversation_require_active(self.conversation.pk)
