@@ -720,6 +720,7 @@ class ChatbotAdmin(CheckRunsAdminMixin, VersionsAdminMixin, ConfigurationHistory
                 publishing=form.instance.publishing,
                 user=request.user,
                 request=request,
+                previous=form.initial.get("publishing") if change else None,
             )
         elif form.instance.publishing == Chatbot.Publishing.REVIEWED:
             self.message_user(

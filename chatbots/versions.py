@@ -231,11 +231,17 @@ def version_rollback(
     return new
 
 
-def chatbot_publishing_set(*, chatbot: Chatbot, publishing: str, user=None, request=None) -> None:
+def chatbot_publishing_set(
+    *, chatbot: Chatbot, publishing: str, user=None, request=None, previous: str | None = None
+) -> None:
     """Switch the mode. To reviewed: the current rows (what customers had under instant) are
     published as a version at once, so customers keep exactly what they had. To instant: the
-    rows (the draft) go live at once."""
-    previous = Chatbot.objects.filter(pk=chatbot.pk).values_list("publishing", flat=True).first()
+    rows (the draft) go live at once. `previous`: the mode before, when the caller has already
+    saved the new one (the admin form); otherwise read from the row."""
+    if previous is None:
+        previous = (
+            Chatbot.objects.filter(pk=chatbot.pk).values_list("publishing", flat=True).first()
+        )
     Chatbot.objects.filter(pk=chatbot.pk).update(publishing=publishing)
     chatbot.publishing = publishing
     switched = previous != Chatbot.Publishing.REVIEWED or not chatbot.live_version_id

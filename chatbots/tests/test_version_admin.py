@@ -50,6 +50,22 @@ def test_switching_to_reviewed_in_the_form_publishes_version_one(admin_client, m
     assert "Switched to reviewed publishing" in bot.live_version.note
 
 
+def test_back_to_reviewed_after_instant_publishes_what_customers_had_meanwhile(
+    admin_client, make_chatbot
+):
+    bot = make_chatbot(public_id="back-and-forth")
+    save_form(admin_client, bot, publishing="reviewed")
+    save_form(admin_client, bot, publishing="instant")
+    TextRule.objects.create(chatbot=bot, kind="exclamation", replace=".")  # live at once
+    assert len(chatbot_turn_config_get(public_id="back-and-forth")["text_rules"]) == 1
+
+    save_form(admin_client, bot, publishing="reviewed")
+
+    bot.refresh_from_db()
+    assert bot.live_version.number == 2
+    assert len(chatbot_turn_config_get(public_id="back-and-forth")["text_rules"]) == 1
+
+
 def test_a_save_of_a_reviewed_bot_is_a_draft_until_published_on_the_versions_page(
     admin_client, make_chatbot
 ):
