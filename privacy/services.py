@@ -148,6 +148,7 @@ def customer_export(*, shop: Shop, customer: Customer, user=None, request=None) 
     """Everything the shop holds about the customer, as JSON-ready data (an access request)."""
     from helpdesk.models import ConversationRating, Handoff
     from images.models import ImageUpload
+    from quality.models import AnswerFeedback
 
     records = customer_records(shop=shop, customer=customer)
     ids = records.conversation_ids
@@ -202,6 +203,11 @@ def customer_export(*, shop: Shop, customer: Customer, user=None, request=None) 
                         )
                     ),
                     None,
+                ),
+                # Thumbs on single answers (docs/quality.md), with the customer's comment.
+                "answer_feedback": _rows(
+                    AnswerFeedback.objects.filter(conversation=conversation).order_by("created_at"),
+                    ["message_id", "value", "comment", "created_at", "updated_at"],
                 ),
             }
         )
