@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from django.conf import settings
+from django.db import connection
 from django.http import HttpResponse
 from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
@@ -387,6 +388,12 @@ class StreamEventsSSE(APIView):
         probe = selectors.stream_events_after(turn=turn, after=after, limit=1)
         if not probe["events"] and not probe["has_more"]:
             return HttpResponse(status=204)
+        # The request's connection would otherwise stay checked out of the pool until the stream
+        # ends (Django returns it at request_finished): about DATABASE_POOL_MAX open streams
+        # took every connection of the process, and the next stream, and every other request,
+        # waited DATABASE_POOL_TIMEOUT and failed. The stream borrows one per page it reads.
+        if not connection.in_atomic_block:
+            connection.close()  # back to the pool
         return sse.turn_events_response(turn_id=str(turn.pk), after=after, address=ip_of(request))
 
 
