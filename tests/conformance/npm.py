@@ -23,9 +23,9 @@ def npm_package(folder: str, spec: str, *, timeout: float = 600) -> Path:
     root = CACHE / folder
     wanted = spec.rsplit("@", 1)[-1] if "@" in spec.lstrip("@") else None
     package_json = root / "node_modules" / name / "package.json"
-    if package_json.exists() and (
-        wanted is None or f'"version": "{wanted}"' in package_json.read_text()
-    ):
+    # "24" asks for any 24.x; "3.1.4" for exactly that version.
+    version = f'"version": "{wanted}.' if wanted and "." not in wanted else f'"version": "{wanted}"'
+    if package_json.exists() and (wanted is None or version in package_json.read_text()):
         return root / "node_modules"
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
