@@ -207,6 +207,30 @@ class RatingFilter(_ParamFilter):
         return selectors.conversations_rated(queryset, value)
 
 
+class PreviewFilter(admin.SimpleListFilter):
+    """Customers' conversations unless asked otherwise: staff previews and check runs
+    (chatbots/preview.py, docs/versions.md) are not transcripts of customers."""
+
+    title = "who"
+    parameter_name = "preview"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Staff previews")]
+
+    def choices(self, changelist):
+        for lookup, title in ((None, "Customers"), ("yes", "Staff previews")):
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string(
+                    {self.parameter_name: lookup} if lookup else {}, [self.parameter_name]
+                ),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        return queryset.filter(preview__isnull=self.value() != "yes")
+
+
 # --- conversations: read-only transcript ----------------------------------------------------------
 
 
@@ -269,6 +293,7 @@ class ConversationAdmin(ReadOnlyAdmin):
         ErrorCategoryFilter,
         MetricsDayFilter,
         RatingFilter,
+        PreviewFilter,
     )
     list_select_related = ("chatbot",)
     search_fields = ("user_id",)

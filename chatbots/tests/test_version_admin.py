@@ -165,3 +165,22 @@ def test_outsiders_get_no_preview_token(client, make_chatbot):
     member(client, shop_for_tests(), Role.VIEWER)
     assert client.post(url(bot, "preview/start/")).status_code in (403, 404)
     assert not Conversation.objects.exists()
+
+
+def test_the_transcripts_list_shows_customers_unless_previews_are_asked_for(
+    admin_client, admin_user, make_chatbot
+):
+    from chatbots.preview import preview_conversation_start
+    from conversations.services import conversation_start
+
+    bot = make_chatbot(public_id="listed")
+    customer = conversation_start(chatbot=bot)
+    staff_preview, _ = preview_conversation_start(chatbot=bot, choice="draft", user=admin_user)
+
+    listed = admin_client.get("/admin/conversations/conversation/").content.decode()
+    previews = admin_client.get("/admin/conversations/conversation/?preview=yes").content.decode()
+
+    assert str(customer.pk)[:8] in listed and str(staff_preview.pk)[:8] not in listed
+    assert str(staff_preview.pk)[:8] in previews and str(customer.pk)[:8] not in previews
+    opened = admin_client.get(f"/admin/conversations/conversation/{staff_preview.pk}/change/")
+    assert opened.status_code == 200
