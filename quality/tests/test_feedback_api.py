@@ -167,3 +167,15 @@ def test_a_lone_surrogate_in_the_raw_body_is_refused(client, conversation):
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "INVALID_INPUT"
+
+
+def test_a_switched_off_chatbot_takes_no_votes(client, conversation):
+    turn = ask(conversation, "Hi", answer="Hello!")
+    conversation.chatbot.active = False
+    conversation.chatbot.save()
+
+    response = vote(client, conversation, turn.assistant_message_id)
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "CHATBOT_INACTIVE"
+    assert not AnswerFeedback.objects.exists()
