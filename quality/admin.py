@@ -3,6 +3,7 @@ from a transcript or the dashboard) and the customers' thumbs, read-only."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django import forms
@@ -22,6 +23,8 @@ from quality.models import (
     validate_phrases,
 )
 from quality.phrases import key_phrases
+
+LANGUAGE_CODE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?")
 
 
 class PhrasesField(forms.CharField):
@@ -104,6 +107,12 @@ class AnswerCheckForm(forms.ModelForm):
                 f"The answer was: “{Truncator(answer_text).chars(600)}”. Tick the facts a good "
                 "answer must keep; they are added to “must contain”."
             )
+
+    def clean_expect_language(self) -> str:
+        code = (self.cleaned_data.get("expect_language") or "").strip()
+        if code and not LANGUAGE_CODE.fullmatch(code):
+            raise ValidationError("Give a language code such as nl, en or pt-BR.")
+        return code
 
     def clean(self):
         data = super().clean()

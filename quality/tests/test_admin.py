@@ -152,8 +152,15 @@ def test_another_shops_answer_prefills_nothing_and_is_not_linked(client, convers
     assert AnswerCheck.objects.get().source_message_id is None
 
 
-@pytest.mark.parametrize("bad", ["x" * 201, "\n".join(f"p{i}" for i in range(21))])
-def test_too_long_or_too_many_phrases_are_refused(client, conversation, bad):
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"must_contain": "x" * 201},
+        {"must_contain": "\n".join(f"p{i}" for i in range(21))},
+        {"must_contain": "ok", "expect_language": "Dutch please"},
+    ],
+)
+def test_too_long_or_too_many_phrases_or_a_bad_language_code_are_refused(client, conversation, bad):
     member(client, "olga", shop_for_tests(), Role.OWNER)
 
     response = client.post(
@@ -161,10 +168,10 @@ def test_too_long_or_too_many_phrases_are_refused(client, conversation, bad):
         {
             "chatbot": conversation.chatbot_id,
             "question": "Q",
-            "must_contain": bad,
             "expect_handoff": "",
             "enabled": "on",
             "source": "manual",
+            **bad,
         },
     )
 
