@@ -85,7 +85,8 @@ class VersionsAdminMixin:
     def versions_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj = self._chatbot(request, object_id, change=False)
         reviewed = obj.publishing == Chatbot.Publishing.REVIEWED
-        failing = versions.draft_failing_checks(chatbot=obj) if reviewed else ""
+        changes = versions.draft_diff(chatbot=obj) if reviewed else []
+        failing = versions.draft_failing_checks(chatbot=obj) if changes else ""
         context = {
             **self.admin_site.each_context(request),
             "title": f"Versions of {obj}",
@@ -94,7 +95,7 @@ class VersionsAdminMixin:
             "original": obj,
             "reviewed": reviewed,
             "versions": obj.versions.select_related("created_by", "copied_from"),
-            "changes": versions.draft_diff(chatbot=obj) if reviewed else [],
+            "changes": changes,
             "failing_checks": failing,
             "can_publish": self.has_change_permission(request, obj),
             "change_url": reverse(
@@ -115,6 +116,11 @@ class VersionsAdminMixin:
                 request,
                 "This chatbot publishes every save at once; there is no draft to publish.",
                 messages.ERROR,
+            )
+            return HttpResponseRedirect(self._versions_url(obj))
+        if not versions.draft_diff(chatbot=obj):
+            self.message_user(
+                request, "Nothing to publish: the draft is the live version.", messages.WARNING
             )
             return HttpResponseRedirect(self._versions_url(obj))
         failing = versions.draft_failing_checks(chatbot=obj)

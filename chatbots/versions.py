@@ -338,9 +338,13 @@ def version_diff(*, before: dict[str, Any] | None, after: dict[str, Any]) -> lis
 
 
 def draft_diff(*, chatbot: Chatbot) -> list[str]:
-    """What publishing the draft now would change for customers."""
+    """What publishing the draft now would change for customers; empty when nothing would."""
     before = chatbot.live_version.config if chatbot.live_version_id else None
-    return version_diff(before=before, after=snapshot_build(chatbot=chatbot))
+    after = snapshot_build(chatbot=chatbot)
+    lines = version_diff(before=before, after=after)
+    if not lines and before != after:
+        lines = ["Other settings of the flows changed."]
+    return lines
 
 
 # --- Hooks for the check runs and the preview chat ------------------------------------------

@@ -184,3 +184,16 @@ def test_the_transcripts_list_shows_customers_unless_previews_are_asked_for(
     assert str(staff_preview.pk)[:8] in previews and str(customer.pk)[:8] not in previews
     opened = admin_client.get(f"/admin/conversations/conversation/{staff_preview.pk}/change/")
     assert opened.status_code == 200
+
+
+def test_an_unchanged_draft_is_not_published_again(admin_client, make_chatbot):
+    bot = make_chatbot(public_id="unchanged")
+    chatbot_publishing_set(chatbot=bot, publishing=Chatbot.Publishing.REVIEWED)
+    page = admin_client.get(url(bot, "versions/")).content.decode()
+    assert "Nothing: the draft is the live version." in page
+    assert 'id="publish-draft"' not in page
+
+    response = admin_client.post(url(bot, "versions/publish/"))
+
+    assert "Nothing to publish" in [str(m) for m in get_messages(response.wsgi_request)][-1]
+    assert bot.versions.count() == 1
