@@ -22,6 +22,7 @@ from typing import Any
 from django.conf import settings
 
 from chatbots.secrets import decrypt
+from chatbots.models import TEMPLATE_VARIABLE
 from chatbots.selectors import chatbot_turn_config_get
 from chatbots.services import prompt_render, prompt_values
 from conversations import flow_router, services
@@ -120,6 +121,8 @@ class TurnExecution:
         }
         system_prompt = None
         template = flow.get("template")
+        # What the template places itself is not added again after it (the passages twice).
+        placed = set(TEMPLATE_VARIABLE.findall(template["text"])) if template else set()
         if template:
             values = prompt_values(
                 defaults=template["defaults"],
@@ -173,9 +176,9 @@ class TurnExecution:
                 for part in (
                     "Extracted from the customer's message: "
                     + json.dumps(extra, ensure_ascii=False)
-                    if extra
+                    if extra and "extracted" not in placed
                     else "",
-                    variables["context"],
+                    variables["context"] if "context" not in placed else "",
                 )
                 if part
             )

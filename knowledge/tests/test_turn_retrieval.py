@@ -135,6 +135,8 @@ def test_a_prompt_template_gets_the_passages_as_context_and_the_sources_as_a_lis
     system = system_message(openai_server)
     assert system.startswith("Answer from this:\nKnowledge base passages (cite them as [n]):")
     assert "Cite: [1] Returns" in system
+    # The template placed the passages: they are not appended after it a second time.
+    assert system.count(RETURNS) == 1
 
 
 def test_the_context_stays_within_the_token_budget(openai_server, faq_bot, settings):
