@@ -213,6 +213,12 @@ BAKER_VALUES: dict[str, dict[str, Any]] = {
     "helpdesk.ConversationRating": {"score": 4},
     # A shortcut is typed as /shortcut: lower-case letters, digits, - and _ (its validator).
     "inbox.CannedResponse": {"shortcut": "returns"},
+    # An answer check's form wants a language code and phrases as a list of text.
+    "quality.AnswerCheck": {
+        "expect_language": "nl",
+        "must_contain": ["free shipping", "€50"],
+        "must_not_contain": ["guarantee"],
+    },
     # An HTTP tool's form wants an http(s) address and a JSON Schema object for its arguments.
     "tools.HttpTool": {
         "url": "https://shop.example/api/stock/{sku}",
