@@ -814,7 +814,18 @@ ENDPOINT_FIELDS = (
     "pool_size",
     "default_model",
 )
-KNOWLEDGE_BASE_FIELDS = ("name", "kind", "index_name", "host", "namespace", "control_url")
+# Uploaded documents and their chunks are not part of the document (files; docs/knowledge.md).
+KNOWLEDGE_BASE_FIELDS = (
+    "name",
+    "kind",
+    "index_name",
+    "host",
+    "namespace",
+    "control_url",
+    "embedding_model",
+    "chunk_size",
+    "chunk_overlap",
+)
 ENTRY_FIELDS = ("title", "text", "tags")
 FLOW_FIELDS = (
     "name",
@@ -868,6 +879,7 @@ def chatbots_export(
         )
     chatbots = chatbots.prefetch_related(
         "knowledge_bases__entries",
+        "knowledge_bases__embedding_endpoint",
         "flows__endpoint",
         "flows__knowledge_base",
         "flows__template_assignment__template",
@@ -881,6 +893,11 @@ def chatbots_export(
         document["knowledge_bases"] = []
         for kb in sorted(chatbot.knowledge_bases.all(), key=lambda kb: kb.name):
             item = {name: getattr(kb, name) for name in KNOWLEDGE_BASE_FIELDS}
+            item["embedding_endpoint"] = (
+                kb.embedding_endpoint.name if kb.embedding_endpoint else None
+            )
+            if kb.embedding_endpoint:
+                endpoints[kb.embedding_endpoint.name] = kb.embedding_endpoint
             item["api_key"] = _secret_out(
                 kb.api_key,
                 include=include_secrets,
@@ -1112,7 +1129,7 @@ class _ConfigImporter:
         label = f"chatbot {chatbot.public_id}"
         wanted = []
         for number, item in enumerate(self._list(items, f"{path}.knowledge_bases")):
-            allowed = {*KNOWLEDGE_BASE_FIELDS, "api_key", "entries"}
+            allowed = {*KNOWLEDGE_BASE_FIELDS, "api_key", "entries", "embedding_endpoint"}
             item = self._object(item, f"{path}.knowledge_bases[{number}]", allowed, "name")
             if item is not None:
                 wanted.append(item)
@@ -1122,12 +1139,25 @@ class _ConfigImporter:
             self.lines.append(f"{label}: knowledge base {kb.name} removed")
         for item in wanted:
             kb_path = f"{path}.knowledge_bases[{item['name']}]"
+            values = {k: v for k, v in item.items() if k in KNOWLEDGE_BASE_FIELDS and k != "name"}
+            if "embedding_endpoint" in item:
+                endpoint = None
+                if item["embedding_endpoint"] is not None:
+                    endpoint = AIEndpoint.objects.filter(
+                        shop=self.shop, name=item["embedding_endpoint"]
+                    ).first()
+                    if endpoint is None:
+                        self.errors.append(
+                            f"{kb_path}.embedding_endpoint: no endpoint named "
+                            f"“{_short(item['embedding_endpoint'])}” in the document or the "
+                            "database"
+                        )
+                        continue
+                values["embedding_endpoint"] = endpoint
             kb = self._upsert(
                 model=KnowledgeBase,
                 lookup={"chatbot": chatbot, "name": item["name"]},
-                values={
-                    k: v for k, v in item.items() if k in KNOWLEDGE_BASE_FIELDS and k != "name"
-                },
+                values=values,
                 secret_values={k: v for k, v in item.items() if k == "api_key"},
                 path=kb_path,
                 label=f"{label}: knowledge base {item['name']}",

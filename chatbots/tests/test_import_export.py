@@ -390,6 +390,12 @@ def configured(make_chatbot, make_endpoint, make_flow, make_kb, make_entry):
     )
     builtin = make_endpoint(name="Builtin", kind=AIEndpoint.Kind.BUILTIN)
     make_endpoint(name="Unused")  # not referenced: stays out of the export
+    embeddings = make_endpoint(  # referenced only by a knowledge base: exported with it
+        name="Embeddings",
+        kind=AIEndpoint.Kind.OPENAI,
+        base_url="https://embeddings.example/v1",
+        api_key=OPENAI_KEY,
+    )
     template = PromptTemplate.objects.create(
         shop=shop_for_tests(),
         name="answer-da",
@@ -408,7 +414,14 @@ def configured(make_chatbot, make_endpoint, make_flow, make_kb, make_entry):
         routing_mode=Chatbot.RoutingMode.PARALLEL,
         message_rate_limit=30,
     )
-    faq = make_kb(chatbot=chatbot, name="faq")
+    faq = make_kb(
+        chatbot=chatbot,
+        name="faq",
+        embedding_endpoint=embeddings,
+        embedding_model="text-embedding-3-small",
+        chunk_size=600,
+        chunk_overlap=80,
+    )
     make_entry(knowledge_base=faq, title="Levering", text="1-3 dage.", tags=["fragt"])
     make_entry(knowledge_base=faq, title="Retur", text="30 dage.")
     pinecone = make_kb(
@@ -483,6 +496,13 @@ def test_export_import_round_trip_into_an_empty_database(configured, tmp_path):
     assert flow.endpoint.api_key.reveal() == ENDPOINT_KEY
     assert flow.template_assignment.overrides == {"shop_name": "Vinhuset"}
     assert KnowledgeEntry.objects.filter(knowledge_base__name="faq").count() == 2
+    faq = KnowledgeBase.objects.get(name="faq")
+    assert faq.embedding_endpoint.name == "Embeddings"
+    assert (faq.embedding_model, faq.chunk_size, faq.chunk_overlap) == (
+        "text-embedding-3-small",
+        600,
+        80,
+    )
 
 
 def test_importing_the_same_document_twice_changes_nothing(configured, tmp_path):
