@@ -247,3 +247,40 @@ def test_an_extractor_flow_feeds_the_answer_flow_on_cold_caches(stack, openai_se
         f'{OVERRIDE} answers; the customer wants {{"color": "red"}}.\n'
     )
     assert_cold(templates=2)
+
+
+def test_an_openai_flow_with_knowledge_and_tools_answers_on_cold_caches(stack, openai_server):
+    # The configuration now carries more than flows: the knowledge base's passages are retrieved
+    # before the call, and the toolset (read in the worker's database threads) offers
+    # knowledge_search, which the model calls. Every one of these reads is cold here.
+    from tools.models import ChatbotTools
+
+    bot = create_chatbot(public_id="cold-tools", name=BOT_NAME, with_main_flow=False)
+    kb = create_kb(chatbot=bot, name="faq")
+    create_entry(knowledge_base=kb, title="Returns", text="You can return wine within 30 days.")
+    flow = create_flow(
+        chatbot=bot,
+        name="main",
+        is_main=True,
+        endpoint=openai_endpoint(openai_server),
+        knowledge_base=kb,
+    )
+    assign_template(flow, text="Answer for {{shop_name}} from:\n{{context}}", name="cited")
+    ChatbotTools.objects.create(chatbot=bot, tools=["knowledge_search"])
+    openai_server.configure(
+        script=[{"tool_calls": [{"name": "knowledge_search", "arguments": {"query": "return"}}]}]
+    )
+
+    events, turn_id = chat_with_cold_caches(stack, "cold-tools", "Can I return a bottle?")
+
+    assert_answered(events, turn_id)
+    kinds = [e["event"] for e in events]
+    assert "tool_call" in kinds and "tool_result" in kinds and "source_documents" in kinds
+    chats = [r.json for r in openai_server.requests if r.path.endswith("/chat/completions")]
+    first_system = [m["content"] for m in chats[0]["messages"] if m["role"] == "system"]
+    assert first_system[0].startswith(f"Answer for {OVERRIDE} from:\n")
+    assert "You can return wine within 30 days." in first_system[0]
+    assert [t["function"]["name"] for t in chats[0]["tools"]] == ["knowledge_search"]
+    tool_results = [m for m in chats[-1]["messages"] if m["role"] == "tool"]
+    assert "30 days" in tool_results[0]["content"]
+    assert_cold(templates=1)
