@@ -26,6 +26,8 @@ import pytest
 import redis
 import yaml
 
+from tests.deploy import deploy_check
+
 ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = ROOT / "deploy" / "entrypoint.py"
 ROLES = ["web", "worker-turns", "worker-background", "beat", "flower"]
@@ -305,16 +307,7 @@ def test_check_deploy_passes_with_the_example_production_environment():
     # What the operator does with the CHANGE-ME values.
     values["SECRET_KEY"] = secrets.token_urlsafe(64)
     values["FIELD_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
-    env = {**os.environ, **values, "PRODUCTION": "true", "DEBUG": "false"}
-    env.pop("ALLOW_PRIVATE_NETWORK_URLS", None)  # ./run test turns it on; production does not
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = deploy_check({**values, "PRODUCTION": "true", "DEBUG": "false"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 

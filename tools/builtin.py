@@ -29,9 +29,9 @@ async def opening_hours_run(ctx: ToolContext, arguments: dict[str, Any]) -> Tool
 
 
 def knowledge_passages(*, config: dict[str, Any], query: str, limit: int) -> list[dict[str, Any]]:
-    """The bot's best knowledge passages for a query. The one place the tool retrieves, so the
-    knowledge app's retriever can take over here when it lands (sync: runs on a DB thread)."""
-    from conversations.builtin import knowledge_search
+    """The bot's best knowledge passages for a query, from the knowledge app's full-text search
+    over all the bot's builtin bases (sync: runs on a DB thread)."""
+    from knowledge.retrieval import knowledge_search
 
     return knowledge_search(
         chatbot_id=config["id"],
