@@ -38,8 +38,10 @@ logger = logging.getLogger(__name__)
 MERGE_SQL = """
 WITH agg AS (
     SELECT
-        -- Analytics' own analysis calls are about a conversation, not part of it.
-        CASE WHEN a.purpose = 'analysis' THEN NULL ELSE a.conversation_id END AS cid,
+        -- Analytics' own analysis calls are about a conversation, not part of it; a staff
+        -- preview (chatbots/preview.py) is nobody's conversation.
+        CASE WHEN a.purpose = 'analysis' OR c.preview IS NOT NULL THEN NULL
+             ELSE a.conversation_id END AS cid,
         count(*) AS n,
         (array_agg(a.chatbot_id ORDER BY a.created_at DESC, a.id DESC))[1] AS chatbot_id,
         (array_agg(a.user_id ORDER BY a.created_at DESC, a.id DESC)
@@ -55,6 +57,7 @@ WITH agg AS (
         coalesce(sum(a.total_tokens), 0) AS tokens,
         array_agg(a.id ORDER BY a.id) AS ids
     FROM conversations_aicall a
+    LEFT JOIN conversations_conversation c ON c.id = a.conversation_id
     WHERE (a.id > %(lo)s AND a.id <= %(hi)s) OR a.id = ANY(%(extra)s::bigint[])
     GROUP BY 1
 ),
