@@ -44,3 +44,17 @@ def test_a_preview_is_not_indexed_nor_counted_with_customers(make_chatbot, admin
     today = dt.date.today()
     counted = dashboard_conversations(date_from=today, date_to=today, chatbot_id=bot.pk)
     assert set(counted.values_list("pk", flat=True)) == {customer.pk}
+
+
+def test_a_preview_that_asks_for_a_person_never_waits_in_the_inbox(make_chatbot, admin_user):
+    from conversations.models import Conversation
+    from inbox.selectors import inbox_counts
+
+    bot = make_chatbot(public_id="inboxed")
+    customer = conversation_start(chatbot=bot, user_id="anna")
+    preview, _ = preview_conversation_start(chatbot=bot, choice="draft", user=admin_user)
+    Conversation.objects.filter(pk__in=[customer.pk, preview.pk]).update(
+        handling=Conversation.Handling.WAITING
+    )
+
+    assert inbox_counts(user=admin_user)["waiting"] == 1
