@@ -21,8 +21,8 @@ from typing import Any
 
 from django.conf import settings
 
-from chatbots.secrets import decrypt
 from chatbots.models import TEMPLATE_VARIABLE
+from chatbots.secrets import decrypt
 from chatbots.selectors import chatbot_turn_config_get
 from chatbots.services import prompt_render, prompt_values
 from conversations import flow_router, services
