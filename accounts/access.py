@@ -182,15 +182,34 @@ def shop_path(model: type[Model] | Model) -> str | None:
     return SHOP_PATHS.get(model_label(model))
 
 
+def shop_ids_allowing(user, *actions: str, model: type[Model] | Model) -> list[int] | None:
+    """Ids of the user's shops where their role allows every one of `actions` ("view", "add",
+    "change", "delete") on rows of `model`; None means every shop (operators)."""
+    ids = shop_ids_for(user)
+    if ids is None:
+        return None
+    return [i for i in ids if all(may(user, action, model, i) for action in actions)]
+
+
 def scope(
-    queryset: QuerySet, user, *, via: str | None = None, min_role: str = Role.VIEWER
+    queryset: QuerySet,
+    user,
+    *,
+    via: str | None = None,
+    min_role: str = Role.VIEWER,
+    actions: tuple[str, ...] = (),
 ) -> QuerySet:
     """The rows of `queryset` the user may see: all for operators, their shops' for members,
-    none for anyone else (and none of a platform-only model for members)."""
+    none for anyone else (and none of a platform-only model for members). With `actions`, only
+    the rows of shops where the user's role allows each of them on this model (the admin's
+    choices and bulk actions)."""
     if is_operator(user):
         return queryset
     via = via or shop_path(queryset.model)
-    ids = shop_ids_for(user, min_role=min_role)
+    if actions:
+        ids = shop_ids_allowing(user, *actions, model=queryset.model)
+    else:
+        ids = shop_ids_for(user, min_role=min_role)
     if via is None or not ids:
         return queryset.none()
     key = "pk__in" if via == "pk" else f"{via}__in"

@@ -42,29 +42,16 @@ def current_shop_id(request: HttpRequest) -> int | None:
     )
 
 
-def _shop_ids_allowing(user, action: str, model) -> list[int] | None:
-    ids = access.shop_ids_for(user)
-    if ids is None:
-        return None
-    return [shop_id for shop_id in ids if access.may(user, action, model, shop_id)]
-
-
 def _scoped_choices(queryset, request: HttpRequest, action: str = "view"):
     """FK/M2M choices: only rows of shops where the user may `action` rows of that model."""
     user = request.user
     if access.is_operator(user):
         return queryset
-    model = queryset.model
-    if model is Shop:
-        return queryset.filter(pk__in=_shop_ids_allowing(user, action, model) or [])
-    path = access.shop_path(model)
-    if path is None:
-        if model._meta.label_lower == "auth.user":
+    if access.shop_path(queryset.model) is None:
+        if queryset.model._meta.label_lower == "auth.user":
             return _visible_users(queryset, user)
         return queryset.none()
-    ids = _shop_ids_allowing(user, action, model) or []
-    key = "pk__in" if path == "pk" else f"{path}__in"
-    return queryset.filter(**{key: ids})
+    return access.scope(queryset, user, actions=(action,))
 
 
 def _visible_users(queryset, user):
@@ -129,7 +116,7 @@ class _ScopedChoices:
         related = db_field.related_model
         if related is Shop:
             # New objects go to a shop where the user may add them.
-            ids = _shop_ids_allowing(request.user, "add", self.model)
+            ids = access.shop_ids_allowing(request.user, "add", model=self.model)
             shops = Shop.objects.all()
             kwargs["queryset"] = shops if ids is None else shops.filter(pk__in=ids)
         else:
@@ -162,8 +149,8 @@ class ShopScopedAdmin(_ScopedChoices):
             return queryset
         if access.shop_path(self.model) is None:
             return queryset.none()
-        viewable = set(_shop_ids_allowing(user, "view", self.model) or [])
-        viewable |= set(_shop_ids_allowing(user, "change", self.model) or [])
+        viewable = set(access.shop_ids_allowing(user, "view", model=self.model) or [])
+        viewable |= set(access.shop_ids_allowing(user, "change", model=self.model) or [])
         path = access.shop_path(self.model)
         key = "pk__in" if path == "pk" else f"{path}__in"
         return queryset.filter(**{key: sorted(viewable)})
@@ -249,14 +236,7 @@ class ShopScopedAdmin(_ScopedChoices):
         user = request.user
         if access.is_operator(user):
             return queryset
-        path = access.shop_path(self.model)
-        if path is None:
-            return queryset.none()
-        ids = set(access.shop_ids_for(user) or [])
-        for action in actions:
-            ids &= set(_shop_ids_allowing(user, action, self.model) or [])
-        key = "pk__in" if path == "pk" else f"{path}__in"
-        return queryset.filter(**{key: sorted(ids)})
+        return access.scope(queryset, user, actions=tuple(sorted(actions)))
 
     def get_form(self, request: HttpRequest, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
