@@ -4,7 +4,8 @@ Every event name the server knows, the reserved ones (`connect`, `disconnect`) a
 ones, each with hostile payloads in every field (NUL, lone surrogates, huge and negative
 numbers, deep nesting, wrong types): each event is answered (its ack, or an `error` event), the
 socket stays connected and keeps answering, and no handler raises. A switched-off chatbot
-answers nothing on a socket opened before the switch-off either.
+answers nothing on a socket opened before the switch-off either, and images sent with a
+Socket.IO message count against the image limit like every other path (#18 item 3).
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from hypothesis import strategies as st
 from chatbots.models import Chatbot
 from chatbots.tests.factories import create_chatbot
 from conversations.models import Turn
+from images.models import ImageUpload
+from images.tests.conftest import b64
+from images.tests.samples import image_bytes
 from tests.e2e.client import post_message
+from tests.e2e.conftest import ARTIFACTS, running_stack, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -199,3 +204,36 @@ def test_a_switched_off_chatbot_answers_nothing_on_an_open_socketio_connection(s
     }
     assert [r["data"]["error"]["code"] for r in refused] == ["CHATBOT_INACTIVE"]
     assert Turn.objects.filter(conversation_id=reply["session_id"]).count() == 1
+
+
+@pytest.fixture(scope="module")
+def image_limited_stack(django_db_setup, django_db_blocker):
+    env = stack_env(IMAGE_UPLOAD_RATE_LIMIT="1/minute")
+    with running_stack(env, ARTIFACTS, "sio-images", "turns,celery", 4) as running:
+        yield running
+
+
+def test_images_sent_with_a_socketio_message_count_against_the_image_limit(image_limited_stack):
+    stack = image_limited_stack
+    bot = create_chatbot(public_id="sio-images", image_upload_enabled=True)
+    reply = post_message(stack.base_url, bot.public_id, "Hello")
+
+    def message(color) -> dict:
+        image = {"name": "p", "data": b64(image_bytes("PNG", color=color)), "mime": "image/png"}
+        return {"content": "Is this damaged?", "image_data": image}
+
+    async def scenario():
+        sio = socketio.AsyncClient(reconnection=False)
+        await sio.connect(
+            stack.base_url, auth={"token": reply["conversation_token"]}, wait_timeout=10
+        )
+        first = await sio.call("chat:message", message((1, 1, 1)), timeout=15)
+        second = await sio.call("chat:message", message((2, 2, 2)), timeout=15)
+        await sio.disconnect()
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert "turnId" in first, first
+    assert second["error"]["code"] == "RATE_LIMITED"
+    assert ImageUpload.objects.count() == 1
+    assert Turn.objects.filter(conversation_id=reply["session_id"]).count() == 2
