@@ -63,3 +63,18 @@ def process(document: KnowledgeDocument) -> str:
     outcome = document_process(document_id=str(document.pk), revision=document.revision)
     document.refresh_from_db()
     return outcome
+
+
+@pytest.fixture
+def pgvector(db):
+    """Skips, saying why, where the test database's server has no pgvector: the embedded
+    PostgreSQL of ./run ships it; a PostgreSQL service may need its package (docs/knowledge.md)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+        if cursor.fetchone() is None:
+            pytest.skip(
+                "this PostgreSQL server has no pgvector extension (the embedded one has; "
+                "e.g. apt install postgresql-15-pgvector)"
+            )

@@ -29,12 +29,14 @@ def report(openai_server):
     return evaluation_run(embedding=embedding, ks=(1, 3, 5))
 
 
+@pytest.mark.usefixtures("pgvector")
 def test_the_measured_figures_of_each_method(report):
     print(json.dumps(report, indent=2, ensure_ascii=False))  # the figures docs/knowledge.md cites
     assert report["questions"] == 28
     assert report["methods"] == MEASURED
 
 
+@pytest.mark.usefixtures("pgvector")
 def test_hybrid_beats_full_text_and_vector_alone(report):
     methods = report["methods"]
     for measure in ("hit@1", "hit@3", "mrr"):
@@ -52,6 +54,7 @@ def test_without_an_embedding_model_only_full_text_is_measured():
     assert set(report["methods"]) == {"fulltext"}
 
 
+@pytest.mark.usefixtures("pgvector")
 def test_the_command_prints_each_method_s_figures(openai_server, capsys):
     call_command(
         "knowledge_evaluate",

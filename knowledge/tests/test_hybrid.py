@@ -117,6 +117,7 @@ def test_a_failing_embedding_endpoint_fails_the_upload_and_keeps_the_old_chunks(
     assert "sk-embed-123456" not in document.error
 
 
+@pytest.mark.usefixtures("pgvector")
 def test_hybrid_fuses_both_rankings_and_keeps_each_method_s_place(openai_server, embedded_kb):
     document = KnowledgeDocument.objects.create(
         knowledge_base=embedded_kb, title="Guide", text=GUIDE
@@ -142,6 +143,7 @@ def test_rrf_rewards_agreement_over_one_method_s_first_place():
     assert [m["chunk_id"] for m in fused] == ["b", "a", "c"]
 
 
+@pytest.mark.usefixtures("pgvector")
 def test_without_pgvector_retrieval_is_full_text_alone(openai_server, embedded_kb):
     document = KnowledgeDocument.objects.create(
         knowledge_base=embedded_kb, title="Guide", text=GUIDE

@@ -46,6 +46,7 @@ def guide_kb(openai_server, builtin_kb, make_endpoint):
     return builtin_kb
 
 
+@pytest.mark.usefixtures("pgvector")
 def test_a_question_shows_each_method_and_what_the_bot_gets(admin_client, guide_kb):
     page = admin_client.get(f"/admin/chatbots/knowledgebase/{guide_kb.pk}/change/")
     assert f'{URL}?knowledge_base={guide_kb.pk}"'.encode() in page.content

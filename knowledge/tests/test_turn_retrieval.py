@@ -306,6 +306,7 @@ def test_the_builtin_endpoint_quotes_and_cites_an_uploaded_document(make_chatbot
     assert event["documents"][0]["metadata"]["document_id"] == str(document.pk)
 
 
+@pytest.mark.usefixtures("pgvector")
 def test_a_base_with_an_embedding_model_answers_from_hybrid_ranking(
     openai_server, faq_bot, make_endpoint
 ):
