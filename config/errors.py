@@ -6,6 +6,7 @@ reads them (a shop visitor's widget or an integrator), never containing secrets.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 from typing import Any
@@ -117,3 +118,190 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             headers["Retry-After"] = response["Retry-After"]
         return Response(error_body(code, message), status=exc.status_code, headers=headers)
     return None
+
+
+# --- How a turn ends in failure: the `error` stream event and Turn.error_code ----------------
+# One registry for every code a turn can fail with, whoever ends it (the runner, the AI clients'
+# UpstreamError, the reaper): whether asking again may help, its error-log category, and what the
+# customer reads in each language the widget speaks (Chatbot.language; other languages read
+# English). The AI clients stay free of Django and keep an English default per code
+# (conversations/upstream/errors.py); the runner puts the customer's language in here.
+
+
+class TurnErrorCode(enum.StrEnum):
+    UPSTREAM_CONNECT_TIMEOUT = "UPSTREAM_CONNECT_TIMEOUT"
+    UPSTREAM_TIMEOUT = "UPSTREAM_TIMEOUT"
+    UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+    UPSTREAM_RATE_LIMITED = "UPSTREAM_RATE_LIMITED"
+    UPSTREAM_AUTH = "UPSTREAM_AUTH"
+    UPSTREAM_BAD_REQUEST = "UPSTREAM_BAD_REQUEST"
+    UPSTREAM_BAD_RESPONSE = "UPSTREAM_BAD_RESPONSE"
+    UPSTREAM_STREAM_ERROR = "UPSTREAM_STREAM_ERROR"
+    UPSTREAM_TRUNCATED = "UPSTREAM_TRUNCATED"
+    UPSTREAM_EMPTY = "UPSTREAM_EMPTY"
+    UPSTREAM_TOO_LARGE = "UPSTREAM_TOO_LARGE"
+    UPSTREAM_ABORTED = "UPSTREAM_ABORTED"
+    # The turn's whole time (TURN_TOTAL_TIMEOUT) ran out.
+    TURN_TIMEOUT = "TURN_TIMEOUT"
+    # The chatbot has no enabled main flow to answer with.
+    NO_ANSWER_FLOW = "NO_ANSWER_FLOW"
+    # The reaper: the worker running the turn stopped sending heartbeats.
+    WORKER_LOST = "WORKER_LOST"
+    # The reaper: no worker picked the turn up in TURN_PENDING_TIMEOUT.
+    NOT_STARTED = "NOT_STARTED"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+NETWORK, UPSTREAM_AI, STREAMING, TEMPLATE = "network", "upstream_ai", "streaming", "template"
+
+
+@dataclasses.dataclass(frozen=True)
+class TurnError:
+    retryable: bool  # asking again may help
+    category: str  # the error log's category
+    texts: dict[str, str]  # language -> what the customer reads
+
+
+C = TurnErrorCode
+TURN_ERRORS: dict[str, TurnError] = {
+    C.UPSTREAM_CONNECT_TIMEOUT: TurnError(
+        True,
+        NETWORK,
+        {
+            "en": "The assistant could not be reached in time. Please try again.",
+            "da": "Assistenten kunne ikke nås i tide. Prøv igen.",
+        },
+    ),
+    C.UPSTREAM_TIMEOUT: TurnError(
+        True,
+        NETWORK,
+        {
+            "en": "The assistant took too long to answer. Please try again.",
+            "da": "Assistenten var for længe om at svare. Prøv igen.",
+        },
+    ),
+    C.UPSTREAM_UNAVAILABLE: TurnError(
+        True,
+        NETWORK,
+        {
+            "en": "The assistant is temporarily unavailable. Please try again in a moment.",
+            "da": "Assistenten er midlertidigt utilgængelig. Prøv igen om lidt.",
+        },
+    ),
+    C.UPSTREAM_RATE_LIMITED: TurnError(
+        True,
+        UPSTREAM_AI,
+        {
+            "en": "The assistant is receiving too many requests right now. Please try again in "
+            "a moment.",
+            "da": "Assistenten får for mange henvendelser lige nu. Prøv igen om lidt.",
+        },
+    ),
+    C.UPSTREAM_AUTH: TurnError(
+        False,
+        UPSTREAM_AI,
+        {
+            "en": "The assistant is not set up correctly (its access was refused). Please "
+            "contact us.",
+            "da": "Assistenten er ikke sat rigtigt op (adgangen blev afvist). Kontakt os venligst.",
+        },
+    ),
+    C.UPSTREAM_BAD_REQUEST: TurnError(
+        False,
+        UPSTREAM_AI,
+        {
+            "en": "The assistant could not handle this request.",
+            "da": "Assistenten kunne ikke håndtere denne henvendelse.",
+        },
+    ),
+    C.UPSTREAM_BAD_RESPONSE: TurnError(
+        True,
+        UPSTREAM_AI,
+        {
+            "en": "The assistant sent an answer we could not read. Please try again.",
+            "da": "Assistenten sendte et svar, vi ikke kunne læse. Prøv igen.",
+        },
+    ),
+    C.UPSTREAM_STREAM_ERROR: TurnError(
+        True,
+        UPSTREAM_AI,
+        {
+            "en": "The assistant ran into a problem while answering. Please try again.",
+            "da": "Assistenten løb ind i et problem undervejs. Prøv igen.",
+        },
+    ),
+    C.UPSTREAM_TRUNCATED: TurnError(
+        True,
+        NETWORK,
+        {
+            "en": "The answer was cut off. Please try again.",
+            "da": "Svaret blev afbrudt. Prøv igen.",
+        },
+    ),
+    C.UPSTREAM_EMPTY: TurnError(
+        True,
+        UPSTREAM_AI,
+        {
+            "en": "The assistant returned an empty answer. Please try again.",
+            "da": "Assistenten gav et tomt svar. Prøv igen.",
+        },
+    ),
+    C.UPSTREAM_TOO_LARGE: TurnError(
+        False,
+        UPSTREAM_AI,
+        {
+            "en": "This message or its attachment is too large for the assistant.",
+            "da": "Beskeden eller dens vedhæftning er for stor til assistenten.",
+        },
+    ),
+    C.UPSTREAM_ABORTED: TurnError(
+        False, UPSTREAM_AI, {"en": "The answer was stopped.", "da": "Svaret blev stoppet."}
+    ),
+    C.TURN_TIMEOUT: TurnError(
+        True,
+        STREAMING,
+        {
+            "en": "The answer took too long. Please try again in a moment.",
+            "da": "Svaret tog for lang tid. Prøv igen om lidt.",
+        },
+    ),
+    C.NO_ANSWER_FLOW: TurnError(
+        False,
+        TEMPLATE,
+        {"en": "This chatbot is not set up yet.", "da": "Chatbotten er ikke sat op endnu."},
+    ),
+    C.WORKER_LOST: TurnError(
+        True,
+        STREAMING,
+        {
+            "en": "The answer was interrupted. Please ask again.",
+            "da": "Svaret blev afbrudt. Spørg venligst igen.",
+        },
+    ),
+    C.NOT_STARTED: TurnError(
+        True,
+        STREAMING,
+        {
+            "en": "We could not start answering. Please ask again.",
+            "da": "Vi kunne ikke begynde at svare. Spørg venligst igen.",
+        },
+    ),
+    C.INTERNAL_ERROR: TurnError(
+        True,
+        STREAMING,
+        {
+            "en": "Something went wrong on our side. Please try again in a moment.",
+            "da": "Der gik noget galt hos os. Prøv igen om lidt.",
+        },
+    ),
+}
+del C
+
+
+def turn_error_text(code: str, language: str, *, default: str = "") -> str:
+    """What a customer reads for a turn that failed with `code`, in the bot's language (English
+    where the registry has no text in it); `default` for a code outside the registry."""
+    error = TURN_ERRORS.get(code)
+    if error is None:
+        return default or TURN_ERRORS[TurnErrorCode.INTERNAL_ERROR].texts.get(language, "")
+    return error.texts.get(language) or error.texts["en"]

@@ -25,6 +25,7 @@ from chatbots.models import TEMPLATE_VARIABLE
 from chatbots.secrets import decrypt
 from chatbots.selectors import chatbot_turn_config_get
 from chatbots.services import prompt_render, prompt_values
+from config.errors import TURN_ERRORS, turn_error_text
 from conversations import flow_router, services
 from conversations.builtin import builtin_answer_stream, builtin_route, split_tokens
 from conversations.hooks import TurnContext, call_observers, context_providers
@@ -46,23 +47,14 @@ from tools import loop as tool_loop
 
 logger = logging.getLogger(__name__)
 
+# Texts for situations, not codes; what each failure code tells the customer is in
+# config.errors.TURN_ERRORS.
 MESSAGES = {
-    "cancelled": {"da": "Svaret blev stoppet.", "en": "The answer was stopped."},
-    "timeout": {
-        "da": "Svaret tog for lang tid. Prøv igen om lidt.",
-        "en": "The answer took too long. Please try again in a moment.",
-    },
-    "no_flow": {
-        "da": "Chatbotten er ikke sat op endnu.",
-        "en": "This chatbot is not set up yet.",
-    },
+    # UPSTREAM_TOO_LARGE for an answer past ANSWER_MAX_CHARS (the code's own text is about a
+    # message too large to send).
     "too_large": {
         "da": "Svaret blev for langt og er blevet afkortet.",
         "en": "The answer was too long and has been cut off.",
-    },
-    "internal": {
-        "da": "Der gik noget galt hos os. Prøv igen om lidt.",
-        "en": "Something went wrong on our side. Please try again in a moment.",
     },
 }
 
@@ -71,6 +63,28 @@ class TurnFailed(Exception):
     def __init__(self, code: str, message: str, *, retryable: bool, category: str) -> None:
         super().__init__(code)
         self.code, self.message, self.retryable, self.category = code, message, retryable, category
+
+    @classmethod
+    def of(cls, code: str, language: str) -> TurnFailed:
+        """A failure as the registry (config.errors.TURN_ERRORS) describes its code."""
+        error = TURN_ERRORS[code]
+        return cls(
+            code,
+            turn_error_text(code, language),
+            retryable=error.retryable,
+            category=error.category,
+        )
+
+    @classmethod
+    def from_upstream(cls, err: UpstreamError, language: str) -> TurnFailed:
+        """An AI client's error, its default English text put in the customer's language (a
+        text the client chose for the case stays)."""
+        message = (
+            turn_error_text(err.code, language, default=err.message)
+            if err.default_message
+            else err.message
+        )
+        return cls(err.code, message, retryable=err.retryable, category=err.category)
 
 
 def _ms(start: float, end: float | None) -> int | None:
@@ -368,9 +382,7 @@ class TurnExecution:
         config = self.config
         main = flow_router.main_flow(config)
         if main is None:
-            raise TurnFailed(
-                "NO_ANSWER_FLOW", self.text("no_flow"), retryable=False, category="template"
-            )
+            raise TurnFailed.of("NO_ANSWER_FLOW", self.language)
         router = flow_router.router_flow(config)
         t_route = time.monotonic()
         if router is None:
@@ -663,9 +675,7 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
             await execution._abort_flowise()
             await execution.finish(
                 "failed",
-                TurnFailed(
-                    "TURN_TIMEOUT", execution.text("timeout"), retryable=True, category="streaming"
-                ),
+                TurnFailed.of("TURN_TIMEOUT", execution.language),
             )
             return "failed"
         finally:
@@ -682,7 +692,7 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
         except UpstreamError as err:
             await execution.finish(
                 "failed",
-                TurnFailed(err.code, err.message, retryable=err.retryable, category=err.category),
+                TurnFailed.from_upstream(err, execution.language),
                 exc=err,
             )
             return "failed"
@@ -696,12 +706,7 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
         with contextlib.suppress(Exception):
             await execution.finish(
                 "failed",
-                TurnFailed(
-                    "INTERNAL_ERROR",
-                    execution.text("internal"),
-                    retryable=True,
-                    category="streaming",
-                ),
+                TurnFailed.of("INTERNAL_ERROR", execution.language),
                 exc=exc,
             )
         return "failed"

@@ -21,7 +21,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from chatbots.models import Chatbot
-from config.errors import ApiError, ErrorCode
+from config.errors import ApiError, ErrorCode, TurnErrorCode, turn_error_text
 from config.ratelimit import message_limit, rate_limit_hit
 from conversations import hooks, streaming
 from conversations.models import AICall, Conversation, Message, StreamEvent, Turn
@@ -674,13 +674,13 @@ def turns_reap_stale() -> int:
             kind=Turn.Kind.AI,
             status=Turn.Status.RUNNING,
             heartbeat_at__lt=now - dt.timedelta(seconds=settings.TURN_STALE_SECONDS),
-        ).values_list("pk", flat=True)[:500]
+        ).values_list("pk", "conversation__chatbot__language")[:500]
     )
     never_started = list(
         Turn.objects.filter(
             status=Turn.Status.PENDING,
             created_at__lt=now - dt.timedelta(seconds=settings.TURN_PENDING_TIMEOUT),
-        ).values_list("pk", flat=True)[:500]
+        ).values_list("pk", "conversation__chatbot__language")[:500]
     )
     redispatch_after = settings.TURN_PENDING_REDISPATCH_SECONDS
     if redispatch_after:
@@ -703,13 +703,11 @@ def turns_reap_stale() -> int:
             ):
                 run_turn.delay(str(turn_id))
     reaped = 0
-    for turn_id, from_status, code, message in [
-        (t, Turn.Status.RUNNING, "WORKER_LOST", "The answer was interrupted. Please ask again.")
-        for t in stale
-    ] + [
-        (t, Turn.Status.PENDING, "NOT_STARTED", "We could not start answering. Please ask again.")
-        for t in never_started
-    ]:
+    for turn_id, language, from_status, code in [
+        (*t, Turn.Status.RUNNING, TurnErrorCode.WORKER_LOST) for t in stale
+    ] + [(*t, Turn.Status.PENDING, TurnErrorCode.NOT_STARTED) for t in never_started]:
+        # What the customer reads, in the bot's language (config.errors.TURN_ERRORS).
+        message = turn_error_text(code, language)
         # Conditional UPDATE: if the runner finished meanwhile, leave its result alone.
         if not Turn.objects.filter(pk=turn_id, status=from_status).update(
             status=Turn.Status.FAILED,

@@ -122,6 +122,9 @@ class UpstreamError(Exception):
         )
         secrets = tuple(s for s in secrets if s)
         self.code = code
+        # The code's own text (the runner puts it in the customer's language), not one chosen
+        # for this case.
+        self.default_message = message is None
         self.message = redact(message or default_message, secrets)
         self.detail = redact(detail, secrets)[:2000]
         self.status = status
