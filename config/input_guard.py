@@ -68,6 +68,42 @@ def value_problem(value: Any, where: str = "") -> tuple[str, str] | None:
     return None
 
 
+def validate_storable_json(value: Any) -> None:
+    """Validator of every model JSONField (added to each at start-up: accounts.apps): the admin's
+    JSON boxes accept text whose escapes decode to what PostgreSQL refuses (\\u0000, a lone
+    \\ud800), which reached the database as a 500; now it is the field's form error."""
+    from django.core.exceptions import ValidationError
+
+    found = value_problem(value)
+    if found is not None:
+        where, problem = found
+        where = where if text_problem(where) is None else repr(where)
+        # Not code "invalid": a model form would show its field's "Enter a valid JSON." instead.
+        raise ValidationError(f"The value at {where[:100]} {problem}.", code="unstorable")
+
+
+def storable_json_form_field():
+    """The admin's form field for every model JSONField (accounts.apps): refuses what PostgreSQL
+    cannot store, and shows a refused value again as escapes, not as a lone surrogate that
+    would break the page itself (Django's JSONField writes it back unescaped)."""
+    import json
+
+    from django import forms
+
+    class StorableJSONField(forms.JSONField):
+        def prepare_value(self, value):
+            text = super().prepare_value(value)
+            if isinstance(text, str) and text_problem(text) is not None:
+                return json.dumps(value, ensure_ascii=True, cls=self.encoder)
+            return text
+
+        def validate(self, value):
+            super().validate(value)
+            validate_storable_json(value)
+
+    return StorableJSONField
+
+
 def refusal(where: str, problem: str) -> ApiError:
     # `where` is a field path chosen by the client: repr() keeps it printable and encodable.
     where = where if text_problem(where) is None else repr(where)
