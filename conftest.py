@@ -9,6 +9,34 @@ from django.conf import settings
 from chatbots.tests.factories import *  # noqa: F403 - factories as fixtures
 
 
+def _flush_retrying_deadlocks() -> None:
+    """A transactional test's teardown empties the database with one TRUNCATE of every table.
+    An end-to-end stack's Celery worker may still be finishing that test's turn analysis in its
+    own transaction; PostgreSQL then breaks the lock cycle by failing one side, sometimes the
+    flush ("deadlock detected", an error in the next test's teardown although nothing is wrong).
+    The flush is one transaction, so trying it again is safe; the worker's work is done by then."""
+    import time
+
+    from django.db import OperationalError
+    from django.test import TransactionTestCase
+
+    teardown = TransactionTestCase._fixture_teardown
+
+    def retrying(self):
+        for attempt in range(5):
+            try:
+                return teardown(self)
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    TransactionTestCase._fixture_teardown = retrying
+
+
+_flush_retrying_deadlocks()
+
+
 @pytest.fixture(autouse=True)
 def _clean_redis():
     from config.redis import get_redis

@@ -242,10 +242,11 @@ def test_an_extractor_flow_feeds_the_answer_flow_on_cold_caches(stack, openai_se
     assert metadata["extracted"] == {"color": "red"}
     extract_call, answer_call = (r.json["messages"] for r in openai_server.requests[-2:])
     assert extract_call[0]["content"] == f"Extract filters for {OVERRIDE} as JSON."
-    # The rendered template, then the extraction again as context (the OpenAI client adds it).
-    assert answer_call[0]["content"].startswith(
-        f'{OVERRIDE} answers; the customer wants {{"color": "red"}}.\n'
+    # The rendered template; it placed the extraction itself, so it is not appended again.
+    assert (
+        answer_call[0]["content"] == f'{OVERRIDE} answers; the customer wants {{"color": "red"}}.'
     )
+
     assert_cold(templates=2)
 
 
