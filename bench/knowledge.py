@@ -6,8 +6,9 @@ Runs against its own database (created from DATABASE_URL's server, dropped after
     ./run manage shell -c "from bench.knowledge import main; main([])"        # embedded PG
     ./run manage shell -c "from bench.knowledge import main; main(['--chunks', '20000'])"
 
-Options: --chunks 100000 --dims 1536 --queries 200 --keep, --reuse (query a database an earlier
---keep run left, skipping the load; its dataset figures are then not re-measured). Vectors are synthetic (unit vectors
+Options: --chunks 100000 --dims 1536 --queries 200 --shops 1 --keep --database NAME, --reuse
+(query a database an earlier --keep run of one shop left, skipping the load; its dataset figures
+are then not re-measured). Vectors are synthetic (unit vectors
 around 500 topics; the questions are noisy copies of chunk vectors), loaded with COPY; the HNSW
 index of migration knowledge.0002 is built after the load, as a one-off re-index would. Writes
 bench/results/knowledge.json. Target (issue #19): hybrid p95 <= 30 ms at 100,000 chunks.
@@ -25,19 +26,27 @@ import sys
 import time
 from pathlib import Path
 
-from bench.conversation_index import Vocabulary, _admin_params, _drop_database, _percentiles
+from bench.conversation_index import Vocabulary, _admin_params, _percentiles
 
 RESULTS = Path(__file__).resolve().parent / "results" / "knowledge.json"
 BENCH_DB = "bench_knowledge"
 TARGET_HYBRID_P95_MS = 30.0
 
 
-def _create_database(admin_params: dict) -> None:
+def _create_database(admin_params: dict, name: str) -> None:
     import psycopg
 
     with psycopg.connect(**admin_params, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _drop_database(admin_params: dict, name: str) -> None:
+    # Its own: bench.conversation_index's drops that benchmark's database, not this one.
+    import psycopg
+
+    with psycopg.connect(**admin_params, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _vectors(rng, count: int, dims: int, topics: int = 500):
@@ -57,12 +66,19 @@ def _load(args, vocab: Vocabulary, np_rng) -> dict:
     from chatbots.models import Chatbot, KnowledgeBase
     from knowledge.models import KnowledgeDocument
 
-    shop = Shop.objects.create(name="Benchmark", slug="bench-knowledge")
-    bot = Chatbot.objects.create(
-        shop=shop, public_id="bench-knowledge", name="Bench", language="en"
-    )
-    kb = KnowledgeBase.objects.create(chatbot=bot, name="bench", embedding_model="bench-model")
-    document = KnowledgeDocument.objects.create(knowledge_base=kb, title="Manual", text="-")
+    # --shops N: the chunks are shared evenly by N shops, each with its own bot and base (the
+    # "1,000,000 across shops" case); queries go to the first shop's base.
+    bases = []
+    for number in range(args.shops):
+        suffix = "" if number == 0 else f"-{number}"
+        shop = Shop.objects.create(name=f"Benchmark{suffix}", slug=f"bench-knowledge{suffix}")
+        bot = Chatbot.objects.create(
+            shop=shop, public_id=f"bench-knowledge{suffix}", name="Bench", language="en"
+        )
+        kb = KnowledgeBase.objects.create(chatbot=bot, name="bench", embedding_model="bench-model")
+        document = KnowledgeDocument.objects.create(knowledge_base=kb, title="Manual", text="-")
+        bases.append((kb, document))
+    per_shop = -(-args.chunks // args.shops)
     vectors = _vectors(np_rng, args.chunks, args.dims)
     started = time.monotonic()
     with connection.cursor() as cursor:
@@ -73,6 +89,7 @@ def _load(args, vocab: Vocabulary, np_rng) -> dict:
         )
         with raw.copy(f"COPY knowledge_knowledgechunk ({columns}) FROM STDIN") as copy:
             for position in range(args.chunks):
+                kb, document = bases[position // per_shop]
                 text = " ".join(vocab.sentence() for _ in range(8))
                 embedding = "{" + ",".join(f"{x:.5f}" for x in vectors[position]) + "}"
                 copy.write_row(
@@ -105,19 +122,22 @@ def _load(args, vocab: Vocabulary, np_rng) -> dict:
         cursor.execute("VACUUM ANALYZE knowledge_knowledgechunk")
     from knowledge.services import knowledge_terms_refresh
 
-    KnowledgeDocument.objects.filter(pk=document.pk).update(chunk_count=args.chunks)
     t = time.monotonic()
-    knowledge_terms_refresh(knowledge_base_id=kb.pk)  # as the ingestion task does at its end
+    for number, (kb, document) in enumerate(bases):
+        count = min(per_shop, args.chunks - number * per_shop)
+        KnowledgeDocument.objects.filter(pk=document.pk).update(chunk_count=count)
+        knowledge_terms_refresh(knowledge_base_id=kb.pk)  # as the ingestion task does at its end
     terms_seconds = time.monotonic() - t
     return {
         "terms_seconds": round(terms_seconds, 1),
         "chunks": args.chunks,
+        "shops": args.shops,
         "dims": args.dims,
         "copy_seconds": round(copy_seconds, 1),
         "tsvector_seconds": round(tsvector_seconds, 1),
         "hnsw_build_seconds": round(index_seconds, 1),
-        "_kb": kb,
-        "_vectors": vectors,
+        "_kb": bases[0][0],
+        "_vectors": vectors[:per_shop],
     }
 
 
@@ -195,7 +215,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--dims", type=int, default=1536)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--shops", type=int, default=1, help="share the chunks among N shops")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--database", default=BENCH_DB, help="the bench database's name")
     parser.add_argument("--reuse", action="store_true", help="query a kept database as it is")
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
@@ -212,9 +234,9 @@ def main(argv: list[str] | None = None) -> dict:
     admin = _admin_params()
     connection.close()
     if not args.reuse:
-        _create_database(admin)
-    settings.DATABASES["default"]["NAME"] = BENCH_DB
-    connection.settings_dict["NAME"] = BENCH_DB
+        _create_database(admin, args.database)
+    settings.DATABASES["default"]["NAME"] = args.database
+    connection.settings_dict["NAME"] = args.database
     settings.DEBUG = False
     settings.KNOWLEDGE_MAX_CHUNKS_PER_SHOP = 10**9
     vocab = Vocabulary(random.Random(20261205))
@@ -249,4 +271,4 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         connection.close()
         if not (args.keep or args.reuse):
-            _drop_database(admin)
+            _drop_database(admin, args.database)
