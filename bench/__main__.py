@@ -1,6 +1,6 @@
 """`python -m bench [scenario …]`: start the real stack, measure, write bench/results/*.json,
 the plots and docs/benchmarks.md. Scenarios: ttft streams flat polling index servers (all by
-default). `--quick` is a smoke run (under a minute); `--dry-run` only prints the plan."""
+default); `knowledge [--chunks N …]` runs bench/knowledge.py on its own. `--quick` is a smoke run (under a minute); `--dry-run` only prints the plan."""
 
 from __future__ import annotations
 
@@ -50,13 +50,36 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _knowledge(argv: list[str]) -> int:
+    """`./run bench knowledge [--chunks N --shops N --dims N …]`: retrieval over N chunks in its own
+    database on the embedded PostgreSQL (pgvector), then section 7 of docs/benchmarks.md."""
+    import os
+
+    from devstack.services import ensure_services
+
+    root = Path(__file__).resolve().parents[1]
+    if not os.environ.get("DATABASE_URL"):
+        ensure_services(root / ".data")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from bench.knowledge import main as knowledge_main
+
+    knowledge_main(argv)
+    from bench.report import build_report
+
+    print(build_report())
+    return 0
+
+
 def _exit_on_sigterm(signum, frame):
     # Leave through the `finally` blocks, which stop every process the benchmark started.
     raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["knowledge"]:
+        return _knowledge(argv[1:])
+    args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if args.report:
         from bench.report import build_report

@@ -624,5 +624,41 @@ def build_report() -> str:
                     f"| {_fmt(d.get('pss_max_mib'))} MiB | {_fmt(u.get('pss_max_mib'))} MiB |"
                 )
             out.append("")
+    out += _knowledge_section()
     DOC.write_text("\n".join(out).rstrip() + "\n")
     return f"bench: wrote {DOC.relative_to(ROOT)} and {len(plots)} plot(s)"
+
+
+def _knowledge_section() -> list[str]:
+    """Section 7 from `./run bench knowledge` (bench/knowledge.py; its own database, run on its
+    own because it loads 100,000 or more chunks): one line per dataset it left results for."""
+    rows = []
+    for name in ("knowledge", "knowledge-1m"):
+        doc = _load(name)
+        if not doc:
+            continue
+        data, queries = doc.get("dataset") or {}, doc.get("queries_ms") or {}
+        rows.append(
+            f"| {_fmt(data.get('chunks'))} chunks, {data.get('shops', 1)} shop(s), "
+            f"{data.get('dims')} dims | "
+            + " | ".join(
+                f"{_fmt(_g(queries, m, 'p50'))} / {_fmt(_g(queries, m, 'p95'))}"
+                for m in ("fulltext", "vector", "hybrid")
+            )
+            + f" | {_fmt(_g(doc, 'ingestion', 'chunks_per_second'))} | "
+            f"{(doc.get('generated_at') or '')[:10]} |"
+        )
+    if not rows:
+        return []
+    return [
+        "## 7. Knowledge retrieval",
+        "",
+        "From `./run bench knowledge` (`bench/knowledge.py`; target: hybrid p95 ≤ 30 ms at",
+        "100,000 chunks). Milliseconds, p50 / p95; conditions and caveats in",
+        "[knowledge.md](knowledge.md#benchmark-benchknowledgepy).",
+        "",
+        "| dataset | full-text | vector | hybrid | ingestion chunks/s | measured |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
