@@ -161,9 +161,10 @@ def test_the_nightly_job_is_scheduled_and_records_its_run(two_shops):
     assert settings.CELERY_BEAT_SCHEDULE["privacy-retention"]["task"] == task.name
     assert settings.CELERY_TASK_ROUTES["privacy.tasks.*"] == {"queue": "maintenance"}
     RetentionPolicy.objects.create(shop=strict, ai_calls_days=1)
-    call_at(bot, timezone.now() - 2 * DAY)
-    # 03:15 in Copenhagen (the shop's default time zone) on a winter night.
+    # 03:15 in Copenhagen (the shop's default time zone) on a winter night; the call is two
+    # days older than that night (not than today: the test must not depend on when it runs).
     night = dt.datetime(2026, 12, 5, 2, 15, tzinfo=dt.UTC)
+    call_at(bot, night - 2 * DAY)
 
     assert task.apply(kwargs={"now": night.isoformat()}).get() == 1
 
