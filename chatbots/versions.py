@@ -293,41 +293,60 @@ def version_diff(*, before: dict[str, Any] | None, after: dict[str, Any]) -> lis
     for key, label in _BOT_LABELS.items():
         if before.get(key) != after.get(key):
             lines.append(f"The bot's {label} changed.")
-    old_flows = {f["name"]: f for f in before.get("flows", [])}
-    new_flows = {f["name"]: f for f in after.get("flows", [])}
-    for name in sorted(new_flows.keys() - old_flows.keys()):
-        lines.append(f"Flow {name} added.")
-    for name in sorted(old_flows.keys() - new_flows.keys()):
-        lines.append(f"Flow {name} removed (or disabled).")
-    for name in sorted(new_flows.keys() & old_flows.keys()):
-        old, new = _flow_parts(old_flows[name]), _flow_parts(new_flows[name])
-        what = []
-        if old["settings"] != new["settings"]:
-            what.append("its settings (role, model, routing key or top-k)")
-        if old["endpoint"] != new["endpoint"]:
-            what.append("its AI endpoint")
-        if old["knowledge"] != new["knowledge"] or old["namespace"] != new["namespace"]:
-            what.append("its knowledge base")
-        old_t, new_t = old["template"] or {}, new["template"] or {}
-        if old_t.get("name") != new_t.get("name"):
-            what.append("which prompt template it uses")
-        else:
-            if old_t.get("text") != new_t.get("text"):
-                what.append(f"the text of its prompt template “{new_t.get('name')}”")
-            if old_t.get("overrides") != new_t.get("overrides") or old_t.get(
-                "defaults"
-            ) != new_t.get("defaults"):
-                what.append("its template variables")
-        if what:
-            lines.append(f"Flow {name}: " + ", ".join(what) + " changed.")
+    lines += _flows_diff(before.get("flows", []), after.get("flows", []))
     if before.get("text_rules") != after.get("text_rules"):
         lines.append(
             f"Text rules changed ({len(before.get('text_rules') or [])} → "
             f"{len(after.get('text_rules') or [])} rules)."
         )
-    old_tools, new_tools = before.get("tools") or {}, after.get("tools") or {}
-    added = sorted(set(new_tools.get("tools") or []) - set(old_tools.get("tools") or []))
-    removed = sorted(set(old_tools.get("tools") or []) - set(new_tools.get("tools") or []))
+    lines += _tools_diff(before.get("tools") or {}, after.get("tools") or {})
+    return lines
+
+
+def _flows_diff(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[str]:
+    """Flows added, removed, and what changed in each flow both versions have."""
+    old_flows = {f["name"]: f for f in before}
+    new_flows = {f["name"]: f for f in after}
+    lines = [f"Flow {name} added." for name in sorted(new_flows.keys() - old_flows.keys())]
+    lines += [
+        f"Flow {name} removed (or disabled)."
+        for name in sorted(old_flows.keys() - new_flows.keys())
+    ]
+    for name in sorted(new_flows.keys() & old_flows.keys()):
+        what = _flow_changes(_flow_parts(old_flows[name]), _flow_parts(new_flows[name]))
+        if what:
+            lines.append(f"Flow {name}: " + ", ".join(what) + " changed.")
+    return lines
+
+
+def _flow_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The parts of one flow that differ, as phrases ("its AI endpoint")."""
+    what = []
+    if old["settings"] != new["settings"]:
+        what.append("its settings (role, model, routing key or top-k)")
+    if old["endpoint"] != new["endpoint"]:
+        what.append("its AI endpoint")
+    if old["knowledge"] != new["knowledge"] or old["namespace"] != new["namespace"]:
+        what.append("its knowledge base")
+    old_t, new_t = old["template"] or {}, new["template"] or {}
+    if old_t.get("name") != new_t.get("name"):
+        what.append("which prompt template it uses")
+        return what
+    if old_t.get("text") != new_t.get("text"):
+        what.append(f"the text of its prompt template “{new_t.get('name')}”")
+    if old_t.get("overrides") != new_t.get("overrides") or old_t.get("defaults") != new_t.get(
+        "defaults"
+    ):
+        what.append("its template variables")
+    return what
+
+
+def _tools_diff(old_tools: dict[str, Any], new_tools: dict[str, Any]) -> list[str]:
+    """Tools added or removed; otherwise whether only their limits changed."""
+    old_names = set(old_tools.get("tools") or [])
+    new_names = set(new_tools.get("tools") or [])
+    added, removed = sorted(new_names - old_names), sorted(old_names - new_names)
+    lines = []
     if added:
         lines.append("Tools added: " + ", ".join(added) + ".")
     if removed:
