@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -147,22 +148,21 @@ def _path_ok(path: Any, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: {exc}.")
 
 
-def connector_errors(config: Any, *, second_factor: str = "email") -> list[str]:
-    """Everything wrong with a connector configuration, in words (empty = valid)."""
-    if not isinstance(config, dict) or not config:
-        return ["Describe the request and the mapping (see docs/orders.md for an example)."]
-    problems: list[str] = []
-    url = config.get("url")
+def _url_errors(url: Any, problems: list[str]) -> None:
     if not isinstance(url, str) or not url:
         problems.append('"url" is required, e.g. "{base_url}/orders/{order_number}".')
-    else:
-        _placeholders_ok(url, '"url"', problems)
-        probe = url.replace("{base_url}", "https://shop.example")
-        parts = urlsplit(probe)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            problems.append('"url" must start with {base_url} or http(s)://.')
-        elif "{" in parts.netloc:
-            problems.append('"url" may not put customer input into the host name.')
+        return
+    _placeholders_ok(url, '"url"', problems)
+    probe = url.replace("{base_url}", "https://shop.example")
+    parts = urlsplit(probe)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        problems.append('"url" must start with {base_url} or http(s)://.')
+    elif "{" in parts.netloc:
+        problems.append('"url" may not put customer input into the host name.')
+
+
+def _request_errors(config: dict[str, Any], problems: list[str]) -> None:
+    """Method, query and headers (name: text, placeholders known) and the auth type."""
     if str(config.get("method", "GET")).upper() not in ("GET", "POST"):
         problems.append('"method" must be GET or POST.')
     for key in ("query", "headers"):
@@ -179,37 +179,50 @@ def connector_errors(config: Any, *, second_factor: str = "email") -> list[str]:
         problems.append(f'"auth.type" must be one of {", ".join(sorted(AUTH_TYPES))}.')
     elif auth.get("type") in ("header", "query") and not auth.get("name"):
         problems.append('"auth.name" is needed: the header or query parameter carrying the key.')
+
+
+def _not_found_errors(config: dict[str, Any], problems: list[str]) -> None:
     not_found = config.get("not_found", {})
     if not isinstance(not_found, dict):
         problems.append('"not_found" must be an object like {"statuses": [404]}.')
-    else:
-        statuses = not_found.get("statuses", [404])
-        if not isinstance(statuses, list) or not all(isinstance(s, int) for s in statuses):
-            problems.append('"not_found.statuses" must be a list of HTTP statuses.')
-        if "empty_path" in not_found:
-            _path_ok(not_found["empty_path"], '"not_found.empty_path"', problems)
-    if "root" in config:
-        _path_ok(config["root"], '"root"', problems)
+        return
+    statuses = not_found.get("statuses", [404])
+    if not isinstance(statuses, list) or not all(isinstance(s, int) for s in statuses):
+        problems.append('"not_found.statuses" must be a list of HTTP statuses.')
+    if "empty_path" in not_found:
+        _path_ok(not_found["empty_path"], '"not_found.empty_path"', problems)
+
+
+def _list_field_errors(name: str, value: Any, problems: list[str]) -> None:
+    if not isinstance(value, dict) or "path" not in value:
+        problems.append(f'"fields.{name}" needs {{"path": "…[*]", …}}.')
+        return
+    for sub, sub_path in value.items():
+        if sub != "path" and sub not in LIST_FIELDS[name]:
+            problems.append(
+                f'"fields.{name}.{sub}" is unknown; use {", ".join(LIST_FIELDS[name])}.'
+            )
+        else:
+            _path_ok(sub_path, f'"fields.{name}.{sub}"', problems)
+
+
+def _fields_errors(config: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """Checks "fields"; returns it (empty when it is not an object) for the verify check."""
     fields = config.get("fields")
     if not isinstance(fields, dict):
         problems.append('"fields" must map our order fields to paths in the answer.')
-        fields = {}
+        return {}
     for name, value in fields.items():
         if name in SCALAR_FIELDS:
             _path_ok(value, f'"fields.{name}"', problems)
         elif name in LIST_FIELDS:
-            if not isinstance(value, dict) or "path" not in value:
-                problems.append(f'"fields.{name}" needs {{"path": "…[*]", …}}.')
-                continue
-            for sub, sub_path in value.items():
-                if sub != "path" and sub not in LIST_FIELDS[name]:
-                    problems.append(
-                        f'"fields.{name}.{sub}" is unknown; use {", ".join(LIST_FIELDS[name])}.'
-                    )
-                else:
-                    _path_ok(sub_path, f'"fields.{name}.{sub}"', problems)
+            _list_field_errors(name, value, problems)
         else:
             problems.append(f'"fields.{name}" is not one of our order fields.')
+    return fields
+
+
+def _map_errors(config: dict[str, Any], problems: list[str]) -> None:
     for key, allowed in (
         ("status_map", ORDER_STATUSES),
         ("financial_map", FINANCIAL_STATUSES),
@@ -218,6 +231,12 @@ def connector_errors(config: Any, *, second_factor: str = "email") -> list[str]:
         mapping = config.get(key, {})
         if not isinstance(mapping, dict) or not all(v in allowed for v in mapping.values()):
             problems.append(f'"{key}" values must be among: {", ".join(allowed)}.')
+
+
+def _verify_errors(
+    config: dict[str, Any], fields: dict[str, Any], second_factor: str, problems: list[str]
+) -> None:
+    """The second factor is checked somewhere: compared by us, or demanded by the API."""
     verify = config.get("verify", "compare")
     if verify not in ("compare", "api"):
         problems.append('"verify" must be "compare" or "api".')
@@ -227,10 +246,30 @@ def connector_errors(config: Any, *, second_factor: str = "email") -> list[str]:
             f'Map "fields.{factor_field}" so the customer\'s {factor_field} can be checked, or set '
             f'"verify": "api" when the API itself only answers for a matching {{{factor_field}}}.'
         )
+    url = config.get("url")
     if verify == "api" and isinstance(url, str):
         sent = url + str(config.get("query", "")) + str(config.get("body", ""))
         if "{" + factor_field + "}" not in sent:
             problems.append(f'"verify": "api" needs {{{factor_field}}} in the url, query or body.')
+
+
+def connector_errors(config: Any, *, second_factor: str = "email") -> list[str]:
+    """Everything wrong with a connector configuration, in words (empty = valid).
+
+    One small check per part of the connector, in the order staff read docs/orders.md, so the
+    messages come out in that order too.
+    """
+    if not isinstance(config, dict) or not config:
+        return ["Describe the request and the mapping (see docs/orders.md for an example)."]
+    problems: list[str] = []
+    _url_errors(config.get("url"), problems)
+    _request_errors(config, problems)
+    _not_found_errors(config, problems)
+    if "root" in config:
+        _path_ok(config["root"], '"root"', problems)
+    fields = _fields_errors(config, problems)
+    _map_errors(config, problems)
+    _verify_errors(config, fields, second_factor, problems)
     return problems
 
 
@@ -343,6 +382,46 @@ class GenericProvider(Provider):
             return None
         return self._record(data, order_number)
 
+    def _line_items(self, data: dict[str, Any], spec: dict[str, Any] | None) -> list[dict]:
+        if not spec:
+            return []
+        return [
+            {
+                "name": str(path_get(item, spec.get("name")) or ""),
+                "sku": path_get(item, spec.get("sku")),
+                "quantity": quantity(path_get(item, spec.get("quantity"))),
+            }
+            for item in path_values(data, spec["path"])
+        ]
+
+    def _shipments(self, data: dict[str, Any], spec: dict[str, Any] | None) -> list[dict]:
+        """Shipments as mapped; a tracking link from the carrier list when the API gives none."""
+        if not spec:
+            return []
+        shipments = []
+        for ship in path_values(data, spec["path"]):
+            carrier = path_get(ship, spec.get("carrier"))
+            number = path_get(ship, spec.get("tracking_number"))
+            shipments.append(
+                {
+                    "carrier": carrier,
+                    "tracking_number": None if number is None else str(number),
+                    "tracking_url": path_get(ship, spec.get("tracking_url"))
+                    or tracking_url(carrier, number, self.source.carrier_urls),
+                    "status": path_get(ship, spec.get("status")),
+                    "shipped_at": iso_datetime(path_get(ship, spec.get("shipped_at"))),
+                    "delivered_at": None,
+                }
+            )
+        return shipments
+
+    def _status(self, get: Callable[[str], Any], fields: dict[str, Any], which: str) -> str:
+        """A mapped financial/fulfillment status; "unknown" when the connector maps none."""
+        if f"{which}_status" not in fields:
+            return "unknown"
+        allowed = FINANCIAL_STATUSES if which == "financial" else FULFILLMENT_STATUSES
+        return _mapped(get(f"{which}_status"), self.config.get(f"{which}_map") or {}, allowed)
+
     def _record(self, data: dict[str, Any], order_number: str) -> OrderRecord:
         fields = self.config.get("fields") or {}
         order = empty_order(self.source.kind)
@@ -350,55 +429,17 @@ class GenericProvider(Provider):
         def get(name: str) -> Any:
             return path_get(data, fields.get(name))
 
-        line_spec = fields.get("line_items")
-        items = []
-        if line_spec:
-            for item in path_values(data, line_spec["path"]):
-                items.append(
-                    {
-                        "name": str(path_get(item, line_spec.get("name")) or ""),
-                        "sku": path_get(item, line_spec.get("sku")),
-                        "quantity": quantity(path_get(item, line_spec.get("quantity"))),
-                    }
-                )
-        ship_spec = fields.get("shipments")
-        shipments = []
-        if ship_spec:
-            for ship in path_values(data, ship_spec["path"]):
-                carrier = path_get(ship, ship_spec.get("carrier"))
-                number = path_get(ship, ship_spec.get("tracking_number"))
-                shipments.append(
-                    {
-                        "carrier": carrier,
-                        "tracking_number": None if number is None else str(number),
-                        "tracking_url": path_get(ship, ship_spec.get("tracking_url"))
-                        or tracking_url(carrier, number, self.source.carrier_urls),
-                        "status": path_get(ship, ship_spec.get("status")),
-                        "shipped_at": iso_datetime(path_get(ship, ship_spec.get("shipped_at"))),
-                        "delivered_at": None,
-                    }
-                )
         raw_status = get("status")
         order.update(
             order_number=str(get("order_number") or order_number),
             external_id=str(get("external_id") or ""),
             created_at=iso_datetime(get("created_at")),
             status=_mapped(raw_status, self.config.get("status_map") or {}, ORDER_STATUSES),
-            financial_status=_mapped(
-                get("financial_status"), self.config.get("financial_map") or {}, FINANCIAL_STATUSES
-            )
-            if "financial_status" in fields
-            else "unknown",
-            fulfillment_status=_mapped(
-                get("fulfillment_status"),
-                self.config.get("fulfillment_map") or {},
-                FULFILLMENT_STATUSES,
-            )
-            if "fulfillment_status" in fields
-            else "unknown",
+            financial_status=self._status(get, fields, "financial"),
+            fulfillment_status=self._status(get, fields, "fulfillment"),
             total=money(get("total_amount"), get("currency")),
-            line_items=items,
-            shipments=shipments,
+            line_items=self._line_items(data, fields.get("line_items")),
+            shipments=self._shipments(data, fields.get("shipments")),
             status_page_url=get("status_page_url"),
             raw_status={self.source.kind: {"status": raw_status}},
         )
