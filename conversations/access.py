@@ -25,6 +25,8 @@ from accounts.services import audit_object
 from chatbots.models import Chatbot
 from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode
+from conversations import services
+from conversations.models import Conversation, Turn
 
 SALT = "conversation-access"
 
@@ -100,8 +102,6 @@ def check_browser_origin(request, chatbot: Chatbot) -> None:
 
 def conversation_access(request, conversation_id, *, body_token: str = ""):
     """The conversation the caller may use: its token, or a JWT/staff user with access."""
-    from conversations.models import Conversation
-
     grant = conversation_token_check(token_from_request(request) or body_token)
     if grant is not None:
         if conversation_id is not None and grant.conversation_id != conversation_id:
@@ -157,3 +157,84 @@ def chatbot_for_new_conversation(request, chatbot_public_id: str, widget_key: st
             status=403,
         )
     return chatbot
+
+
+def client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def conversation_for(request, session_id, body_token: str = "") -> Conversation:
+    """The conversation the caller may use, or 404 (same answer whether or not it exists);
+    403 CHATBOT_INACTIVE once its chatbot is switched off (every session endpoint, helpdesk,
+    inbox, quality, chat API and process-message come through here)."""
+    conversation = conversation_access(request, session_id, body_token=body_token)
+    services.chatbot_require_active(conversation.chatbot)
+    return conversation
+
+
+def _turn_by_grant(request, grant: ConversationGrant, turn_id) -> Turn | None:
+    """The turn of the token's conversation (None for another's), from one of the bot's sites."""
+    turn = (
+        Turn.objects.select_related("conversation__chatbot")
+        .filter(
+            pk=turn_id,
+            conversation_id=grant.conversation_id,
+            conversation__chatbot_id=grant.chatbot_id,
+        )
+        .first()
+    )
+    if turn is not None:
+        check_browser_origin(request, turn.conversation.chatbot)
+    return turn
+
+
+def _turn_by_user(request, turn_id) -> Turn | None:
+    """The turn, when the JWT/staff user may use its chatbot for this request's method."""
+    user = request_user(request)
+    if user is None:
+        return None
+    turn = Turn.objects.select_related("conversation__chatbot").filter(pk=turn_id).first()
+    if turn is not None and not user_may_use_chatbot(
+        user, turn.conversation.chatbot_id, min_role=min_role_for(request)
+    ):
+        return None
+    return turn
+
+
+def turn_for(request, turn_id) -> Turn:
+    """The turn the caller may follow or cancel: through its conversation's token, or (with no
+    token) as a JWT/staff user with access; 404 TURN_NOT_FOUND for anything else."""
+    grant = conversation_token_check(token_from_request(request))
+    if grant is not None:
+        turn = _turn_by_grant(request, grant, turn_id)
+    else:
+        turn = _turn_by_user(request, turn_id)
+    if turn is None:
+        raise ApiError(
+            ErrorCode.TURN_NOT_FOUND, "No such turn for the credentials given.", status=404
+        )
+    services.chatbot_require_active(turn.conversation.chatbot)  # polling and cancel too
+    return turn
+
+
+def conversation_or_chatbot(request, data: dict) -> tuple[Conversation | None, Chatbot]:
+    """(existing conversation, its chatbot) or (None, the chatbot a new one will belong to).
+
+    An existing conversation needs its token (or an API/staff user with access); a new one the
+    widget key from an allowed origin, or an API/staff user. Shared by every endpoint that takes
+    a customer message (process-message, upload-image).
+    """
+    if data.get("session_id"):
+        conversation = conversation_for(
+            request, data["session_id"], data.get("conversation_token", "")
+        )
+        if conversation.chatbot.public_id != data["chatbot_id"]:
+            raise ApiError(
+                ErrorCode.CONVERSATION_NOT_FOUND,
+                "No conversation with this id for the credentials given.",
+                status=404,
+            )
+        return conversation, conversation.chatbot
+    return None, chatbot_for_new_conversation(
+        request, data["chatbot_id"], data.get("widget_key", "")
+    )

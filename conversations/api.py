@@ -18,23 +18,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode
 from config.ratelimit import ip_of
 from config.schema import ERROR_RESPONSES
 from conversations import selectors, services, sse
 from conversations.access import (
-    chatbot_for_new_conversation,
-    check_browser_origin,
-    conversation_access,
-    conversation_token_check,
+    client_ip,
+    conversation_or_chatbot,
     conversation_token_issue,
-    min_role_for,
-    request_user,
-    token_from_request,
-    user_may_use_chatbot,
+    turn_for,
 )
-from conversations.models import Conversation, Turn
+from conversations.turn_links import REPLAYED_HEADER, flow_type_for, public_url
 
 
 class ProcessMessageSerializer(serializers.Serializer):
@@ -84,91 +78,6 @@ ProcessMessageResponse = inline_serializer(
         ),
     },
 )
-
-# Stripe's name for "this answer is the stored one of an earlier request with the same key".
-REPLAYED_HEADER = "Idempotent-Replayed"
-
-
-def client_ip(request: Request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def conversation_for(request: Request, session_id, body_token: str = "") -> Conversation:
-    """The conversation the caller may use, or 404 (same answer whether or not it exists);
-    403 CHATBOT_INACTIVE once its chatbot is switched off (every session endpoint, helpdesk,
-    chat API and process-message come through here)."""
-    conversation = conversation_access(request, session_id, body_token=body_token)
-    services.chatbot_require_active(conversation.chatbot)
-    return conversation
-
-
-def turn_for(request: Request, turn_id) -> Turn:
-    grant = conversation_token_check(token_from_request(request))
-    turn = None
-    if grant is not None:
-        turn = (
-            Turn.objects.select_related("conversation__chatbot")
-            .filter(
-                pk=turn_id,
-                conversation_id=grant.conversation_id,
-                conversation__chatbot_id=grant.chatbot_id,
-            )
-            .first()
-        )
-        if turn is not None:
-            check_browser_origin(request, turn.conversation.chatbot)
-    else:
-        user = request_user(request)
-        if user is not None:
-            turn = Turn.objects.select_related("conversation__chatbot").filter(pk=turn_id).first()
-            if turn is not None and not user_may_use_chatbot(
-                user, turn.conversation.chatbot_id, min_role=min_role_for(request)
-            ):
-                turn = None
-    if turn is None:
-        raise ApiError(
-            ErrorCode.TURN_NOT_FOUND, "No such turn for the credentials given.", status=404
-        )
-    services.chatbot_require_active(turn.conversation.chatbot)  # polling and cancel too
-    return turn
-
-
-def conversation_or_chatbot(request: Request, data: dict) -> tuple[Conversation | None, Chatbot]:
-    """(existing conversation, its chatbot) or (None, the chatbot a new one will belong to).
-
-    An existing conversation needs its token (or an API/staff user with access); a new one the
-    widget key from an allowed origin, or an API/staff user. Shared by every endpoint that takes
-    a customer message (process-message, upload-image).
-    """
-    if data.get("session_id"):
-        conversation = conversation_for(
-            request, data["session_id"], data.get("conversation_token", "")
-        )
-        if conversation.chatbot.public_id != data["chatbot_id"]:
-            raise ApiError(
-                ErrorCode.CONVERSATION_NOT_FOUND,
-                "No conversation with this id for the credentials given.",
-                status=404,
-            )
-        return conversation, conversation.chatbot
-    return None, chatbot_for_new_conversation(
-        request, data["chatbot_id"], data.get("widget_key", "")
-    )
-
-
-def public_url(request: Request, path: str, *, websocket: bool = False) -> str:
-    base = settings.PUBLIC_BASE_URL.rstrip("/") or f"{request.scheme}://{request.get_host()}"
-    if websocket:
-        base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-    return base + path
-
-
-def flow_type_for(chatbot: Chatbot) -> str:
-    """The flow known at submit time: `routing` when a router decides later, else the main flow."""
-    flows = list(chatbot.flows.filter(enabled=True).values("name", "role", "is_main"))
-    if any(f["role"] == "router" for f in flows):
-        return "routing"
-    return next((f["name"] for f in flows if f["is_main"]), "main")
 
 
 @extend_schema(

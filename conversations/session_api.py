@@ -21,11 +21,12 @@ from config.schema import ERROR_RESPONSES
 from conversations import selectors, services, streaming
 from conversations.access import (
     chatbot_for_new_conversation,
+    conversation_for,
     conversation_token_issue,
     request_user,
 )
-from conversations.api import REPLAYED_HEADER, conversation_for, public_url
 from conversations.models import Turn
+from conversations.turn_links import REPLAYED_HEADER, public_url
 
 SESSION = inline_serializer(
     name="Session",

@@ -1,6 +1,6 @@
 """Widget endpoints of the helpdesk app: support status, contact form, handoff, rating.
 
-Every endpoint needs the conversation's token (conversations.api.conversation_for): without
+Every endpoint needs the conversation's token (conversations.access.conversation_for): without
 it, or for another conversation, the answer is 404 whether or not the conversation exists.
 """
 
@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.schema import ERROR_RESPONSES
-from conversations.api import conversation_for
+from conversations.access import conversation_for
 from helpdesk import services
 from helpdesk.models import Handoff
 

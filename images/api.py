@@ -21,16 +21,13 @@ from config.schema import ERROR_RESPONSES
 from conversations import services as conversation_services
 from conversations.access import (
     check_browser_origin,
+    client_ip,
+    conversation_or_chatbot,
     conversation_token_check,
     conversation_token_issue,
     token_from_request,
 )
-from conversations.api import (
-    client_ip,
-    conversation_or_chatbot,
-    flow_type_for,
-    public_url,
-)
+from conversations.turn_links import flow_type_for, public_url
 from images import selectors, services
 from images.error_codes import ImageErrorCode
 from images.validation import base64_limit, refuse, too_large

@@ -1,6 +1,6 @@
 """Widget endpoints of the live inbox: ask for a person, say the customer is typing.
 
-Both need the conversation's token (conversations.api.conversation_for): without it, or for
+Both need the conversation's token (conversations.access.conversation_for): without it, or for
 another conversation, 404 whether or not the conversation exists.
 """
 
@@ -13,7 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.schema import ERROR_RESPONSES
-from conversations.api import conversation_for, public_url
+from conversations.access import conversation_for
+from conversations.turn_links import public_url
 from inbox import services
 
 

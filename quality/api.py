@@ -9,8 +9,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.schema import ERROR_RESPONSES
-from conversations.access import conversation_token_check, not_found, token_from_request
-from conversations.api import conversation_for
+from conversations.access import (
+    conversation_for,
+    conversation_token_check,
+    not_found,
+    token_from_request,
+)
 from quality import services
 from quality.models import MAX_COMMENT_CHARS, AnswerFeedback
 

@@ -1,0 +1,29 @@
+"""What a client is told about a turn it started: where to follow it, which flow answers, and
+whether the answer is a replay. Shared by process-message, upload-image, the session API and
+the inbox, so none of them imports another's view module."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from chatbots.models import Chatbot
+
+# Stripe's name for "this answer is the stored one of an earlier request with the same key".
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def public_url(request, path: str, *, websocket: bool = False) -> str:
+    """`path` on PUBLIC_BASE_URL (or, unset, the host the request came to); ws(s):// for a
+    socket."""
+    base = settings.PUBLIC_BASE_URL.rstrip("/") or f"{request.scheme}://{request.get_host()}"
+    if websocket:
+        base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    return base + path
+
+
+def flow_type_for(chatbot: Chatbot) -> str:
+    """The flow known at submit time: `routing` when a router decides later, else the main flow."""
+    flows = list(chatbot.flows.filter(enabled=True).values("name", "role", "is_main"))
+    if any(f["role"] == "router" for f in flows):
+        return "routing"
+    return next((f["name"] for f in flows if f["is_main"]), "main")
