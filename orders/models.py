@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -14,9 +13,10 @@ from django.db.models import Q
 
 from chatbots.models import Chatbot
 from chatbots.secrets import EncryptedSecretField
+from orders.providers import PROVIDERS
+from orders.providers.generic import connector_config, connector_credentials
+from orders.providers.shopify import version_warning
 from outbound.policy import url_errors
-
-API_VERSION_RE = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
 
 
 class OrderSource(models.Model):
@@ -168,28 +168,38 @@ class OrderSource(models.Model):
         if self.kind not in (self.Kind.SHOPIFY, self.Kind.SHOPIFY_REST):
             return ""
         version = self.api_version or settings.ORDERS_SHOPIFY_API_VERSION
-        if version == "unstable":
-            return "“unstable” changes without notice: pin a dated version such as 2025-10."
-        if not API_VERSION_RE.match(version):
-            return ""
-        year, month = (int(part) for part in version.split("-"))
-        end = dt.date(year + 1, month, 1)
-        today = today or dt.date.today()
-        if today >= end:
-            return (
-                f"API version {version} is past its 12 months of support: Shopify now answers "
-                "with the oldest supported version instead. Move to a newer version."
-            )
-        if today >= end - dt.timedelta(days=90):
-            return (
-                f"API version {version} reaches the end of its support around {end:%Y-%m}: "
-                "test a newer version and switch."
-            )
-        return ""
+        return version_warning(version, today)
 
     def clean(self) -> None:
-        from orders.providers.generic import BEVCO_PRESET, connector_errors
+        """The checks every source gets, then the platform's own rules, declared on its provider
+        class (`Provider.auth_methods`, `Provider.source_errors`)."""
+        errors = self._url_errors()
+        provider = PROVIDERS.get(self.kind)
+        allowed = set(provider.auth_methods) if provider else set()
+        if len(allowed) == 1 and self.auth_method not in allowed:
+            # Only one way to authenticate: no need to make staff pick it.
+            self.auth_method = next(iter(allowed))
+        if self.kind and self.auth_method not in allowed:
+            names = ", ".join(str(self.AuthMethod(m).label) for m in sorted(allowed))
+            errors["auth_method"] = f"{self.get_kind_display()} supports: {names}."
+        for field, message in credentials_needed(self):
+            if not getattr(self, field):
+                errors.setdefault(field, message)
+        if provider:
+            errors.update(provider.source_errors(self))
+        if not isinstance(self.carrier_urls, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and "{number}" in v
+            for k, v in (self.carrier_urls or {}).items()
+        ):
+            errors["carrier_urls"] = (
+                'Write carrier links as {"carrier": "https://…{number}…"}; each needs {number}.'
+            )
+        if errors:
+            raise ValidationError(errors)
 
+    def _url_errors(self) -> dict[str, str]:
+        """Trailing slashes dropped; no query or fragment; not this machine nor its private
+        networks (outbound/guard.py)."""
         errors: dict[str, str] = {}
         if self.base_url:
             self.base_url = self.base_url.rstrip("/")
@@ -198,92 +208,32 @@ class OrderSource(models.Model):
                 errors["base_url"] = "Enter the base URL without ?query or #fragment."
         if self.auth_url:
             self.auth_url = self.auth_url.rstrip("/")
-        # Not this machine nor its private networks (outbound/guard.py).
         errors.update(url_errors(base_url=self.base_url, auth_url=self.auth_url))
-        kind, method = self.kind, self.auth_method
-        methods = {
-            self.Kind.SHOPIFY: {self.AuthMethod.ACCESS_TOKEN, self.AuthMethod.CLIENT_CREDENTIALS},
-            self.Kind.MAGENTO: {
-                self.AuthMethod.ACCESS_TOKEN,
-                self.AuthMethod.OAUTH1,
-                self.AuthMethod.ADMIN_LOGIN,
-            },
-            self.Kind.COMMERCETOOLS: {self.AuthMethod.CLIENT_CREDENTIALS},
-            self.Kind.GENERIC: {self.AuthMethod.CONNECTOR},
-            self.Kind.BEVCO: {self.AuthMethod.CONNECTOR},
-        }
-        methods[self.Kind.SHOPIFY_REST] = methods[self.Kind.SHOPIFY]
-        allowed = methods.get(kind, set())
-        if len(allowed) == 1 and method not in allowed:
-            # Only one way to authenticate: no need to make staff pick it.
-            method = self.auth_method = next(iter(allowed))
-        if kind and method not in allowed:
-            names = ", ".join(str(self.AuthMethod(m).label) for m in sorted(allowed))
-            errors["auth_method"] = f"{self.get_kind_display()} supports: {names}."
-        needs: list[tuple[str, str]] = []
-        if method == self.AuthMethod.ACCESS_TOKEN:
-            needs.append(("access_token", "Enter the access token."))
-        elif method == self.AuthMethod.CLIENT_CREDENTIALS:
-            needs += [
-                ("client_id", "Enter the client id."),
-                ("client_secret", "Enter the client secret."),
-            ]
-        elif method == self.AuthMethod.OAUTH1:
-            needs += [
-                ("client_id", "Enter the integration's consumer key."),
-                ("client_secret", "Enter the integration's consumer secret."),
-                ("access_token", "Enter the integration's access token."),
-                ("token_secret", "Enter the integration's access token secret."),
-            ]
-        elif method == self.AuthMethod.ADMIN_LOGIN:
-            needs += [
-                ("client_id", "Enter the admin user name."),
-                ("client_secret", "Enter the admin password."),
-            ]
-        elif method == self.AuthMethod.CONNECTOR:
-            config = self.connector or (BEVCO_PRESET if kind == self.Kind.BEVCO else {})
-            auth = config.get("auth") if isinstance(config, dict) else None
-            auth_type = auth.get("type", "none") if isinstance(auth, dict) else "none"
-            if auth_type in ("header", "bearer", "query"):
-                needs.append(("access_token", "Enter the API key the connector sends."))
-            elif auth_type == "basic":
-                needs += [
-                    ("client_id", "Enter the user name for basic auth."),
-                    ("client_secret", "Enter the password for basic auth."),
-                ]
-        for field, message in needs:
-            if not getattr(self, field):
-                errors.setdefault(field, message)
-        shopify = kind in (self.Kind.SHOPIFY, self.Kind.SHOPIFY_REST)
-        if shopify and self.api_version and not API_VERSION_RE.match(self.api_version):
-            errors["api_version"] = "Shopify versions look like 2025-10 (or “unstable”)."
-        if kind == self.Kind.COMMERCETOOLS:
-            if not self.project_key:
-                errors["project_key"] = "Enter the commercetools project key."
-            if not self.auth_url:
-                errors["auth_url"] = (
-                    "Enter the auth URL, e.g. https://auth.europe-west1.gcp.commercetools.com."
-                )
-        pad = self.order_number_prefix
-        if kind == self.Kind.MAGENTO and pad and (not pad.isdigit() or not 0 < int(pad) <= 32):
-            errors["order_number_prefix"] = (
-                "For Magento enter the number of digits of your order numbers (e.g. 9)."
-            )
-        if not isinstance(self.carrier_urls, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and "{number}" in v
-            for k, v in (self.carrier_urls or {}).items()
-        ):
-            errors["carrier_urls"] = (
-                'Write carrier links as {"carrier": "https://…{number}…"}; each needs {number}.'
-            )
-        if self.is_connector:
-            problems = connector_errors(
-                self.connector or (BEVCO_PRESET if kind == self.Kind.BEVCO else {}),
-                second_factor=self.second_factor,
-            )
-            if problems:
-                errors["connector"] = " ".join(problems)
-        elif self.connector and kind and not self.is_connector:
-            errors["connector"] = "Connector settings are only used by generic and BevCo sources."
-        if errors:
-            raise ValidationError(errors)
+        return errors
+
+
+# The credentials each auth method needs, as (field, message); the connector's depend on its
+# auth type (`connector_credentials`).
+CREDENTIALS: dict[str, list[tuple[str, str]]] = {
+    "access_token": [("access_token", "Enter the access token.")],
+    "client_credentials": [
+        ("client_id", "Enter the client id."),
+        ("client_secret", "Enter the client secret."),
+    ],
+    "oauth1": [
+        ("client_id", "Enter the integration's consumer key."),
+        ("client_secret", "Enter the integration's consumer secret."),
+        ("access_token", "Enter the integration's access token."),
+        ("token_secret", "Enter the integration's access token secret."),
+    ],
+    "admin_login": [
+        ("client_id", "Enter the admin user name."),
+        ("client_secret", "Enter the admin password."),
+    ],
+}
+
+
+def credentials_needed(source: OrderSource) -> list[tuple[str, str]]:
+    if source.auth_method == OrderSource.AuthMethod.CONNECTOR:
+        return connector_credentials(connector_config(source.kind, source.connector))
+    return CREDENTIALS.get(source.auth_method, [])

@@ -9,7 +9,7 @@ no URL: links come from the carrier templates.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -28,6 +28,9 @@ from orders.providers.base import (
 )
 from orders.providers.common import Provider, dig
 from orders.providers.tokens import cached_token, forget_token
+
+if TYPE_CHECKING:
+    from orders.models import OrderSource
 
 SHIPMENT = {
     "Shipped": ("shipped", "fulfilled"),
@@ -73,6 +76,18 @@ def ct_error_codes(response: httpx.Response) -> list[str]:
 
 class CommercetoolsProvider(Provider):
     label = "commercetools"
+    auth_methods = ("client_credentials",)
+
+    @classmethod
+    def source_errors(cls, source: OrderSource) -> dict[str, str]:
+        errors = super().source_errors(source)
+        if not source.project_key:
+            errors["project_key"] = "Enter the commercetools project key."
+        if not source.auth_url:
+            errors["auth_url"] = (
+                "Enter the auth URL, e.g. https://auth.europe-west1.gcp.commercetools.com."
+            )
+        return errors
 
     def describe(self) -> str:
         return f"{self.source.base_url}/{self.source.project_key}"

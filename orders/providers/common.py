@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
 from orders.client import OrderHttp
 from orders.providers.base import OrderRecord, OrderSourceError, SourceConfig
+
+if TYPE_CHECKING:
+    from orders.models import OrderSource
 
 MAX_DETAIL = 300
 
@@ -18,6 +21,16 @@ class Provider:
     worth fetching once the customer proved it is theirs (e.g. Magento shipments)."""
 
     label = "platform"
+    # The OrderSource auth methods this platform accepts (OrderSource.clean checks the choice).
+    auth_methods: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def source_errors(cls, source: OrderSource) -> dict[str, str]:
+        """Field → message for what this platform needs of an OrderSource beyond the checks every
+        source gets (URLs, auth method, credentials, carrier links) in `OrderSource.clean`."""
+        if source.connector:
+            return {"connector": "Connector settings are only used by generic and BevCo sources."}
+        return {}
 
     def __init__(self, source: SourceConfig, http: OrderHttp) -> None:
         self.source = source

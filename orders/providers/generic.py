@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from orders.carriers import tracking_url
@@ -29,6 +29,9 @@ from orders.providers.base import (
     quantity,
 )
 from orders.providers.common import Provider
+
+if TYPE_CHECKING:
+    from orders.models import OrderSource
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 PLACEHOLDERS = {"base_url", "order_number", "email", "postcode"}
@@ -77,6 +80,26 @@ BEVCO_PRESET: dict[str, Any] = {
     },
     "verify": "compare",
 }
+
+
+def connector_config(kind: str, connector: Any) -> Any:
+    """The connector a source runs: its own settings, or the BevCo preset when a BevCo source
+    leaves them empty."""
+    return connector or (BEVCO_PRESET if kind == "bevco" else {})
+
+
+def connector_credentials(config: Any) -> list[tuple[str, str]]:
+    """(field, message) for the OrderSource credentials the connector's auth type sends."""
+    auth = config.get("auth") if isinstance(config, dict) else None
+    auth_type = auth.get("type", "none") if isinstance(auth, dict) else "none"
+    if auth_type in ("header", "bearer", "query"):
+        return [("access_token", "Enter the API key the connector sends.")]
+    if auth_type == "basic":
+        return [
+            ("client_id", "Enter the user name for basic auth."),
+            ("client_secret", "Enter the password for basic auth."),
+        ]
+    return []
 
 
 # --- paths ------------------------------------------------------------------------------------
@@ -314,11 +337,18 @@ def _mapped(value: Any, mapping: dict[str, str], allowed: tuple[str, ...]) -> st
 
 class GenericProvider(Provider):
     label = "The order API"
+    auth_methods = ("connector",)
+
+    @classmethod
+    def source_errors(cls, source: OrderSource) -> dict[str, str]:
+        """The connector settings, checked as a lookup would run them."""
+        config = connector_config(source.kind, source.connector)
+        problems = connector_errors(config, second_factor=source.second_factor)
+        return {"connector": " ".join(problems)} if problems else {}
 
     def __init__(self, source, http) -> None:
         super().__init__(source, http)
-        config = source.connector or (BEVCO_PRESET if source.kind == "bevco" else {})
-        self.config = copy.deepcopy(config)
+        self.config = copy.deepcopy(connector_config(source.kind, source.connector))
         if source.kind == "bevco":
             self.label = "BevCo"
 

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from orders.carriers import tracking_url
@@ -29,6 +29,9 @@ from orders.providers.base import (
 )
 from orders.providers.common import Provider, dig
 from orders.providers.tokens import cached_token, forget_token
+
+if TYPE_CHECKING:
+    from orders.models import OrderSource
 
 DEFAULT_PAD = 9
 ORDER_FIELDS = (
@@ -147,6 +150,18 @@ def magento_message(body: Any) -> str:
 
 class MagentoProvider(Provider):
     label = "Magento"
+    auth_methods = ("access_token", "oauth1", "admin_login")
+
+    @classmethod
+    def source_errors(cls, source: OrderSource) -> dict[str, str]:
+        """For Magento the order number "prefix" is the zero-padding width (1–32 digits)."""
+        errors = super().source_errors(source)
+        pad = source.order_number_prefix
+        if pad and (not pad.isdigit() or not 0 < int(pad) <= 32):
+            errors["order_number_prefix"] = (
+                "For Magento enter the number of digits of your order numbers (e.g. 9)."
+            )
+        return errors
 
     @property
     def api(self) -> str:

@@ -8,9 +8,11 @@ no nodes; names are compared exactly after the search, because Shopify's search 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
@@ -29,6 +31,12 @@ from orders.providers.base import (
 )
 from orders.providers.common import Provider, dig
 from orders.providers.tokens import cached_token, forget_token
+
+if TYPE_CHECKING:
+    from orders.models import OrderSource
+
+# Shopify's quarterly releases (e.g. 2025-10) or "unstable".
+API_VERSION_RE = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
 
 BUCKET_KEY = "cb:orders:shopify-bucket:{}"
 DEFAULT_QUERY_COST = 60
@@ -72,6 +80,28 @@ FINANCIAL = {
 }
 
 
+def version_warning(version: str, today: dt.date | None = None) -> str:
+    """A warning when a Shopify API version is near or past its ~12 months of support."""
+    if version == "unstable":
+        return "“unstable” changes without notice: pin a dated version such as 2025-10."
+    if not API_VERSION_RE.match(version):
+        return ""
+    year, month = (int(part) for part in version.split("-"))
+    end = dt.date(year + 1, month, 1)
+    today = today or dt.date.today()
+    if today >= end:
+        return (
+            f"API version {version} is past its 12 months of support: Shopify now answers "
+            "with the oldest supported version instead. Move to a newer version."
+        )
+    if today >= end - dt.timedelta(days=90):
+        return (
+            f"API version {version} reaches the end of its support around {end:%Y-%m}: "
+            "test a newer version and switch."
+        )
+    return ""
+
+
 def name_candidates(order_number: str, prefix: str) -> list[str]:
     """Names to search for: the shop's prefix + number, `#` + number, and what was typed."""
     typed = order_number.strip()
@@ -113,6 +143,14 @@ def order_status(*, cancelled: bool, financial: str, fulfillment: str, all_deliv
 
 class ShopifyProvider(Provider):
     label = "Shopify"
+    auth_methods = ("access_token", "client_credentials")
+
+    @classmethod
+    def source_errors(cls, source: OrderSource) -> dict[str, str]:
+        errors = super().source_errors(source)
+        if source.api_version and not API_VERSION_RE.match(source.api_version):
+            errors["api_version"] = "Shopify versions look like 2025-10 (or “unstable”)."
+        return errors
 
     @property
     def version(self) -> str:
