@@ -159,10 +159,6 @@ def chatbot_for_new_conversation(request, chatbot_public_id: str, widget_key: st
     return chatbot
 
 
-def client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def conversation_for(request, session_id, body_token: str = "") -> Conversation:
     """The conversation the caller may use, or 404 (same answer whether or not it exists);
     403 CHATBOT_INACTIVE once its chatbot is switched off (every session endpoint, helpdesk,

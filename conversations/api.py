@@ -18,16 +18,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.client_address import client_address_of_request
 from config.errors import ApiError, ErrorCode
 from config.ratelimit import ip_of
 from config.schema import ERROR_RESPONSES
 from conversations import selectors, services, sse
-from conversations.access import (
-    client_ip,
-    conversation_or_chatbot,
-    conversation_token_issue,
-    turn_for,
-)
+from conversations.access import conversation_or_chatbot, conversation_token_issue, turn_for
 from conversations.turn_links import REPLAYED_HEADER, flow_type_for, public_url
 
 
@@ -107,7 +103,7 @@ def process_message(request: Request) -> Response:
             chatbot=chatbot,
             text=data["message_text"],
             idempotency_key=idempotency_key,
-            client_ip=client_ip(request),
+            client_ip=client_address_of_request(request),
             user_id=data.get("user_id", ""),
             attachments=data,
             create_limit_key=ip_of(request),
@@ -118,7 +114,7 @@ def process_message(request: Request) -> Response:
             conversation=conversation,
             text=data["message_text"],
             idempotency_key=idempotency_key,
-            client_ip=client_ip(request),
+            client_ip=client_address_of_request(request),
             attachments=data,
         )
     token = conversation_token_issue(

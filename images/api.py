@@ -14,6 +14,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.client_address import client_address_of_request
 from config.errors import ApiError, ErrorCode
 from config.parsers import SafeJSONParser
 from config.ratelimit import ip_of, rate_limit_hit
@@ -21,7 +22,6 @@ from config.schema import ERROR_RESPONSES
 from conversations import services as conversation_services
 from conversations.access import (
     check_browser_origin,
-    client_ip,
     conversation_or_chatbot,
     conversation_token_check,
     conversation_token_issue,
@@ -227,7 +227,7 @@ def upload_image(request: Request) -> Response:
                     conversation=conversation,
                     text=text,
                     idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
-                    client_ip=client_ip(request),
+                    client_ip=client_address_of_request(request),
                     metadata={"images": [services.image_message_entry(image)]},
                 )
     except BaseException:
