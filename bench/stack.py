@@ -19,6 +19,7 @@ import httpx
 import psutil
 
 from devstack.asgi import asgi_processes, daphne_command, listen_sockets
+from devstack.workers import celery_worker_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".data"
@@ -214,26 +215,9 @@ class Stack:
 
     def _spawn_worker(self, n: int) -> Path:
         name = f"worker-{n}"
-        cmd = [
-            PY,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-n",
-            f"bench{n}-{os.getpid()}@%h",
-            "-Q",
-            "turns",
-            "-P",
-            "threads",
-            "-c",
-            str(self.config.worker_threads),
-            "--loglevel",
-            "INFO",
-            "--without-mingle",
-            "--without-gossip",
-        ]
+        cmd = celery_worker_cmd(
+            f"bench{n}-{os.getpid()}", "turns", "threads", self.config.worker_threads
+        )
         return self._spawn(name, cmd)
 
     def start_server(self, server: str) -> None:

@@ -22,6 +22,7 @@ from devstack.supervisor import (
     port_problem,
     say,
 )
+from devstack.workers import celery_worker_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".data"
@@ -31,29 +32,6 @@ PY = sys.executable
 
 def manage(*args: str) -> None:
     subprocess.run([PY, "manage.py", *args], cwd=ROOT, check=True)
-
-
-def celery_worker_cmd(name: str, queues: str, pool: str, concurrency: int) -> list[str]:
-    return [
-        PY,
-        "-m",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "-n",
-        f"{name}@%h",
-        "-Q",
-        queues,
-        "-P",
-        pool,
-        "-c",
-        str(concurrency),
-        "--loglevel",
-        "INFO",
-        "--without-mingle",
-        "--without-gossip",
-    ]
 
 
 def flower_address() -> str:

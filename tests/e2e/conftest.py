@@ -20,6 +20,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from devstack.workers import celery_worker_cmd
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -105,26 +107,7 @@ def spawn_daphne(port: int, env: dict, log: Path) -> subprocess.Popen:
 
 def spawn_worker(name: str, queues: str, concurrency: int, env: dict, log: Path):
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queues,
-            "-P",
-            "threads",
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{name}@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
-        ],
+        celery_worker_cmd(name, queues, "threads", concurrency),
         cwd=ROOT,
         env=env,
         stdout=log.open("wb"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 
 import pytest
@@ -17,6 +16,7 @@ from analytics.models import ContextChunk, ConversationAnalysis, ConversationSum
 from analytics.services.conversation_index import conversation_index_sync
 from chatbots.tests.factories import create_chatbot, create_entry, create_flow, create_kb
 from conversations.models import AICall, Turn
+from devstack.workers import celery_worker_cmd
 from tests.e2e.client import answer_text, post_message, ws_events
 from tests.e2e.conftest import ARTIFACTS, ROOT, _wait_for
 
@@ -27,11 +27,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def analytics_worker(stack):
     log = ARTIFACTS / "e2e-analytics-worker.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "analytics", "-P",
-         "threads", "-c", "4", "-n", f"e2e-analytics-{id(stack)}@%h", "--without-mingle",
-         "--without-gossip", "--loglevel", "INFO"],
-        cwd=ROOT, env=stack.env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        celery_worker_cmd(f"e2e-analytics-{id(stack)}", "analytics", "threads", 4),
+        cwd=ROOT,
+        env=stack.env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         _wait_for(lambda: b" ready." in log.read_bytes(), 60, "analytics worker", log)
         yield log

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,6 +17,7 @@ from django.test import Client
 from chatbots.models import AIEndpoint
 from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow
 from config.celery import app
+from devstack.workers import celery_worker_cmd
 from monitoring import pool_stats, selectors
 from monitoring.models import ErrorLog, JobRun
 from tests.e2e.client import answer_text, post_message, ws_events
@@ -69,11 +69,12 @@ def test_health_sees_a_worker_and_reports_it_down_when_it_dies(own_broker, clien
         "SECRET_KEY": settings.SECRET_KEY,
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "maintenance",
-         "-P", "threads", "-c", "2", "-n", f"mon-{os.getpid()}@%h", "--without-mingle",
-         "--without-gossip", "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        celery_worker_cmd(f"mon-{os.getpid()}", "maintenance", "threads", 2),
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_until(lambda: b" ready." in log.read_bytes(), 60, "the worker to start")
         healthy = wait_until(

@@ -31,6 +31,8 @@ import httpx
 import psutil
 import websockets
 
+from devstack.workers import celery_worker_cmd
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 FIGURES = ARTIFACTS / "reliability.jsonl"
@@ -267,26 +269,7 @@ class Services:
         beat: bool = False,
         **env: str,
     ) -> Service:
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queues,
-            "-P",
-            "threads",
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{name}-{secrets.token_hex(3)}@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
-        ]
+        cmd = celery_worker_cmd(f"{name}-{secrets.token_hex(3)}", queues, "threads", concurrency)
         if beat:
             cmd += ["-B", "-s", str(ARTIFACTS / f"reliability-{name}-beat")]
         return self._spawn(name, cmd, env, None)
