@@ -7,7 +7,6 @@ operators can see calls, errors, retries and throttling without a database table
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import time
@@ -19,6 +18,7 @@ from django.conf import settings
 
 from orders.providers.base import OrderSourceError
 from outbound import guard, policy
+from outbound.http import retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -63,21 +63,6 @@ def url_host(url: str) -> str:
         return httpx.URL(url).host or "this address"
     except httpx.InvalidURL:
         return "this address"
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: a float ("2.0", as Shopify sends) or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class OrderHttp:
@@ -194,7 +179,7 @@ class OrderHttp:
             self.count("errors")
             if status == 429:
                 self.count("throttled")
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            retry_after = retry_after_seconds(response.headers.get("retry-after"))
             if status == 429:
                 failure = OrderSourceError(
                     "rate_limited",

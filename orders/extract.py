@@ -88,11 +88,15 @@ def clean_order_number(value: Any) -> str:
 
 
 def clean_email(value: Any) -> str:
+    """A plausible address taken from customer text (surrounding <>.,;: dropped), lower-cased;
+    "" when it does not look like one. Comparing with the platform's is
+    orders.providers.base.normalize_email, which accepts any text."""
     text = str(value or "").strip().strip("<>.,;:").lower()
     return text if EMAIL.fullmatch(text) else ""
 
 
 def clean_postcode(value: Any) -> str:
+    """A plausible postcode from customer text, spaces kept; "" otherwise (see normalize_postcode)."""
     text = " ".join(str(value or "").split()).upper()
     return text if re.fullmatch(r"[A-Z0-9][A-Z0-9 \-]{1,9}", text) else ""
 

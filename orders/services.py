@@ -29,8 +29,8 @@ from orders.providers.base import (
     PROBE_ORDER_NUMBER,
     OrderSourceError,
     SourceConfig,
-    clean_email,
-    clean_postcode,
+    normalize_email,
+    normalize_postcode,
 )
 from outbound import guard
 
@@ -152,9 +152,9 @@ def factor_matches(
     postcode: str,
 ) -> bool:
     if source.second_factor == "postcode":
-        wanted = clean_postcode(postcode)
+        wanted = normalize_postcode(postcode)
         return bool(wanted) and wanted in record_postcodes
-    wanted = clean_email(email)
+    wanted = normalize_email(email)
     return bool(wanted) and wanted == record_email
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import random
 import time
@@ -28,6 +27,7 @@ from conversations.upstream.sse import (
 )
 from conversations.upstream.types import CallStats, RetryPolicy, Timeouts
 from outbound import guard
+from outbound.http import retry_after_seconds
 
 MAX_ERROR_BODY = 64 * 1024
 # What the customer reads when the AI service's address is refused at request time: only staff
@@ -41,25 +41,15 @@ Classifier = Callable[[httpx.Response, bytes], Classified]
 
 
 def parse_retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from `retry-after-ms`, else `retry-after` (seconds or an HTTP date)."""
+    """Seconds to wait from `retry-after-ms` (OpenAI's), else `retry-after` (seconds or an HTTP
+    date, read by the one parser every outbound client shares: outbound.http)."""
     ms = headers.get("retry-after-ms")
     if ms:
         try:
             return max(0.0, float(ms) / 1000)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return retry_after_seconds(headers.get("retry-after"))
 
 
 def backoff_delay(attempt: int, retry: RetryPolicy) -> float:

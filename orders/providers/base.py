@@ -183,9 +183,19 @@ def quantity(value: Any) -> int:
         return 0
 
 
-def clean_email(value: Any) -> str:
+# Why two pairs of cleaners: orders.extract's clean_email/clean_postcode *find* a plausible
+# address or postcode in chat text and return "" for anything else (punctuation around it
+# dropped, a postcode's inner spaces kept). These *normalize* for the second-factor comparison
+# (services.factor_matches): the platform's stored value and the customer's both take this form,
+# nothing is rejected (a platform's value is compared as stored), and a postcode loses every
+# space so "2100 KBH" typed matches "2100KBH" stored.
+
+
+def normalize_email(value: Any) -> str:
+    """Any text, trimmed and lower-cased (email addresses compare case-insensitively)."""
     return str(value or "").strip().lower()
 
 
-def clean_postcode(value: Any) -> str:
+def normalize_postcode(value: Any) -> str:
+    """Any text without whitespace, upper-cased ("2100 kbh" and "2100KBH" are the same)."""
     return "".join(str(value or "").split()).upper()

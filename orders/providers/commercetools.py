@@ -18,12 +18,12 @@ from orders.carriers import tracking_url
 from orders.providers.base import (
     OrderRecord,
     OrderSourceError,
-    clean_email,
-    clean_postcode,
     empty_order,
     iso_datetime,
     minor_units,
     money,
+    normalize_email,
+    normalize_postcode,
     quantity,
 )
 from orders.providers.common import Provider, dig
@@ -160,8 +160,8 @@ class CommercetoolsProvider(Provider):
         ]
         return OrderRecord(
             order=self._normalize(data),
-            email=clean_email(data.get("customerEmail")),
-            postcodes=[clean_postcode(p) for p in postcodes if p],
+            email=normalize_email(data.get("customerEmail")),
+            postcodes=[normalize_postcode(p) for p in postcodes if p],
         )
 
     def _normalize(self, data: dict[str, Any]) -> dict[str, Any]:

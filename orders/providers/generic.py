@@ -21,11 +21,11 @@ from orders.providers.base import (
     ORDER_STATUSES,
     OrderRecord,
     OrderSourceError,
-    clean_email,
-    clean_postcode,
     empty_order,
     iso_datetime,
     money,
+    normalize_email,
+    normalize_postcode,
     quantity,
 )
 from orders.providers.common import Provider
@@ -475,8 +475,8 @@ class GenericProvider(Provider):
         )
         record = OrderRecord(
             order=order,
-            email=clean_email(get("email")),
-            postcodes=[clean_postcode(get("postcode"))] if get("postcode") else [],
+            email=normalize_email(get("email")),
+            postcodes=[normalize_postcode(get("postcode"))] if get("postcode") else [],
         )
         factor = "email" if self.source.second_factor == "email" else "postcode"
         if self.config.get("verify") == "api" and factor not in fields:

@@ -20,11 +20,11 @@ from orders.carriers import tracking_url
 from orders.providers.base import (
     OrderRecord,
     OrderSourceError,
-    clean_email,
-    clean_postcode,
     empty_order,
     iso_datetime,
     money,
+    normalize_email,
+    normalize_postcode,
     quantity,
 )
 from orders.providers.common import Provider, dig
@@ -281,8 +281,8 @@ class MagentoProvider(Provider):
             postcodes.append(dig(assignment, "shipping", "address", "postcode"))
         return OrderRecord(
             order=self._normalize(order),
-            email=clean_email(order.get("customer_email")),
-            postcodes=[clean_postcode(p) for p in postcodes if p],
+            email=normalize_email(order.get("customer_email")),
+            postcodes=[normalize_postcode(p) for p in postcodes if p],
             ref=order.get("entity_id"),
         )
 

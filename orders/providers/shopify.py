@@ -18,19 +18,19 @@ from django.conf import settings
 
 from config.redis import get_redis
 from orders.carriers import tracking_url
-from orders.client import parse_retry_after
 from orders.providers.base import (
     OrderRecord,
     OrderSourceError,
-    clean_email,
-    clean_postcode,
     empty_order,
     iso_datetime,
     money,
+    normalize_email,
+    normalize_postcode,
     quantity,
 )
 from orders.providers.common import Provider, dig
 from orders.providers.tokens import cached_token, forget_token
+from outbound.http import retry_after_seconds
 
 if TYPE_CHECKING:
     from orders.models import OrderSource
@@ -281,7 +281,7 @@ class ShopifyProvider(Provider):
                         float(cost.get("requestedQueryCost") or DEFAULT_QUERY_COST),
                     )
                 else:
-                    wait = parse_retry_after(response.headers.get("retry-after"))
+                    wait = retry_after_seconds(response.headers.get("retry-after"))
                     if wait is None:
                         wait = self.http.backoff(attempt)
                 await self.http.wait(wait, unless=self._throttled_error())
@@ -328,9 +328,9 @@ class ShopifyProvider(Provider):
             return None
         return OrderRecord(
             order=self._normalize(node),
-            email=clean_email(node.get("email")),
+            email=normalize_email(node.get("email")),
             postcodes=[
-                clean_postcode(dig(node, a, "zip"))
+                normalize_postcode(dig(node, a, "zip"))
                 for a in ("shippingAddress", "billingAddress")
                 if dig(node, a, "zip")
             ],
@@ -435,7 +435,9 @@ class ShopifyRestProvider(ShopifyProvider):
                     found = candidate
         if found is None:
             return None
-        return OrderRecord(order=self._normalize_rest(found), email=clean_email(found.get("email")))
+        return OrderRecord(
+            order=self._normalize_rest(found), email=normalize_email(found.get("email"))
+        )
 
     def _normalize_rest(self, data: dict[str, Any]) -> dict[str, Any]:
         order = empty_order("shopify")
