@@ -144,77 +144,67 @@ def _rows(queryset: models.QuerySet, fields: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def customer_export(*, shop: Shop, customer: Customer, user=None, request=None) -> dict[str, Any]:
-    """Everything the shop holds about the customer, as JSON-ready data (an access request)."""
+MESSAGE_FIELDS = ["sequence", "role", "type", "content", "metadata", "created_at"]
+IMAGE_FIELDS = [
+    "id",
+    "mime",
+    "size",
+    "width",
+    "height",
+    "original_name",
+    "description",
+    "created_at",
+]
+CONTACT_FIELDS = ["kind", "requester_name", "requester_email", "message", "ticket_id", "created_at"]
+RATING_FIELDS = ["score", "comment", "created_at"]
+FEEDBACK_FIELDS = ["message_id", "value", "comment", "created_at", "updated_at"]
+AI_CALL_FIELDS = ["conversation_id", "flow", "purpose", "question", "answer", "model", "created_at"]
+
+
+def _conversation_export(conversation: Conversation) -> dict[str, Any]:
+    """One conversation with its messages and everything the other apps keep beside it."""
     from helpdesk.models import ConversationRating, Handoff
     from images.models import ImageUpload
     from quality.models import AnswerFeedback
 
+    ratings = _rows(ConversationRating.objects.filter(conversation=conversation), RATING_FIELDS)
+    return {
+        "id": str(conversation.pk),
+        "chatbot": conversation.chatbot.public_id,
+        "user_id": conversation.user_id,
+        "status": conversation.status,
+        "created_at": _iso(conversation.created_at),
+        "last_activity_at": _iso(conversation.last_activity_at),
+        "metadata": conversation.metadata,
+        "context": conversation.context,
+        "messages": _rows(conversation.messages.order_by("sequence"), MESSAGE_FIELDS),
+        "images": _rows(
+            ImageUpload.objects.filter(conversation=conversation).order_by("created_at"),
+            IMAGE_FIELDS,
+        ),
+        "contact_requests": _rows(
+            Handoff.objects.filter(conversation=conversation).order_by("created_at"),
+            CONTACT_FIELDS,
+        ),
+        "rating": next(iter(ratings), None),
+        # Thumbs on single answers (docs/quality.md), with the customer's comment.
+        "answer_feedback": _rows(
+            AnswerFeedback.objects.filter(conversation=conversation).order_by("created_at"),
+            FEEDBACK_FIELDS,
+        ),
+    }
+
+
+def customer_export(*, shop: Shop, customer: Customer, user=None, request=None) -> dict[str, Any]:
+    """Everything the shop holds about the customer, as JSON-ready data (an access request)."""
     records = customer_records(shop=shop, customer=customer)
-    ids = records.conversation_ids
-    conversations = []
-    for conversation in (
-        Conversation.objects.filter(pk__in=ids).select_related("chatbot").order_by("created_at")
-    ):
-        messages = _rows(
-            conversation.messages.order_by("sequence"),
-            ["sequence", "role", "type", "content", "metadata", "created_at"],
-        )
-        conversations.append(
-            {
-                "id": str(conversation.pk),
-                "chatbot": conversation.chatbot.public_id,
-                "user_id": conversation.user_id,
-                "status": conversation.status,
-                "created_at": _iso(conversation.created_at),
-                "last_activity_at": _iso(conversation.last_activity_at),
-                "metadata": conversation.metadata,
-                "context": conversation.context,
-                "messages": messages,
-                "images": _rows(
-                    ImageUpload.objects.filter(conversation=conversation).order_by("created_at"),
-                    [
-                        "id",
-                        "mime",
-                        "size",
-                        "width",
-                        "height",
-                        "original_name",
-                        "description",
-                        "created_at",
-                    ],
-                ),
-                "contact_requests": _rows(
-                    Handoff.objects.filter(conversation=conversation).order_by("created_at"),
-                    [
-                        "kind",
-                        "requester_name",
-                        "requester_email",
-                        "message",
-                        "ticket_id",
-                        "created_at",
-                    ],
-                ),
-                "rating": next(
-                    iter(
-                        _rows(
-                            ConversationRating.objects.filter(conversation=conversation),
-                            ["score", "comment", "created_at"],
-                        )
-                    ),
-                    None,
-                ),
-                # Thumbs on single answers (docs/quality.md), with the customer's comment.
-                "answer_feedback": _rows(
-                    AnswerFeedback.objects.filter(conversation=conversation).order_by("created_at"),
-                    ["message_id", "value", "comment", "created_at", "updated_at"],
-                ),
-            }
-        )
-    calls = _rows(
-        _ai_calls(shop, customer, records).order_by("created_at", "pk"),
-        ["conversation_id", "flow", "purpose", "question", "answer", "model", "created_at"],
-    )
+    conversations = [
+        _conversation_export(conversation)
+        for conversation in Conversation.objects.filter(pk__in=records.conversation_ids)
+        .select_related("chatbot")
+        .order_by("created_at")
+    ]
+    calls = _rows(_ai_calls(shop, customer, records).order_by("created_at", "pk"), AI_CALL_FIELDS)
     audit_record(
         action=AuditEvent.Action.EXPORT,
         shop_id=shop.pk,
@@ -400,6 +390,101 @@ def _due_tonight(policy: RetentionPolicy, now: dt.datetime) -> dt.date | None:
     return local.date()
 
 
+def _conversations_expire(policy: RetentionPolicy, cutoff: dt.datetime, batch: int) -> int:
+    """Delete the shop's conversations idle since before `cutoff`; their Redis event logs go
+    once each batch has committed."""
+
+    def delete_conversations(ids: list) -> int:
+        counts, turn_ids = _conversations_delete(ids)
+        transaction.on_commit(lambda: _redis_turn_keys_delete(turn_ids))
+        return counts["conversations.Conversation"]
+
+    return _in_batches(
+        Conversation.objects.filter(chatbot__shop_id=policy.shop_id, last_activity_at__lt=cutoff),
+        delete_conversations,
+        batch,
+    )
+
+
+def _analytics_expire(policy: RetentionPolicy, cutoff: dt.datetime, batch: int) -> Counter:
+    """Delete the shop's analyses, context chunks, turn metrics and index rows older than
+    `cutoff`; rows deleted per kind."""
+    from analytics.models import (
+        ContextChunk,
+        ConversationAnalysis,
+        ConversationSummary,
+        TurnMetrics,
+    )
+
+    shop_id = policy.shop_id
+    totals: Counter = Counter()
+    for key, queryset in (
+        (
+            "analyses",
+            ConversationAnalysis.objects.filter(
+                conversation__chatbot__shop_id=shop_id, created_at__lt=cutoff
+            ),
+        ),
+        (
+            "context_chunks",
+            ContextChunk.objects.filter(
+                conversation__chatbot__shop_id=shop_id, created_at__lt=cutoff
+            ),
+        ),
+        (
+            "turn_metrics",
+            TurnMetrics.objects.filter(chatbot__shop_id=shop_id, created_at__lt=cutoff),
+        ),
+        (
+            "conversation_index",
+            ConversationSummary.objects.filter(
+                chatbot__shop_id=shop_id, last_message_time__lt=cutoff
+            ),
+        ),
+    ):
+        totals[key] += _in_batches(queryset, _model_delete(queryset.model), batch)
+    return totals
+
+
+def _policy_enforce(
+    policy: RetentionPolicy, *, now: dt.datetime, batch: int, totals: Counter
+) -> bool:
+    """Apply one shop's periods, adding rows deleted per kind to `totals`; True when
+    conversations or index rows may have gone (the index counts need recounting)."""
+    from images.models import ImageUpload
+
+    def cutoff(days: int) -> dt.datetime:
+        return now - dt.timedelta(days=days)
+
+    recount = False
+    if policy.conversations_days:
+        totals["conversations"] += _conversations_expire(
+            policy, cutoff(policy.conversations_days), batch
+        )
+        recount = True
+    if policy.ai_calls_days:
+        totals["ai_calls"] += _in_batches(
+            AICall.objects.filter(
+                chatbot__shop_id=policy.shop_id, created_at__lt=cutoff(policy.ai_calls_days)
+            ),
+            _model_delete(AICall),
+            batch,
+        )
+    if policy.images_days:
+        totals["images"] += _in_batches(
+            ImageUpload.objects.filter(
+                conversation__chatbot__shop_id=policy.shop_id,
+                created_at__lt=cutoff(policy.images_days),
+            ),
+            _model_delete(ImageUpload),
+            batch,
+        )
+    if policy.analytics_days:
+        totals.update(_analytics_expire(policy, cutoff(policy.analytics_days), batch))
+        recount = True
+    return recount
+
+
 def retention_enforce(
     *, now: dt.datetime | None = None, batch: int | None = None, nightly: bool = False
 ) -> dict[str, int]:
@@ -409,14 +494,6 @@ def retention_enforce(
     `nightly` (the hourly beat job): only shops where it is past RETENTION_LOCAL_HOUR in their
     own time zone and that were not yet done on that local date — each shop once a night, at
     night in its own time, and still on the next run if a run was missed."""
-    from analytics.models import (
-        ContextChunk,
-        ConversationAnalysis,
-        ConversationSummary,
-        TurnMetrics,
-    )
-    from images.models import ImageUpload
-
     now = now or timezone.now()
     batch = batch or settings.MAINTENANCE_BATCH_SIZE
     totals: Counter = Counter()
@@ -425,57 +502,7 @@ def retention_enforce(
         local_date = _due_tonight(policy, now) if nightly else None
         if nightly and local_date is None:
             continue
-        shop_q = Q(chatbot__shop_id=policy.shop_id)
-        if policy.conversations_days:
-            cutoff = now - dt.timedelta(days=policy.conversations_days)
-
-            def delete_conversations(ids: list) -> int:
-                counts, turn_ids = _conversations_delete(ids)
-                transaction.on_commit(lambda: _redis_turn_keys_delete(turn_ids))
-                return counts["conversations.Conversation"]
-
-            totals["conversations"] += _in_batches(
-                Conversation.objects.filter(shop_q, last_activity_at__lt=cutoff),
-                delete_conversations,
-                batch,
-            )
-            recount = True
-        if policy.ai_calls_days:
-            cutoff = now - dt.timedelta(days=policy.ai_calls_days)
-            totals["ai_calls"] += _in_batches(
-                AICall.objects.filter(shop_q, created_at__lt=cutoff), _model_delete(AICall), batch
-            )
-        if policy.images_days:
-            cutoff = now - dt.timedelta(days=policy.images_days)
-            totals["images"] += _in_batches(
-                ImageUpload.objects.filter(
-                    conversation__chatbot__shop_id=policy.shop_id, created_at__lt=cutoff
-                ),
-                _model_delete(ImageUpload),
-                batch,
-            )
-        if policy.analytics_days:
-            cutoff = now - dt.timedelta(days=policy.analytics_days)
-            for key, queryset in (
-                (
-                    "analyses",
-                    ConversationAnalysis.objects.filter(
-                        conversation__chatbot__shop_id=policy.shop_id, created_at__lt=cutoff
-                    ),
-                ),
-                (
-                    "context_chunks",
-                    ContextChunk.objects.filter(
-                        conversation__chatbot__shop_id=policy.shop_id, created_at__lt=cutoff
-                    ),
-                ),
-                ("turn_metrics", TurnMetrics.objects.filter(shop_q, created_at__lt=cutoff)),
-                (
-                    "conversation_index",
-                    ConversationSummary.objects.filter(shop_q, last_message_time__lt=cutoff),
-                ),
-            ):
-                totals[key] += _in_batches(queryset, _model_delete(queryset.model), batch)
+        if _policy_enforce(policy, now=now, batch=batch, totals=totals):
             recount = True
         if local_date is not None:
             RetentionPolicy.objects.filter(pk=policy.pk).update(last_enforced_on=local_date)
