@@ -48,6 +48,9 @@ class StackConfig:
             "WS_MAX_SOCKETS_PER_ADDRESS": "0",
             "WS_MAX_UNAUTHENTICATED_PER_ADDRESS": "0",
             "UPSTREAM_TRUST_ENV": "false",
+            # The fake upstream listens on 127.0.0.1, which the outbound guard refuses for URLs
+            # entered in the admin unless this is on (as `./run` turns it on for its demo).
+            "ALLOW_PRIVATE_NETWORK_URLS": "true",
             # Scenario 3's 30,000-token answer is longer than the default answer cap (100,000
             # characters), which would end it early with UPSTREAM_TOO_LARGE.
             "ANSWER_MAX_CHARS": "10000000",
