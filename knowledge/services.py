@@ -88,8 +88,16 @@ def kind_of(document: KnowledgeDocument) -> str:
         return "unknown"
 
 
-def document_process(*, document_id: str, revision: int) -> str:
-    """Read, cut and index one revision of a document. Returns ready, failed or stale."""
+class _ProcessFailed(Exception):
+    """A step's reason this revision fails; document_process records it on the document."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _document_at(document_id: str, revision: int) -> KnowledgeDocument | None:
+    """The document with its base, chatbot and embedding endpoint, if still at `revision`."""
     document = (
         KnowledgeDocument.objects.select_related(
             "knowledge_base__chatbot", "knowledge_base__embedding_endpoint"
@@ -98,20 +106,21 @@ def document_process(*, document_id: str, revision: int) -> str:
         .first()
     )
     if document is None or document.revision != revision:
-        return "stale"
-    if not _progress(document_id, revision, 5, status=KnowledgeDocument.Status.PROCESSING):
-        return "stale"
-    kb = document.knowledge_base
+        return None
+    return document
+
+
+def _sections_read(document: KnowledgeDocument, document_id: str) -> tuple[str, bytes, list]:
+    """(kind, bytes, sections) of the document's file or text; _ProcessFailed with a reason a
+    shop's staff can act on when it cannot be read."""
     try:
         kind, data = _read(document)
-        sections = document_sections(kind=kind, data=data)
+        return kind, data, document_sections(kind=kind, data=data)
     except DocumentUnreadable as exc:
-        return _fail(document_id, revision, str(exc))
+        raise _ProcessFailed(str(exc)) from exc
     except OSError as exc:
         logger.warning("knowledge document %s: file unreadable: %r", document_id, exc)
-        return _fail(
-            document_id, revision, "The uploaded file could not be opened; upload it again."
-        )
+        raise _ProcessFailed("The uploaded file could not be opened; upload it again.") from exc
     except Exception as exc:
         # The readers raise DocumentUnreadable for what they foresee; a damaged file can make a
         # library fail in ways nobody foresaw (RecursionError, IndexError…). The document must
@@ -119,16 +128,14 @@ def document_process(*, document_id: str, revision: int) -> str:
         logger.exception(
             "knowledge document %s: the %s reader failed", document_id, kind_of(document)
         )
-        return _fail(
-            document_id,
-            revision,
+        raise _ProcessFailed(
             f"The file could not be read ({type(exc).__name__}); it may be damaged. Try saving "
-            "it again from the program that made it, or paste its text.",
-        )
-    _progress(document_id, revision, 40, kind=kind, size_bytes=len(data))
-    chunks = chunks_make(
-        sections, size=kb.chunk_size, overlap=min(kb.chunk_overlap, kb.chunk_size - 1)
-    )
+            "it again from the program that made it, or paste its text."
+        ) from exc
+
+
+def _chunk_limit_check(kb: KnowledgeBase, document_id: str, chunks: list) -> None:
+    """_ProcessFailed when this document's chunks would take the shop over its limit."""
     limit = settings.KNOWLEDGE_MAX_CHUNKS_PER_SHOP
     others = (
         KnowledgeChunk.objects.filter(knowledge_base__chatbot__shop_id=kb.chatbot.shop_id)
@@ -136,20 +143,34 @@ def document_process(*, document_id: str, revision: int) -> str:
         .count()
     )
     if others + len(chunks) > limit:
-        return _fail(
-            document_id,
-            revision,
+        raise _ProcessFailed(
             f"This document makes {len(chunks)} chunks and the shop already has {others}; the "
             f"limit is {limit} chunks per shop. Remove documents you no longer need, or use "
-            "larger chunks.",
+            "larger chunks."
         )
-    vectors: list[list[float]] | None = None
-    if kb.embedding_endpoint_id and kb.embedding_model:
-        try:
-            vectors = _embed(document_id, revision, kb, chunks)
-        except UpstreamError as err:
-            return _fail(document_id, revision, f"Embedding the chunks failed: {err.message}")
-    _progress(document_id, revision, 95)
+
+
+def _vectors(
+    document_id: str, revision: int, kb: KnowledgeBase, chunks: list
+) -> list[list[float]] | None:
+    """The chunks' vectors when the base has an embedding model, else None (full-text only)."""
+    if not (kb.embedding_endpoint_id and kb.embedding_model):
+        return None
+    try:
+        return _embed(document_id, revision, kb, chunks)
+    except UpstreamError as err:
+        raise _ProcessFailed(f"Embedding the chunks failed: {err.message}") from err
+
+
+def _chunks_replace(
+    document_id: str,
+    revision: int,
+    kb: KnowledgeBase,
+    chunks: list,
+    vectors: list[list[float]] | None,
+) -> bool:
+    """Replace the document's chunks and mark it ready in one transaction; False (nothing
+    written) when a newer revision came in meanwhile."""
     with transaction.atomic():
         # The row lock orders this replacement after any concurrent one of the same document;
         # the revision check then drops the older.
@@ -159,7 +180,7 @@ def document_process(*, document_id: str, revision: int) -> str:
             .first()
         )
         if locked is None:
-            return "stale"
+            return False
         KnowledgeChunk.objects.filter(document_id=document_id).delete()
         KnowledgeChunk.objects.bulk_create(
             [
@@ -196,6 +217,30 @@ def document_process(*, document_id: str, revision: int) -> str:
                 "updated_at",
             ]
         )
+    return True
+
+
+def document_process(*, document_id: str, revision: int) -> str:
+    """Read, cut and index one revision of a document. Returns ready, failed or stale."""
+    document = _document_at(document_id, revision)
+    if document is None:
+        return "stale"
+    if not _progress(document_id, revision, 5, status=KnowledgeDocument.Status.PROCESSING):
+        return "stale"
+    kb = document.knowledge_base
+    try:
+        kind, data, sections = _sections_read(document, document_id)
+        _progress(document_id, revision, 40, kind=kind, size_bytes=len(data))
+        chunks = chunks_make(
+            sections, size=kb.chunk_size, overlap=min(kb.chunk_overlap, kb.chunk_size - 1)
+        )
+        _chunk_limit_check(kb, document_id, chunks)
+        vectors = _vectors(document_id, revision, kb, chunks)
+    except _ProcessFailed as failed:
+        return _fail(document_id, revision, failed.reason)
+    _progress(document_id, revision, 95)
+    if not _chunks_replace(document_id, revision, kb, chunks, vectors):
+        return "stale"
     # Outside the replacement's transaction: a stale count only tunes retrieval a little.
     knowledge_terms_refresh(knowledge_base_id=kb.pk)
     return "ready"
