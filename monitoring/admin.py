@@ -138,7 +138,7 @@ class WorkersOverviewAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):
-        from monitoring.pool_stats import pool_stats
+        from monitoring.pool_stats import pool_report
 
         # This view replaces Django's list, and with it Django's permission check.
         if not self.has_view_permission(request):
@@ -147,7 +147,7 @@ class WorkersOverviewAdmin(admin.ModelAdmin):
         celery = selectors.celery_workers(use_cache=False)
         detail = selectors.celery_workers_detail(celery["workers"])
         try:
-            pools = pool_stats()["pools"]
+            pools = pool_report().pools
         except Exception:
             pools = None
         since = timezone.now() - dt.timedelta(hours=24)

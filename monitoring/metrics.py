@@ -79,7 +79,7 @@ class MonitoringCollector:
         yield oldest
 
     def _pools(self) -> Iterator[Metric]:
-        from monitoring.pool_stats import pool_stats
+        from monitoring.pool_stats import pool_report
 
         labels = ["pool", "kind"]
         gauges = {
@@ -104,13 +104,13 @@ class MonitoringCollector:
         wait = CounterMetricFamily(
             "chatbot_pool_wait_seconds", "Time spent waiting for a connection.", labels=labels
         )
-        for pool in pool_stats()["pools"]:
-            values = [pool["name"], pool["kind"]]
+        for pool in pool_report().pools:
+            values = [pool.name, pool.kind]
             for key, family in gauges.items():
-                family.add_metric(values, pool[key])
+                family.add_metric(values, getattr(pool, key))
             for key, family in counters.items():
-                family.add_metric(values, pool[key])
-            wait.add_metric(values, (pool["average_wait_seconds"] or 0) * pool["requests"])
+                family.add_metric(values, getattr(pool, key))
+            wait.add_metric(values, (pool.average_wait_seconds or 0) * pool.requests)
         yield from gauges.values()
         yield from counters.values()
         yield wait

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from config.redis import get_redis, new_async_redis
@@ -186,19 +186,58 @@ def _live_processes(client, processes: set[str]) -> set[str]:
     return {p for p, alive in zip(ordered, pipe.execute(), strict=True) if alive}
 
 
-def pool_stats() -> dict[str, Any]:
-    """Every AI endpoint's pool (configured or seen in use) with its figures, from Redis."""
+@dataclass(frozen=True)
+class PoolFigures:
+    """One pool as operators see it; the field order is the JSON's key order (monitoring API)."""
+
+    name: str
+    kind: str
+    endpoint_id: int | None
+    configured: bool
+    limit_per_process: int
+    processes: int
+    limit: int
+    in_use: int
+    waiting: int
+    requests: int
+    successes: int
+    failures: int
+    cancelled: int
+    timeouts: int
+    retries: int
+    success_rate: float | None
+    average_wait_seconds: float | None
+    average_latency_ms: float | None
+    last_call_at: float | None
+    timeouts_config: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class PoolReport:
+    pools: tuple[PoolFigures, ...]
+    counting_since: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The monitoring API's JSON: {"pools": [...], "counting_since": ...}."""
+        return {
+            "pools": [asdict(pool) for pool in self.pools],
+            "counting_since": self.counting_since,
+        }
+
+
+def _configured_pools() -> dict[str, dict[str, Any]]:
     from chatbots.models import AIEndpoint
 
-    client = get_redis()
-    endpoints = {
+    return {
         f"ai:{e['name']}": e
         for e in AIEndpoint.objects.values(
             "id", "name", "kind", "pool_size", "connect_timeout", "read_timeout", "total_timeout"
         )
     }
-    seen = {p.decode() if isinstance(p, bytes) else p for p in client.smembers(POOLS_KEY)}
-    names = sorted(set(endpoints) | seen)
+
+
+def _read_pools(client, names: list[str]) -> tuple[list[dict[str, str]], list[dict[str, int]], Any]:
+    """Each pool's counters and per-process calls in flight, and the reset time: one round trip."""
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(counters_key(name))
@@ -210,60 +249,78 @@ def pool_stats() -> dict[str, Any]:
     inflight = [
         {k: int(v) for k, v in _decode(replies[i]).items()} for i in range(1, len(replies), 2)
     ]
-    live = _live_processes(client, {p for per in inflight for p in per})
-    pools = []
-    for name, counts, per_process in zip(names, counters, inflight, strict=True):
-        endpoint = endpoints.get(name)
-        size = int(endpoint["pool_size"] if endpoint else counts.get("pool_size") or 0)
-        alive = {p: max(0, n) for p, n in per_process.items() if p in live}
-        requests = int(counts.get("requests") or 0)
-        successes = int(counts.get("successes") or 0)
-        failures = int(counts.get("failures") or 0)
-        finished = successes + failures
-        pools.append(
+    return counters, inflight, reset_at
+
+
+def _average(total: float, requests: int, digits: int) -> float | None:
+    return round(total / requests, digits) if requests else None
+
+
+def _pool_figures(
+    name: str, endpoint: dict[str, Any] | None, counts: dict[str, str], alive: dict[str, int]
+) -> PoolFigures:
+    """One pool's figures: the endpoint's settings when configured, else what Redis recorded.
+    `alive` is calls in flight per live process; beyond the pool size they are waiting."""
+    size = int(endpoint["pool_size"] if endpoint else counts.get("pool_size") or 0)
+    requests = int(counts.get("requests") or 0)
+    successes = int(counts.get("successes") or 0)
+    failures = int(counts.get("failures") or 0)
+    finished = successes + failures
+    return PoolFigures(
+        name=name,
+        kind=endpoint["kind"] if endpoint else counts.get("kind", ""),
+        endpoint_id=endpoint["id"] if endpoint else None,
+        configured=endpoint is not None,
+        limit_per_process=size,
+        processes=len(alive),
+        limit=size * max(1, len(alive)),
+        in_use=sum(min(n, size) if size else n for n in alive.values()),
+        waiting=sum(max(0, n - size) for n in alive.values()) if size else 0,
+        requests=requests,
+        successes=successes,
+        failures=failures,
+        cancelled=int(counts.get("cancelled") or 0),
+        timeouts=int(counts.get("timeouts") or 0),
+        retries=int(counts.get("retries") or 0),
+        success_rate=round(successes / finished, 4) if finished else None,
+        average_wait_seconds=_average(float(counts.get("wait_seconds") or 0), requests, 4),
+        average_latency_ms=_average(int(counts.get("latency_ms") or 0), requests, 1),
+        last_call_at=float(counts["last_call_at"]) if counts.get("last_call_at") else None,
+        timeouts_config=(
             {
-                "name": name,
-                "kind": endpoint["kind"] if endpoint else counts.get("kind", ""),
-                "endpoint_id": endpoint["id"] if endpoint else None,
-                "configured": endpoint is not None,
-                "limit_per_process": size,
-                "processes": len(alive),
-                "limit": size * max(1, len(alive)),
-                "in_use": sum(min(n, size) if size else n for n in alive.values()),
-                "waiting": sum(max(0, n - size) for n in alive.values()) if size else 0,
-                "requests": requests,
-                "successes": successes,
-                "failures": failures,
-                "cancelled": int(counts.get("cancelled") or 0),
-                "timeouts": int(counts.get("timeouts") or 0),
-                "retries": int(counts.get("retries") or 0),
-                "success_rate": round(successes / finished, 4) if finished else None,
-                "average_wait_seconds": (
-                    round(float(counts.get("wait_seconds") or 0) / requests, 4)
-                    if requests
-                    else None
-                ),
-                "average_latency_ms": (
-                    round(int(counts.get("latency_ms") or 0) / requests, 1) if requests else None
-                ),
-                "last_call_at": (
-                    float(counts["last_call_at"]) if counts.get("last_call_at") else None
-                ),
-                "timeouts_config": (
-                    {
-                        "connect": endpoint["connect_timeout"],
-                        "read": endpoint["read_timeout"],
-                        "total": endpoint["total_timeout"],
-                    }
-                    if endpoint
-                    else None
-                ),
+                "connect": endpoint["connect_timeout"],
+                "read": endpoint["read_timeout"],
+                "total": endpoint["total_timeout"],
             }
+            if endpoint
+            else None
+        ),
+    )
+
+
+def pool_report() -> PoolReport:
+    """Every AI endpoint's pool (configured or seen in use) with its figures, from Redis."""
+    client = get_redis()
+    endpoints = _configured_pools()
+    seen = {p.decode() if isinstance(p, bytes) else p for p in client.smembers(POOLS_KEY)}
+    names = sorted(set(endpoints) | seen)
+    counters, inflight, reset_at = _read_pools(client, names)
+    live = _live_processes(client, {p for per in inflight for p in per})
+    pools = tuple(
+        _pool_figures(
+            name,
+            endpoints.get(name),
+            counts,
+            {p: max(0, n) for p, n in per_process.items() if p in live},
         )
-    return {
-        "pools": pools,
-        "counting_since": float(reset_at) if reset_at else None,
-    }
+        for name, counts, per_process in zip(names, counters, inflight, strict=True)
+    )
+    return PoolReport(pools=pools, counting_since=float(reset_at) if reset_at else None)
+
+
+def pool_stats() -> dict[str, Any]:
+    """`pool_report` as the monitoring API's JSON."""
+    return pool_report().as_dict()
 
 
 def pool_stats_reset() -> int:
