@@ -16,6 +16,7 @@ from django.urls import re_path  # noqa: E402
 
 from config.client_address import ProxiedClientMiddleware  # noqa: E402
 from config.errors import ErrorCode, error_body  # noqa: E402
+from config.request_threads import RequestThreads  # noqa: E402
 from config.socket_limits import AddressSockets, SocketLimitMiddleware  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 from inbox.routing import websocket_urlpatterns as inbox_websocket_urlpatterns  # noqa: E402
@@ -33,7 +34,17 @@ if importlib.util.find_spec("daphne") is not None:
 
 class ApiASGIHandler(ASGIHandler):
     """Django's handler, but requests it cannot even build (a body that is not valid for its
-    content type, or too big) are answered in the API's error envelope, not an empty 400."""
+    content type, or too big) are answered in the API's error envelope, not an empty 400;
+    and each request's sync code runs on a kept thread instead of a new one
+    (config/request_threads.py)."""
+
+    threads = RequestThreads()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)  # Django's own refusal
+        async with self.threads.context():
+            await self.handle(scope, receive, send)
 
     def create_request(self, scope, body_file):
         request, response = super().create_request(scope, body_file)

@@ -22,6 +22,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
+from config import request_threads
 from config.errors import ApiError, ErrorCode
 from conversations import selectors, streaming
 from conversations.models import Turn
@@ -81,18 +82,11 @@ def _release_request_thread() -> None:
     """Let the request's thread go for as long as the stream runs.
 
     Django's ASGI handler runs each request's sync parts (the sync middleware, the DRF view) on
-    a thread of its own (asgiref's ThreadSensitiveContext) and keeps it until the response ends:
-    one idle thread per open stream (measured: 50 streams, +49 threads in Daphne). Nothing runs
-    on it while the response streams, so its executor is shut down here; a sync call at the end
-    (closing the response) gets a new one, which the context shuts down when it exits.
-    Relies on asgiref's SyncToAsync.context_to_thread_executor (asgiref 3.x);
+    a thread of its own and keeps it until the response ends: one idle thread per open stream
+    (measured: 50 streams, +49 threads in Daphne). Nothing runs on it while the response
+    streams, so it goes back to the kept request threads (config/request_threads.py) now.
     tests/e2e/test_sse_threads.py fails if that stops working."""
-    from asgiref.sync import SyncToAsync
-
-    context = SyncToAsync.thread_sensitive_context.get(None)
-    executor = SyncToAsync.context_to_thread_executor.pop(context, None) if context else None
-    if executor is not None:
-        executor.shutdown(wait=False)
+    request_threads.release_current()
 
 
 async def turn_events(turn_id: str, after: int, address: str) -> AsyncIterator[str]:
