@@ -14,6 +14,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from chatbots.models import Chatbot
 from config.client_address import client_address_of_request
 from config.errors import ApiError, ErrorCode
 from config.parsers import SafeJSONParser
@@ -27,10 +28,12 @@ from conversations.access import (
     conversation_token_issue,
     token_from_request,
 )
+from conversations.models import Conversation, Turn
 from conversations.turn_links import flow_type_for, public_url
 from images import selectors, services
 from images.error_codes import ImageErrorCode
-from images.validation import base64_limit, refuse, too_large
+from images.models import ImageUpload
+from images.validation import CleanImage, base64_limit, refuse, too_large
 
 # Room for the other fields, JSON quoting and multipart boundaries around the image itself.
 BODY_OVERHEAD_BYTES = 64 * 1024
@@ -194,23 +197,43 @@ def upload_image(request: Request) -> Response:
             key=ip_of(request),
             limit=settings.SESSION_CREATE_RATE_LIMIT,
         )
+    raw, declared, name = _upload_bytes(chatbot, data)
+    # Every refusal happens here, before a conversation or a file exists.
+    clean = services.image_prepare(chatbot=chatbot, data=raw, declared_mimes=declared)
+    conversation, image, turn = _image_store(
+        request, conversation=conversation, chatbot=chatbot, data=data, clean=clean, name=name
+    )
+    return Response(_upload_body(request, conversation=conversation, image=image, turn=turn))
+
+
+def _upload_bytes(chatbot: Chatbot, data: dict) -> tuple[bytes, tuple[str, ...], str]:
+    """(bytes, the types the client declared, file name) from the multipart file or the JSON
+    `image_data`; 400 IMAGE_MISSING when neither came."""
     upload = data.get("image")
     if upload is not None:
         raw = _read_upload(upload)
-        declared = (data.get("mime", ""), upload.content_type or "")
-        name = upload.name or ""
-    elif data.get("image_data"):
-        raw, declared, name = services.image_data_decode(
-            chatbot=chatbot, image_data=data["image_data"]
-        )
-    else:
-        raise refuse(
-            ImageErrorCode.IMAGE_MISSING,
-            "Send the image as `image_data` (JSON) or as the `image` file (multipart).",
-            400,
-        )
-    # Every refusal happens here, before a conversation or a file exists.
-    clean = services.image_prepare(chatbot=chatbot, data=raw, declared_mimes=declared)
+        return raw, (data.get("mime", ""), upload.content_type or ""), upload.name or ""
+    if data.get("image_data"):
+        return services.image_data_decode(chatbot=chatbot, image_data=data["image_data"])
+    raise refuse(
+        ImageErrorCode.IMAGE_MISSING,
+        "Send the image as `image_data` (JSON) or as the `image` file (multipart).",
+        400,
+    )
+
+
+def _image_store(
+    request: Request,
+    *,
+    conversation: Conversation | None,
+    chatbot: Chatbot,
+    data: dict,
+    clean: CleanImage,
+    name: str,
+) -> tuple[Conversation, ImageUpload, Turn | None]:
+    """(conversation, image, turn or None) in one transaction: the conversation if new, the
+    image, and with message_text the customer's message. If anything fails the rows roll back
+    and the files written for them are deleted."""
     text = data.get("message_text") or ""
     image = created = turn = None
     try:
@@ -235,6 +258,14 @@ def upload_image(request: Request) -> Response:
         if image is not None and created:
             services.image_files_delete(names=[image.storage_name, image.thumbnail_name])
         raise
+    return conversation, image, turn
+
+
+def _upload_body(
+    request: Request, *, conversation: Conversation, image: ImageUpload, turn: Turn | None
+) -> dict:
+    """The answer: the image and the conversation token, and with a message the same turn
+    fields process-message returns."""
     body = {
         "success": True,
         "image_id": str(image.id),
@@ -258,7 +289,7 @@ def upload_image(request: Request) -> Response:
                 "status": turn.status,
             }
         )
-    return Response(body)
+    return body
 
 
 def _not_found() -> ApiError:

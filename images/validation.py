@@ -183,12 +183,17 @@ def _open(data: bytes, fmt: str) -> Image.Image:
     return Image.open(io.BytesIO(data), formats=[fmt])
 
 
-def image_validate(data: bytes, *, declared_mimes: tuple[str, ...] = ()) -> CleanImage:
-    """Check an upload by its content and return the clean copy to store, or raise ApiError.
+def _type_not_allowed() -> ApiError:
+    return refuse(
+        ImageErrorCode.IMAGE_TYPE_NOT_ALLOWED,
+        "Only JPEG, PNG, GIF and WebP images can be sent.",
+        415,
+        allowed=sorted(ALLOWED_MIMES),
+    )
 
-    `declared_mimes`: every type the client claimed (the `mime` field, a data URL's type, a
-    multipart part's Content-Type); each one that says something must match the content.
-    """
+
+def _format_of(data: bytes) -> str:
+    """The content's format (JPEG, PNG, GIF, WEBP); refuses an oversized, empty or other file."""
     max_bytes = settings.IMAGE_MAX_BYTES
     if len(data) > max_bytes:
         raise too_large(max_bytes)
@@ -196,21 +201,15 @@ def image_validate(data: bytes, *, declared_mimes: tuple[str, ...] = ()) -> Clea
         raise refuse(ImageErrorCode.IMAGE_CORRUPT, "The image is empty.", 400)
     fmt = sniff_format(data)
     if fmt is None:
-        raise refuse(
-            ImageErrorCode.IMAGE_TYPE_NOT_ALLOWED,
-            "Only JPEG, PNG, GIF and WebP images can be sent.",
-            415,
-            allowed=sorted(ALLOWED_MIMES),
-        )
-    mime, extension = FORMATS[fmt]
+        raise _type_not_allowed()
+    return fmt
+
+
+def _declared_check(declared_mimes: tuple[str, ...], mime: str) -> None:
+    """Every type the client claimed that says something must be allowed and match `mime`."""
     for declared in sorted({normalize_mime(m)[:100] for m in declared_mimes} - UNDECLARED):
         if declared not in ALLOWED_MIMES:
-            raise refuse(
-                ImageErrorCode.IMAGE_TYPE_NOT_ALLOWED,
-                "Only JPEG, PNG, GIF and WebP images can be sent.",
-                415,
-                allowed=sorted(ALLOWED_MIMES),
-            )
+            raise _type_not_allowed()
         if declared != mime:
             raise refuse(
                 ImageErrorCode.IMAGE_TYPE_MISMATCH,
@@ -219,9 +218,22 @@ def image_validate(data: bytes, *, declared_mimes: tuple[str, ...] = ()) -> Clea
                 declared=declared,
                 detected=mime,
             )
-    max_frames = settings.IMAGE_MAX_FRAMES
-    if fmt == "GIF" and gif_frame_count(data, max_frames) > max_frames:
-        raise _too_many_frames(max_frames)
+
+
+def _decode_slot_take() -> None:
+    """One of the few decode slots, or 503 when they stay busy for DECODE_WAIT_SECONDS."""
+    if not _decode_slots.acquire(timeout=DECODE_WAIT_SECONDS):
+        raise ApiError(
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "Too many images are being processed right now; send it again shortly.",
+            status=503,
+            headers={"Retry-After": "5"},
+        )
+
+
+def _decode(data: bytes, fmt: str, max_frames: int) -> tuple[int, _Encoded, bytes, str]:
+    """(frames, clean copy, thumbnail, thumbnail mime); every decoding failure becomes the
+    refusal it stands for (too many pixels, damaged)."""
     with warnings.catch_warnings():
         # Pillow's own bomb guard warns (instead of failing) between 1x and 2x its global
         # MAX_IMAGE_PIXELS; make that an error for this call without touching the global.
@@ -233,13 +245,7 @@ def image_validate(data: bytes, *, declared_mimes: tuple[str, ...] = ()) -> Clea
             # The header alone first (no pixel decoded, no slot taken): a pixel bomb costs
             # nothing. Only then one of the few decode slots.
             frames = _header_check(data, fmt, max_frames)
-            if not _decode_slots.acquire(timeout=DECODE_WAIT_SECONDS):
-                raise ApiError(
-                    ErrorCode.SERVICE_UNAVAILABLE,
-                    "Too many images are being processed right now; send it again shortly.",
-                    status=503,
-                    headers={"Retry-After": "5"},
-                )
+            _decode_slot_take()
             try:
                 _inspect(data, fmt)
                 clean, thumb, thumb_mime = _reencode(data, fmt)
@@ -258,6 +264,22 @@ def image_validate(data: bytes, *, declared_mimes: tuple[str, ...] = ()) -> Clea
                 "The image is damaged or incomplete and cannot be opened.",
                 400,
             ) from exc
+    return frames, clean, thumb, thumb_mime
+
+
+def image_validate(data: bytes, *, declared_mimes: tuple[str, ...] = ()) -> CleanImage:
+    """Check an upload by its content and return the clean copy to store, or raise ApiError.
+
+    `declared_mimes`: every type the client claimed (the `mime` field, a data URL's type, a
+    multipart part's Content-Type); each one that says something must match the content.
+    """
+    fmt = _format_of(data)
+    mime, extension = FORMATS[fmt]
+    _declared_check(declared_mimes, mime)
+    max_frames = settings.IMAGE_MAX_FRAMES
+    if fmt == "GIF" and gif_frame_count(data, max_frames) > max_frames:
+        raise _too_many_frames(max_frames)
+    frames, clean, thumb, thumb_mime = _decode(data, fmt, max_frames)
     out_w, out_h = clean.size
     buffer = clean.data
     return CleanImage(
