@@ -66,7 +66,9 @@ def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
     """Exact match against the bot's origins (or "*"); None means no Origin header."""
     if "*" in allowed:
         return True
-    return bool(origin) and origin.rstrip("/") in allowed
+    if not origin:
+        return False
+    return origin.rstrip("/") in allowed
 
 
 def request_user(request):
