@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any, cast
 
+from django.db.models import QuerySet
+
 from accounts.models import Shop
-from chatbots.models import AIEndpoint, Chatbot, PromptTemplate
+from chatbots.models import AIEndpoint, Chatbot, Flow, KnowledgeBase, PromptTemplate
 from chatbots.secrets import SecretDecryptionError, SecretValue
 from chatbots.transfer.common import TransferError
 
@@ -81,11 +84,42 @@ def _secret_out(value: SecretValue, *, include: bool, where: str) -> Any:
         ) from exc
 
 
+@dataclass
+class _Referenced:
+    """The shop's endpoints and prompt templates the chatbots use, by name: the document lists
+    each once, after the chatbots."""
+
+    endpoints: dict[str, AIEndpoint] = field(default_factory=dict)
+    templates: dict[str, PromptTemplate] = field(default_factory=dict)
+
+
 def chatbots_export(
     *, shop: Shop | None = None, public_ids: list[str] | None = None, include_secrets: bool = False
 ) -> dict[str, Any]:
     """The configuration of the given chatbots (all of `shop`'s, or of every shop, if none
     given) as a JSON-ready document."""
+    chatbots = _export_chatbots(shop=shop, public_ids=public_ids)
+    used = _Referenced()
+    documents = [_chatbot_document(chatbot, used, include_secrets) for chatbot in chatbots]
+    endpoint_documents = [
+        _endpoint_document(used.endpoints[name], include_secrets) for name in sorted(used.endpoints)
+    ]
+    return {
+        "format": DOCUMENT_FORMAT,
+        "version": DOCUMENT_VERSION,
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "chatbots": documents,
+        "endpoints": endpoint_documents,
+        "prompt_templates": [
+            {name: getattr(used.templates[t], name) for name in TEMPLATE_FIELDS}
+            for t in sorted(used.templates)
+        ],
+    }
+
+
+def _export_chatbots(*, shop: Shop | None, public_ids: list[str] | None) -> QuerySet[Chatbot]:
+    """The chatbots to export, with everything the document needs fetched in a few queries;
+    refuses unknown ids and a choice that spans several shops."""
     chatbots = Chatbot.objects.order_by("public_id")
     if shop is not None:
         chatbots = chatbots.filter(shop=shop)
@@ -102,7 +136,7 @@ def chatbots_export(
             f"The chatbots chosen belong to several shops ({', '.join(shops[:5])}): export one "
             "shop at a time with --shop <slug>."
         )
-    chatbots = chatbots.prefetch_related(
+    return chatbots.prefetch_related(
         "knowledge_bases__entries",
         "knowledge_bases__embedding_endpoint",
         "flows__endpoint",
@@ -110,70 +144,64 @@ def chatbots_export(
         "flows__template_assignment__template",
         "text_rules",
     )
-    endpoints: dict[str, AIEndpoint] = {}
-    templates: dict[str, PromptTemplate] = {}
-    documents = []
-    for chatbot in chatbots:
-        document = {name: getattr(chatbot, name) for name in CHATBOT_FIELDS}
-        document["knowledge_bases"] = []
-        for kb in sorted(chatbot.knowledge_bases.all(), key=lambda kb: kb.name):
-            item = {name: getattr(kb, name) for name in KNOWLEDGE_BASE_FIELDS}
-            item["embedding_endpoint"] = (
-                kb.embedding_endpoint.name if kb.embedding_endpoint else None
-            )
-            if kb.embedding_endpoint:
-                endpoints[kb.embedding_endpoint.name] = kb.embedding_endpoint
-            item["api_key"] = _secret_out(
-                cast(SecretValue, kb.api_key),
-                include=include_secrets,
-                where=f"chatbot {chatbot.public_id}, knowledge base {kb.name}",
-            )
-            item["entries"] = sorted(
-                (
-                    {"title": e.title, "text": e.text, "tags": list(e.tags)}
-                    for e in kb.entries.all()
-                ),
-                key=lambda e: (e["title"], e["text"], e["tags"]),
-            )
-            document["knowledge_bases"].append(item)
-        document["flows"] = []
-        for flow in sorted(chatbot.flows.all(), key=lambda f: f.name):
-            item = {name: getattr(flow, name) for name in FLOW_FIELDS}
-            item["endpoint"] = flow.endpoint.name
-            item["knowledge_base"] = flow.knowledge_base.name if flow.knowledge_base else None
-            assignment = getattr(flow, "template_assignment", None)
-            item["template"] = (
-                {"name": assignment.template.name, "overrides": assignment.overrides}
-                if assignment
-                else None
-            )
-            endpoints[flow.endpoint.name] = flow.endpoint
-            if assignment:
-                templates[assignment.template.name] = assignment.template
-            document["flows"].append(item)
-        document["text_rules"] = [
-            {name: getattr(rule, name) for name in RULE_FIELDS}
-            for rule in sorted(chatbot.text_rules.all(), key=lambda r: (r.position, r.pk))
-        ]
-        documents.append(document)
-    endpoint_documents = []
-    for name in sorted(endpoints):
-        endpoint = endpoints[name]
-        item = {field_name: getattr(endpoint, field_name) for field_name in ENDPOINT_FIELDS}
-        item["api_key"] = _secret_out(
-            cast(SecretValue, endpoint.api_key),
-            include=include_secrets,
-            where=f"endpoint {endpoint.name}",
-        )
-        endpoint_documents.append(item)
-    return {
-        "format": DOCUMENT_FORMAT,
-        "version": DOCUMENT_VERSION,
-        "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "chatbots": documents,
-        "endpoints": endpoint_documents,
-        "prompt_templates": [
-            {name: getattr(templates[t], name) for name in TEMPLATE_FIELDS}
-            for t in sorted(templates)
-        ],
-    }
+
+
+def _chatbot_document(chatbot: Chatbot, used: _Referenced, include_secrets: bool) -> dict:
+    document = {name: getattr(chatbot, name) for name in CHATBOT_FIELDS}
+    document["knowledge_bases"] = [
+        _knowledge_base_document(chatbot, kb, used, include_secrets)
+        for kb in sorted(chatbot.knowledge_bases.all(), key=lambda kb: kb.name)
+    ]
+    document["flows"] = [
+        _flow_document(flow, used) for flow in sorted(chatbot.flows.all(), key=lambda f: f.name)
+    ]
+    document["text_rules"] = [
+        {name: getattr(rule, name) for name in RULE_FIELDS}
+        for rule in sorted(chatbot.text_rules.all(), key=lambda r: (r.position, r.pk))
+    ]
+    return document
+
+
+def _knowledge_base_document(
+    chatbot: Chatbot, kb: KnowledgeBase, used: _Referenced, include_secrets: bool
+) -> dict:
+    item = {name: getattr(kb, name) for name in KNOWLEDGE_BASE_FIELDS}
+    item["embedding_endpoint"] = kb.embedding_endpoint.name if kb.embedding_endpoint else None
+    if kb.embedding_endpoint:
+        used.endpoints[kb.embedding_endpoint.name] = kb.embedding_endpoint
+    item["api_key"] = _secret_out(
+        cast(SecretValue, kb.api_key),
+        include=include_secrets,
+        where=f"chatbot {chatbot.public_id}, knowledge base {kb.name}",
+    )
+    item["entries"] = sorted(
+        ({"title": e.title, "text": e.text, "tags": list(e.tags)} for e in kb.entries.all()),
+        key=lambda e: (e["title"], e["text"], e["tags"]),
+    )
+    return item
+
+
+def _flow_document(flow: Flow, used: _Referenced) -> dict:
+    item = {name: getattr(flow, name) for name in FLOW_FIELDS}
+    item["endpoint"] = flow.endpoint.name
+    item["knowledge_base"] = flow.knowledge_base.name if flow.knowledge_base else None
+    assignment = getattr(flow, "template_assignment", None)
+    item["template"] = (
+        {"name": assignment.template.name, "overrides": assignment.overrides}
+        if assignment
+        else None
+    )
+    used.endpoints[flow.endpoint.name] = flow.endpoint
+    if assignment:
+        used.templates[assignment.template.name] = assignment.template
+    return item
+
+
+def _endpoint_document(endpoint: AIEndpoint, include_secrets: bool) -> dict:
+    item = {field_name: getattr(endpoint, field_name) for field_name in ENDPOINT_FIELDS}
+    item["api_key"] = _secret_out(
+        cast(SecretValue, endpoint.api_key),
+        include=include_secrets,
+        where=f"endpoint {endpoint.name}",
+    )
+    return item

@@ -58,12 +58,45 @@ def secrets_rotate(*, batch_size: int = 500) -> RotationResult:
     """Re-encrypt every stored secret with the first key of FIELD_ENCRYPTION_KEYS."""
     secret_store.fernet()  # refuses a missing or malformed key list before anything is read
     primary = Fernet(settings.FIELD_ENCRYPTION_KEYS[0].encode())
-    results, undecryptable = [], []
+    results: list[FieldRotation] = []
+    undecryptable: list[UndecryptableSecret] = []
     for model, model_field in encrypted_secret_fields():
-        column = model_field.attname
-        label = f"{model._meta.label}.{model_field.name}"
-        outcome = FieldRotation(label=label)
-        rows = model._base_manager.exclude(**{f"{column}__isnull": True}).exclude(**{column: ""})
+        rotation = _FieldRotator(model, model_field, primary, undecryptable)
+        rotation.run(batch_size)
+        results.append(rotation.outcome)
+    cache_cleared = _config_cache_clear()
+    logger.info(
+        "rotate_secrets: %d re-encrypted, %d already current, %d undecryptable",
+        sum(r.rotated for r in results),
+        sum(r.current for r in results),
+        len(undecryptable),
+    )
+    return RotationResult(fields=results, undecryptable=undecryptable, cache_cleared=cache_cleared)
+
+
+class _FieldRotator:
+    """Re-encrypts one encrypted column, page by page, counting into `outcome` and reporting
+    the values it cannot read into `undecryptable`."""
+
+    def __init__(
+        self,
+        model: type[models.Model],
+        model_field: EncryptedSecretField,
+        primary: Fernet,
+        undecryptable: list[UndecryptableSecret],
+    ) -> None:
+        self.model = model
+        self.model_field = model_field
+        self.column = model_field.attname
+        self.primary = primary
+        self.undecryptable = undecryptable
+        self.outcome = FieldRotation(label=f"{model._meta.label}.{model_field.name}")
+
+    def run(self, batch_size: int) -> None:
+        column = self.column
+        rows = self.model._base_manager.exclude(**{f"{column}__isnull": True}).exclude(
+            **{column: ""}
+        )
         last_pk = None
         while True:
             page = rows.order_by("pk")
@@ -77,58 +110,49 @@ def secrets_rotate(*, batch_size: int = 500) -> RotationResult:
             # the old keys still decrypt what has not been re-encrypted yet.
             with transaction.atomic():
                 for pk, value in batch:
-                    stored = value.stored if isinstance(value, SecretValue) else value
-                    if not stored.startswith(secret_store.PREFIX):
-                        undecryptable.append(
-                            UndecryptableSecret(
-                                model._meta.label,
-                                pk,
-                                model_field.name,
-                                "not in the encrypted format (was it written around the field?)",
-                            )
-                        )
-                        continue
-                    try:
-                        primary.decrypt(stored[len(secret_store.PREFIX) :].encode())
-                    except InvalidToken:
-                        pass
-                    else:
-                        outcome.current += 1
-                        continue
-                    try:
-                        rotated = secret_store.rotate(stored)
-                    except InvalidToken:
-                        undecryptable.append(
-                            UndecryptableSecret(
-                                model._meta.label,
-                                pk,
-                                model_field.name,
-                                "cannot be decrypted with any key in FIELD_ENCRYPTION_KEYS",
-                            )
-                        )
-                        continue
-                    # Only if unchanged since we read it: a secret an admin saved meanwhile is
-                    # already under the primary key, and must not be replaced by the old value.
-                    updated = model._base_manager.filter(pk=pk, **{column: stored}).update(
-                        **{column: rotated}
-                    )
-                    if updated:
-                        outcome.rotated += 1
-                    else:
-                        outcome.current += 1
-        results.append(outcome)
-    # The config cache holds ciphertext and .update() bypasses the invalidation signals.
+                    self._rotate(pk, value.stored if isinstance(value, SecretValue) else value)
+
+    def _rotate(self, pk: Any, stored: str) -> None:
+        if not stored.startswith(secret_store.PREFIX):
+            self._undecryptable(
+                pk, "not in the encrypted format (was it written around the field?)"
+            )
+            return
+        try:
+            self.primary.decrypt(stored[len(secret_store.PREFIX) :].encode())
+        except InvalidToken:
+            pass
+        else:
+            self.outcome.current += 1
+            return
+        try:
+            rotated = secret_store.rotate(stored)
+        except InvalidToken:
+            self._undecryptable(pk, "cannot be decrypted with any key in FIELD_ENCRYPTION_KEYS")
+            return
+        # Only if unchanged since we read it: a secret an admin saved meanwhile is already
+        # under the primary key, and must not be replaced by the old value.
+        updated = self.model._base_manager.filter(pk=pk, **{self.column: stored}).update(
+            **{self.column: rotated}
+        )
+        if updated:
+            self.outcome.rotated += 1
+        else:
+            self.outcome.current += 1
+
+    def _undecryptable(self, pk: Any, reason: str) -> None:
+        self.undecryptable.append(
+            UndecryptableSecret(self.model._meta.label, pk, self.model_field.name, reason)
+        )
+
+
+def _config_cache_clear() -> bool:
+    """Clear the chatbot config cache: it holds ciphertext, and .update() bypasses the
+    invalidation signals. False when Redis is down."""
     try:
         selectors.config_cache_clear()
-        cache_cleared = True
     except RedisError:
         # Redis down must not fail a finished rotation; cached entries expire on their own.
         logger.warning("rotate_secrets: could not clear the chatbot config cache", exc_info=True)
-        cache_cleared = False
-    logger.info(
-        "rotate_secrets: %d re-encrypted, %d already current, %d undecryptable",
-        sum(r.rotated for r in results),
-        sum(r.current for r in results),
-        len(undecryptable),
-    )
-    return RotationResult(fields=results, undecryptable=undecryptable, cache_cleared=cache_cleared)
+        return False
+    return True
