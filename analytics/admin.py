@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -32,8 +33,6 @@ from analytics.models import ConversationAnalysis, ConversationSummary, TurnMetr
 from analytics.services.conversation_index import conversation_index_sync
 from chatbots.models import Chatbot
 from conversations.models import Conversation, Turn
-from inbox.selectors import human_figures
-from quality.selectors import feedback_figures
 
 DASHBOARD_DEFAULT_DAYS = 14
 # Longest chatbot or visitor id shown whole in the conversation list (the row links to all).
@@ -558,6 +557,137 @@ def _conversations_url(**params: Any) -> str:
     return reverse("admin:conversations_conversation_changelist") + (f"?{query}" if query else "")
 
 
+@dataclass(frozen=True)
+class DashboardLinks:
+    """Where the dashboard's bars lead: the conversation list filtered by range, bot and value."""
+
+    chatbot_id: int | None
+    date_from: dt.date
+    date_to: dt.date
+
+    def conversations(self, **params: Any) -> str:
+        return _conversations_url(
+            chatbot__id__exact=self.chatbot_id,
+            date_from=self.date_from.isoformat(),
+            date_to=self.date_to.isoformat(),
+            **params,
+        )
+
+    def day(self, day: dt.date) -> str:
+        return _conversations_url(chatbot__id__exact=self.chatbot_id, day=day.isoformat())
+
+    def metrics_day(self, day: dt.date) -> str:
+        return _conversations_url(chatbot__id__exact=self.chatbot_id, metrics_day=day.isoformat())
+
+
+def _count_chart(
+    rows: list[dict[str, Any]], empty: str, label: Any, href: Any, skip_empty: bool = False
+) -> str:
+    """Horizontal bars of {value, count} rows; `label` and `href` turn a row into text/link."""
+    return charts.hbars(
+        [
+            charts.Bar(label=label(row), value=row["count"], href=href(row))
+            for row in rows
+            if row["value"] or not skip_empty
+        ],
+        empty=empty,
+    )
+
+
+def _distribution_charts(data: dict[str, Any], links: DashboardLinks) -> dict[str, Any]:
+    """Conversations per day and the analysed distributions, each bar linking to its list."""
+    link = links.conversations
+    per_day = charts.vbars(
+        [
+            charts.Bar(
+                label=d["day"].isoformat(),
+                value=d["count"],
+                href=links.day(d["day"]),
+                note=d["day"].strftime("%d/%m") if len(data["days"]) <= 31 else "",
+            )
+            for d in data["days"]
+        ]
+    )
+    none_analysed = "No analysed conversations in this range."
+    return {
+        "per_day": per_day,
+        "topics": _count_chart(
+            data["topics"],
+            none_analysed,
+            lambda t: t["value"] or "(none)",
+            lambda t: link(topic=t["value"]),
+            skip_empty=True,
+        ),
+        "scores": _count_chart(
+            data["scores"],
+            "No scored conversations in this range.",
+            lambda s: f"{s['value']} / 5",
+            lambda s: link(score=s["value"]),
+        ),
+        "sentiments": _count_chart(
+            data["sentiments"],
+            none_analysed,
+            lambda s: s["value"],
+            lambda s: link(sentiment=s["value"]),
+        ),
+        "outcomes": _count_chart(
+            data["outcomes"],
+            none_analysed,
+            lambda o: o["label"],
+            lambda o: link(outcome=o["value"]),
+        ),
+        "reasons": _count_chart(
+            data["handoff_reasons"],
+            "No handoffs with a reason in this range.",
+            lambda r: r["value"],
+            lambda r: link(outcome="handed_off"),
+        ),
+        "errors": _count_chart(
+            data["errors"],
+            "No failed turns in this range.",
+            lambda e: e["value"],
+            lambda e: link(error_category=e["value"]),
+        ),
+    }
+
+
+def _timing_charts(data: dict[str, Any], links: DashboardLinks) -> dict[str, Any]:
+    """Time to first token and tokens per second per day (p50, p95), and customers' ratings."""
+    days = [t["day"] for t in data["timings"]]
+
+    def percentiles(key: str, unit: str) -> str:
+        return charts.line_chart(
+            days,
+            [
+                charts.Series("p50", [t.get(f"{key}_p50") for t in data["timings"]], "s-p50"),
+                charts.Series("p95", [t.get(f"{key}_p95") for t in data["timings"]], "s-p95"),
+            ],
+            href_for_day=links.metrics_day,
+            unit=unit,
+        )
+
+    ratings = (
+        _count_chart(
+            data["ratings"],
+            "No ratings in this range.",
+            lambda r: str(r["value"]),
+            lambda r: links.conversations(rating=r["value"]),
+        )
+        if data["ratings"] is not None
+        else None
+    )
+    return {"ttft": percentiles("ttft", " ms"), "tps": percentiles("tps", "/s"), "ratings": ratings}
+
+
+def _export_query(chatbot: Chatbot | None, date_from: dt.date, date_to: dt.date) -> str:
+    params = {
+        "chatbot": chatbot.public_id if chatbot else None,
+        "from": date_from.isoformat(),
+        "to": date_to.isoformat(),
+    }
+    return urlencode({k: v for k, v in params.items() if v})
+
+
 def dashboard_charts(
     *,
     date_from: dt.date,
@@ -565,166 +695,26 @@ def dashboard_charts(
     chatbot: Chatbot | None,
     chatbot_ids: list[int] | None = None,
 ) -> dict:
-    """The dashboard's figures and charts (of `chatbot_ids`, the viewer's shops' bots, when
-    not None); every bar links to its conversations."""
-    data = selectors.dashboard_data(
-        date_from=date_from,
-        date_to=date_to,
-        chatbot_id=chatbot.pk if chatbot else None,
-        chatbot_ids=chatbot_ids,
+    """The dashboard's context: the figures (`selectors.dashboard_figures`, of `chatbot_ids`, the
+    viewer's shops' bots, when not None) drawn as charts whose every bar links to its
+    conversations."""
+    chatbot_id = chatbot.pk if chatbot else None
+    shown = selectors.dashboard_figures(
+        date_from=date_from, date_to=date_to, chatbot_id=chatbot_id, chatbot_ids=chatbot_ids
     )
-    base = {
-        "chatbot__id__exact": chatbot.pk if chatbot else None,
-        "date_from": date_from.isoformat(),
-        "date_to": date_to.isoformat(),
-    }
-
-    def link(**params: Any) -> str:
-        return _conversations_url(**base, **params)
-
-    per_day = charts.vbars(
-        [
-            charts.Bar(
-                label=d["day"].isoformat(),
-                value=d["count"],
-                href=_conversations_url(
-                    **{**base, "date_from": None, "date_to": None}, day=d["day"].isoformat()
-                ),
-                note=d["day"].strftime("%d/%m") if len(data["days"]) <= 31 else "",
-            )
-            for d in data["days"]
-        ]
-    )
-    topics = charts.hbars(
-        [
-            charts.Bar(label=t["value"] or "(none)", value=t["count"], href=link(topic=t["value"]))
-            for t in data["topics"]
-            if t["value"]
-        ],
-        empty="No analysed conversations in this range.",
-    )
-    scores = charts.hbars(
-        [
-            charts.Bar(label=f"{s['value']} / 5", value=s["count"], href=link(score=s["value"]))
-            for s in data["scores"]
-        ],
-        empty="No scored conversations in this range.",
-    )
-    sentiments = charts.hbars(
-        [
-            charts.Bar(label=s["value"], value=s["count"], href=link(sentiment=s["value"]))
-            for s in data["sentiments"]
-        ],
-        empty="No analysed conversations in this range.",
-    )
-    outcomes = charts.hbars(
-        [
-            charts.Bar(label=o["label"], value=o["count"], href=link(outcome=o["value"]))
-            for o in data["outcomes"]
-        ],
-        empty="No analysed conversations in this range.",
-    )
-    reasons = charts.hbars(
-        [
-            charts.Bar(label=r["value"], value=r["count"], href=link(outcome="handed_off"))
-            for r in data["handoff_reasons"]
-        ],
-        empty="No handoffs with a reason in this range.",
-    )
-    errors = charts.hbars(
-        [
-            charts.Bar(label=e["value"], value=e["count"], href=link(error_category=e["value"]))
-            for e in data["errors"]
-        ],
-        empty="No failed turns in this range.",
-    )
-    days = [t["day"] for t in data["timings"]]
-
-    def metrics_link(day: dt.date) -> str:
-        return _conversations_url(
-            chatbot__id__exact=base["chatbot__id__exact"], metrics_day=day.isoformat()
-        )
-
-    ttft = charts.line_chart(
-        days,
-        [
-            charts.Series("p50", [t.get("ttft_p50") for t in data["timings"]], "s-p50"),
-            charts.Series("p95", [t.get("ttft_p95") for t in data["timings"]], "s-p95"),
-        ],
-        href_for_day=metrics_link,
-        unit=" ms",
-    )
-    tps = charts.line_chart(
-        days,
-        [
-            charts.Series("p50", [t.get("tps_p50") for t in data["timings"]], "s-p50"),
-            charts.Series("p95", [t.get("tps_p95") for t in data["timings"]], "s-p95"),
-        ],
-        href_for_day=metrics_link,
-        unit="/s",
-    )
-    ratings = (
-        charts.hbars(
-            [
-                charts.Bar(label=str(r["value"]), value=r["count"], href=link(rating=r["value"]))
-                for r in data["ratings"]
-            ],
-            empty="No ratings in this range.",
-        )
-        if data["ratings"] is not None
-        else None
-    )
-    export_query = urlencode(
-        {
-            k: v
-            for k, v in {
-                "chatbot": chatbot.public_id if chatbot else None,
-                "from": date_from.isoformat(),
-                "to": date_to.isoformat(),
-            }.items()
-            if v
-        }
-    )
-    since = dt.datetime.combine(date_from, dt.time.min, tzinfo=dt.UTC)
-    until = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
-    execution = selectors.execution_statistics(
-        since=since,
-        until=until,
-        chatbot_id=chatbot.pk if chatbot else None,
-        chatbot_ids=chatbot_ids,
-    )
-    # The people part of the range: handoffs to the live inbox, time to the first human reply,
-    # CSAT per agent (the inbox's own figures, over this range and bot).
-    people = Conversation.objects.filter(created_at__gte=since, created_at__lt=until)
-    if chatbot is not None:
-        people = people.filter(chatbot=chatbot)
-    if chatbot_ids is not None:
-        people = people.filter(chatbot_id__in=chatbot_ids)
+    links = DashboardLinks(chatbot_id=chatbot_id, date_from=date_from, date_to=date_to)
+    export_query = _export_query(chatbot, date_from, date_to)
     return {
-        "figures": data,
-        "execution": execution,
-        "people": human_figures(conversations=people),
-        # Customers' thumbs on single answers, flows, topics and the worst answers (quality).
-        "feedback": feedback_figures(
-            date_from=date_from,
-            date_to=date_to,
-            chatbot_id=chatbot.pk if chatbot else None,
-            chatbot_ids=chatbot_ids,
-        ),
+        "figures": shown.figures,
+        "execution": shown.execution,
+        "people": shown.people,
+        "feedback": shown.feedback,
         "charts": {
-            "per_day": per_day,
-            "topics": topics,
-            "scores": scores,
-            "sentiments": sentiments,
-            "outcomes": outcomes,
-            "reasons": reasons,
-            "errors": errors,
-            "ttft": ttft,
-            "tps": tps,
-            "ratings": ratings,
+            **_distribution_charts(shown.figures, links),
+            **_timing_charts(shown.figures, links),
         },
-        "all_conversations_url": link(),
-        "handed_off_url": link(outcome="handed_off"),
+        "all_conversations_url": links.conversations(),
+        "handed_off_url": links.conversations(outcome="handed_off"),
         "export_csv_url": reverse("analytics-export") + f"?format=csv&{export_query}",
         "export_jsonl_url": reverse("analytics-export") + f"?format=jsonl&{export_query}",
         "date_from": date_from,

@@ -89,6 +89,104 @@ class Series:
     css: str
 
 
+@dataclass(frozen=True)
+class _Plot:
+    """Where a line chart's values land: the plot area inside the axes' margins."""
+
+    days: int
+    top_value: float
+    width: int
+    height: int
+    left: int = 56
+    right: int = 12
+    top_pad: int = 12
+    bottom: int = 28
+
+    @property
+    def plot_w(self) -> int:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_h(self) -> int:
+        return self.height - self.top_pad - self.bottom
+
+    def x(self, i: int) -> float:
+        step = self.plot_w / max(1, self.days - 1)
+        return self.left + (i * step if self.days > 1 else self.plot_w / 2)
+
+    def y(self, v: float) -> float:
+        return self.top_pad + self.plot_h - self.plot_h * v / self.top_value
+
+
+def _axes(plot: _Plot, days: list[dt.date], unit: str) -> list[str]:
+    """Grid lines at 0, ½ and the top with their values; about eight day labels below."""
+    parts = []
+    for fraction in (0, 0.5, 1):
+        value = plot.top_value * fraction
+        parts.append(
+            format_html(
+                '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
+                '<text class="tick" x="{}" y="{}" text-anchor="end">{}</text>',
+                plot.left,
+                plot.width - plot.right,
+                f"{plot.y(value):.1f}",
+                f"{plot.y(value):.1f}",
+                plot.left - 6,
+                f"{plot.y(value) + 4:.1f}",
+                _fmt(value) + unit,
+            )
+        )
+    label_every = max(1, len(days) // 8)
+    for i, day in enumerate(days):
+        if i % label_every == 0:
+            parts.append(
+                format_html(
+                    '<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
+                    f"{plot.x(i):.1f}",
+                    plot.height - 8,
+                    day.strftime("%d %b"),
+                )
+            )
+    return parts
+
+
+def _polylines(plot: _Plot, s: Series) -> list[str]:
+    """The series as lines, broken where a day has no value."""
+    segments: list[list[str]] = [[]]
+    for i, value in enumerate(s.values):
+        if value is None:
+            segments.append([])
+        else:
+            segments[-1].append(f"{plot.x(i):.1f},{plot.y(value):.1f}")
+    return [
+        format_html('<polyline class="{}" points="{}"/>', s.css, " ".join(seg))
+        for seg in segments
+        if seg
+    ]
+
+
+def _points(
+    plot: _Plot, s: Series, days: list[dt.date], href_for_day: Callable[[dt.date], str], unit: str
+) -> list[str]:
+    """One linked circle per known value, titled with its day, series and value."""
+    return [
+        format_html(
+            '<a href="{}"><circle class="{}" cx="{}" cy="{}" r="4">'
+            "<title>{} {}: {}{}</title></circle></a>",
+            href_for_day(days[i]),
+            s.css,
+            f"{plot.x(i):.1f}",
+            f"{plot.y(value):.1f}",
+            days[i].isoformat(),
+            s.label,
+            _fmt(value),
+            unit,
+        )
+        for i, value in enumerate(s.values)
+        if value is not None
+    ]
+
+
 def line_chart(
     days: list[dt.date],
     series: list[Series],
@@ -102,75 +200,11 @@ def line_chart(
     known = [v for s in series for v in s.values if v is not None]
     if not known:
         return format_html('<p class="chart-empty">{}</p>', "No finished turns in this range.")
-    left, right, top_pad, bottom = 56, 12, 12, 28
-    plot_w, plot_h = width - left - right, height - top_pad - bottom
-    top_value = max(known) * 1.1 or 1
-    step = plot_w / max(1, len(days) - 1)
-
-    def x(i: int) -> float:
-        return left + (i * step if len(days) > 1 else plot_w / 2)
-
-    def y(v: float) -> float:
-        return top_pad + plot_h - plot_h * v / top_value
-
-    parts = []
-    for fraction in (0, 0.5, 1):
-        value = top_value * fraction
-        parts.append(
-            format_html(
-                '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
-                '<text class="tick" x="{}" y="{}" text-anchor="end">{}</text>',
-                left,
-                width - right,
-                f"{y(value):.1f}",
-                f"{y(value):.1f}",
-                left - 6,
-                f"{y(value) + 4:.1f}",
-                _fmt(value) + unit,
-            )
-        )
-    label_every = max(1, len(days) // 8)
-    for i, day in enumerate(days):
-        if i % label_every == 0:
-            parts.append(
-                format_html(
-                    '<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
-                    f"{x(i):.1f}",
-                    height - 8,
-                    day.strftime("%d %b"),
-                )
-            )
+    plot = _Plot(days=len(days), top_value=max(known) * 1.1 or 1, width=width, height=height)
+    parts = _axes(plot, days, unit)
     for s in series:
-        segment: list[str] = []
-        segments: list[list[str]] = []
-        for i, value in enumerate(s.values):
-            if value is None:
-                if segment:
-                    segments.append(segment)
-                segment = []
-                continue
-            segment.append(f"{x(i):.1f},{y(value):.1f}")
-        if segment:
-            segments.append(segment)
-        for seg in segments:
-            parts.append(format_html('<polyline class="{}" points="{}"/>', s.css, " ".join(seg)))
-        for i, value in enumerate(s.values):
-            if value is None:
-                continue
-            parts.append(
-                format_html(
-                    '<a href="{}"><circle class="{}" cx="{}" cy="{}" r="4">'
-                    "<title>{} {}: {}{}</title></circle></a>",
-                    href_for_day(days[i]),
-                    s.css,
-                    f"{x(i):.1f}",
-                    f"{y(value):.1f}",
-                    days[i].isoformat(),
-                    s.label,
-                    _fmt(value),
-                    unit,
-                )
-            )
+        parts += _polylines(plot, s)
+        parts += _points(plot, s, days, href_for_day, unit)
     legend = format_html_join(
         " ", '<span class="legend {}">{}</span>', ((s.css, s.label) for s in series)
     )

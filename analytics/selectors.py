@@ -8,6 +8,7 @@ import datetime as dt
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
@@ -26,6 +27,8 @@ from analytics.models import (
     SyncState,
 )
 from conversations.models import AICall, Conversation, Message, Turn
+from inbox.selectors import human_figures
+from quality.selectors import feedback_figures
 
 # --- processing metrics -------------------------------------------------------------------------
 
@@ -88,33 +91,34 @@ def processing_metrics(
     }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    groups = []
-    for public_id, flow, turns, failed, cancelled, tokens, *percentiles in rows:
-        figures = {}
-        for name, values in zip((*METRIC_PHASES, "tokens_per_second"), percentiles, strict=True):
-            figures[name] = (
-                {
-                    f"p{round(p * 100)}": round(v, 1)
-                    for p, v in zip(PERCENTILES, values, strict=True)
-                }
-                if values is not None
-                else None
-            )
-        groups.append(
-            {
-                "chatbot": public_id,
-                "flow": flow,
-                "turns": turns,
-                "failed": failed,
-                "cancelled": cancelled,
-                "error_rate": round(failed / turns, 4) if turns else 0.0,
-                "tokens": tokens,
-                "tokens_per_second": figures.pop("tokens_per_second"),
-                "phases": figures,
-            }
-        )
-    return groups
+        return [_metrics_group(row) for row in cursor.fetchall()]
+
+
+def _percentiles(values: list[float] | None) -> dict[str, float] | None:
+    """{"p50": …, "p95": …, "p99": …} rounded to 0.1; None when the phase never happened."""
+    if values is None:
+        return None
+    return {f"p{round(p * 100)}": round(v, 1) for p, v in zip(PERCENTILES, values, strict=True)}
+
+
+def _metrics_group(row: tuple) -> dict[str, Any]:
+    """One (chatbot, flow) row of `processing_metrics`' query as the API shows it."""
+    public_id, flow, turns, failed, cancelled, tokens, *percentiles = row
+    figures = {
+        name: _percentiles(values)
+        for name, values in zip((*METRIC_PHASES, "tokens_per_second"), percentiles, strict=True)
+    }
+    return {
+        "chatbot": public_id,
+        "flow": flow,
+        "turns": turns,
+        "failed": failed,
+        "cancelled": cancelled,
+        "error_rate": round(failed / turns, 4) if turns else 0.0,
+        "tokens": tokens,
+        "tokens_per_second": figures.pop("tokens_per_second"),
+        "phases": figures,
+    }
 
 
 def execution_statistics(
@@ -298,6 +302,94 @@ def _page_ids(
     return rows.order_by(*ORDERING).values("pk")[offset : offset + size]
 
 
+def _index_rows(
+    *,
+    username: str | None,
+    chatbot_id: int | None,
+    chatbot_ids: list[int] | None,
+    model: str | None,
+    q: str | None,
+    date_from: dt.datetime | None,
+    date_to: dt.datetime | None,
+) -> QuerySet:
+    """The index rows matching the filters (unevaluated); a filter left empty is not applied."""
+    rows: QuerySet = ConversationSummary.objects.all()
+    if username:
+        rows = rows.filter(username=username)
+    if chatbot_id is not None:
+        rows = rows.filter(chatbot_id=chatbot_id)
+    if chatbot_ids is not None:
+        # The caller's shops' chatbots only (accounts.access); None means every chatbot.
+        rows = rows.filter(chatbot_id__in=chatbot_ids)
+    if model:
+        rows = rows.filter(model=model)
+    if q:
+        rows = rows.filter(
+            search=SearchQuery(q, config=INDEX_SEARCH_CONFIG, search_type="websearch")
+        )
+    if date_from is not None:
+        rows = rows.filter(last_message_time__gte=date_from)
+    if date_to is not None:
+        rows = rows.filter(last_message_time__lte=date_to)
+    return rows
+
+
+def _bounded_count(rows: QuerySet) -> tuple[int, str]:
+    """(total, relation): exact up to CONVERSATION_INDEX_COUNT_LIMIT, else the limit and "gte"."""
+    limit = settings.CONVERSATION_INDEX_COUNT_LIMIT
+    total = rows.order_by()[: limit + 1].count()
+    return min(total, limit), "gte" if total > limit else "eq"
+
+
+def _index_page_rows(
+    rows: QuerySet,
+    *,
+    q: str | None,
+    offset: int,
+    size: int,
+    counts: dict[str, int],
+    known_total: int | None,
+) -> tuple[int, str, list[dict[str, Any]]]:
+    """(total, relation, the page's rows): the count (`known_total` when the sync's counts
+    answer it) and the page, read through bitmap scans only when the search's words are rare."""
+    word_share = _common_word_share(q) if q else 0.0
+    bitmaps = bool(q) and word_share < COMMON_WORD_SHARE
+    # Two index end-point look-ups, made before the planner is told to use bitmaps only.
+    span = (
+        ConversationSummary.objects.aggregate(
+            oldest=Min("last_message_time"), newest=Max("last_message_time")
+        )
+        if bitmaps
+        else None
+    )
+    with _bitmap_scans_only() if bitmaps else contextlib.nullcontext():
+        if known_total is not None:
+            total, relation = known_total, "eq"
+        else:
+            total, relation = _bounded_count(rows)
+        ids: list | QuerySet = []
+        if offset < total or relation == "gte":
+            ids = _page_ids(
+                rows,
+                offset=offset,
+                size=size,
+                dense_search=bitmaps and relation == "gte",
+                counts=counts,
+                span=span,
+                word_share=word_share,
+            )
+        found = (
+            list(
+                ConversationSummary.objects.filter(pk__in=ids)
+                .order_by(*ORDERING)
+                .values(*SUMMARY_FIELDS)
+            )
+            if isinstance(ids, QuerySet) or ids
+            else []
+        )
+    return total, relation, found
+
+
 def conversation_index_page(
     *,
     page: int = 1,
@@ -319,66 +411,23 @@ def conversation_index_page(
     (`totalRelation: "gte"`), like Elasticsearch's `track_total_hits`: counting every one of
     100,000 matches would cost many times the page itself.
     """
-    rows: QuerySet = ConversationSummary.objects.all()
-    if username:
-        rows = rows.filter(username=username)
-    if chatbot_id is not None:
-        rows = rows.filter(chatbot_id=chatbot_id)
-    if chatbot_ids is not None:
-        # The caller's shops' chatbots only (accounts.access); None means every chatbot.
-        rows = rows.filter(chatbot_id__in=chatbot_ids)
-    if model:
-        rows = rows.filter(model=model)
-    if q:
-        rows = rows.filter(
-            search=SearchQuery(q, config=INDEX_SEARCH_CONFIG, search_type="websearch")
-        )
-    if date_from is not None:
-        rows = rows.filter(last_message_time__gte=date_from)
-    if date_to is not None:
-        rows = rows.filter(last_message_time__lte=date_to)
+    rows = _index_rows(
+        username=username,
+        chatbot_id=chatbot_id,
+        chatbot_ids=chatbot_ids,
+        model=model,
+        q=q,
+        date_from=date_from,
+        date_to=date_to,
+    )
     only_chatbot = not (username or model or q or date_from or date_to or chatbot_ids is not None)
     counts = (state.counts or {}) if state is not None else {}
-    offset = (page - 1) * size
-    word_share = _common_word_share(q) if q else 0.0
-    bitmaps = bool(q) and word_share < COMMON_WORD_SHARE
-    # Two index end-point look-ups, made before the planner is told to use bitmaps only.
-    span = (
-        ConversationSummary.objects.aggregate(
-            oldest=Min("last_message_time"), newest=Max("last_message_time")
-        )
-        if bitmaps
-        else None
+    known_total = None
+    if only_chatbot and "all" in counts:
+        known_total = counts["all"] if chatbot_id is None else counts.get(str(chatbot_id), 0)
+    total, relation, found = _index_page_rows(
+        rows, q=q, offset=(page - 1) * size, size=size, counts=counts, known_total=known_total
     )
-    with _bitmap_scans_only() if bitmaps else contextlib.nullcontext():
-        if only_chatbot and "all" in counts:
-            total = counts["all"] if chatbot_id is None else counts.get(str(chatbot_id), 0)
-            relation = "eq"
-        else:
-            limit = settings.CONVERSATION_INDEX_COUNT_LIMIT
-            total = rows.order_by()[: limit + 1].count()
-            relation = "gte" if total > limit else "eq"
-            total = min(total, limit)
-        ids: list | QuerySet = []
-        if offset < total or relation == "gte":
-            ids = _page_ids(
-                rows,
-                offset=offset,
-                size=size,
-                dense_search=bitmaps and relation == "gte",
-                counts=counts,
-                span=span,
-                word_share=word_share,
-            )
-        found = (
-            list(
-                ConversationSummary.objects.filter(pk__in=ids)
-                .order_by(*ORDERING)
-                .values(*SUMMARY_FIELDS)
-            )
-            if isinstance(ids, QuerySet) or ids
-            else []
-        )
     return {
         "conversations": [_summary_json(row) for row in found],
         "total": total,
@@ -614,6 +663,61 @@ def _daily_timings(
         }
 
 
+def _value_counts(
+    latest: QuerySet[ConversationAnalysis], field: str, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """How many of the latest analyses have each value of `field`, most frequent first."""
+    rows = latest.values(field).annotate(n=Count("pk")).order_by("-n", field)
+    rows = rows[:limit] if limit else rows
+    return [{"value": row[field], "count": row["n"]} for row in rows]
+
+
+def _analysis_figures(latest: QuerySet[ConversationAnalysis]) -> dict[str, Any]:
+    """The analysed part of the dashboard: topics, scores, sentiments, outcomes, handoff
+    reasons; every fixed value listed, with 0 when no conversation has it."""
+    scores = {row["value"]: row["count"] for row in _value_counts(latest, "score")}
+    sentiments = {row["value"]: row["count"] for row in _value_counts(latest, "sentiment")}
+    outcomes = {row["value"]: row["count"] for row in _value_counts(latest, "outcome")}
+    reasons = (
+        latest.filter(outcome=ConversationAnalysis.Outcome.HANDED_OFF)
+        .exclude(handoff_reason="")
+        .values("handoff_reason")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "handoff_reason")[:10]
+    )
+    return {
+        "analysed": sum(outcomes.values()),
+        "topics": _value_counts(latest, "topic", limit=12),
+        "scores": [{"value": s, "count": scores.get(s, 0)} for s in (1, 2, 3, 4, 5)],
+        "unscored": scores.get(None, 0),
+        "sentiments": [
+            {"value": s, "count": sentiments.get(s, 0)} for s in ("positive", "neutral", "negative")
+        ],
+        "outcomes": [
+            {"value": o.value, "label": o.label, "count": outcomes.get(o.value, 0)}
+            for o in ConversationAnalysis.Outcome
+        ],
+        "handoff_reasons": [{"value": r["handoff_reason"], "count": r["n"]} for r in reasons],
+    }
+
+
+def _failed_turn_counts(conversations: QuerySet[Conversation]) -> list[dict[str, Any]]:
+    rows = (
+        Turn.objects.filter(conversation__in=conversations, status=Turn.Status.FAILED)
+        .values("error_category")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "error_category")
+    )
+    return [
+        {
+            "value": r["error_category"] or "uncategorised",
+            "key": r["error_category"],
+            "count": r["n"],
+        }
+        for r in rows
+    ]
+
+
 def dashboard_data(
     *,
     date_from: dt.date,
@@ -632,59 +736,57 @@ def dashboard_data(
         .annotate(n=Count("pk"))
         .values_list("day", "n")
     )
-    latest = latest_analyses(conversations)
-
-    def counts(field: str, *, limit: int | None = None) -> list[dict[str, Any]]:
-        rows = latest.values(field).annotate(n=Count("pk")).order_by("-n", field)
-        rows = rows[:limit] if limit else rows
-        return [{"value": row[field], "count": row["n"]} for row in rows]
-
-    scores = {row["value"]: row["count"] for row in counts("score")}
-    sentiments = {row["value"]: row["count"] for row in counts("sentiment")}
-    errors = list(
-        Turn.objects.filter(conversation__in=conversations, status=Turn.Status.FAILED)
-        .values("error_category")
-        .annotate(n=Count("pk"))
-        .order_by("-n", "error_category")
-    )
     timings = _daily_timings(
         date_from=date_from, date_to=date_to, chatbot_id=chatbot_id, chatbot_ids=chatbot_ids
     )
-    outcomes = {row["value"]: row["count"] for row in counts("outcome")}
-    reasons = list(
-        latest.filter(outcome=ConversationAnalysis.Outcome.HANDED_OFF)
-        .exclude(handoff_reason="")
-        .values("handoff_reason")
-        .annotate(n=Count("pk"))
-        .order_by("-n", "handoff_reason")[:10]
-    )
+    analysis = _analysis_figures(latest_analyses(conversations))
     return {
         "days": [{"day": day, "count": per_day.get(day, 0)} for day in days],
         "conversations": sum(per_day.values()),
-        "analysed": sum(outcomes.values()),
-        "topics": counts("topic", limit=12),
-        "scores": [{"value": s, "count": scores.get(s, 0)} for s in (1, 2, 3, 4, 5)],
-        "unscored": scores.get(None, 0),
-        "sentiments": [
-            {"value": s, "count": sentiments.get(s, 0)} for s in ("positive", "neutral", "negative")
-        ],
-        "outcomes": [
-            {"value": o.value, "label": o.label, "count": outcomes.get(o.value, 0)}
-            for o in ConversationAnalysis.Outcome
-        ],
-        "handoff_reasons": [{"value": r["handoff_reason"], "count": r["n"]} for r in reasons],
+        "analysed": analysis.pop("analysed"),
+        **analysis,
         "helpdesk_handoffs": handoffs_count(conversations),
-        "errors": [
-            {
-                "value": r["error_category"] or "uncategorised",
-                "key": r["error_category"],
-                "count": r["n"],
-            }
-            for r in errors
-        ],
+        "errors": _failed_turn_counts(conversations),
         "timings": [{"day": day, **timings.get(day, {"turns": 0})} for day in days],
         "ratings": ratings_of(conversations),
     }
+
+
+@dataclass(frozen=True)
+class DashboardFigures:
+    """What the staff dashboard shows for a date range and bot, before any chart is drawn."""
+
+    figures: dict[str, Any]  # dashboard_data
+    execution: list[dict[str, Any]]  # execution_statistics: sequential against parallel
+    people: dict[str, Any]  # the live inbox's handoffs, first human reply, CSAT per agent
+    feedback: dict[str, Any]  # customers' thumbs on single answers (quality)
+
+
+def dashboard_figures(
+    *,
+    date_from: dt.date,
+    date_to: dt.date,
+    chatbot_id: int | None,
+    chatbot_ids: list[int] | None = None,
+) -> DashboardFigures:
+    """The dashboard's figures over conversations started from `date_from` to `date_to` (UTC
+    days, inclusive), of one bot or of `chatbot_ids` (the viewer's shops' bots) when not None."""
+    since = dt.datetime.combine(date_from, dt.time.min, tzinfo=dt.UTC)
+    until = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+    scope = {"chatbot_id": chatbot_id, "chatbot_ids": chatbot_ids}
+    figures = dashboard_data(date_from=date_from, date_to=date_to, **scope)
+    execution = execution_statistics(since=since, until=until, **scope)
+    people = Conversation.objects.filter(created_at__gte=since, created_at__lt=until)
+    if chatbot_id is not None:
+        people = people.filter(chatbot_id=chatbot_id)
+    if chatbot_ids is not None:
+        people = people.filter(chatbot_id__in=chatbot_ids)
+    return DashboardFigures(
+        figures=figures,
+        execution=execution,
+        people=human_figures(conversations=people),
+        feedback=feedback_figures(date_from=date_from, date_to=date_to, **scope),
+    )
 
 
 # --- transcript and export -----------------------------------------------------------------------
