@@ -18,6 +18,7 @@ from config.redis import get_redis
 CONFIG_KEY = "cb:config:{}"
 TEMPLATE_KEY = "cb:template:{}:{}"  # shop id, template name (names are per shop)
 TEMPLATE_KEYS = "cb:template:*"
+ACCESS_KEY = "cb:access:{}"  # chatbot pk: what a customer's token may still do (access_get)
 STATS_KEY = "cb:stats:cache"
 
 
@@ -226,6 +227,29 @@ def _preview_config(*, public_id: str, preview: str) -> dict[str, Any] | None:
     return version_config(chatbot=chatbot, version=version)
 
 
+def chatbot_access_get(*, chatbot_id: int) -> dict[str, Any] | None:
+    """Whether a chatbot answers and which sites may use it ({"active", "allowed_origins"}, the
+    model's own columns, as conversations.access checks them), cached like its configuration;
+    None if no such chatbot. Lets a customer's poll be authorised without a query
+    (conversations/polling.py); chatbots.signals drops it on every save."""
+    client = get_redis()
+    key = ACCESS_KEY.format(int(chatbot_id))
+    raw = client.get(key)
+    if raw is not None:
+        return json.loads(raw)
+    row = Chatbot.objects.filter(pk=chatbot_id).values("active", "allowed_origins").first()
+    if row is None:
+        return None
+    value = {"active": bool(row["active"]), "allowed_origins": list(row["allowed_origins"])}
+    client.set(key, json.dumps(value), ex=settings.CHATBOT_CONFIG_CACHE_SECONDS)
+    return value
+
+
+def chatbot_access_invalidate(*chatbot_ids: int) -> None:
+    if chatbot_ids:
+        get_redis().delete(*(ACCESS_KEY.format(int(pk)) for pk in chatbot_ids))
+
+
 def chatbot_config_invalidate(*public_ids: str) -> None:
     if public_ids:
         get_redis().delete(*(CONFIG_KEY.format(p) for p in public_ids))
@@ -239,9 +263,11 @@ def prompt_template_invalidate(*names: str, shop_id: int) -> None:
 def config_cache_clear() -> int:
     """Drop every cached configuration and template; returns how many entries went."""
     client = get_redis()
-    keys = list(client.scan_iter("cb:config:*", count=500)) + list(
-        client.scan_iter(TEMPLATE_KEYS, count=500)
-    )
+    keys = [
+        *client.scan_iter("cb:config:*", count=500),
+        *client.scan_iter(TEMPLATE_KEYS, count=500),
+        *client.scan_iter(ACCESS_KEY.format("*"), count=500),
+    ]
     if keys:
         client.delete(*keys)
     return len(keys)

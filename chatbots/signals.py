@@ -32,6 +32,9 @@ def _drop(public_ids: list[str]) -> None:
 @receiver([post_save, post_delete], sender=Chatbot)
 def chatbot_changed(sender, instance: Chatbot, **kwargs) -> None:
     _drop([instance.public_id])
+    pk = instance.pk
+    selectors.chatbot_access_invalidate(pk)
+    transaction.on_commit(lambda: selectors.chatbot_access_invalidate(pk))
     get_redis().delete(selectors.ORIGINS_KEY)
     transaction.on_commit(lambda: get_redis().delete(selectors.ORIGINS_KEY))
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 
 import redis
 import redis.asyncio as aioredis
@@ -31,3 +33,18 @@ def get_redis() -> redis.Redis:
 def new_async_redis() -> aioredis.Redis:
     """An asyncio client; each event loop needs its own."""
     return aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+
+
+_async_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def loop_redis() -> aioredis.Redis:
+    """The asyncio client of the running event loop (made on first use, gone with the loop):
+    what an ASGI process's consumers and async views share."""
+    loop = asyncio.get_running_loop()
+    client = _async_by_loop.get(loop)
+    if client is None:
+        client = _async_by_loop[loop] = new_async_redis()
+    return client

@@ -23,25 +23,13 @@ from chatbots.selectors import chatbot_config_get
 from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode, error_body
 from config.input_guard import refusal, value_problem
+from config.redis import loop_redis
 from config.socket_limits import slot_of
 from conversations import access, selectors, services, socket_auth, streaming
 from conversations.follower import TurnFollower
 from conversations.models import Conversation, Turn
 
 logger = logging.getLogger(__name__)
-
-_redis_by_loop: dict[int, Any] = {}
-
-
-def loop_redis():
-    from config.redis import new_async_redis
-
-    loop = asyncio.get_running_loop()
-    client = _redis_by_loop.get(id(loop))
-    if client is None:
-        client = _redis_by_loop[id(loop)] = new_async_redis()
-    return client
-
 
 _db_executor: concurrent.futures.ThreadPoolExecutor | None = None
 

@@ -1,10 +1,10 @@
 from django.urls import path
 
-from conversations import api, session_api
+from conversations import api, polling, session_api
 
 urlpatterns = [
     path("process-message", api.process_message, name="process-message"),
-    path("stream-events/<uuid:turn_id>", api.stream_events, name="stream-events"),
+    path("stream-events/<uuid:turn_id>", polling.stream_events, name="stream-events"),
     path(
         "stream-events/<uuid:turn_id>/sse", api.StreamEventsSSE.as_view(), name="stream-events-sse"
     ),
