@@ -13,7 +13,7 @@ stays with the rows because knowledge entries' search vectors follow it at once.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 
@@ -24,6 +24,7 @@ from chatbots.models import (
     KnowledgeBase,
     PromptTemplate,
 )
+from chatbots.secrets import SecretValue
 
 # The keys of the turn configuration a version holds; the rest comes from the bot's row.
 VERSIONED_KEYS = (
@@ -102,11 +103,12 @@ def version_config(*, chatbot: Chatbot, version: ChatbotVersion) -> dict[str, An
             if kb.get("embedding") and kb["embedding"].get("endpoint_id"):
                 endpoint_ids.add(kb["embedding"]["endpoint_id"])
     endpoint_keys = {
-        e.pk: e.api_key.stored
+        e.pk: cast(SecretValue, e.api_key).stored
         for e in AIEndpoint.objects.filter(pk__in=endpoint_ids, shop_id=chatbot.shop_id)
     }
     kb_keys = {
-        k.pk: k.api_key.stored for k in KnowledgeBase.objects.filter(pk__in=kb_ids, chatbot=chatbot)
+        k.pk: cast(SecretValue, k.api_key).stored
+        for k in KnowledgeBase.objects.filter(pk__in=kb_ids, chatbot=chatbot)
     }
     for flow in flows:
         flow["endpoint"]["api_key_stored"] = endpoint_keys.get(flow["endpoint"]["id"], "")
@@ -144,7 +146,7 @@ def _record(*, chatbot: Chatbot, user, request, comment: str, detail: dict[str, 
         shop_id=chatbot.shop_id,
         user=user,
         request=request,
-        object_type=Chatbot._meta.verbose_name,
+        object_type=cast(str, Chatbot._meta.verbose_name),
         object_id=chatbot.pk,
         object_label=str(chatbot),
         detail={"event": comment, **detail},
@@ -175,7 +177,7 @@ def version_publish(
     """Make the draft live: a new version from the current rows, at once for every new turn.
     `failing_checks` names the checks that failed on this draft and were knowingly accepted."""
     with transaction.atomic():
-        before = chatbot.live_version.config if chatbot.live_version_id else None
+        before = _live_config(chatbot)
         config = snapshot_build(chatbot=chatbot)
         version = _new_version(
             chatbot=chatbot,
@@ -208,7 +210,7 @@ def version_rollback(
     if version.chatbot_id != chatbot.pk:
         raise ValueError("That version belongs to another chatbot.")
     with transaction.atomic():
-        before = chatbot.live_version.config if chatbot.live_version_id else None
+        before = _live_config(chatbot)
         new = _new_version(
             chatbot=chatbot,
             config=copy.deepcopy(version.config),
@@ -356,9 +358,17 @@ def _tools_diff(old_tools: dict[str, Any], new_tools: dict[str, Any]) -> list[st
     return lines
 
 
+def _live_config(chatbot: Chatbot) -> dict[str, Any] | None:
+    """The live version's contents; None before the first publish."""
+    if not chatbot.live_version_id:
+        return None
+    # Set whenever live_version_id is; mypy cannot follow the id to the relation.
+    return cast(ChatbotVersion, chatbot.live_version).config
+
+
 def draft_diff(*, chatbot: Chatbot) -> list[str]:
     """What publishing the draft now would change for customers; empty when nothing would."""
-    before = chatbot.live_version.config if chatbot.live_version_id else None
+    before = _live_config(chatbot)
     after = snapshot_build(chatbot=chatbot)
     lines = version_diff(before=before, after=after)
     if not lines and before != after:
