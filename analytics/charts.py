@@ -118,9 +118,9 @@ class _Plot:
         return self.top_pad + self.plot_h - self.plot_h * v / self.top_value
 
 
-def _axes(plot: _Plot, days: list[dt.date], unit: str) -> list[str]:
+def _axes(plot: _Plot, days: list[dt.date], unit: str) -> list[SafeString]:
     """Grid lines at 0, ½ and the top with their values; about eight day labels below."""
-    parts = []
+    parts: list[SafeString] = []
     for fraction in (0, 0.5, 1):
         value = plot.top_value * fraction
         parts.append(
@@ -150,7 +150,7 @@ def _axes(plot: _Plot, days: list[dt.date], unit: str) -> list[str]:
     return parts
 
 
-def _polylines(plot: _Plot, s: Series) -> list[str]:
+def _polylines(plot: _Plot, s: Series) -> list[SafeString]:
     """The series as lines, broken where a day has no value."""
     segments: list[list[str]] = [[]]
     for i, value in enumerate(s.values):
@@ -167,7 +167,7 @@ def _polylines(plot: _Plot, s: Series) -> list[str]:
 
 def _points(
     plot: _Plot, s: Series, days: list[dt.date], href_for_day: Callable[[dt.date], str], unit: str
-) -> list[str]:
+) -> list[SafeString]:
     """One linked circle per known value, titled with its day, series and value."""
     return [
         format_html(

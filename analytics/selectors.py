@@ -82,7 +82,7 @@ def processing_metrics(
         GROUP BY c.public_id, m.flow
         ORDER BY c.public_id, m.flow
     """  # only our own column names are interpolated above
-    params = {
+    params: dict[str, Any] = {
         "pct": list(PERCENTILES),
         "since": since,
         "until": until,
@@ -773,9 +773,12 @@ def dashboard_figures(
     days, inclusive), of one bot or of `chatbot_ids` (the viewer's shops' bots) when not None."""
     since = dt.datetime.combine(date_from, dt.time.min, tzinfo=dt.UTC)
     until = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
-    scope = {"chatbot_id": chatbot_id, "chatbot_ids": chatbot_ids}
-    figures = dashboard_data(date_from=date_from, date_to=date_to, **scope)
-    execution = execution_statistics(since=since, until=until, **scope)
+    figures = dashboard_data(
+        date_from=date_from, date_to=date_to, chatbot_id=chatbot_id, chatbot_ids=chatbot_ids
+    )
+    execution = execution_statistics(
+        since=since, until=until, chatbot_id=chatbot_id, chatbot_ids=chatbot_ids
+    )
     people = Conversation.objects.filter(created_at__gte=since, created_at__lt=until)
     if chatbot_id is not None:
         people = people.filter(chatbot_id=chatbot_id)
@@ -785,7 +788,9 @@ def dashboard_figures(
         figures=figures,
         execution=execution,
         people=human_figures(conversations=people),
-        feedback=feedback_figures(date_from=date_from, date_to=date_to, **scope),
+        feedback=feedback_figures(
+            date_from=date_from, date_to=date_to, chatbot_id=chatbot_id, chatbot_ids=chatbot_ids
+        ),
     )
 
 

@@ -108,8 +108,8 @@ class MonitoringCollector:
             values = [pool.name, pool.kind]
             for key, family in gauges.items():
                 family.add_metric(values, getattr(pool, key))
-            for key, family in counters.items():
-                family.add_metric(values, getattr(pool, key))
+            for key, counter in counters.items():
+                counter.add_metric(values, getattr(pool, key))
             wait.add_metric(values, (pool.average_wait_seconds or 0) * pool.requests)
         yield from gauges.values()
         yield from counters.values()
@@ -204,7 +204,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
                 ErrorCode.NOT_AUTHENTICATED,
                 "Log in as staff, or send Authorization: Bearer <METRICS_TOKEN>.",
             )
-        response = JsonResponse(body, status=status)
+        response: HttpResponse = JsonResponse(body, status=status)
         if status == 401:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response

@@ -142,8 +142,9 @@ async def _write(
         pipe.set(heartbeat_key(state.process), 1, ex=HEARTBEAT_TTL)
     elif phase == "end":
         record = record or {}
-        status = record.get("status")
-        outcome = {"ok": "successes", "error": "failures"}.get(status, "cancelled")
+        outcome = {"ok": "successes", "error": "failures"}.get(
+            str(record.get("status")), "cancelled"
+        )
         retries = record.get("retries")
         if retries is None:
             retries = max(0, int(record.get("attempts") or 1) - 1)
@@ -229,7 +230,7 @@ def _configured_pools() -> dict[str, dict[str, Any]]:
     from chatbots.models import AIEndpoint
 
     return {
-        f"ai:{e['name']}": e
+        f"ai:{e['name']}": dict(e)
         for e in AIEndpoint.objects.values(
             "id", "name", "kind", "pool_size", "connect_timeout", "read_timeout", "total_timeout"
         )

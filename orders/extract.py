@@ -115,8 +115,8 @@ def find_order_number(text: str, *, allow_bare: bool = True) -> str:
     """The order number in one message, most explicit form first."""
     text = URL.sub(" ", EMAIL.sub(" ", text or ""))
     text = POSTCODE.sub(" ", text)
-    for match in KEYWORDED.finditer(text):
-        found = clean_order_number(match.group(1))
+    for keyworded in KEYWORDED.finditer(text):
+        found = clean_order_number(keyworded.group(1))
         if found:
             return found
     match = HASHED.search(text)

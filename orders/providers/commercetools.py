@@ -204,7 +204,7 @@ class CommercetoolsProvider(Provider):
             external_id=str(data.get("id") or ""),
             created_at=iso_datetime(data.get("createdAt")),
             status=status,
-            financial_status=PAYMENT.get(payment_state, "unknown"),
+            financial_status=PAYMENT.get(payment_state or "", "unknown"),
             fulfillment_status=fulfillment,
             total=amount,
             line_items=[

@@ -281,9 +281,8 @@ class ShopifyProvider(Provider):
                         float(cost.get("requestedQueryCost") or DEFAULT_QUERY_COST),
                     )
                 else:
-                    wait = retry_after_seconds(response.headers.get("retry-after"))
-                    if wait is None:
-                        wait = self.http.backoff(attempt)
+                    retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                    wait = self.http.backoff(attempt) if retry_after is None else retry_after
                 await self.http.wait(wait, unless=self._throttled_error())
                 continue
             if response.status_code != 200:
