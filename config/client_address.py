@@ -18,8 +18,9 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+
+from config.sync_async import SyncAsyncMiddleware
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -160,18 +161,9 @@ def client_address_of_scope(scope: dict[str, Any]) -> str | None:
     return client_address(peer=client[0], header=_header_from_scope(scope))
 
 
-class TrustedProxyMiddleware:
+class TrustedProxyMiddleware(SyncAsyncMiddleware):
     """First in MIDDLEWARE: REMOTE_ADDR becomes the client's address; the peer's is kept in
     META["PROXY_PEER_ADDR"]. Requests the ASGI middleware already resolved pass unchanged."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def _resolve(self, request) -> None:
         meta = request.META

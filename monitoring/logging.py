@@ -19,9 +19,8 @@ from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-
 from chatbots.secrets import redact
+from config.sync_async import SyncAsyncMiddleware
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 conversation_id_var: ContextVar[str] = ContextVar("conversation_id", default="")
@@ -155,19 +154,10 @@ class PlainFormatter(logging.Formatter):
         return redact(f"{text} [{ids}]" if ids else text)
 
 
-class RequestContextMiddleware:
+class RequestContextMiddleware(SyncAsyncMiddleware):
     """Binds a request id (the caller's X-Request-ID if it is sane, else a new one) for the
     request, echoes it in the response, and binds the conversation/turn an /api/ request names
     (X-Session-ID header, `session_id` query parameter, or the URL's session/turn id)."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def _bind(self, request) -> dict[str, Token]:
         request_id = safe_id(request.headers.get("X-Request-ID", "")) or new_request_id()

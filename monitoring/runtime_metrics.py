@@ -28,8 +28,9 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+from config.sync_async import SyncAsyncMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -191,17 +192,8 @@ def _route_of(request) -> str:
     return "/" + (match.route or match.view_name or "unnamed")
 
 
-class RequestMetricsMiddleware:
+class RequestMetricsMiddleware(SyncAsyncMiddleware):
     """Times each request and counts it by route (the URL pattern, never the raw path)."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def _record(self, request, status: int, started: float) -> None:
         route = _route_of(request)
