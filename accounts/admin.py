@@ -21,7 +21,12 @@ from accounts.invitations import (
     invitation_issue,
 )
 from accounts.models import AuditEvent, Invitation, Membership, Shop
-from accounts.scoped_admin import CURRENT_SHOP_SESSION_KEY, ShopScopedAdmin, current_shop_id
+from accounts.scoped_admin import (
+    CURRENT_SHOP_SESSION_KEY,
+    RecordAdmin,
+    ShopScopedAdmin,
+    current_shop_id,
+)
 
 
 class MembershipForm(forms.ModelForm):
@@ -309,7 +314,9 @@ class InvitationAdmin(ShopScopedAdmin, admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ShopScopedAdmin, admin.ModelAdmin):
+class AuditEventAdmin(RecordAdmin, ShopScopedAdmin, admin.ModelAdmin):
+    """Who did what: retention removes old events, nobody else."""
+
     list_display = ("created_at", "actor_label", "action", "object_type", "object_label", "ip")
     list_filter = ("action", ("shop", admin.RelatedOnlyFieldListFilter), "created_at")
     search_fields = ("actor_label", "object_label", "object_id")
@@ -327,15 +334,6 @@ class AuditEventAdmin(ShopScopedAdmin, admin.ModelAdmin):
         "ip",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, *args) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False  # retention removes old events, nobody else
 
 
 # --- the shop switcher in every admin page's header --------------------------------------------

@@ -377,3 +377,18 @@ class ShopScopedInline(_ScopedChoices):
         formset = super().get_formset(request, obj, **kwargs)
         formset.form = _secrets_follow_shop(formset.form, request.user, self.model)
         return formset
+
+
+class RecordAdmin:
+    """Records the system or a customer wrote (audit events, customers' votes): staff read them,
+    nobody adds, edits or deletes them in the admin. Put it before ShopScopedAdmin in the bases
+    so its refusals win over the role checks."""
+
+    def has_add_permission(self, request: HttpRequest, *args) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.utils.text import Truncator
 
 from accounts import access
-from accounts.scoped_admin import ShopScopedAdmin
+from accounts.scoped_admin import RecordAdmin, ShopScopedAdmin
 from conversations.models import Message, Turn
 from quality.models import (
     MAX_PHRASE_CHARS,
@@ -235,7 +235,7 @@ class AnswerCheckAdmin(ShopScopedAdmin, admin.ModelAdmin):
 
 
 @admin.register(AnswerFeedback)
-class AnswerFeedbackAdmin(ShopScopedAdmin, admin.ModelAdmin):
+class AnswerFeedbackAdmin(RecordAdmin, ShopScopedAdmin, admin.ModelAdmin):
     """Customers' votes, as they gave them: staff read them, nobody edits them."""
 
     list_display = ("value", "answer_short", "chatbot", "comment", "created_at")
@@ -243,15 +243,6 @@ class AnswerFeedbackAdmin(ShopScopedAdmin, admin.ModelAdmin):
     list_select_related = ("chatbot", "message")
     fields = ("value", "comment", "message", "conversation", "chatbot", "created_at", "updated_at")
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, *args) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     @admin.display(description="answer")
     def answer_short(self, obj: AnswerFeedback) -> str:
