@@ -24,7 +24,7 @@ from config.ratelimit import ip_of
 from config.schema import ERROR_RESPONSES
 from conversations import selectors, services, sse
 from conversations.access import conversation_or_chatbot, conversation_token_issue, turn_for
-from conversations.turn_links import REPLAYED_HEADER, flow_type_for, public_url
+from conversations.turn_links import REPLAYED_HEADER, turn_follow_fields
 
 
 class ProcessMessageSerializer(serializers.Serializer):
@@ -124,14 +124,7 @@ def process_message(request: Request) -> Response:
         {
             "success": True,
             "session_id": str(conversation.pk),
-            "streaming_session_id": str(turn.pk),
-            "turn_id": str(turn.pk),
-            "message_id": str(turn.user_message_id),
-            "flow_type": turn.flow or flow_type_for(conversation.chatbot),
-            "streaming_url": public_url(request, f"/api/stream-events/{turn.pk}"),
-            "websocket_url": public_url(
-                request, f"/ws/conversations/{conversation.pk}/", websocket=True
-            ),
+            **turn_follow_fields(request, conversation=conversation, turn=turn),
             "conversation_token": token,
             "status": turn.status,
             "replayed": not created,

@@ -27,3 +27,19 @@ def flow_type_for(chatbot: Chatbot) -> str:
     if any(f["role"] == "router" for f in flows):
         return "routing"
     return next((f["name"] for f in flows if f["is_main"]), "main")
+
+
+def turn_follow_fields(request, *, conversation, turn) -> dict[str, str]:
+    """What process-message and upload-image (with a message) both answer about the turn they
+    started: its ids, the flow, and the URLs to follow it by Server-Sent Events or WebSocket.
+    One place, so the two answers cannot drift apart."""
+    return {
+        "streaming_session_id": str(turn.pk),
+        "turn_id": str(turn.pk),
+        "message_id": str(turn.user_message_id),
+        "flow_type": turn.flow or flow_type_for(conversation.chatbot),
+        "streaming_url": public_url(request, f"/api/stream-events/{turn.pk}"),
+        "websocket_url": public_url(
+            request, f"/ws/conversations/{conversation.pk}/", websocket=True
+        ),
+    }

@@ -29,7 +29,7 @@ from conversations.access import (
     token_from_request,
 )
 from conversations.models import Conversation, Turn
-from conversations.turn_links import flow_type_for, public_url
+from conversations.turn_links import turn_follow_fields
 from images import selectors, services
 from images.error_codes import ImageErrorCode
 from images.models import ImageUpload
@@ -276,19 +276,8 @@ def _upload_body(
         ),
     }
     if turn is not None:
-        body.update(
-            {
-                "streaming_session_id": str(turn.pk),
-                "turn_id": str(turn.pk),
-                "message_id": str(turn.user_message_id),
-                "flow_type": turn.flow or flow_type_for(conversation.chatbot),
-                "streaming_url": public_url(request, f"/api/stream-events/{turn.pk}"),
-                "websocket_url": public_url(
-                    request, f"/ws/conversations/{conversation.pk}/", websocket=True
-                ),
-                "status": turn.status,
-            }
-        )
+        body.update(turn_follow_fields(request, conversation=conversation, turn=turn))
+        body["status"] = turn.status
     return body
 
 
