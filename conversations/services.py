@@ -8,6 +8,7 @@ finishing twice.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -54,6 +55,28 @@ def conversation_start(
     )
 
 
+def message_text_check(text: str) -> str:
+    """The message as stored (trimmed), or 400 for an empty or over-long one."""
+    text = (text or "").strip()
+    if not text:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "The message is empty.", status=400)
+    if len(text) > settings.MESSAGE_MAX_CHARS:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            f"The message is longer than {settings.MESSAGE_MAX_CHARS} characters.",
+            status=400,
+            details={"max_chars": settings.MESSAGE_MAX_CHARS},
+        )
+    return text
+
+
+def _message_limit_hit(conversation_id, message_rate_limit) -> None:
+    # Counted here so REST, WebSocket and the synchronous chat API share one limit.
+    rate_limit_hit(
+        scope="messages", key=str(conversation_id), limit=message_limit(message_rate_limit)
+    )
+
+
 def message_submit(
     *,
     conversation: Conversation,
@@ -71,16 +94,7 @@ def message_submit(
     handled only after the cheap checks (message_attachments), and their metadata stored with
     the message.
     """
-    text = (text or "").strip()
-    if not text:
-        raise ApiError(ErrorCode.VALIDATION_ERROR, "The message is empty.", status=400)
-    if len(text) > settings.MESSAGE_MAX_CHARS:
-        raise ApiError(
-            ErrorCode.VALIDATION_ERROR,
-            f"The message is longer than {settings.MESSAGE_MAX_CHARS} characters.",
-            status=400,
-            details={"max_chars": settings.MESSAGE_MAX_CHARS},
-        )
+    text = message_text_check(text)
     # Every path that takes a message (REST, WebSocket, chat API) comes through here; a socket
     # opened before the bot was switched off is refused on its next message.
     chatbot_require_active(conversation.chatbot)
@@ -93,12 +107,7 @@ def message_submit(
         replayed = _human_message_replay(conversation, idempotency_key, text)
         if replayed is not None:
             return replayed, False
-    # Counted here so REST, WebSocket and the synchronous chat API share one limit.
-    rate_limit_hit(
-        scope="messages",
-        key=str(conversation.pk),
-        limit=message_limit(conversation.chatbot.message_rate_limit),
-    )
+    _message_limit_hit(conversation.pk, conversation.chatbot.message_rate_limit)
     if attachments:
         metadata = {
             **(metadata or {}),
@@ -115,34 +124,15 @@ def message_submit(
                 locked.status = Conversation.Status.ACTIVE
                 locked.is_resolved = False
             sequence = (locked.messages.aggregate(m=Max("sequence"))["m"] or 0) + 1
-            message = Message.objects.create(
+            turn = _message_and_turn_store(
                 conversation=locked,
-                role=Message.Role.USER,
-                content=text,
-                type=message_type,
+                text=text,
+                message_type=message_type,
                 sequence=sequence,
                 metadata=metadata or {},
+                idempotency_key=idempotency_key,
+                client_ip=client_ip,
             )
-            # The one decision whether the bot answers (docs/inbox.md): a conversation with a
-            # person, or one a handoff rule sends to a person, gets no AI turn.
-            router = hooks.message_router()
-            human_turn = router(conversation=locked, message=message) if router else None
-            if human_turn is None:
-                turn = Turn.objects.create(
-                    conversation=locked,
-                    user_message=message,
-                    idempotency_key=idempotency_key or "",
-                    client_ip=client_ip,
-                )
-            else:
-                # Callers answer with turn.pk (the human turn the client follows) and
-                # turn.user_message_id: the id of the message just stored (never saved).
-                turn = human_turn
-                turn.user_message_id = message.pk
-                if idempotency_key:
-                    # No turn of its own holds the key: the message does, for a retry.
-                    message.metadata = {**message.metadata, "idempotency_key": idempotency_key}
-                    message.save(update_fields=["metadata"])
             locked.message_count = F("message_count") + 1
             locked.last_activity_at = timezone.now()
             locked.save(
@@ -154,10 +144,6 @@ def message_submit(
                     "updated_at",
                 ]
             )
-            if human_turn is None:
-                from conversations.tasks import run_turn
-
-                transaction.on_commit(lambda: run_turn.delay(str(turn.id)))
     except IntegrityError:
         # Two requests with the same Idempotency-Key raced; the other one won.
         existing = Turn.objects.filter(
@@ -167,6 +153,51 @@ def message_submit(
             raise
         return idempotent_replay(existing, text), False
     return turn, True
+
+
+def _message_and_turn_store(
+    *,
+    conversation: Conversation,
+    text: str,
+    message_type: str,
+    sequence: int,
+    metadata: dict,
+    idempotency_key: str,
+    client_ip: str | None,
+) -> Turn:
+    """Inside the caller's transaction: the customer's message, and the turn that answers it
+    (the bot's, enqueued after commit, or the person's the message router chose)."""
+    message = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.USER,
+        content=text,
+        type=message_type,
+        sequence=sequence,
+        metadata=metadata,
+    )
+    # The one decision whether the bot answers (docs/inbox.md): a conversation with a
+    # person, or one a handoff rule sends to a person, gets no AI turn.
+    router = hooks.message_router()
+    human_turn = router(conversation=conversation, message=message) if router else None
+    if human_turn is None:
+        turn = Turn.objects.create(
+            conversation=conversation,
+            user_message=message,
+            idempotency_key=idempotency_key or "",
+            client_ip=client_ip,
+        )
+        from conversations.tasks import run_turn
+
+        transaction.on_commit(lambda: run_turn.delay(str(turn.id)))
+        return turn
+    # Callers answer with turn.pk (the human turn the client follows) and
+    # turn.user_message_id: the id of the message just stored (never saved).
+    human_turn.user_message_id = message.pk
+    if idempotency_key:
+        # No turn of its own holds the key: the message does, for a retry.
+        message.metadata = {**message.metadata, "idempotency_key": idempotency_key}
+        message.save(update_fields=["metadata"])
+    return human_turn
 
 
 # How long a first message's Idempotency-Key finds the conversation it started (Stripe keeps
@@ -189,27 +220,21 @@ def first_message_submit(
     With an Idempotency-Key the conversation and its turn are created once per chatbot, client
     address, user_id and key within FIRST_MESSAGE_KEY_WINDOW: a retry gets the original turn
     (`turn.conversation`), and one AI call runs. It used to start a second conversation.
-    `attachments` as for message_submit; the new conversation counts against SESSION_CREATE_RATE_LIMIT for `create_limit_key` (a retry
-    does not).
+    `attachments` as for message_submit; the new conversation counts against
+    SESSION_CREATE_RATE_LIMIT for `create_limit_key` (a retry does not).
     """
-
-    def start() -> Conversation:
-        if create_limit_key:
-            rate_limit_hit(
-                scope="conversation-create",
-                key=create_limit_key,
-                limit=settings.SESSION_CREATE_RATE_LIMIT,
-            )
-        return conversation_start(chatbot=chatbot, user_id=user_id)
-
+    store = functools.partial(
+        _first_message_store,
+        chatbot=chatbot,
+        text=text,
+        idempotency_key=idempotency_key,
+        client_ip=client_ip,
+        user_id=user_id,
+        attachments=attachments,
+        create_limit_key=create_limit_key,
+    )
     if not idempotency_key:
-        conversation = start()
-        return message_submit(
-            conversation=conversation,
-            text=text,
-            client_ip=client_ip,
-            attachments=attachments,
-        )
+        return store(), True
     scope = f"{chatbot.pk}\x00{client_ip or ''}\x00{user_id}\x00{idempotency_key}"
     lock_id = int.from_bytes(
         hashlib.blake2b(scope.encode("utf-8", "replace"), digest_size=8).digest(), signed=True
@@ -237,13 +262,56 @@ def first_message_submit(
         if existing is not None:
             chatbot_require_active(existing.conversation.chatbot)
             return idempotent_replay(existing, (text or "").strip()), False
-        conversation = start()
-        return message_submit(
+        return store(), True
+
+
+def _first_message_store(
+    *,
+    chatbot: Chatbot,
+    text: str,
+    idempotency_key: str,
+    client_ip: str | None,
+    user_id: str,
+    attachments: dict | None,
+    create_limit_key: str,
+) -> Turn:
+    """A new conversation, its first message and its turn, in one transaction of four
+    statements (#23: the turn start was ten statements in two transactions, three of them
+    the locking, numbering and counting a conversation nobody else knows yet cannot need).
+    Nothing is stored for a message refused by its checks or limits."""
+    text = message_text_check(text)
+    chatbot_require_active(chatbot)
+    if create_limit_key:
+        rate_limit_hit(
+            scope="conversation-create",
+            key=create_limit_key,
+            limit=settings.SESSION_CREATE_RATE_LIMIT,
+        )
+    if attachments_present(attachments):
+        # An image is stored against its conversation (message_attachments): that one first.
+        conversation = conversation_start(chatbot=chatbot, user_id=user_id)
+        turn, _ = message_submit(
             conversation=conversation,
             text=text,
             idempotency_key=idempotency_key,
             client_ip=client_ip,
             attachments=attachments,
+        )
+        return turn
+    conversation_id = uuid.uuid4()
+    _message_limit_hit(conversation_id, chatbot.message_rate_limit)
+    with transaction.atomic():
+        conversation = Conversation.objects.create(
+            id=conversation_id, chatbot=chatbot, user_id=user_id or "", message_count=1
+        )
+        return _message_and_turn_store(
+            conversation=conversation,
+            text=text,
+            message_type="text",
+            sequence=1,
+            metadata={},
+            idempotency_key=idempotency_key,
+            client_ip=client_ip,
         )
 
 
@@ -293,6 +361,14 @@ def conversation_open_check(*, status: str) -> None:
         )
 
 
+def attachments_present(payload: dict | None) -> bool:
+    from conversations.hooks import ATTACHMENT_FIELDS
+
+    return bool(payload) and any(
+        payload.get(name) not in (None, "", [], {}) for name in ATTACHMENT_FIELDS
+    )
+
+
 def message_attachments(
     *, conversation: Conversation, payload: dict, client_ip: str | None
 ) -> dict[str, Any]:
@@ -304,9 +380,9 @@ def message_attachments(
     byte is decoded. (`image_data` used to be decoded, resized and stored before any of these,
     even on an ended conversation or for a message then refused with 429.)
     """
-    from conversations.hooks import ATTACHMENT_FIELDS, attachments_metadata
+    from conversations.hooks import attachments_metadata
 
-    if all(payload.get(name) in (None, "", [], {}) for name in ATTACHMENT_FIELDS):
+    if not attachments_present(payload):
         return {}
     status = Conversation.objects.filter(pk=conversation.pk).values_list("status", flat=True)
     conversation_open_check(status=status.first() or Conversation.Status.ENDED)
