@@ -20,7 +20,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 from reversion.admin import VersionAdmin
@@ -30,6 +30,7 @@ from reversion.models import Version
 from accounts import access
 from accounts.scoped_admin import ShopScopedAdmin, ShopScopedInline
 from chatbots import services
+from chatbots.admin_urls import object_admin_paths
 from chatbots.models import (
     AIEndpoint,
     Chatbot,
@@ -251,21 +252,11 @@ class ConfigurationHistoryAdmin(ShopScopedAdmin, VersionAdmin):
     history_follow: tuple[str, ...] = ()
 
     def get_urls(self):
-        info = self.model._meta.app_label, self.model._meta.model_name
-        wrap = self.admin_site.admin_view
-        return [
-            path(
-                "<path:object_id>/history/compare/",
-                wrap(self.history_compare_view),
-                name=f"{info[0]}_{info[1]}_history_compare",
-            ),
-            path(
-                "<path:object_id>/history/<int:version_id>/revert/",
-                wrap(self.history_revert_view),
-                name=f"{info[0]}_{info[1]}_history_revert",
-            ),
-            *super().get_urls(),
+        pages = [
+            ("history/compare/", self.history_compare_view, "history_compare"),
+            ("history/<int:version_id>/revert/", self.history_revert_view, "history_revert"),
         ]
+        return [*object_admin_paths(self, pages), *super().get_urls()]
 
     def _history_models(self) -> list[type[models.Model]]:
         return [
@@ -792,15 +783,8 @@ class ConnectionTestMixin:
             self._report(request, obj, *self.connection_test(obj))
 
     def get_urls(self):
-        info = self.model._meta.app_label, self.model._meta.model_name
-        return [
-            path(
-                "<path:object_id>/test-connection/",
-                self.admin_site.admin_view(self.test_connection_view),
-                name=f"{info[0]}_{info[1]}_test_connection",
-            ),
-            *super().get_urls(),
-        ]
+        pages = [("test-connection/", self.test_connection_view, "test_connection")]
+        return [*object_admin_paths(self, pages), *super().get_urls()]
 
     def _save_and_test(self, request: HttpRequest, obj) -> HttpResponse:
         # "Save and test connection": one click from a new endpoint to its model list.

@@ -9,9 +9,10 @@ from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 
 from chatbots import checkruns, preview, versions
+from chatbots.admin_urls import object_admin_paths
 from chatbots.models import Chatbot, CheckRun
 
 
@@ -20,51 +21,17 @@ class VersionsAdminMixin:
     change permission, i.e. accounts.access); who may view it sees the page."""
 
     def get_urls(self):
-        info = self.model._meta.app_label, self.model._meta.model_name
-        wrap = self.admin_site.admin_view
-        return [
-            path(
-                "<path:object_id>/versions/",
-                wrap(self.versions_view),
-                name=f"{info[0]}_{info[1]}_versions",
-            ),
-            path(
-                "<path:object_id>/versions/publish/",
-                wrap(self.version_publish_view),
-                name=f"{info[0]}_{info[1]}_version_publish",
-            ),
-            path(
-                "<path:object_id>/versions/<int:number>/rollback/",
-                wrap(self.version_rollback_view),
-                name=f"{info[0]}_{info[1]}_version_rollback",
-            ),
-            path(
-                "<path:object_id>/preview/",
-                wrap(self.preview_view),
-                name=f"{info[0]}_{info[1]}_preview",
-            ),
-            path(
-                "<path:object_id>/preview/start/",
-                wrap(self.preview_start_view),
-                name=f"{info[0]}_{info[1]}_preview_start",
-            ),
-            path(
-                "<path:object_id>/checks/",
-                wrap(self.checks_view),
-                name=f"{info[0]}_{info[1]}_checks",
-            ),
-            path(
-                "<path:object_id>/checks/<int:run_id>/",
-                wrap(self.check_run_view),
-                name=f"{info[0]}_{info[1]}_check_run",
-            ),
-            path(
-                "<path:object_id>/checks/<int:run_id>/progress/",
-                wrap(self.check_run_progress_view),
-                name=f"{info[0]}_{info[1]}_check_run_progress",
-            ),
-            *super().get_urls(),
+        pages = [
+            ("versions/", self.versions_view, "versions"),
+            ("versions/publish/", self.version_publish_view, "version_publish"),
+            ("versions/<int:number>/rollback/", self.version_rollback_view, "version_rollback"),
+            ("preview/", self.preview_view, "preview"),
+            ("preview/start/", self.preview_start_view, "preview_start"),
+            ("checks/", self.checks_view, "checks"),
+            ("checks/<int:run_id>/", self.check_run_view, "check_run"),
+            ("checks/<int:run_id>/progress/", self.check_run_progress_view, "check_run_progress"),
         ]
+        return [*object_admin_paths(self, pages), *super().get_urls()]
 
     def _versions_url(self, obj: Chatbot) -> str:
         return reverse(f"{self.admin_site.name}:chatbots_chatbot_versions", args=[quote(obj.pk)])

@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts import access
 from accounts.models import Shop
 from accounts.scoped_admin import ShopScopedAdmin
+from chatbots.admin_urls import object_admin_paths
 from tools import mcp
 from tools.models import ChatbotTools, HttpTool, McpServer
 from tools.openapi import http_tools_import
@@ -100,10 +101,8 @@ class TryToolMixin:
     change_form_template = "admin/tools/tool_change_form.html"
 
     def get_urls(self):
-        opts = self.model._meta
-        view = self.admin_site.admin_view(self.try_view)
-        name = f"{opts.app_label}_{opts.model_name}_try"
-        return [path("<path:object_id>/try/", view, name=name), *super().get_urls()]
+        pages = [("try/", self.try_view, "try")]
+        return [*object_admin_paths(self, pages), *super().get_urls()]
 
     def tool_names(self, obj) -> list[str]:
         raise NotImplementedError
