@@ -118,6 +118,21 @@ def _delete_batches(
             return total
 
 
+def _delete_created_before(
+    table: str, cutoff: dt.datetime, batch: int, progress: JobProgress, counter: str
+) -> int:
+    """Delete a log table's rows created before `cutoff`, in batches (the error log and the
+    audit log: each has an index on created_at that serves the range scan)."""
+    return _delete_batches(
+        f"""DELETE FROM {table} WHERE id IN (
+                SELECT id FROM {table} WHERE created_at < %s LIMIT %s FOR UPDATE SKIP LOCKED)""",
+        [cutoff],
+        batch,
+        progress,
+        counter,
+    )
+
+
 # --- stream events of finished turns -------------------------------------------------------------
 
 STREAM_EVENTS_JOB = "stream-events-retention"
@@ -180,14 +195,7 @@ def error_logs_prune(progress: JobProgress) -> None:
     logs, runs = ErrorLog._meta.db_table, JobRun._meta.db_table
     batch = settings.MAINTENANCE_BATCH_SIZE
     # errorlog_created serves the range scan.
-    _delete_batches(
-        f"""DELETE FROM {logs} WHERE id IN (
-                SELECT id FROM {logs} WHERE created_at < %s LIMIT %s FOR UPDATE SKIP LOCKED)""",
-        [error_cutoff],
-        batch,
-        progress,
-        "error_logs_deleted",
-    )
+    _delete_created_before(logs, error_cutoff, batch, progress, "error_logs_deleted")
     # jobrun_started serves the range scan, jobrun_job_recent the "last run per job" exclusion.
     _delete_batches(
         f"""DELETE FROM {runs} WHERE id IN (
@@ -203,14 +211,7 @@ def error_logs_prune(progress: JobProgress) -> None:
     audit_cutoff = now - dt.timedelta(days=settings.AUDIT_LOG_RETENTION_DAYS)
     events = AuditEvent._meta.db_table
     # audit_created serves the range scan.
-    _delete_batches(
-        f"""DELETE FROM {events} WHERE id IN (
-                SELECT id FROM {events} WHERE created_at < %s LIMIT %s FOR UPDATE SKIP LOCKED)""",
-        [audit_cutoff],
-        batch,
-        progress,
-        "audit_events_deleted",
-    )
+    _delete_created_before(events, audit_cutoff, batch, progress, "audit_events_deleted")
     progress.details.update(
         error_log_cutoff=error_cutoff.isoformat(),
         job_run_cutoff=run_cutoff.isoformat(),

@@ -195,6 +195,22 @@ def _conversation_export(conversation: Conversation) -> dict[str, Any]:
     }
 
 
+def _customer_data_audit(
+    *, action: str, shop: Shop, customer: Customer, user, request, detail: dict[str, Any]
+) -> None:
+    """The audit event of an export or an erasure: named by the kind of identifier only (the
+    value itself is what an erasure removes, so it never goes into the log)."""
+    audit_record(
+        action=action,
+        shop_id=shop.pk,
+        user=user,
+        request=request,
+        object_type="customer data",
+        object_label=f"customer by {customer.kind}",
+        detail=detail,
+    )
+
+
 def customer_export(*, shop: Shop, customer: Customer, user=None, request=None) -> dict[str, Any]:
     """Everything the shop holds about the customer, as JSON-ready data (an access request)."""
     records = customer_records(shop=shop, customer=customer)
@@ -205,13 +221,12 @@ def customer_export(*, shop: Shop, customer: Customer, user=None, request=None) 
         .order_by("created_at")
     ]
     calls = _rows(_ai_calls(shop, customer, records).order_by("created_at", "pk"), AI_CALL_FIELDS)
-    audit_record(
+    _customer_data_audit(
         action=AuditEvent.Action.EXPORT,
-        shop_id=shop.pk,
+        shop=shop,
+        customer=customer,
         user=user,
         request=request,
-        object_type="customer data",
-        object_label=f"customer by {customer.kind}",
         detail={
             "customer": customer.kind,
             "fingerprint": customer.fingerprint(),
@@ -311,13 +326,12 @@ def customer_erase(*, shop: Shop, customer: Customer, user=None, request=None) -
         }
         transaction.on_commit(_index_recount)
     report["redis_keys"] = _redis_turn_keys_delete(turn_ids)
-    audit_record(
+    _customer_data_audit(
         action=AuditEvent.Action.ERASE,
-        shop_id=shop.pk,
+        shop=shop,
+        customer=customer,
         user=user,
         request=request,
-        object_type="customer data",
-        object_label=f"customer by {customer.kind}",
         detail={**report, "fingerprint": customer.fingerprint()},
     )
     return report
