@@ -7,23 +7,13 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 
-from chatbots.tests.factories import create_chatbot
 from conversations import services
 from conversations.models import StreamEvent, Turn
 from conversations.runtime import _db_call
-from conversations.streaming import EventRowWriter, envelope
+from conversations.streaming import EventRowWriter
+from conversations.tests.factories import create_turn, token_envelopes
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _turn() -> Turn:
-    conversation = services.conversation_start(chatbot=create_chatbot())
-    turn, _ = services.message_submit(conversation=conversation, text="Hello?")
-    return turn
-
-
-def _rows(first: int, count: int) -> list[dict]:
-    return [envelope(seq, "token", {"text": f"t{seq}"}) for seq in range(first, first + count)]
 
 
 class CountingRunDb:
@@ -39,13 +29,13 @@ class CountingRunDb:
 
 
 def test_rows_of_many_turns_saved_at_once_share_transactions_and_all_arrive():
-    turns = [str(_turn().pk) for _ in range(30)]
+    turns = [str(create_turn().pk) for _ in range(30)]
     run_db = CountingRunDb()
 
     async def scenario():
         writer = EventRowWriter(run_db, services.stream_rows_save_many)
-        await asyncio.gather(*(writer.save(t, _rows(1, 5)) for t in turns))
-        await asyncio.gather(*(writer.save(t, _rows(6, 3)) for t in turns))
+        await asyncio.gather(*(writer.save(t, token_envelopes(1, 5)) for t in turns))
+        await asyncio.gather(*(writer.save(t, token_envelopes(6, 3)) for t in turns))
         return writer
 
     asyncio.run(scenario())
@@ -63,24 +53,24 @@ def test_rows_of_many_turns_saved_at_once_share_transactions_and_all_arrive():
 
 
 def test_last_event_id_never_goes_back_when_an_older_batch_commits_later():
-    turn_id = str(_turn().pk)
-    services.stream_rows_save_many([(turn_id, _rows(1, 10))])
-    services.stream_rows_save_many([(turn_id, _rows(3, 2))])
+    turn_id = str(create_turn().pk)
+    services.stream_rows_save_many([(turn_id, token_envelopes(1, 10))])
+    services.stream_rows_save_many([(turn_id, token_envelopes(3, 2))])
     assert Turn.objects.get(pk=turn_id).last_event_id == 10
 
 
 def test_one_turn_s_bad_rows_do_not_hold_back_the_others():
-    good = [str(_turn().pk) for _ in range(3)]
-    gone = _turn()
+    good = [str(create_turn().pk) for _ in range(3)]
+    gone = create_turn()
     gone_id = str(gone.pk)
     gone.conversation.delete()  # its rows now break the foreign key
     run_db = CountingRunDb()
 
     async def scenario():
         writer = EventRowWriter(run_db, services.stream_rows_save_many)
-        first = asyncio.ensure_future(writer.save(good[0], _rows(1, 2)))
+        first = asyncio.ensure_future(writer.save(good[0], token_envelopes(1, 2)))
         await asyncio.sleep(0)  # the first write is in flight; the rest queue behind it
-        rest = [writer.save(t, _rows(1, 2)) for t in [*good[1:], gone_id]]
+        rest = [writer.save(t, token_envelopes(1, 2)) for t in [*good[1:], gone_id]]
         return await asyncio.gather(first, *rest, return_exceptions=True)
 
     results = asyncio.run(scenario())

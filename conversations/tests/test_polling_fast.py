@@ -12,17 +12,17 @@ import pytest
 from chatbots.selectors import ACCESS_KEY
 from chatbots.tests.factories import create_chatbot
 from config.redis import get_redis
-from conversations import selectors, services, streaming
+from conversations import selectors, streaming
 from conversations.access import conversation_token_issue
+from conversations.tests.factories import create_events, create_turn
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _turn(**chatbot_fields):
-    conversation = services.conversation_start(chatbot=create_chatbot(**chatbot_fields))
-    turn, _ = services.message_submit(conversation=conversation, text="Hello?")
+    turn = create_turn(chatbot=create_chatbot(**chatbot_fields))
     token = conversation_token_issue(
-        conversation_id=conversation.pk, chatbot_id=conversation.chatbot_id
+        conversation_id=turn.conversation_id, chatbot_id=turn.conversation.chatbot_id
     )
     return turn, token
 
@@ -143,9 +143,7 @@ def test_a_quiet_running_turn_is_read_from_postgresql_too(client, django_assert_
     missed (written while it was away), so the DRF view answers."""
     turn, token = _turn()
     _write(turn, _tokens(2), age_seconds=10)
-    services.stream_rows_save_many(
-        [(str(turn.pk), [streaming.envelope(4, "token", {"text": " late"})])]
-    )
+    create_events(turn, first=4, events=[("token", {"text": " late"})])
     _poll(client, turn, token)
     response = _poll(client, turn, token, after="3")
     assert [e["id"] for e in response.json()["events"]] == [4]

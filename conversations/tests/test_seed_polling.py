@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from chatbots.tests.factories import create_chatbot
-from conversations import services, streaming
 from conversations.models import StreamEvent
+from conversations.tests.factories import create_events, create_turn
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def turn():
-    conversation = services.conversation_start(chatbot=create_chatbot())
-    turn, _ = services.message_submit(conversation=conversation, text="Hello?")
-    services.stream_rows_save_many(
-        [
-            (
-                str(turn.pk),
-                [
-                    streaming.envelope(1, "start", {"turn_id": str(turn.pk)}),
-                    streaming.envelope(2, "token", {"text": "Hel"}),
-                    streaming.envelope(3, "token", {"text": "lo"}),
-                    streaming.envelope(4, "token", {"text": "!"}),
-                ],
-            )
-        ]
+    turn = create_turn()
+    create_events(
+        turn,
+        events=[
+            ("start", {"turn_id": str(turn.pk)}),
+            ("token", {"text": "Hel"}),
+            ("token", {"text": "lo"}),
+            ("token", {"text": "!"}),
+        ],
     )
     return turn
 

@@ -11,10 +11,10 @@ import uuid
 import pytest
 
 from chatbots.tests.factories import create_chatbot, create_member, create_shop
-from conversations import services, streaming
 from conversations.access import conversation_token_issue
 from conversations.models import StreamEvent, Turn
 from conversations.sse import sse_frame
+from conversations.tests.factories import create_events, create_turn
 
 pytestmark = pytest.mark.django_db
 
@@ -23,19 +23,9 @@ SSE = {"Accept": "text/event-stream"}
 
 @pytest.fixture
 def turn():
-    conversation = services.conversation_start(chatbot=create_chatbot())
-    turn, _ = services.message_submit(conversation=conversation, text="Hello?")
-    services.stream_rows_save_many(
-        [
-            (
-                str(turn.pk),
-                [
-                    streaming.envelope(1, "start", {}),
-                    streaming.envelope(2, "token", {"text": "Hi"}),
-                    streaming.envelope(3, "end", {"status": "completed"}),
-                ],
-            )
-        ]
+    turn = create_turn()
+    create_events(
+        turn, events=[("start", {}), ("token", {"text": "Hi"}), ("end", {"status": "completed"})]
     )
     Turn.objects.filter(pk=turn.pk).update(status=Turn.Status.COMPLETED, last_event_id=3)
     return Turn.objects.get(pk=turn.pk)
@@ -56,10 +46,9 @@ def both(client, turn_id, query: str = "", **headers):
 
 
 def test_an_outsider_gets_exactly_what_polling_gives(client, turn):
-    other = services.conversation_start(
-        chatbot=create_chatbot(public_id="other-shop", shop=create_shop())
+    other_turn = create_turn(
+        chatbot=create_chatbot(public_id="other-shop", shop=create_shop()), text="mine"
     )
-    other_turn, _ = services.message_submit(conversation=other, text="mine")
     cases = [
         ("", {}),
         ("?token=forged", {}),
