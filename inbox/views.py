@@ -6,7 +6,6 @@ selector call → JSON. Errors use the API's envelope and status.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib import admin
@@ -17,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import access
 from config.errors import ApiError, ErrorCode, error_response
-from config.input_guard import refusal, value_problem
+from config.input_guard import json_object_parse
 from inbox import selectors, services
 
 
@@ -39,15 +38,7 @@ def _json(view):
 
 
 def _body(request: HttpRequest) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ApiError(ErrorCode.MALFORMED_JSON, "The request body is not valid JSON.") from exc
-    if not isinstance(body, dict):
-        raise ApiError(ErrorCode.VALIDATION_ERROR, "Send a JSON object.")
-    if (found := value_problem(body)) is not None:
-        raise refusal(*found)
-    return body
+    return json_object_parse(request.body, what="The request body")
 
 
 def _text(body: dict, name: str) -> str:

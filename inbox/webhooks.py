@@ -13,8 +13,6 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import json
-from typing import Any
 
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
@@ -23,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from config.errors import ApiError, ErrorCode, error_response
-from config.input_guard import refusal, value_problem
+from config.input_guard import json_object_parse
 from conversations.models import Conversation, Message
 from inbox import services
 
@@ -159,14 +157,7 @@ def helpdesk_webhook(request: HttpRequest, connection_id: int) -> JsonResponse:
         )
         body = request.body
         webhook_verify(connection=connection, headers=request.headers, body=body)
-        try:
-            data: Any = json.loads(body or b"{}")
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise ApiError(ErrorCode.MALFORMED_JSON, "The body is not valid JSON.") from exc
-        if not isinstance(data, dict):
-            raise ApiError(ErrorCode.VALIDATION_ERROR, "Send a JSON object.")
-        if (found := value_problem(data)) is not None:
-            raise refusal(*found)
+        data = json_object_parse(body)
         message, created, pushed = helpdesk_reply_append(
             connection=connection,
             ticket_id=_field(data, "ticket_id", max_len=50),
