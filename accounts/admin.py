@@ -190,43 +190,28 @@ class InvitationAdmin(ShopScopedAdmin, admin.ModelAdmin):
     list_filter = ("role", ("shop", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("shop", "invited_by")
     search_fields = ("email",)
+    # A sent invitation, shown whole and read-only (the form and the read-only list in one).
+    sent_fields = (
+        "shop",
+        "email",
+        "role",
+        "status",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "accepted_by",
+        "accepted_at",
+    )
 
     def get_fieldsets(self, request: HttpRequest, obj=None):
         if obj is None:
             return [(None, {"fields": ("shop", "email", "role")})]
-        return [
-            (
-                None,
-                {
-                    "fields": (
-                        "shop",
-                        "email",
-                        "role",
-                        "status",
-                        "invited_by",
-                        "created_at",
-                        "expires_at",
-                        "accepted_by",
-                        "accepted_at",
-                    )
-                },
-            )
-        ]
+        return [(None, {"fields": self.sent_fields})]
 
     def get_readonly_fields(self, request: HttpRequest, obj=None):
         if obj is None:
             return []
-        return [
-            "shop",
-            "email",
-            "role",
-            "status",
-            "invited_by",
-            "created_at",
-            "expires_at",
-            "accepted_by",
-            "accepted_at",
-        ]
+        return list(self.sent_fields)
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # an invitation is sent as it is; delete it to revoke the link

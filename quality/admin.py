@@ -68,6 +68,20 @@ def answer_of(user, message_id) -> tuple[Message, Turn | None] | None:
     return message, turn
 
 
+# What a check expects of the answer, and whether and where from it runs: the form's fields and
+# the admin page's, after the question (the page adds the answer it came from and the phrases).
+CHECK_RULE_FIELDS = (
+    "must_contain",
+    "must_not_contain",
+    "must_cite_source",
+    "source_title",
+    "expect_handoff",
+    "expect_language",
+    "enabled",
+    "source",
+)
+
+
 class AnswerCheckForm(forms.ModelForm):
     must_contain = PhrasesField(
         required=False,
@@ -86,18 +100,7 @@ class AnswerCheckForm(forms.ModelForm):
 
     class Meta:
         model = AnswerCheck
-        fields = (
-            "chatbot",
-            "question",
-            "must_contain",
-            "must_not_contain",
-            "must_cite_source",
-            "source_title",
-            "expect_handoff",
-            "expect_language",
-            "enabled",
-            "source",
-        )
+        fields = ("chatbot", "question", *CHECK_RULE_FIELDS)
 
     def __init__(self, *args, answer_text: str = "", **kwargs):
         super().__init__(*args, **kwargs)
@@ -145,14 +148,7 @@ class AnswerCheckAdmin(ShopScopedAdmin, admin.ModelAdmin):
             "question",
             *(["source_answer"] if obj is not None and obj.source_message_id else []),
             *(["picked_phrases"] if found and key_phrases(found[0].content) else []),
-            "must_contain",
-            "must_not_contain",
-            "must_cite_source",
-            "source_title",
-            "expect_handoff",
-            "expect_language",
-            "enabled",
-            "source",
+            *CHECK_RULE_FIELDS,
             "from_message",
         ]
         if obj is not None:
