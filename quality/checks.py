@@ -52,6 +52,14 @@ def _language_code(value: str | None) -> str:
     return (value or "").strip().lower().replace("_", "-").split("-")[0]
 
 
+def _says(said: str, phrase: str) -> bool:
+    """Whether the normalised answer `said` contains `phrase` (normalised the same way); a
+    phrase that normalises to nothing is never said. One test for must_contain and
+    must_not_contain, so the two rules cannot disagree about a phrase."""
+    wanted = normalise(phrase)
+    return bool(wanted) and wanted in said
+
+
 def evaluate_answer(
     *, check, answer_text: str, sources: list[Any] | None, handoff: bool, language: str | None
 ) -> list[RuleResult]:
@@ -61,8 +69,7 @@ def evaluate_answer(
     results: list[RuleResult] = []
     said = normalise(answer_text)
     for phrase in check.must_contain or []:
-        wanted = normalise(phrase)
-        found = bool(wanted) and wanted in said
+        found = _says(said, phrase)
         results.append(
             RuleResult(
                 "must_contain",
@@ -73,8 +80,7 @@ def evaluate_answer(
             )
         )
     for phrase in check.must_not_contain or []:
-        unwanted = normalise(phrase)
-        found = bool(unwanted) and unwanted in said
+        found = _says(said, phrase)
         results.append(
             RuleResult(
                 "must_not_contain",
