@@ -78,27 +78,39 @@ def demo_shop() -> Shop:
     return shop
 
 
+def _demo_chatbot(public_id: str, *, shop: Shop, name: str, greeting: str, **extra) -> Chatbot:
+    """A demo bot as first made (an existing one is left as staff edited it): English, served
+    to the demo page on this machine, mail to the demo shop's customer service; `extra` adds
+    fields."""
+    chatbot, _ = Chatbot.objects.get_or_create(
+        public_id=public_id,
+        defaults={
+            "shop": shop,
+            "name": name,
+            "language": "en",
+            "greeting": greeting,
+            "allowed_origins": ["http://127.0.0.1:8000", "http://localhost:8000"],
+            "contact_email": "kundeservice@demo-shop.example",
+            **extra,
+        },
+    )
+    return chatbot
+
+
 @transaction.atomic
 def demo_load() -> Chatbot:
     shop = demo_shop()
     endpoint, _ = AIEndpoint.objects.get_or_create(
         shop=shop, name="Builtin", defaults={"kind": AIEndpoint.Kind.BUILTIN}
     )
-    chatbot, _ = Chatbot.objects.get_or_create(
-        public_id="demo",
-        defaults={
-            "shop": shop,
-            "name": "Demo Shop",
-            "language": "en",
-            "greeting": "Hi! Ask me about shipping, returns, payment or opening hours.",
-            "allowed_origins": ["http://127.0.0.1:8000", "http://localhost:8000"],
-            "opening_hours": {
-                day: [["09:00", "16:00"]] for day in ("mon", "tue", "wed", "thu", "fri")
-            },
-            "contact_email": "kundeservice@demo-shop.example",
-            "contact_phone": "+45 70 00 00 00",
-            "topics": ["shipping", "returns", "payment", "opening hours", "order"],
-        },
+    chatbot = _demo_chatbot(
+        "demo",
+        shop=shop,
+        name="Demo Shop",
+        greeting="Hi! Ask me about shipping, returns, payment or opening hours.",
+        opening_hours={day: [["09:00", "16:00"]] for day in ("mon", "tue", "wed", "thu", "fri")},
+        contact_phone="+45 70 00 00 00",
+        topics=["shipping", "returns", "payment", "opening hours", "order"],
     )
     kb, _ = KnowledgeBase.objects.get_or_create(
         chatbot=chatbot, name="Shop FAQ", defaults={"kind": KnowledgeBase.Kind.BUILTIN}
@@ -138,16 +150,11 @@ def demo_flowise_load(*, base_url: str) -> Chatbot:
         name="Demo Flowise (local fake)",
         defaults={"kind": AIEndpoint.Kind.FLOWISE, "base_url": base_url, "read_timeout": 30.0},
     )
-    chatbot, _ = Chatbot.objects.get_or_create(
-        public_id="demo-flowise",
-        defaults={
-            "shop": shop,
-            "name": "Demo Shop (Flowise)",
-            "language": "en",
-            "greeting": "Hi! I answer through a (fake) Flowise server.",
-            "allowed_origins": ["http://127.0.0.1:8000", "http://localhost:8000"],
-            "contact_email": "kundeservice@demo-shop.example",
-        },
+    chatbot = _demo_chatbot(
+        "demo-flowise",
+        shop=shop,
+        name="Demo Shop (Flowise)",
+        greeting="Hi! I answer through a (fake) Flowise server.",
     )
     Flow.objects.update_or_create(
         chatbot=chatbot,
