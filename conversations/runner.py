@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
-import json
 import logging
 import time
 import traceback
@@ -21,26 +19,18 @@ from typing import Any
 
 from django.conf import settings
 
-from chatbots.models import TEMPLATE_VARIABLE
-from chatbots.secrets import decrypt
 from chatbots.selectors import chatbot_turn_config_get
-from chatbots.services import prompt_render, prompt_values
 from config.errors import TURN_ERRORS, turn_error_text
 from conversations import flow_router, services
-from conversations.builtin import builtin_answer_stream, builtin_route, split_tokens
-from conversations.hooks import TurnContext, call_observers, context_providers
+from conversations.builtin import builtin_route, split_tokens
+from conversations.hooks import TurnContext, context_providers
 from conversations.runtime import WorkerRuntime
 from conversations.streaming import TurnPublisher
 from conversations.textrules import StreamingRewriter
-from conversations.upstream.errors import UPSTREAM_TOO_LARGE, UpstreamError
-from conversations.upstream.flowise import abort_flowise, stream_flowise
-from conversations.upstream.openai_compat import stream_openai
+from conversations.turn_calls import AICallRecorder, ms_between
+from conversations.upstream.errors import UpstreamError
 from conversations.upstream.types import (
-    CallStats,
-    RetryPolicy,
-    Timeouts,
     UpstreamEvent,
-    UpstreamRequest,
     normalise_usage,
 )
 from tools import loop as tool_loop
@@ -87,10 +77,6 @@ class TurnFailed(Exception):
         return cls(err.code, message, retryable=err.retryable, category=err.category)
 
 
-def _ms(start: float, end: float | None) -> int | None:
-    return None if end is None else round((end - start) * 1000)
-
-
 class TurnExecution:
     def __init__(self, rt: WorkerRuntime, work: dict[str, Any], config: dict[str, Any]) -> None:
         self.rt = rt
@@ -98,7 +84,6 @@ class TurnExecution:
         self.config = config
         self.turn_id = work["turn_id"]
         self.language = config["language"] if config["language"] in ("da", "en") else "en"
-        self.ai_calls: list[dict[str, Any]] = []
         self.route: dict[str, Any] = {"mode": config["routing_mode"]}
         self.chosen_flow: dict | None = None
         self.usage: dict[str, Any] = {}
@@ -106,7 +91,6 @@ class TurnExecution:
         self.timings: dict[str, Any] = {}
         self.t0 = time.monotonic()
         self.upstream_first_token: float | None = None
-        self.active_flowise: list[tuple[dict, str]] = []
         self.publisher = TurnPublisher(
             turn_id=self.turn_id,
             redis=rt.redis,
@@ -114,232 +98,11 @@ class TurnExecution:
             frames=rt.frame_writer,
             first_seq=work["first_seq"],
         )
+        # Calls the flows and keeps their AICall records.
+        self.calls = AICallRecorder(self)
 
     def text(self, key: str) -> str:
         return MESSAGES[key][self.language]
-
-    # --- calling one flow ---------------------------------------------------------------------
-
-    def _request(
-        self, flow: dict, question: str, extra: dict | None, ctx: TurnContext | None = None
-    ) -> UpstreamRequest:
-        """The upstream request of one flow call. Pure: the flow's template was resolved with
-        the configuration before the turn started (chatbots.selectors.chatbot_turn_config_get),
-        so nothing here reads the database or Redis on the event loop."""
-        endpoint = flow["endpoint"]
-        variables = {
-            "question": question,
-            "extracted": json.dumps(extra, ensure_ascii=False) if extra else "",
-            "context": "\n\n".join(ctx.context_parts) if ctx else "",
-            **(ctx.variables if ctx else {}),
-        }
-        system_prompt = None
-        template = flow.get("template")
-        # What the template places itself is not added again after it (the passages twice).
-        placed = set(TEMPLATE_VARIABLE.findall(template["text"])) if template else set()
-        if template:
-            values = prompt_values(
-                defaults=template["defaults"],
-                bot={
-                    "shop_name": self.config["name"],
-                    "chatbot_id": self.config["public_id"],
-                    "language": self.config["language"],
-                },
-                overrides=template["overrides"],
-                turn=variables,
-            )
-            system_prompt = prompt_render(text=template["text"], variables=values)
-        override: dict[str, Any] = {}
-        kb = flow.get("knowledge_base")
-        if kb and kb["kind"] == "pinecone":
-            override["pineconeIndex"] = kb["index_name"]
-            if flow.get("namespace"):
-                override["pineconeNamespace"] = flow["namespace"]
-            override["topK"] = flow["top_k"]
-        flow_vars = {}
-        if system_prompt:
-            flow_vars["prompt"] = system_prompt
-        if extra:
-            flow_vars.update({k: v for k, v in extra.items() if isinstance(v, str | int | float)})
-        if variables["context"]:
-            flow_vars["context"] = variables["context"]
-        if ctx is not None:
-            # Values context providers add (e.g. the looked-up order) reach Flowise flows too.
-            flow_vars.update(
-                {k: v for k, v in ctx.variables.items() if isinstance(v, str | int | float)}
-            )
-        if flow_vars:
-            override["vars"] = flow_vars
-        history = [
-            {"role": m["role"], "content": m["content"]}
-            for m in self.work["history"]
-            if m["role"] in ("user", "assistant")
-        ]
-        return UpstreamRequest(
-            base_url=endpoint["base_url"],
-            api_key=decrypt(endpoint["api_key_stored"]),
-            target=flow["target"],
-            question=question,
-            history=history,
-            system_prompt=system_prompt,
-            session_id=self.work["conversation_id"],
-            chat_id=services.new_chat_id(),
-            override_config=override,
-            extra_context="\n\n".join(
-                part
-                for part in (
-                    "Extracted from the customer's message: "
-                    + json.dumps(extra, ensure_ascii=False)
-                    if extra and "extracted" not in placed
-                    else "",
-                    variables["context"] if "context" not in placed else "",
-                )
-                if part
-            )
-            or None,
-        )
-
-    async def flow_events(
-        self,
-        flow: dict,
-        question: str,
-        *,
-        purpose: str,
-        extra: dict | None = None,
-        ctx: TurnContext | None = None,
-        images: list[dict] | None = None,
-    ) -> AsyncIterator[UpstreamEvent]:
-        """Events of one flow call; records the call in AICall whatever happens."""
-        endpoint = flow["endpoint"]
-        stats = CallStats()
-        started = time.monotonic()
-        answer: list[str] = []
-        record: dict[str, Any] = {
-            "endpoint_kind": endpoint["kind"],
-            "endpoint_name": endpoint["name"][:100],
-            "flow": flow["name"],
-            "purpose": purpose,
-            "question": question,
-            "model": flow["target"][:200] if endpoint["kind"] != "builtin" else "builtin",
-            "status": "ok",
-        }
-        await self._observe("start", endpoint, None)
-        try:
-            if endpoint["kind"] == "builtin":
-                events = builtin_answer_stream(
-                    config=self.config, flow=flow, question=question, run_db=self.rt.run_db
-                )
-            else:
-                req = self._request(flow, question, extra, ctx)
-                if images:
-                    req.images = images
-                timeouts = Timeouts(
-                    connect=endpoint["connect_timeout"],
-                    read_idle=endpoint["read_timeout"],
-                    total=min(endpoint["total_timeout"], settings.TURN_TOTAL_TIMEOUT),
-                    answer_tail=settings.UPSTREAM_ANSWER_TAIL_SECONDS or None,
-                )
-                retry = RetryPolicy(max_retries=settings.UPSTREAM_MAX_RETRIES)
-                client = self.rt.client_for(endpoint)
-                if endpoint["kind"] == "flowise":
-                    self.active_flowise.append((flow, req.chat_id))
-                    events = stream_flowise(
-                        client, req, timeouts=timeouts, retry=retry, stats=stats
-                    )
-                elif purpose == "answer":
-                    # With the bot's tools, if it has any: a bounded loop of calls (tools.loop).
-                    events = tool_loop.answer_events(
-                        self, client, req, timeouts=timeouts, retry=retry, stats=stats
-                    )
-                else:
-                    events = stream_openai(client, req, timeouts=timeouts, retry=retry, stats=stats)
-            room, cut = settings.ANSWER_MAX_CHARS, False
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    if event.kind == "token":
-                        if stats.first_token_at is None:
-                            stats.first_token_at = time.monotonic()
-                        if len(event.text) > room:
-                            # Keep what fits; leaving the block closes the upstream's response.
-                            cut = True
-                            if room:
-                                answer.append(event.text[:room])
-                                yield dataclasses.replace(event, text=event.text[:room])
-                            break
-                        room -= len(event.text)
-                        answer.append(event.text)
-                    yield event
-            if cut:
-                await self._answer_too_large(flow)
-        except UpstreamError as err:
-            record.update(status="error", error_code=err.code[:50])
-            raise
-        except (asyncio.CancelledError, GeneratorExit):
-            record["status"] = "cancelled"
-            raise
-        finally:
-            finished = time.monotonic()
-            record.update(
-                answer="".join(answer),
-                prompt_tokens=stats.prompt_tokens,
-                completion_tokens=stats.completion_tokens,
-                total_tokens=stats.total_tokens,
-                latency_ms=_ms(started, finished),
-                first_token_ms=_ms(started, stats.first_token_at),
-                attempts=max(1, stats.attempts),
-                http_status=stats.status_code,
-            )
-            if stats.model:
-                record["model"] = stats.model[:200]
-            if (
-                stats.headers_at
-                and "upstream_connect_ms" not in self.timings
-                and purpose == "answer"
-            ):
-                self.timings["upstream_connect_ms"] = _ms(started, stats.headers_at)
-            self.ai_calls.append(record)
-            await self._observe(
-                "end",
-                endpoint,
-                {**record, "retries": stats.retries, "pool_wait_seconds": stats.pool_wait_seconds},
-            )
-
-    async def _answer_too_large(self, flow: dict) -> None:
-        """An answer passed ANSWER_MAX_CHARS: a runaway model (or a hostile endpoint) must not fill
-        the worker's memory, the event log and every client's buffers. Flowise is told to stop
-        generating; the turn fails with what was streamed so far, stored as incomplete."""
-        cap = settings.ANSWER_MAX_CHARS
-        logger.warning(
-            "turn %s: %s answer of flow %s passed %d characters; stopped",
-            self.turn_id,
-            flow["endpoint"]["kind"],
-            flow["name"],
-            cap,
-        )
-        if flow["endpoint"]["kind"] == "flowise":
-            await self._abort_flowise(only=flow)
-        raise UpstreamError(
-            UPSTREAM_TOO_LARGE,
-            f"the answer passed ANSWER_MAX_CHARS ({cap} characters)",
-            message=self.text("too_large"),
-            retryable=False,
-        )
-
-    async def _observe(self, phase: str, endpoint: dict, record: dict | None) -> None:
-        for observer in call_observers():
-            try:
-                await observer(phase, endpoint, record)
-            except Exception:
-                logger.warning("call observer failed", exc_info=True)
-
-    async def flow_text(
-        self, flow: dict, question: str, *, purpose: str, images: list[dict] | None = None
-    ) -> str:
-        parts = []
-        async for event in self.flow_events(flow, question, purpose=purpose, images=images):
-            if event.kind == "token":
-                parts.append(event.text)
-        return "".join(parts)
 
     # --- routing --------------------------------------------------------------------------------
 
@@ -353,7 +116,7 @@ class TurnExecution:
                 )
             else:
                 label = flow_router.parse_label(
-                    await self.flow_text(router, question, purpose="router"), keys
+                    await self.calls.flow_text(router, question, purpose="router"), keys
                 )
         except UpstreamError as err:
             # A router outage must not cost the customer the answer: fall back to main.
@@ -369,7 +132,7 @@ class TurnExecution:
         if extractor is None or extractor["endpoint"]["kind"] == "builtin":
             return None
         try:
-            text = await self.flow_text(extractor, question, purpose="extractor")
+            text = await self.calls.flow_text(extractor, question, purpose="extractor")
         except UpstreamError as err:
             logger.warning("turn %s: extractor failed (%s)", self.turn_id, err.code)
             self.route["extractor_error"] = err.code
@@ -388,7 +151,7 @@ class TurnExecution:
         if router is None:
             self.chosen_flow = main
             extra = await self.extract(main, question)
-            self.timings["routing_ms"] = _ms(t_route, time.monotonic())
+            self.timings["routing_ms"] = ms_between(t_route, time.monotonic())
             await self._announce(None, extra)
             async for event in self.run_answer(main, question, extra):
                 yield event
@@ -401,7 +164,7 @@ class TurnExecution:
         chosen = flow_router.answer_flow_for(config, label)
         self.chosen_flow = chosen
         extra = await self.extract(chosen, question)
-        self.timings["routing_ms"] = _ms(t_route, time.monotonic())
+        self.timings["routing_ms"] = ms_between(t_route, time.monotonic())
         await self._announce(label, extra)
         async for event in self.run_answer(chosen, question, extra):
             yield event
@@ -420,7 +183,7 @@ class TurnExecution:
                     for token in split_tokens(main_ctx.final_answer):
                         await held.put(UpstreamEvent(kind="token", text=token))
                 else:
-                    async for event in self.flow_events(
+                    async for event in self.calls.flow_events(
                         main, question, purpose="answer", ctx=main_ctx
                     ):
                         await held.put(event)
@@ -440,7 +203,7 @@ class TurnExecution:
         # started beside the router serve the answer, or was its call wasted?
         self.route["parallel"] = "released" if chosen["id"] == main["id"] else "aborted"
         if chosen["id"] == main["id"]:
-            self.timings["routing_ms"] = _ms(t_route, time.monotonic())
+            self.timings["routing_ms"] = ms_between(t_route, time.monotonic())
             await self._announce(label, None)
             try:
                 while True:
@@ -455,9 +218,9 @@ class TurnExecution:
         main_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await main_task
-        await self._abort_flowise(only=main)
+        await self.calls.abort_flowise(only=main)
         extra = await self.extract(chosen, question)
-        self.timings["routing_ms"] = _ms(t_route, time.monotonic())
+        self.timings["routing_ms"] = ms_between(t_route, time.monotonic())
         await self._announce(label, extra)
         async for event in self.run_answer(chosen, question, extra):
             yield event
@@ -471,7 +234,9 @@ class TurnExecution:
             for token in split_tokens(ctx.final_answer):
                 yield UpstreamEvent(kind="token", text=token)
             return
-        async for event in self.flow_events(flow, question, purpose="answer", extra=extra, ctx=ctx):
+        async for event in self.calls.flow_events(
+            flow, question, purpose="answer", extra=extra, ctx=ctx
+        ):
             yield event
 
     async def provide_context(self, flow: dict, question: str, extra: dict | None) -> TurnContext:
@@ -488,7 +253,7 @@ class TurnExecution:
             emit=self.publisher.emit,
             run_db=self.rt.run_db,
             timings=self.timings,
-            flow_text=self.flow_text,
+            flow_text=self.calls.flow_text,
         )
         for name, provider in context_providers():
             try:
@@ -519,20 +284,6 @@ class TurnExecution:
         if extra:
             data["extracted"] = extra
         await self.publisher.emit("metadata", data)
-
-    async def _abort_flowise(self, only: dict | None = None) -> None:
-        for flow, chat_id in list(self.active_flowise):
-            if only is not None and flow["id"] != only["id"]:
-                continue
-            endpoint = flow["endpoint"]
-            with contextlib.suppress(Exception):
-                await abort_flowise(
-                    self.rt.client_for(endpoint),
-                    endpoint["base_url"],
-                    flow["target"],
-                    chat_id,
-                    decrypt(endpoint["api_key_stored"]),
-                )
 
     # --- the whole turn ---------------------------------------------------------------------------
 
@@ -575,9 +326,11 @@ class TurnExecution:
         pub = self.publisher
         self.timings.update(
             {
-                "first_token_ms": _ms(self.t0, pub.first_token_at),
-                "streaming_ms": _ms(pub.first_token_at, end_at) if pub.first_token_at else None,
-                "total_ms": _ms(self.t0, end_at),
+                "first_token_ms": ms_between(self.t0, pub.first_token_at),
+                "streaming_ms": ms_between(pub.first_token_at, end_at)
+                if pub.first_token_at
+                else None,
+                "total_ms": ms_between(self.t0, end_at),
             }
         )
         if error is not None:
@@ -608,7 +361,7 @@ class TurnExecution:
             usage=self.usage,
             timings=self.timings,
             sources=self.sources,
-            ai_calls=self.ai_calls,
+            ai_calls=self.calls.ai_calls,
             end_event=end,
             message_id=message_id,
             error=(
@@ -618,7 +371,7 @@ class TurnExecution:
             ),
             first_token_at=self._wall(pub.first_token_at),
         )
-        self.timings["persistence_ms"] = _ms(t_persist, time.monotonic())
+        self.timings["persistence_ms"] = ms_between(t_persist, time.monotonic())
         if finished is None:
             # Someone else finished this turn (the reaper); its events already ended the stream.
             logger.warning("turn %s was finished elsewhere; not sending a second end", self.turn_id)
@@ -651,7 +404,7 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
     )
     execution = TurnExecution(rt, work, config)
     execution.t0 = t0
-    execution.timings["config_load_ms"] = _ms(t0, time.monotonic())
+    execution.timings["config_load_ms"] = ms_between(t0, time.monotonic())
     cancel = rt.cancel_event(turn_id)
     heartbeat = asyncio.create_task(_heartbeat(rt, turn_id, cancel))
     try:
@@ -672,7 +425,7 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
             streaming.cancel()
             with contextlib.suppress(BaseException):
                 await streaming
-            await execution._abort_flowise()
+            await execution.calls.abort_flowise()
             await execution.finish(
                 "failed",
                 TurnFailed.of("TURN_TIMEOUT", execution.language),
@@ -684,7 +437,7 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
             streaming.cancel()
             with contextlib.suppress(BaseException):
                 await streaming
-            await execution._abort_flowise()
+            await execution.calls.abort_flowise()
             await execution.finish("cancelled")
             return "cancelled"
         try:
