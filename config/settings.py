@@ -137,7 +137,12 @@ CHANNEL_LAYERS = {
         # The pub/sub layer: the default RedisChannelLayer silently drops messages past its
         # capacity and adds seconds of latency under load (DESIGN.md §4).
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_PREFIX", default="cbws")},
+        # Several servers shard the channel layer and the turns' event logs by turn
+        # (EVENT_REDIS_URLS; conversations.streaming.event_host).
+        "CONFIG": {
+            "hosts": env.list("EVENT_REDIS_URLS", default=[]) or [REDIS_URL],
+            "prefix": env.str("CHANNEL_PREFIX", default="cbws"),
+        },
     }
 }
 

@@ -23,7 +23,6 @@ from chatbots.selectors import chatbot_config_get
 from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode, error_body
 from config.input_guard import refusal, value_problem
-from config.redis import loop_redis
 from config.socket_limits import slot_of
 from conversations import access, selectors, services, socket_auth, streaming
 from conversations.follower import TurnFollower
@@ -158,7 +157,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             channel_name=self.channel_name,
             emit=self.emit_event,
             read_db=_db_events,
-            redis=loop_redis,
+            redis=streaming.loop_event_redis,
         )
         headers = dict(self.scope.get("headers") or [])
         self.origin = headers.get(b"origin", b"").decode("latin-1") or None

@@ -13,7 +13,7 @@ from conversations import streaming
 
 Emit = Callable[[str, dict], Awaitable[None]]
 ReadDb = Callable[[str, int, int], Awaitable[list[dict]]]
-Redis = Callable[[], Any]
+Redis = Callable[[str], Any]  # turn id -> the client of the server holding its log
 
 
 class TurnFollower:
@@ -73,7 +73,7 @@ class TurnFollower:
             after = state["next"] - 1
             try:
                 from_redis = await streaming.redis_events_after(
-                    self.redis(), turn_id, after, self.REPLAY_BATCH
+                    self.redis(turn_id), turn_id, after, self.REPLAY_BATCH
                 )
             except Exception:
                 from_redis = []

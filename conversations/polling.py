@@ -29,6 +29,7 @@ import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -49,7 +50,9 @@ FAST_POLL_QUIET_SECONDS = 2.0
 FINISHED = {"completed": "completed", "failed": "failed", "cancelled": "cancelled"}
 
 slow_view = sync_to_async(api.stream_events, thread_sensitive=True)
-access_from_db = sync_to_async(chatbot_access_get, thread_sensitive=False)
+# Channels' wrapper returns the thread's database connection to the pool afterwards; a plain
+# sync_to_async kept one connection per executor thread until the pool ran dry.
+access_from_db = database_sync_to_async(chatbot_access_get, thread_sensitive=False)
 
 
 def _limit(request) -> int | None:
@@ -104,7 +107,7 @@ async def fast_page(request, turn_id) -> dict[str, Any] | None:
     if origin and not origin_allowed(origin, access["allowed_origins"]):
         return None
     key = streaming.stream_key(str(turn_id))
-    async with loop_redis().pipeline(transaction=False) as pipe:
+    async with streaming.loop_event_redis(str(turn_id)).pipeline(transaction=False) as pipe:
         pipe.xrange(key, min="0-1", max="0-1")
         pipe.xrange(key, min=f"0-{after + 1}", max="+", count=limit)
         pipe.xrevrange(key, max="+", min="-", count=1)

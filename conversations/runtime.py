@@ -64,7 +64,7 @@ class WorkerRuntime:
         from conversations import services, streaming
 
         self.event_writer = streaming.EventRowWriter(self.run_db, services.stream_rows_save_many)
-        self.frame_writer = streaming.FrameWriter(self.redis)
+        self.frame_writer = streaming.frame_writer_for_hosts(self.redis)
         self.loop.create_task(self._listen_for_cancels())
         self._ready.set()
         self.loop.run_forever()

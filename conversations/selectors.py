@@ -6,7 +6,6 @@ import contextlib
 from typing import Any
 
 from config.errors import ApiError, ErrorCode
-from config.redis import get_redis
 from conversations import streaming
 from conversations.models import Turn
 
@@ -42,7 +41,9 @@ def stream_events_after(*, turn: Turn, after: int, limit: int) -> dict[str, Any]
     """
     finished_before = turn.is_finished
     try:
-        from_redis = streaming.redis_events_after_sync(get_redis(), str(turn.pk), after, limit)
+        from_redis = streaming.redis_events_after_sync(
+            streaming.event_redis(str(turn.pk)), str(turn.pk), after, limit
+        )
     except Exception:
         from_redis = []
     from_db: list[dict] = []

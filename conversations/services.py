@@ -630,11 +630,9 @@ def turn_timings_update(*, turn_id: str, timings: dict, status: str, stack: str 
 
 def _copy_redis_events(*, turn_id: str, after: int) -> int:
     """Copy a turn's Redis-only events after `after` to PostgreSQL; returns the last id copied."""
-    from config.redis import get_redis
-
     try:
         missing = streaming.redis_events_after_sync(
-            get_redis(), turn_id, after, settings.STREAM_REDIS_MAXLEN
+            streaming.event_redis(turn_id), turn_id, after, settings.STREAM_REDIS_MAXLEN
         )
     except Exception:
         return after
@@ -677,9 +675,7 @@ def append_events_sync(*, turn_id: str, events: list[tuple[str, dict]]) -> list[
     """
     from channels.layers import get_channel_layer
 
-    from config.redis import get_redis
-
-    redis = get_redis()
+    redis = streaming.event_redis(turn_id)
     last_redis = redis.xrevrange(streaming.stream_key(turn_id), count=1)
     last_id = int(last_redis[0][0].decode().split("-")[1]) if last_redis else 0
     last_db = StreamEvent.objects.filter(turn_id=turn_id).aggregate(m=Max("seq"))["m"] or 0

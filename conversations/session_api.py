@@ -16,7 +16,6 @@ from rest_framework.response import Response
 from accounts import access
 from config.errors import ApiError, ErrorCode
 from config.ratelimit import ip_of, rate_limit_hit
-from config.redis import get_redis
 from config.schema import ERROR_RESPONSES
 from conversations import selectors, services, streaming
 from conversations.access import (
@@ -472,7 +471,7 @@ def _wait_for_turn(turn: Turn, timeout: float) -> Turn:
     # XREAD BLOCK must return before the client's socket timeout (config/redis.py: 5 s).
     block_at_most = 4.0
     deadline = time.monotonic() + timeout
-    redis = get_redis()
+    redis = streaming.event_redis(str(turn.pk))
     key = streaming.stream_key(str(turn.pk))
     last = "0-0"
     next_row_check = 0.0

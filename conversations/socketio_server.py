@@ -25,7 +25,7 @@ from config.errors import ApiError, ErrorCode, error_body
 from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
 from conversations import selectors, services, socket_auth, streaming
-from conversations.consumers import conversation_require_active, db, loop_redis, origin_allowed
+from conversations.consumers import conversation_require_active, db, origin_allowed
 from conversations.follower import TurnFollower
 from conversations.models import Conversation, Turn
 
@@ -278,7 +278,7 @@ async def connect(sid: str, environ: dict, auth: Any) -> None:
         channel_name=client.channel_name,
         emit=lambda turn_id, env: _emit_event(client, turn_id, env),
         read_db=_db_events,
-        redis=loop_redis,
+        redis=streaming.loop_event_redis,
     )
     clients[sid] = client
     client.listener = asyncio.ensure_future(_listen(client, layer))

@@ -37,6 +37,51 @@ def group_channel(turn_id: str) -> str:
     return f"{prefix}__group__{turn_group(turn_id)}"
 
 
+# --- Where a turn's log lives (docs/benchmarks.md "Past one machine") ----------------------------
+# The channel layer may span several Redis servers (EVENT_REDIS_URLS, its `hosts`); it puts each
+# group's channel on one of them by a hash of the channel's name. A turn's event stream lives on
+# the server its group channel is on, so appending and announcing an event stay one atomic
+# script on one server. tests/test_event_shards.py fails if channels-redis changes its choice.
+
+
+def event_hosts() -> list[str]:
+    return list(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"])
+
+
+def shard_of_channel(channel: str, shards: int) -> int:
+    if shards == 1:
+        return 0
+    from channels_redis.utils import _consistent_hash
+
+    return _consistent_hash(channel, shards)
+
+
+def event_host(turn_id: str) -> str:
+    hosts = event_hosts()
+    return hosts[shard_of_channel(group_channel(str(turn_id)), len(hosts))]
+
+
+def event_redis(turn_id: str):
+    """The (sync) client of the server holding this turn's event log."""
+    from config.redis import get_redis
+
+    return get_redis(event_host(turn_id))
+
+
+def loop_event_redis(turn_id: str):
+    """The running event loop's client of the server holding this turn's event log."""
+    from config.redis import loop_redis
+
+    return loop_redis(event_host(turn_id))
+
+
+def event_redis_all() -> list:
+    """A sync client per server holding event logs (maintenance, erasure)."""
+    from config.redis import get_redis
+
+    return [get_redis(host) for host in event_hosts()]
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -135,6 +180,28 @@ class FrameWriter(_GroupWriter):
                 _settle(future, result if isinstance(result, Exception) else None)
 
 
+class ShardedFrameWriter:
+    """A FrameWriter per event-log server; each frame goes to its turn's server (its keys are
+    the turn's stream and group channel)."""
+
+    def __init__(self, writers: list[FrameWriter]) -> None:
+        self.writers = writers
+
+    async def append(self, keys: list, args: list) -> None:
+        await self.writers[shard_of_channel(keys[1], len(self.writers))].append(keys, args)
+
+
+def frame_writer_for_hosts(default_redis) -> FrameWriter | ShardedFrameWriter:
+    """The worker's frame writer: `default_redis` (REDIS_URL's asyncio client) when the event
+    log is on REDIS_URL alone, else one writer per server in EVENT_REDIS_URLS order."""
+    from config.redis import new_async_redis
+
+    hosts = event_hosts()
+    if hosts == [settings.REDIS_URL]:
+        return FrameWriter(default_redis)
+    return ShardedFrameWriter([FrameWriter(new_async_redis(host)) for host in hosts])
+
+
 class TurnPublisher:
     """Writes one turn's events. Used from the worker's asyncio loop by the one runner of a turn."""
 
@@ -145,7 +212,7 @@ class TurnPublisher:
         redis,
         save_rows: Callable[[list[dict]], Any],
         first_seq: int = 1,
-        frames: FrameWriter | None = None,
+        frames: FrameWriter | ShardedFrameWriter | None = None,
     ) -> None:
         self.turn_id = turn_id
         self.redis = redis

@@ -24,7 +24,8 @@ from accounts.models import Role
 from config.errors import ApiError, ErrorCode, error_body
 from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
-from conversations.consumers import _db_events, loop_redis
+from conversations import streaming
+from conversations.consumers import _db_events
 from conversations.follower import TurnFollower
 from inbox import selectors, services
 
@@ -97,7 +98,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             channel_name=self.channel_name,
             emit=self.emit_event,
             read_db=_db_events,
-            redis=loop_redis,
+            redis=streaming.loop_event_redis,
         )
         self.turn_conversation: dict[str, str] = {}
         await self.accept()

@@ -263,12 +263,17 @@ def cache_cleanup(progress: JobProgress) -> None:
         stale_cache += _keys_without_ttl(client, pattern)
     for start in range(0, len(stale_cache), 500):
         client.delete(*stale_cache[start : start + 500])
-    streams = _keys_without_ttl(client, "cb:turn:*:events")
-    if streams:
-        pipe = client.pipeline(transaction=False)
-        for key in streams:
-            pipe.expire(key, settings.STREAM_REDIS_TTL_SECONDS)
-        pipe.execute()
+    from conversations.streaming import event_redis_all
+
+    streams = []
+    for events_client in event_redis_all():  # each server holding turns' logs
+        found = _keys_without_ttl(events_client, "cb:turn:*:events")
+        if found:
+            pipe = events_client.pipeline(transaction=False)
+            for key in found:
+                pipe.expire(key, settings.STREAM_REDIS_TTL_SECONDS)
+            pipe.execute()
+        streams += found
     pruned = pool_stats_prune()
     progress.details.update(
         cache_entries_without_ttl_deleted=len(stale_cache),

@@ -247,12 +247,16 @@ def _redis_turn_keys_delete(turn_ids: list) -> int:
     """The turns' event logs and markers in Redis (`cb:turn:<id>:*`, conversations.streaming)."""
     if not turn_ids:
         return 0
-    client = get_redis()
+    from conversations.streaming import event_redis_all
+
     deleted = 0
-    for turn_id in turn_ids:
-        keys = list(client.scan_iter(match=f"cb:turn:{turn_id}:*", count=100))
-        if keys:
-            deleted += client.delete(*keys)
+    # Markers live on REDIS_URL's server, logs on their turn's (EVENT_REDIS_URLS).
+    clients = {id(c): c for c in (get_redis(), *event_redis_all())}.values()
+    for client in clients:
+        for turn_id in turn_ids:
+            keys = list(client.scan_iter(match=f"cb:turn:{turn_id}:*", count=100))
+            if keys:
+                deleted += client.delete(*keys)
     return deleted
 
 

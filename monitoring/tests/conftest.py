@@ -63,7 +63,7 @@ def redis_down(settings, monkeypatch):
             "CONFIG": {**settings.CHANNEL_LAYERS["default"]["CONFIG"], "hosts": [url]},
         }
     }
-    monkeypatch.setattr(config.redis, "_sync_client", None)
+    monkeypatch.setattr(config.redis, "_sync_clients", {})
     return url
 
 
