@@ -35,6 +35,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="a setting for the stack's processes (recorded in the results), e.g. "
         "--env STREAM_FRAME_INTERVAL_MS=25",
     )
+    parser.add_argument(
+        "--redis-servers",
+        type=int,
+        default=1,
+        help="Redis servers for the channel layer and event logs (EVENT_REDIS_URLS)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the biggest relay run")
     parser.add_argument(
         "--quiet-cores",
@@ -101,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         config.asgi_processes = args.asgi_processes
     if args.worker_threads is not None:
         config.worker_threads = args.worker_threads
+    if args.redis_servers > 1:
+        # A variant of the stack: its results go beside the main ones, not over them.
+        config.redis_servers = args.redis_servers
+        plan.results_dir = str(Path(plan.results_dir) / f"redis-servers-{args.redis_servers}")
     for item in args.env:
         name, sep, value = item.partition("=")
         if not sep or not name:

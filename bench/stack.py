@@ -39,6 +39,9 @@ class StackConfig:
     asgi_processes: int = field(default_factory=asgi_processes)  # as ./run: ASGI_PROCESSES
     worker_threads: int = 300  # TURN_WORKER_CONCURRENCY: turns one worker process runs at once
     pool_size: int = 600  # the AI endpoint's pool_size: upstream sockets per worker process
+    # Redis servers sharing the channel layer and the event logs (EVENT_REDIS_URLS); the first
+    # is the stack's own REDIS_URL, which also holds the cache and the Celery broker.
+    redis_servers: int = 1
     env: dict[str, str] = field(
         default_factory=lambda: {
             # Every simulated visitor comes from 127.0.0.1: a per-IP limit of 30 new
@@ -67,6 +70,7 @@ class StackConfig:
             "asgi_processes": self.asgi_processes,
             "TURN_WORKER_CONCURRENCY": self.worker_threads,
             "ai_endpoint_pool_size": self.pool_size,
+            "redis_servers": self.redis_servers,
             **self.env,
             **{f"{k} (ASGI server only)": v for k, v in self.asgi_env.items()},
         }
@@ -138,6 +142,7 @@ class Stack:
             os.environ.setdefault("XDG_RUNTIME_DIR", str(DATA / "run"))
             os.environ["DATABASE_URL"] = start_postgres(self.pg_services)
         self.services = ensure_services(DATA, private_redis=True)
+        self._start_event_redis()
         os.environ["DATABASE_URL"] = bench_database_url(os.environ["DATABASE_URL"])
         self._create_database()
         self.env = {
@@ -153,7 +158,25 @@ class Stack:
         for n, log in enumerate(logs):
             wait_for(lambda log=log: b" ready." in log.read_bytes(), 90, f"worker-{n}", log)
 
+    def _start_event_redis(self) -> None:
+        """More Redis servers for the channel layer and event logs (--redis-servers)."""
+        from devstack.services import EmbeddedServices, start_redis
+
+        self.extra_redis = []
+        if self.config.redis_servers <= 1:
+            return
+        urls = [os.environ["REDIS_URL"]]
+        for n in range(1, self.config.redis_servers):
+            services = EmbeddedServices(data_dir=DATA / f"bench-redis-{n}")
+            services.data_dir.mkdir(parents=True, exist_ok=True)
+            urls.append(start_redis(services, private=True))
+            self.extra_redis.append(services)
+        self.config.env["EVENT_REDIS_URLS"] = ",".join(urls)
+
     def stop(self) -> None:
+        for services in getattr(self, "extra_redis", []):
+            services.stop()
+        self.extra_redis = []
         for proc in self.procs.values():  # all at once; then wait for each
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -334,7 +357,8 @@ class Stack:
                     groups[role] += [c.pid for c in psutil.Process(proc.pid).children(True)]
         redis = getattr(self.services, "_redis_proc", None)
         if redis is not None:
-            groups["redis"] = [redis.pid]
+            extra = [s._redis_proc.pid for s in getattr(self, "extra_redis", []) if s._redis_proc]
+            groups["redis"] = [redis.pid, *extra]
         groups["client"] = [os.getpid()]
         return groups
 
