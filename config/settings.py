@@ -332,6 +332,9 @@ HISTORY_MESSAGES_FOR_AI = env.int("HISTORY_MESSAGES_FOR_AI", default=20)
 # First token goes out at once; later tokens are coalesced into frames this often (ms) or size.
 STREAM_FRAME_INTERVAL_MS = env.int("STREAM_FRAME_INTERVAL_MS", default=50)
 STREAM_FRAME_MAX_CHARS = env.int("STREAM_FRAME_MAX_CHARS", default=2000)
+# Frames grow up to this interval while the worker's loop runs late (streaming.RelayLag);
+# equal to STREAM_FRAME_INTERVAL_MS turns the adaptation off.
+STREAM_FRAME_INTERVAL_MAX_MS = env.int("STREAM_FRAME_INTERVAL_MAX_MS", default=100)
 # Events are appended to PostgreSQL in batches this often (seconds).
 STREAM_DB_FLUSH_SECONDS = env.float("STREAM_DB_FLUSH_SECONDS", default=0.5)
 # How long a turn's Redis event log outlives the turn (PostgreSQL keeps it after that).

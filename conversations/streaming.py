@@ -202,6 +202,41 @@ def frame_writer_for_hosts(default_redis) -> FrameWriter | ShardedFrameWriter:
     return ShardedFrameWriter([FrameWriter(new_async_redis(host)) for host in hosts])
 
 
+class RelayLag:
+    """How far behind this worker's event loop runs, as the lateness of the publishers' frame
+    timers (an exponential average), and the frame interval that follows from it.
+
+    A frame costs the same in every tier whatever it carries (the worker's script call, Redis,
+    Daphne's pub/sub receive and WebSocket send, the client), so when the relay falls behind,
+    frames grow: the interval goes from STREAM_FRAME_INTERVAL_MS towards
+    STREAM_FRAME_INTERVAL_MAX_MS as the timers run late, and back as they catch up. The first
+    token of a turn is never held (TurnPublisher.token)."""
+
+    def __init__(self) -> None:
+        self.lag = 0.0
+
+    def observe(self, late: float) -> None:
+        self.lag += 0.2 * (max(0.0, late) - self.lag)
+
+    def interval(self) -> float:
+        base = settings.STREAM_FRAME_INTERVAL_MS / 1000
+        most = max(base, settings.STREAM_FRAME_INTERVAL_MAX_MS / 1000)
+        return min(most, base + self.lag)
+
+
+_lag_by_loop: dict[int, RelayLag] = {}
+
+
+def relay_lag() -> RelayLag:
+    """The running loop's gauge (a worker has one loop; tests make many)."""
+    loop = asyncio.get_running_loop()
+    gauge = _lag_by_loop.get(id(loop))
+    if gauge is None or getattr(gauge, "loop", None) is not loop:
+        gauge = _lag_by_loop[id(loop)] = RelayLag()
+        gauge.loop = loop  # type: ignore[attr-defined]  # a recycled id() is a new loop
+    return gauge
+
+
 class TurnPublisher:
     """Writes one turn's events. Used from the worker's asyncio loop by the one runner of a turn."""
 
@@ -221,7 +256,6 @@ class TurnPublisher:
         self.serialize = _serializer()
         self.key = stream_key(turn_id)
         self.channel = group_channel(turn_id)
-        self.frame_interval = settings.STREAM_FRAME_INTERVAL_MS / 1000
         self.frame_max = settings.STREAM_FRAME_MAX_CHARS
         self.ttl = settings.STREAM_REDIS_TTL_SECONDS + settings.TURN_TOTAL_TIMEOUT
         self.pending_text: list[str] = []
@@ -324,13 +358,18 @@ class TurnPublisher:
             await self.flush_tokens()
             return
         if self._flush_timer is None:
-            delay = max(0.0, self.last_frame_at + self.frame_interval - time.monotonic())
+            lag = relay_lag()
+            now = time.monotonic()
+            # Not before now: a token after a pause is not "late" for a frame that was never due.
+            due = max(now, self.last_frame_at + lag.interval())
             loop = asyncio.get_running_loop()
             self._flush_timer = loop.call_later(
-                delay, lambda: loop.create_task(self._timer_flush())
+                max(0.0, due - now), lambda: loop.create_task(self._timer_flush(lag, due))
             )
 
-    async def _timer_flush(self) -> None:
+    async def _timer_flush(self, lag: RelayLag | None = None, due: float = 0.0) -> None:
+        if lag is not None:
+            lag.observe(time.monotonic() - due)
         self._flush_timer = None
         await self.flush_tokens()
 
