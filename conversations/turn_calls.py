@@ -15,8 +15,8 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 
@@ -98,7 +98,7 @@ def _override_config(
         if flow.get("namespace"):
             override["pineconeNamespace"] = flow["namespace"]
         override["topK"] = flow["top_k"]
-    flow_vars = {}
+    flow_vars: dict[str, Any] = {}
     if system_prompt:
         flow_vars["prompt"] = system_prompt
     if extra:
@@ -251,7 +251,8 @@ class AICallRecorder:
                 flow, question, purpose=purpose, extra=extra, ctx=ctx, images=images, stats=stats
             )
             room, cut = settings.ANSWER_MAX_CHARS, False
-            async with contextlib.aclosing(events):
+            # Every client's stream is an async generator (typed as an iterator): closable.
+            async with contextlib.aclosing(cast(AsyncGenerator[UpstreamEvent, None], events)):
                 async for event in events:
                     if event.kind == "token":
                         if stats.first_token_at is None:
