@@ -420,6 +420,11 @@ INBOX_PRESENCE_SECONDS = env.int("INBOX_PRESENCE_SECONDS", default=60)
 INBOX_USUAL_WAIT_MINUTES = env.int("INBOX_USUAL_WAIT_MINUTES", default=5)
 # Whether AI clients honour HTTP(S)_PROXY / NO_PROXY from the environment.
 UPSTREAM_TRUST_ENV = env.bool("UPSTREAM_TRUST_ENV", default=True)
+# The AI clients' HTTP transport: "lean" (conversations/upstream/transport.py) or "httpx"
+# (httpcore's, sharded): kept selectable so the two are measured in the same run (#23 item 2).
+UPSTREAM_TRANSPORT = env.str("UPSTREAM_TRANSPORT", default="lean")
+if UPSTREAM_TRANSPORT not in ("lean", "httpx"):
+    raise ValueError("UPSTREAM_TRANSPORT must be lean or httpx")
 # URLs entered in the admin (AI endpoints, knowledge bases, order sources, helpdesks) may reach
 # loopback, private, link-local (cloud metadata) or multicast addresses only when this is on:
 # checked when they are saved (outbound/guard.py). ./run and

@@ -97,6 +97,7 @@ class WorkerRuntime:
                 connect_timeout=endpoint["connect_timeout"],
                 read_timeout=endpoint["read_timeout"],
                 trust_env=settings.UPSTREAM_TRUST_ENV,
+                lean=settings.UPSTREAM_TRANSPORT == "lean",
             )
             self.clients[key] = client
         return client
