@@ -320,9 +320,8 @@ def _targets_table(ttft, levels, flat, polling, index) -> list[str]:
     poll = _g(polling, "run", "relay", "polling", "latency_ms") or {}
     flat_tp = _g(flat, "run", "relay", "throughput") or {}
     queries = _g(index, "index", "figures", "queries_ms") or {}
-    selector_p95 = [_g(v, "selector", "p95") for v in queries.values() if isinstance(v, dict)] or [
-        None
-    ]
+    by_query = queries.get("selector") or {}
+    selector_p95 = [_g(v, "p95") for v in by_query.values() if isinstance(v, dict)]
     worst_index = max((v for v in selector_p95 if v is not None), default=None)
     refused = [e for e in s500.get("error_examples") or [] if e.startswith("POST")]
     clean_refusals = all("503" in e and "SERVICE_UNAVAILABLE" in e for e in refused)
