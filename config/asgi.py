@@ -9,6 +9,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 
+from asgiref.sync import sync_to_async  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.http import JsonResponse  # noqa: E402
@@ -39,6 +40,21 @@ class ApiASGIHandler(ASGIHandler):
     (config/request_threads.py)."""
 
     threads = RequestThreads()
+
+    def __init__(self):
+        # The middleware chain runs in sync mode, entered once per request on the request's
+        # thread (get_response_async below). In async mode Django crossed between the event
+        # loop and that thread at every MiddlewareMixin hook and at each of our sync-only
+        # middlewares (about 16 crossings a request), and under load each crossing queued
+        # behind every WebSocket frame waiting on the loop (#23: POST p50 2 s at 200 streams).
+        super(ASGIHandler, self).__init__()
+        self.load_middleware(is_async=False)
+
+    async def get_response_async(self, request):
+        """The whole sync chain in one hop; an async view (polling) is called back on the
+        loop by Django's async_to_sync, and streaming responses still go out asynchronously
+        (ASGIHandler.send_response)."""
+        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
