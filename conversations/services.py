@@ -673,8 +673,6 @@ def append_events_sync(*, turn_id: str, events: list[tuple[str, dict]]) -> list[
 
     Ids continue after the highest id in either log, so clients see no gap and no repeat.
     """
-    from channels.layers import get_channel_layer
-
     redis = streaming.event_redis(turn_id)
     last_redis = redis.xrevrange(streaming.stream_key(turn_id), count=1)
     last_id = int(last_redis[0][0].decode().split("-")[1]) if last_redis else 0
@@ -683,25 +681,12 @@ def append_events_sync(*, turn_id: str, events: list[tuple[str, dict]]) -> list[
     last_db = max(last_db, _copy_redis_events(turn_id=turn_id, after=last_db))
     turn_last = Turn.objects.filter(pk=turn_id).values_list("last_event_id", flat=True).first() or 0
     seq = max(last_id, last_db, turn_last)
-    serialize = get_channel_layer().serialize
     written = []
     for event, data in events:
         seq += 1
         env = streaming.envelope(seq, event, data)
-        pipe = redis.pipeline(transaction=True)
-        pipe.xadd(
-            streaming.stream_key(turn_id),
-            {"e": json.dumps(env, separators=(",", ":"))},
-            id=f"0-{seq}",
-            maxlen=settings.STREAM_REDIS_MAXLEN,
-            approximate=True,
-        )
-        pipe.expire(streaming.stream_key(turn_id), settings.STREAM_REDIS_TTL_SECONDS)
-        pipe.publish(
-            streaming.group_channel(turn_id), serialize(streaming.layer_message(turn_id, env))
-        )
         try:
-            pipe.execute()
+            streaming.frame_append_sync(redis, turn_id, env, ttl=settings.STREAM_REDIS_TTL_SECONDS)
         except Exception:
             logger.warning("turn %s: Redis unavailable while appending %s", turn_id, event)
         written.append(env)

@@ -110,6 +110,22 @@ return redis.call('PUBLISH', KEYS[2], ARGV[5])
 """
 
 
+def frame_append_sync(redis, turn_id: str, env: dict[str, Any], *, ttl: int) -> None:
+    """The sync door of the one writer (the reaper, the inbox, services): the very script
+    FrameWriter runs, XADD then PUBLISH on the turn's server, atomically. Raises what Redis
+    raises ("equal or smaller" for an id already there)."""
+    redis.register_script(_APPEND_AND_PUBLISH)(
+        keys=[stream_key(turn_id), group_channel(turn_id)],
+        args=[
+            settings.STREAM_REDIS_MAXLEN,
+            f"0-{env['id']}",
+            json.dumps(env, separators=(",", ":")),
+            ttl,
+            _serializer()(layer_message(turn_id, env)),
+        ],
+    )
+
+
 class _GroupWriter:
     """One write in flight; everything handed in meanwhile goes into the next write.
 
