@@ -228,6 +228,12 @@ def last_seen_event_id(request) -> int:
 def stream_events(request: Request, turn_id) -> Response:
     turn = turn_for(request, turn_id)
     after = last_seen_event_id(request)
+    limit = poll_limit(request)
+    return Response(selectors.stream_events_after(turn=turn, after=after, limit=limit))
+
+
+def poll_limit(request) -> int:
+    """`?limit=` of a poll: 1-1000, 500 when absent; 400 otherwise."""
     try:
         limit = int(request.GET.get("limit", "500"))
     except ValueError as exc:
@@ -238,7 +244,7 @@ def stream_events(request: Request, turn_id) -> Response:
         raise ApiError(
             ErrorCode.VALIDATION_ERROR, "`limit` must be between 1 and 1000.", status=400
         )
-    return Response(selectors.stream_events_after(turn=turn, after=after, limit=limit))
+    return limit
 
 
 class JsonWhateverAccepted(BaseContentNegotiation):

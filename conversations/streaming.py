@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -213,9 +214,11 @@ def frame_writer_for_hosts(default_redis) -> FrameWriter | ShardedFrameWriter:
     from config.redis import new_async_redis
 
     hosts = event_hosts()
-    if hosts == [settings.REDIS_URL]:
-        return FrameWriter(default_redis)
-    return ShardedFrameWriter([FrameWriter(new_async_redis(host)) for host in hosts])
+    writers = [
+        FrameWriter(default_redis if host == settings.REDIS_URL else new_async_redis(host))
+        for host in hosts
+    ]
+    return writers[0] if len(writers) == 1 else ShardedFrameWriter(writers)
 
 
 class RelayLag:
@@ -240,17 +243,14 @@ class RelayLag:
         return min(most, base + self.lag)
 
 
-_lag_by_loop: dict[int, RelayLag] = {}
+_lag_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RelayLag] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def relay_lag() -> RelayLag:
-    """The running loop's gauge (a worker has one loop; tests make many)."""
-    loop = asyncio.get_running_loop()
-    gauge = _lag_by_loop.get(id(loop))
-    if gauge is None or getattr(gauge, "loop", None) is not loop:
-        gauge = _lag_by_loop[id(loop)] = RelayLag()
-        gauge.loop = loop  # type: ignore[attr-defined]  # a recycled id() is a new loop
-    return gauge
+    """The running loop's gauge (a worker has one loop; tests make many), gone with the loop."""
+    return _lag_by_loop.setdefault(asyncio.get_running_loop(), RelayLag())
 
 
 class TurnPublisher:
