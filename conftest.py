@@ -17,6 +17,7 @@ def _flush_retrying_deadlocks() -> None:
     The flush is one transaction, so trying it again is safe; the worker's work is done by then."""
     import time
 
+    from django.core.management.base import CommandError
     from django.db import OperationalError
     from django.test import TransactionTestCase
 
@@ -26,8 +27,10 @@ def _flush_retrying_deadlocks() -> None:
         for attempt in range(5):
             try:
                 return teardown(self)
-            except OperationalError as exc:
-                if "deadlock detected" not in str(exc) or attempt == 4:
+            except (OperationalError, CommandError) as exc:
+                # `flush` wraps the database's error in a CommandError: look at both.
+                cause = f"{exc} {exc.__cause__}"
+                if "deadlock detected" not in cause or attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
 
