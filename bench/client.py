@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import httpx
 import websockets
 
+from aiclients.pool import make_async_client
 from bench.stack import BOT_ID, BOT_ORIGIN, CHATFLOW_ID
-from conversations.upstream.pool import make_async_client
 
 mono = time.monotonic
 
@@ -40,7 +40,7 @@ async def sleep_until(when: float) -> None:
 
 
 def http_client(connections: int) -> httpx.AsyncClient:
-    # The worker's own HTTP client (conversations.upstream.pool): the floor and the load use the
+    # The worker's own HTTP client (aiclients.pool): the floor and the load use the
     # same code as the relay, and httpcore's pool costs grow quadratically with connections.
     return make_async_client(
         max_connections=connections,

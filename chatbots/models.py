@@ -575,7 +575,7 @@ class Flow(models.Model):
         if endpoint is not None:
             if endpoint.kind == AIEndpoint.Kind.FLOWISE:
                 # Flowise's own rule: it holds a streaming request for any other id unanswered.
-                from conversations.upstream.flowise import chatflow_id_accepted
+                from aiclients.flowise import chatflow_id_accepted
 
                 if not chatflow_id_accepted(self.target):
                     errors["target"] = "A Flowise flow needs its chatflow id (a UUID from Flowise)."

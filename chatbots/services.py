@@ -92,9 +92,9 @@ UNREADABLE_KEY = (
 
 def ai_endpoint_connection_test(*, endpoint) -> tuple[bool, str]:
     """One real request to the AI service with the stored key; a message staff can act on."""
+    from aiclients.probe import flowise_ping, probe_flowise
     from chatbots.models import AIEndpoint, Flow
     from chatbots.secrets import SecretDecryptionError
-    from conversations.upstream.probe import flowise_ping, probe_flowise
 
     if endpoint.kind == AIEndpoint.Kind.BUILTIN:
         return _builtin_endpoint_check(endpoint=endpoint)
@@ -125,8 +125,8 @@ def _openai_endpoint_check(*, endpoint, api_key: str) -> tuple[bool, str]:
     say which model each flow on this endpoint will use and whether the server offers it."""
     from django.utils import timezone
 
+    from aiclients.probe import openai_models_list
     from chatbots.models import AIEndpoint, Flow
-    from conversations.upstream.probe import openai_models_list
 
     offered, failure = openai_models_list(endpoint.base_url, api_key)
     if offered is None:
@@ -236,8 +236,8 @@ def _builtin_endpoint_check(*, endpoint) -> tuple[bool, str]:
 
 def knowledge_base_connection_test(*, knowledge_base) -> tuple[bool, str]:
     """Describe the Pinecone index with the stored key; builtin bases report their entries."""
+    from aiclients.probe import probe_pinecone
     from chatbots.secrets import SecretDecryptionError
-    from conversations.upstream.probe import probe_pinecone
 
     if knowledge_base.kind == KnowledgeBase.Kind.BUILTIN:
         count, chunks = knowledge_base.entries.count(), knowledge_base.chunks.count()

@@ -125,7 +125,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
 # UpstreamError, the reaper): whether asking again may help, its error-log category, and what the
 # customer reads in each language the widget speaks (Chatbot.language; other languages read
 # English). The AI clients stay free of Django and keep an English default per code
-# (conversations/upstream/errors.py); the runner puts the customer's language in here.
+# (aiclients/errors.py); the runner puts the customer's language in here.
 
 
 class TurnErrorCode(enum.StrEnum):

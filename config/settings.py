@@ -373,7 +373,7 @@ HTTP_BODY_MIN_BYTES_PER_SECOND = env.int("HTTP_BODY_MIN_BYTES_PER_SECOND", defau
 # Upper bound for one whole turn, whatever the endpoint says; keep below CELERY_VISIBILITY_TIMEOUT.
 TURN_TOTAL_TIMEOUT = env.int("TURN_TOTAL_TIMEOUT", default=600)
 # Flowise: after the answer's tokens, this long with only heartbeats ends the wait and the
-# answer is kept with a warning (conversations/upstream/types.Timeouts.answer_tail); 0 = wait
+# answer is kept with a warning (aiclients/types.Timeouts.answer_tail); 0 = wait
 # until the endpoint's total timeout.
 UPSTREAM_ANSWER_TAIL_SECONDS = env.float("UPSTREAM_ANSWER_TAIL_SECONDS", default=90.0)
 # The runner refreshes a turn's heartbeat this often; the reaper fails turns silent for longer
@@ -420,7 +420,7 @@ INBOX_PRESENCE_SECONDS = env.int("INBOX_PRESENCE_SECONDS", default=60)
 INBOX_USUAL_WAIT_MINUTES = env.int("INBOX_USUAL_WAIT_MINUTES", default=5)
 # Whether AI clients honour HTTP(S)_PROXY / NO_PROXY from the environment.
 UPSTREAM_TRUST_ENV = env.bool("UPSTREAM_TRUST_ENV", default=True)
-# The AI clients' HTTP transport: "lean" (conversations/upstream/transport.py) or "httpx"
+# The AI clients' HTTP transport: "lean" (aiclients/transport.py) or "httpx"
 # (httpcore's, sharded): kept selectable so the two are measured in the same run (#23 item 2).
 UPSTREAM_TRANSPORT = env.str("UPSTREAM_TRANSPORT", default="lean")
 if UPSTREAM_TRANSPORT not in ("lean", "httpx"):

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 from django.conf import settings
 
-from conversations.upstream.types import UpstreamEvent
+from aiclients.types import UpstreamEvent
 from knowledge.retrieval import knowledge_search
 
 TEXTS = {

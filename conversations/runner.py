@@ -20,6 +20,8 @@ from typing import Any
 
 from django.conf import settings
 
+from aiclients.errors import UpstreamError
+from aiclients.types import UpstreamEvent, normalise_usage
 from chatbots.selectors import chatbot_turn_config_get
 from conversations import services
 from conversations.runtime import WorkerRuntime
@@ -29,8 +31,6 @@ from conversations.turn_calls import AICallRecorder, ms_between
 from conversations.turn_errors import MESSAGES, TurnFailed
 from conversations.turn_finish import TurnFinisher
 from conversations.turn_routing import TurnRouting
-from conversations.upstream.errors import UpstreamError
-from conversations.upstream.types import UpstreamEvent, normalise_usage
 from tools import loop as tool_loop
 
 # Imported from here by the worker's task, the tests and the tool loop's callers.

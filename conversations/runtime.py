@@ -25,8 +25,8 @@ import httpx
 from django.conf import settings
 from django.db import close_old_connections
 
+from aiclients.pool import make_async_client
 from config.redis import new_async_redis
-from conversations.upstream.pool import make_async_client
 
 logger = logging.getLogger(__name__)
 

@@ -20,22 +20,22 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 
-from chatbots.models import TEMPLATE_VARIABLE
-from chatbots.secrets import decrypt
-from chatbots.services import prompt_render, prompt_values
-from conversations import services
-from conversations.builtin import builtin_answer_stream
-from conversations.hooks import TurnContext, call_observers
-from conversations.upstream.errors import UPSTREAM_TOO_LARGE, UpstreamError
-from conversations.upstream.flowise import abort_flowise, stream_flowise
-from conversations.upstream.openai_compat import stream_openai
-from conversations.upstream.types import (
+from aiclients.errors import UPSTREAM_TOO_LARGE, UpstreamError
+from aiclients.flowise import abort_flowise, stream_flowise
+from aiclients.openai_compat import stream_openai
+from aiclients.types import (
     CallStats,
     RetryPolicy,
     Timeouts,
     UpstreamEvent,
     UpstreamRequest,
 )
+from chatbots.models import TEMPLATE_VARIABLE
+from chatbots.secrets import decrypt
+from chatbots.services import prompt_render, prompt_values
+from conversations import services
+from conversations.builtin import builtin_answer_stream
+from conversations.hooks import TurnContext, call_observers
 from tools import loop as tool_loop
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ and the AI calls, can raise and word failures without importing the runner.
 
 from __future__ import annotations
 
+from aiclients.errors import UpstreamError
 from config.errors import TURN_ERRORS, turn_error_text
-from conversations.upstream.errors import UpstreamError
 
 # Texts for situations, not codes; what each failure code tells the customer is in
 # config.errors.TURN_ERRORS.

@@ -16,13 +16,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from aiclients.errors import UpstreamError
+from aiclients.types import UpstreamEvent
 from conversations import flow_router
 from conversations.builtin import builtin_route, split_tokens
 from conversations.hooks import TurnContext, context_providers
 from conversations.turn_calls import ms_between
 from conversations.turn_errors import TurnFailed
-from conversations.upstream.errors import UpstreamError
-from conversations.upstream.types import UpstreamEvent
 
 if TYPE_CHECKING:
     from conversations.runner import TurnExecution

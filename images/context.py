@@ -15,10 +15,10 @@ from typing import Any
 
 from django.conf import settings
 
+from aiclients.errors import UpstreamError
 from chatbots.selectors import prompt_template_get
 from chatbots.services import prompt_render, prompt_values
 from conversations.hooks import TurnContext
-from conversations.upstream.errors import UpstreamError
 from images import selectors, services
 from images.validation import FORMATS
 

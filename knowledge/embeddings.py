@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from conversations.upstream import errors as E
-from conversations.upstream.errors import UpstreamError
+from aiclients import errors as E
+from aiclients.errors import UpstreamError
 from outbound import guard
 
 

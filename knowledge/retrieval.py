@@ -20,10 +20,10 @@ from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection
 from django.db.models import F, Sum
 
+from aiclients.errors import UpstreamError
+from aiclients.pinecone import query_index
 from chatbots.models import KnowledgeBase, KnowledgeEntry
 from chatbots.secrets import decrypt
-from conversations.upstream.errors import UpstreamError
-from conversations.upstream.pinecone import query_index
 from knowledge.embeddings import embeddings_create_async
 from knowledge.models import KnowledgeChunk, KnowledgeDocument, KnowledgeTerm
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from aiclients.errors import UpstreamError
+from aiclients.pinecone import query_index
 from chatbots.models import AIEndpoint, Flow, KnowledgeBase
-from conversations.upstream.errors import UpstreamError
-from conversations.upstream.pinecone import query_index
 from knowledge.embeddings import embeddings_create
 from knowledge.retrieval import (
     FULLTEXT,

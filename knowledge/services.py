@@ -15,8 +15,8 @@ from django.db import connection, transaction
 from django.db.models import F, Value
 from django.utils import timezone
 
+from aiclients.errors import UpstreamError
 from chatbots.models import KnowledgeBase
-from conversations.upstream.errors import UpstreamError
 from knowledge.chunking import chunks_make
 from knowledge.embeddings import embeddings_create
 from knowledge.models import KnowledgeChunk, KnowledgeDocument

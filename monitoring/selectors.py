@@ -37,7 +37,7 @@ def process_name() -> str:
 
 def describe_error(exc: BaseException) -> str:
     """A short, secret-free description of a failure for staff."""
-    from conversations.upstream.errors import redact as redact_credentials
+    from aiclients.errors import redact as redact_credentials
 
     text = _URL_USERINFO.sub(r"\1***@", redact_credentials(redact(str(exc))))
     return f"{type(exc).__name__}: {text}"[:300]

@@ -40,7 +40,7 @@ HARMLESS_KEYS = {
 
 
 def _redact_text(text: str) -> str:
-    from conversations.upstream.errors import redact as redact_credentials
+    from aiclients.errors import redact as redact_credentials
 
     return redact_credentials(redact(text))
 

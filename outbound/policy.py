@@ -13,7 +13,7 @@ def private_allowed() -> bool:
     return bool(getattr(settings, "ALLOW_PRIVATE_NETWORK_URLS", False))
 
 
-# The Django-free clients (conversations/upstream) ask the guard, which asks this, per connection.
+# The Django-free clients (aiclients) ask the guard, which asks this, per connection.
 guard.configure(private_allowed)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conversations.upstream.probe import flowise_ping, probe_flowise, probe_openai, probe_pinecone
+from aiclients.probe import flowise_ping, probe_flowise, probe_openai, probe_pinecone
 
 SAME = "Could not reach the service at 127.0.0.1: no answer in a form we understand."
 FLOW = "3f2a1b0c-1d2e-4f50-8a9b-0c1d2e3f4a5b"

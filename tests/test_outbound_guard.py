@@ -10,7 +10,7 @@ import threading
 import httpx
 import pytest
 
-from conversations.upstream.transport import LeanTransport
+from aiclients.transport import LeanTransport
 from outbound import guard
 
 

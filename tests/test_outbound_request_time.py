@@ -9,7 +9,7 @@ from contextlib import aclosing
 
 import pytest
 
-from conversations.upstream import (
+from aiclients import (
     CallStats,
     RetryPolicy,
     Timeouts,
@@ -18,8 +18,8 @@ from conversations.upstream import (
     make_async_client,
     stream_openai,
 )
-from conversations.upstream import errors as E
-from conversations.upstream.pinecone import describe_index
+from aiclients import errors as E
+from aiclients.pinecone import describe_index
 from tests.fakes import FakeOpenAI
 from tests.fakes.freshdesk import FakeFreshdesk
 from tests.fakes.pinecone import FakePinecone

@@ -16,7 +16,9 @@ def product_packages() -> list[str]:
     testpaths = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"][
         "ini_options"
     ]["testpaths"]
-    return sorted({*[p for p in testpaths if p not in ("tests", "bench")], "config", "outbound"})
+    return sorted(
+        {*[p for p in testpaths if p not in ("tests", "bench")], "aiclients", "config", "outbound"}
+    )
 
 
 def test_mypy_finds_no_error_in_the_checked_modules():

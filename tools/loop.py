@@ -20,16 +20,16 @@ from typing import Any
 
 import httpx
 
-from conversations import flow_router
-from conversations.upstream.errors import UPSTREAM_EMPTY, UpstreamError
-from conversations.upstream.openai_compat import stream_openai
-from conversations.upstream.types import (
+from aiclients.errors import UPSTREAM_EMPTY, UpstreamError
+from aiclients.openai_compat import stream_openai
+from aiclients.types import (
     CallStats,
     RetryPolicy,
     Timeouts,
     UpstreamEvent,
     UpstreamRequest,
 )
+from conversations import flow_router
 from tools.metrics import tool_calls_count
 from tools.registry import Tool, ToolContext, ToolError, ToolResult
 from tools.selectors import Toolset, toolset_for_turn

@@ -20,6 +20,16 @@ from django.conf import settings
 from django.core.exceptions import FieldError
 from django.db import DatabaseError
 
+from aiclients import (
+    CallStats,
+    RetryPolicy,
+    Timeouts,
+    UpstreamError,
+    UpstreamRequest,
+    make_async_client,
+    stream_flowise,
+    stream_openai,
+)
 from analytics.analyser import (
     Verdict,
     analysis_instructions,
@@ -35,16 +45,6 @@ from chatbots.selectors import chatbot_config_get, prompt_template_get
 from chatbots.services import prompt_render, prompt_values
 from conversations.flow_router import flow_by_role
 from conversations.models import AICall, Message, Turn
-from conversations.upstream import (
-    CallStats,
-    RetryPolicy,
-    Timeouts,
-    UpstreamError,
-    UpstreamRequest,
-    make_async_client,
-    stream_flowise,
-    stream_openai,
-)
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conversations.upstream.sse import SSEEvent, SSEEventTooLarge, SSEParser, SSETruncated
+from aiclients.sse import SSEEvent, SSEEventTooLarge, SSEParser, SSETruncated
 
 # Flowise framing (no space, `message:` lines, heartbeat comment, pre-3.1.2 bare `message` end
 # frame), OpenAI framing (one space), CRLF and lone CR line endings, multibyte characters, a BOM,

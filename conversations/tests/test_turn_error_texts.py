@@ -8,13 +8,13 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from aiclients.errors import CODES
 from chatbots.models import AIEndpoint
 from config.errors import TURN_ERRORS, TurnErrorCode, turn_error_text
 from conversations.models import StreamEvent, Turn
 from conversations.runner import turn_run
 from conversations.runtime import get_runtime
 from conversations.services import turns_reap_stale
-from conversations.upstream.errors import CODES
 from monitoring.tests.factories import create_turn
 from tests.fakes.flowise import FakeFlowise
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 
+from aiclients.errors import UpstreamError
 from chatbots.models import AIEndpoint, PromptTemplate, TemplateAssignment
 from chatbots.selectors import chatbot_config_get
 from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow, shop_for_tests
 from conversations import services as conversation_services
 from conversations.hooks import TurnContext
-from conversations.upstream.errors import UpstreamError
 from images import services
 from images.context import cannot_look_text, description_prompt, image_context_provider
 from images.models import ImageUpload

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conversations.upstream.openai_compat import stream_openai
-from conversations.upstream.types import CallStats, Timeouts, UpstreamRequest
+from aiclients.openai_compat import stream_openai
+from aiclients.types import CallStats, Timeouts, UpstreamRequest
 
 pytest.importorskip("fakeai", reason="fakeai is in requirements-dev.txt")
 

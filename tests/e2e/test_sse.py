@@ -8,10 +8,10 @@ import time
 import httpx
 import pytest
 
+from aiclients.sse import SSEParser
 from config.redis import get_redis
 from conversations import streaming
 from conversations.models import Turn
-from conversations.upstream.sse import SSEParser
 from tests.e2e.client import post_message
 from tests.e2e.conftest import ARTIFACTS, running_stack, stack_env
 from tests.e2e.test_pipeline import flowise_bot

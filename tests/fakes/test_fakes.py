@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conversations.upstream.transport import LeanTransport
+from aiclients.transport import LeanTransport
 from tests.fakes import FakeFlowise, FakeOpenAI, tokenize
 
 FLOW = "7f3c1c0e-2b0a-4a52-9c1e-2f6a0c1d9b11"
@@ -244,7 +244,7 @@ def test_hundreds_of_paced_streams_run_concurrently(flowise):
         return text.count('"event":"token"')
 
     async def main() -> list[int]:
-        # httpx's default pool is quadratic in open connections (see conversations/upstream/pool.py).
+        # httpx's default pool is quadratic in open connections (see aiclients/pool.py).
         transport = LeanTransport(max_connections=streams)
         async with httpx.AsyncClient(transport=transport, timeout=20, trust_env=False) as client:
             return await asyncio.gather(*(one(client, i) for i in range(streams)))

@@ -24,8 +24,8 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aiclients.sse import SSEError, SSEEvent, SSEParser
 from conversations.textrules import StreamingRewriter
-from conversations.upstream.sse import SSEError, SSEEvent, SSEParser
 from tests.fakes.flowise import FakeFlowise
 from tests.reliability import harness
 from tests.reliability.harness import Followed, follow

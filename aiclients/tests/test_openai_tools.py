@@ -13,8 +13,8 @@ from contextlib import aclosing
 import httpx
 import pytest
 
-from conversations.upstream import UpstreamError, UpstreamRequest, stream_openai
-from conversations.upstream.openai_compat import ToolCallAssembler
+from aiclients import UpstreamError, UpstreamRequest, stream_openai
+from aiclients.openai_compat import ToolCallAssembler
 from tests.fakes import FakeOpenAI
 
 TOOLS = [

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from conversations.upstream import (
+from aiclients import (
     CallStats,
     RetryPolicy,
     Timeouts,
@@ -22,7 +22,7 @@ from conversations.upstream import (
     make_async_client,
     stream_flowise,
 )
-from conversations.upstream.probe import probe_flowise
+from aiclients.probe import probe_flowise
 from tests.fakes import FakeFlowise, describe_image
 
 FLOW = "7f3c1c0e-2b0a-4a52-9c1e-2f6a0c1d9b11"
@@ -660,6 +660,6 @@ def test_probe_flowise_never_shows_the_key(flowise):
     ],
 )
 def test_usage_reaches_the_turn_in_one_shape(raw, expected):
-    from conversations.upstream.types import normalise_usage
+    from aiclients.types import normalise_usage
 
     assert normalise_usage(raw) == expected

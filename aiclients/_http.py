@@ -17,15 +17,15 @@ from typing import Any
 
 import httpx
 
-from conversations.upstream import errors as E
-from conversations.upstream.errors import UpstreamError
-from conversations.upstream.sse import (
+from aiclients import errors as E
+from aiclients.errors import UpstreamError
+from aiclients.sse import (
     DEFAULT_MAX_EVENT_BYTES,
     SSEEvent,
     SSEEventTooLarge,
     SSEParser,
 )
-from conversations.upstream.types import CallStats, RetryPolicy, Timeouts
+from aiclients.types import CallStats, RetryPolicy, Timeouts
 from outbound import guard
 from outbound.http import retry_after_seconds
 

@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import httpx
 
-from conversations.upstream import errors as E
-from conversations.upstream.errors import UpstreamError
+from aiclients import errors as E
+from aiclients.errors import UpstreamError
 from outbound import guard
 
 API_VERSION = "2025-10"

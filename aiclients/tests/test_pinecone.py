@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conversations.upstream.errors import UpstreamError
-from conversations.upstream.pinecone import describe_index, query_index
-from conversations.upstream.probe import probe_pinecone
+from aiclients.errors import UpstreamError
+from aiclients.pinecone import describe_index, query_index
+from aiclients.probe import probe_pinecone
 from tests.fakes import FakePinecone
 
 KEY = "pcsk_SECRET_0123456789abcdef"

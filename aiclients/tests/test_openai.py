@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from conversations.upstream import (
+from aiclients import (
     CallStats,
     RetryPolicy,
     Timeouts,
@@ -29,8 +29,8 @@ from conversations.upstream import (
     make_async_client,
     stream_openai,
 )
-from conversations.upstream.probe import probe_openai
-from conversations.upstream.transport import LeanTransport
+from aiclients.probe import probe_openai
+from aiclients.transport import LeanTransport
 from tests.fakes import FakeOpenAI, describe_image
 
 KEY = "sk-proj-SECRETSECRET0123456789abcd"

@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
-from conversations.upstream.errors import UpstreamError, redact
-from conversations.upstream.flowise import chatflow_id_accepted
-from conversations.upstream.pinecone import CONTROL_URL, describe_index
+from aiclients.errors import UpstreamError, redact
+from aiclients.flowise import chatflow_id_accepted
+from aiclients.pinecone import CONTROL_URL, describe_index
 from outbound import guard
 
 _FLOWISE_PREFIX = "Error: predictionsServices.buildChatflow - "

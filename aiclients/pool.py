@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 
-from conversations.upstream.transport import LeanTransport
+from aiclients.transport import LeanTransport
 from outbound import guard
 
 USER_AGENT = "chatbot-backend/1.0"

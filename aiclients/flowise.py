@@ -17,8 +17,8 @@ from urllib.parse import quote
 
 import httpx
 
-from conversations.upstream import errors as E
-from conversations.upstream._http import (
+from aiclients import errors as E
+from aiclients._http import (
     MAX_JSON_BODY,
     AnswerTailElapsed,
     BodyReader,
@@ -33,9 +33,9 @@ from conversations.upstream._http import (
     sse_events,
     status_error,
 )
-from conversations.upstream.errors import UpstreamError
-from conversations.upstream.sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
-from conversations.upstream.types import (
+from aiclients.errors import UpstreamError
+from aiclients.sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
+from aiclients.types import (
     CallStats,
     RetryPolicy,
     Timeouts,

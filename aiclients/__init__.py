@@ -4,11 +4,11 @@ Django-free: only httpx and the standard library, so the turn runner can drive t
 long-lived asyncio loop per worker.
 """
 
-from conversations.upstream.errors import UpstreamError, redact
-from conversations.upstream.flowise import abort_flowise, stream_flowise
-from conversations.upstream.openai_compat import stream_openai
-from conversations.upstream.pool import make_async_client
-from conversations.upstream.types import (
+from aiclients.errors import UpstreamError, redact
+from aiclients.flowise import abort_flowise, stream_flowise
+from aiclients.openai_compat import stream_openai
+from aiclients.pool import make_async_client
+from aiclients.types import (
     CallStats,
     RetryPolicy,
     Timeouts,

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from conversations.upstream import errors as E
-from conversations.upstream._http import (
+from aiclients import errors as E
+from aiclients._http import (
     MAX_JSON_BODY,
     BodyReader,
     Classified,
@@ -27,9 +27,9 @@ from conversations.upstream._http import (
     sse_events,
     status_error,
 )
-from conversations.upstream.errors import UpstreamError
-from conversations.upstream.sse import DEFAULT_MAX_EVENT_BYTES
-from conversations.upstream.types import (
+from aiclients.errors import UpstreamError
+from aiclients.sse import DEFAULT_MAX_EVENT_BYTES
+from aiclients.types import (
     CallStats,
     RetryPolicy,
     Timeouts,
