@@ -4,9 +4,11 @@ first API calls with this checkout's widget key): what the run script hands over
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.asgi import asgi_processes, daphne_command, listen_sockets
@@ -74,17 +76,49 @@ def flag(name: str, default: bool) -> bool:
     return default if not raw else raw not in ("0", "false", "no", "off")
 
 
-def serve() -> int:
-    # The demo bots talk to fake AI servers on 127.0.0.1 (outbound/guard.py).
-    os.environ.setdefault("ALLOW_PRIVATE_NETWORK_URLS", "true")
+@dataclass(frozen=True)
+class PortPlan:
+    """Where each part listens, decided before anything starts; a `*_problem` says why that
+    optional part is left out (its port is taken), so the run goes on without it."""
+
+    host: str
+    port: int
+    flower_host: str
+    flower_port: int
+    flower_problem: str | None
+    fake_flowise: bool
+    fake_port: int
+    fake_problem: str | None
+    fake_openai: bool
+    openai_port: int
+    openai_problem: str | None
+
+    @property
+    def base(self) -> str:
+        return base_url(self.host, self.port)
+
+    @property
+    def flower_url(self) -> str:
+        return f"{base_url(self.flower_host, self.flower_port)}/"
+
+    @property
+    def fake_url(self) -> str:
+        return f"http://127.0.0.1:{self.fake_port}" if self.fake_flowise else ""
+
+    @property
+    def openai_url(self) -> str:
+        return f"http://127.0.0.1:{self.openai_port}/v1"
+
+
+def plan_ports() -> PortPlan:
+    """Before anything starts: a busy web port ends the run in one line; a busy port of an
+    optional part only skips that part (said once, here)."""
     host = os.environ.get("HOST", "127.0.0.1").strip() or "127.0.0.1"
     port = env_port("PORT", 8000)
     flower_port = env_port("FLOWER_PORT", 5555)
     flower_host = flower_address()
     fake_port = env_port("FAKE_FLOWISE_PORT", 8101)
     fake_flowise = flag("DEMO_FAKE_FLOWISE", True)
-    # Before anything starts: a busy web port ends the run in one line; a busy port of an
-    # optional part only skips that part.
     problem = port_problem(host, port, "PORT")
     if problem:
         raise StartProblem(problem)
@@ -101,7 +135,6 @@ def serve() -> int:
                 f"the fake Flowise skipped: {fake_problem}. The demo-flowise bot needs it; "
                 "the rest runs on without it."
             )
-    fake_url = f"http://127.0.0.1:{fake_port}" if fake_flowise else ""
     # An OpenAI-compatible stand-in, so a newcomer can build a bot in the admin with no AI
     # service at all (README, "Build a bot in the admin"). It takes any API key.
     openai_port = env_port("FAKE_OPENAI_PORT", 8102)
@@ -116,115 +149,188 @@ def serve() -> int:
         )
         if openai_problem:
             say(f"the fake OpenAI server skipped: {openai_problem}. The rest runs on without it.")
-    openai_url = f"http://127.0.0.1:{openai_port}/v1"
+    return PortPlan(
+        host=host,
+        port=port,
+        flower_host=flower_host,
+        flower_port=flower_port,
+        flower_problem=flower_problem,
+        fake_flowise=fake_flowise,
+        fake_port=fake_port,
+        fake_problem=fake_problem,
+        fake_openai=fake_openai,
+        openai_port=openai_port,
+        openai_problem=openai_problem,
+    )
 
+
+def prepare_database(plan: PortPlan) -> None:
+    """Migrations, then the demo bots (their origin and the fake Flowise's address are this
+    run's), then the admin user: the product answers usefully as soon as Daphne does."""
+    manage("migrate", "--noinput", "-v", "0")
+    manage(
+        "load_demo",
+        "--origin",
+        f"http://{plan.host}:{plan.port}",
+        *(["--flowise-url", plan.fake_url] if plan.fake_flowise else []),
+    )
+    manage("ensure_admin")
+
+
+def listen(plan: PortPlan) -> list[socket.socket]:
+    """One or more Daphne processes share the port (devstack/asgi.py); the port may have been
+    taken since plan_ports looked, which is the same one-line problem."""
+    try:
+        return listen_sockets(plan.host, plan.port, asgi_processes())
+    except OSError:
+        raise StartProblem(
+            port_problem(plan.host, plan.port, "PORT")
+            or f"cannot listen on {plan.host}:{plan.port}"
+        ) from None
+
+
+def daphne_parts(sockets: list[socket.socket], base: str) -> list[Part]:
+    """A Daphne per socket; only the first is asked for /health: every process serves the
+    same application on the same port."""
+    single = len(sockets) == 1
+    return [
+        Part(
+            "daphne" if single else f"daphne-{n}",
+            daphne_command(sock),
+            label="Daphne" if single else f"Daphne {n}",
+            pass_fds=(sock.fileno(),),
+            ready=(lambda: health_problem(f"{base}/health")) if n == 1 else None,
+        )
+        for n, sock in enumerate(sockets, 1)
+    ]
+
+
+def celery_parts() -> list[Part]:
+    """The turns worker (many threads: each turn mostly waits on its AI service), the
+    background worker, and beat."""
+    turn_threads = os.environ.get("TURN_WORKER_CONCURRENCY", "50")
+    return [
+        Part(
+            "worker-turns",
+            celery_worker_cmd("turns", "turns", "threads", int(turn_threads)),
+            label="the turns worker",
+        ),
+        Part(
+            "worker-background",
+            celery_worker_cmd("background", "analytics,maintenance,celery", "threads", 4),
+            label="the background worker",
+        ),
+        Part(
+            "beat",
+            [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                # Schedules live in the database, editable in the admin (docs/operations.md).
+                "-S",
+                "monitoring.beat:DatabaseScheduler",
+                "--loglevel",
+                "INFO",
+            ],
+            label="Celery beat",
+        ),
+    ]
+
+
+def fake_server_part(*, name: str, module: str, port: int, label: str, ready_url: str) -> Part:
+    """A stand-in AI server from tests/fakes/, optional, logging to its own file."""
+    return Part(
+        name,
+        [PY, "-m", module, "--port", str(port), "--tokens-per-second", "15"],
+        essential=False,
+        label=label,
+        log=LOGS / f"{name}.log",
+        ready=lambda: http_answers(ready_url),
+    )
+
+
+def optional_parts(plan: PortPlan) -> list[Part]:
+    """Flower and the fake AI servers, each unless its port is taken (or, for Flower, its
+    login is missing): the product runs on without any of them."""
+    parts = []
+    if not plan.flower_problem:
+        try:
+            parts.append(flower_part(host=plan.flower_host, port=plan.flower_port))
+        except StartProblem as exc:
+            say(f"Flower skipped: {exc} The product runs on without it.")
+    if plan.fake_flowise and not plan.fake_problem:
+        # A local stand-in for Flowise so `demo-flowise` streams with no AI service at all.
+        parts.append(
+            fake_server_part(
+                name="fake-flowise",
+                module="tests.fakes.flowise",
+                port=plan.fake_port,
+                label="the fake Flowise",
+                ready_url=f"{plan.fake_url}/",
+            )
+        )
+    if plan.fake_openai and not plan.openai_problem:
+        parts.append(
+            fake_server_part(
+                name="fake-openai",
+                module="tests.fakes.openai",
+                port=plan.openai_port,
+                label="the fake OpenAI server",
+                ready_url=f"{plan.openai_url}/models",
+            )
+        )
+    return parts
+
+
+def print_addresses(plan: PortPlan, parts: list[Part]) -> None:
+    """The addresses a person opens, naming only the optional parts that did come up."""
+    base = plan.base
+    up = {part.name for part in parts if not part.skipped}
+    flowise_up = "fake-flowise" in up
+    lines = [
+        "",
+        "run: the product is up",
+        f"  Demo chat:    {base}/chat/demo/"
+        + (f"  and  {base}/chat/demo-flowise/" if flowise_up else ""),
+        f"  Admin:        {base}/admin/",
+        f"  API docs:     {base}/api/docs/  and  {base}/api/redoc/",
+        "  Try the API:  ./run example  (prints curl calls with the demo bot's widget key)",
+        f"  Health:       {base}/health",
+    ]
+    if "flower" in up:
+        lines.append(
+            f"  Flower:       {plan.flower_url}  (Celery workers and tasks; sign in with "
+            "FLOWER_BASIC_AUTH from .data/local.env)"
+        )
+    lines.append(
+        f"  Demo bots:    demo (builtin), demo-flowise (fake Flowise at {plan.fake_url})"
+        if flowise_up
+        else "  Demo bot:     demo (builtin)"
+    )
+    if "fake-openai" in up:
+        lines.append(
+            f"  Fake OpenAI:  {plan.openai_url}  (build a bot against it in the admin; any API key)"
+        )
+    lines.append("  Stop with Ctrl-C.\n")
+    print("\n".join(lines), flush=True)
+
+
+def serve() -> int:
+    """`./run`: decide the ports, start PostgreSQL and Redis, ready the database, then run
+    every part under one supervisor and print the addresses once everything answers."""
+    # The demo bots talk to fake AI servers on 127.0.0.1 (outbound/guard.py).
+    os.environ.setdefault("ALLOW_PRIVATE_NETWORK_URLS", "true")
+    plan = plan_ports()
     services = ensure_services(DATA)
     try:
         for note in services.notes:
             say(note)
-        manage("migrate", "--noinput", "-v", "0")
-        manage(
-            "load_demo",
-            "--origin",
-            f"http://{host}:{port}",
-            *(["--flowise-url", fake_url] if fake_flowise else []),
-        )
-        manage("ensure_admin")
-        turn_threads = os.environ.get("TURN_WORKER_CONCURRENCY", "50")
-        # One or more Daphne processes sharing the port (devstack/asgi.py).
-        try:
-            sockets = listen_sockets(host, port, asgi_processes())
-        except OSError:  # taken since the check above
-            raise StartProblem(
-                port_problem(host, port, "PORT") or f"cannot listen on {host}:{port}"
-            ) from None
-        base = base_url(host, port)
-        parts = [
-            Part(
-                "daphne" if len(sockets) == 1 else f"daphne-{n}",
-                daphne_command(sock),
-                label="Daphne" if len(sockets) == 1 else f"Daphne {n}",
-                pass_fds=(sock.fileno(),),
-                # One is enough: every process serves the same application on the same port.
-                ready=(lambda: health_problem(f"{base}/health")) if n == 1 else None,
-            )
-            for n, sock in enumerate(sockets, 1)
-        ]
-        parts += [
-            Part(
-                "worker-turns",
-                celery_worker_cmd("turns", "turns", "threads", int(turn_threads)),
-                label="the turns worker",
-            ),
-            Part(
-                "worker-background",
-                celery_worker_cmd("background", "analytics,maintenance,celery", "threads", 4),
-                label="the background worker",
-            ),
-            Part(
-                "beat",
-                [
-                    PY,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "beat",
-                    # Schedules live in the database, editable in the admin
-                    # (docs/operations.md).
-                    "-S",
-                    "monitoring.beat:DatabaseScheduler",
-                    "--loglevel",
-                    "INFO",
-                ],
-                label="Celery beat",
-            ),
-        ]
-        flower_url = f"{base_url(flower_host, flower_port)}/"
-        if not flower_problem:
-            try:
-                parts.append(flower_part(host=flower_host, port=flower_port))
-            except StartProblem as exc:
-                say(f"Flower skipped: {exc} The product runs on without it.")
-        if fake_flowise and not fake_problem:
-            # A local stand-in for Flowise so `demo-flowise` streams with no AI service at all.
-            parts.append(
-                Part(
-                    "fake-flowise",
-                    [
-                        PY,
-                        "-m",
-                        "tests.fakes.flowise",
-                        "--port",
-                        str(fake_port),
-                        "--tokens-per-second",
-                        "15",
-                    ],
-                    essential=False,
-                    label="the fake Flowise",
-                    log=LOGS / "fake-flowise.log",
-                    ready=lambda: http_answers(f"{fake_url}/"),
-                )
-            )
-        if fake_openai and not openai_problem:
-            parts.append(
-                Part(
-                    "fake-openai",
-                    [
-                        PY,
-                        "-m",
-                        "tests.fakes.openai",
-                        "--port",
-                        str(openai_port),
-                        "--tokens-per-second",
-                        "15",
-                    ],
-                    essential=False,
-                    label="the fake OpenAI server",
-                    log=LOGS / "fake-openai.log",
-                    ready=lambda: http_answers(f"{openai_url}/models"),
-                )
-            )
+        prepare_database(plan)
+        sockets = listen(plan)
+        parts = [*daphne_parts(sockets, plan.base), *celery_parts(), *optional_parts(plan)]
         supervisor = Supervisor(parts, ROOT)
         supervisor.install_signal_handlers()
         try:
@@ -234,35 +340,7 @@ def serve() -> int:
                 sock.close()
         say("starting; the addresses follow once everything answers")
         if supervisor.wait_ready():
-            up = {part.name for part in parts if not part.skipped}
-            flowise_up = "fake-flowise" in up
-            lines = [
-                "",
-                "run: the product is up",
-                f"  Demo chat:    {base}/chat/demo/"
-                + (f"  and  {base}/chat/demo-flowise/" if flowise_up else ""),
-                f"  Admin:        {base}/admin/",
-                f"  API docs:     {base}/api/docs/  and  {base}/api/redoc/",
-                "  Try the API:  ./run example  (prints curl calls with the demo bot's widget key)",
-                f"  Health:       {base}/health",
-            ]
-            if "flower" in up:
-                lines.append(
-                    f"  Flower:       {flower_url}  (Celery workers and tasks; sign in with "
-                    "FLOWER_BASIC_AUTH from .data/local.env)"
-                )
-            lines.append(
-                f"  Demo bots:    demo (builtin), demo-flowise (fake Flowise at {fake_url})"
-                if flowise_up
-                else "  Demo bot:     demo (builtin)"
-            )
-            if "fake-openai" in up:
-                lines.append(
-                    f"  Fake OpenAI:  {openai_url}  (build a bot against it in the admin; "
-                    "any API key)"
-                )
-            lines.append("  Stop with Ctrl-C.\n")
-            print("\n".join(lines), flush=True)
+            print_addresses(plan, parts)
         return supervisor.watch()
     finally:
         services.stop()
