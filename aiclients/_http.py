@@ -11,7 +11,8 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from aiclients.sse import (
     SSEEventTooLarge,
     SSEParser,
 )
-from aiclients.types import CallStats, RetryPolicy, Timeouts
+from aiclients.types import CallStats, RetryPolicy, Timeouts, UpstreamEvent
 from outbound import guard
 from outbound.http import retry_after_seconds
 
@@ -115,6 +116,79 @@ async def open_stream(
         stats.retries += 1
         stats.retry_wait_seconds += delay
         await asyncio.sleep(delay)
+
+
+# A client's reader of one answer body: (response, loop-time deadline) -> its events.
+BodyEvents = Callable[[httpx.Response, float], AsyncGenerator[UpstreamEvent, None]]
+
+
+def stream_headers(api_key: str | None) -> dict[str, str]:
+    """The request headers of a streamed call: JSON in, SSE or JSON out, never compressed."""
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream, application/json",
+        "Accept-Encoding": "identity",  # compression would buffer the stream
+    }
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+async def stream_call(
+    client: httpx.AsyncClient,
+    *,
+    url: str,
+    api_key: str | None,
+    payload: dict[str, Any],
+    timeouts: Timeouts,
+    retry: RetryPolicy,
+    stats: CallStats,
+    classify: Classifier,
+    readers: dict[str, BodyEvents],
+    unexpected: str = "",
+    refuse: UpstreamError | None = None,
+) -> AsyncIterator[UpstreamEvent]:
+    """The skeleton every streaming client shares: open the stream (retrying before the first
+    answer byte), read the body with the reader for its content type, and on the way out record
+    how the call ended and scrub the key from any error. `unexpected` ends the message for a
+    content type no reader takes (e.g. " from Flowise"); `refuse` is raised before any request
+    (a call the client knows the service cannot answer)."""
+    if refuse is not None:
+        stats.error_code = refuse.code
+        raise refuse
+    secrets = (api_key,) if api_key else ()
+    response, deadline = await open_stream(
+        client,
+        url=url,
+        headers=stream_headers(api_key),
+        payload=payload,
+        timeouts=timeouts,
+        retry=retry,
+        stats=stats,
+        secrets=secrets,
+        classify=classify,
+    )
+    try:
+        ctype = content_type(response)
+        read = readers.get(ctype)
+        if read is None:
+            raise UpstreamError(
+                E.UPSTREAM_BAD_RESPONSE,
+                f"unexpected content-type {ctype!r}{unexpected}",
+                status=response.status_code,
+            )
+        events = read(response, deadline)
+        async with aclosing(events):
+            async for event in events:
+                yield event
+    except UpstreamError as err:
+        err.tokens_emitted = stats.tokens
+        stats.error_code = err.code
+        err.scrub(secrets)
+        raise
+    finally:
+        stats.finished_at = time.monotonic()
+        await response.aclose()
 
 
 def _retry_delay(

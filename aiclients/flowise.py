@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
-import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -21,17 +20,17 @@ from aiclients import errors as E
 from aiclients._http import (
     MAX_JSON_BODY,
     AnswerTailElapsed,
+    BodyEvents,
     BodyReader,
     Classified,
     QuietTail,
     body_text,
-    content_type,
     json_or_none,
-    open_stream,
     parse_retry_after,
     read_body,
     sse_events,
     status_error,
+    stream_call,
 )
 from aiclients.errors import UpstreamError
 from aiclients.sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
@@ -141,7 +140,7 @@ def _error_event_code(message: str) -> str:
     return E.UPSTREAM_STREAM_ERROR
 
 
-async def stream_flowise(
+def stream_flowise(
     client: httpx.AsyncClient,
     req: UpstreamRequest,
     *,
@@ -158,57 +157,34 @@ async def stream_flowise(
     timeouts = timeouts or Timeouts()
     retry = retry or RetryPolicy()
     stats = stats if stats is not None else CallStats()
+    refuse = None
     if not chatflow_id_accepted(req.target):
-        stats.error_code = E.UPSTREAM_BAD_REQUEST
-        raise UpstreamError(
+        refuse = UpstreamError(
             E.UPSTREAM_BAD_REQUEST,
             f"Invalid Chatflow ID {req.target[:100]!r}: Flowise would hold a streaming request "
             "for it without any answer",
         )
     secrets = (req.api_key,) if req.api_key else ()
     url = f"{req.base_url.rstrip('/')}/api/v1/prediction/{quote(req.target, safe='')}"
-    headers = {
-        "Content-Type": "application/json",
-        "Accept": "text/event-stream, application/json",
-        "Accept-Encoding": "identity",  # compression would buffer the stream
+    readers: dict[str, BodyEvents] = {
+        "text/event-stream": lambda response, deadline: _sse(
+            response, deadline, stats, max_event_bytes, secrets, timeouts
+        ),
+        "application/json": lambda response, deadline: _json(response, deadline, stats, secrets),
     }
-    if req.api_key:
-        headers["Authorization"] = f"Bearer {req.api_key}"
-
-    response, deadline = await open_stream(
+    return stream_call(
         client,
         url=url,
-        headers=headers,
+        api_key=req.api_key,
         payload=build_payload(req),
         timeouts=timeouts,
         retry=retry,
         stats=stats,
-        secrets=secrets,
         classify=lambda resp, body: _classify(resp, body, secrets),
+        readers=readers,
+        unexpected=" from Flowise",
+        refuse=refuse,
     )
-    try:
-        ctype = content_type(response)
-        if ctype == "text/event-stream":
-            events = _sse(response, deadline, stats, max_event_bytes, secrets, timeouts)
-        elif ctype == "application/json":
-            events = _json(response, deadline, stats, secrets)
-        else:
-            raise UpstreamError(
-                E.UPSTREAM_BAD_RESPONSE,
-                f"unexpected content-type {ctype!r} from Flowise",
-                status=response.status_code,
-            )
-        async with aclosing(events):
-            async for event in events:
-                yield event
-    except UpstreamError as err:
-        err.tokens_emitted = stats.tokens
-        stats.error_code = err.code
-        err.scrub(secrets)
-        raise
-    finally:
-        stats.finished_at = time.monotonic()
-        await response.aclose()
 
 
 async def _sse(

@@ -6,7 +6,6 @@ Wire protocol: ai_protocols.md §3. `base_url` includes the version prefix, e.g.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -16,16 +15,16 @@ import httpx
 from aiclients import errors as E
 from aiclients._http import (
     MAX_JSON_BODY,
+    BodyEvents,
     BodyReader,
     Classified,
     body_text,
-    content_type,
     json_or_none,
-    open_stream,
     parse_retry_after,
     read_body,
     sse_events,
     status_error,
+    stream_call,
 )
 from aiclients.errors import UpstreamError
 from aiclients.sse import DEFAULT_MAX_EVENT_BYTES
@@ -166,7 +165,7 @@ def _classify(response: httpx.Response, body: bytes, secrets: tuple[str, ...]) -
     return err, may_retry
 
 
-async def stream_openai(
+def stream_openai(
     client: httpx.AsyncClient,
     req: UpstreamRequest,
     *,
@@ -183,49 +182,24 @@ async def stream_openai(
     retry = retry or RetryPolicy()
     stats = stats if stats is not None else CallStats()
     secrets = (req.api_key,) if req.api_key else ()
-    headers = {
-        "Content-Type": "application/json",
-        "Accept": "text/event-stream, application/json",
-        "Accept-Encoding": "identity",
+    readers: dict[str, BodyEvents] = {
+        "text/event-stream": lambda response, deadline: _sse(
+            response, deadline, stats, max_event_bytes, secrets
+        ),
+        # Some compatible servers ignore `stream` and answer in one piece.
+        "application/json": lambda response, deadline: _json(response, deadline, stats, secrets),
     }
-    if req.api_key:
-        headers["Authorization"] = f"Bearer {req.api_key}"
-
-    response, deadline = await open_stream(
+    return stream_call(
         client,
         url=f"{req.base_url.rstrip('/')}/chat/completions",
-        headers=headers,
+        api_key=req.api_key,
         payload=build_payload(req),
         timeouts=timeouts,
         retry=retry,
         stats=stats,
-        secrets=secrets,
         classify=lambda resp, body: _classify(resp, body, secrets),
+        readers=readers,
     )
-    try:
-        ctype = content_type(response)
-        if ctype == "text/event-stream":
-            events = _sse(response, deadline, stats, max_event_bytes, secrets)
-        elif ctype == "application/json":
-            # Some compatible servers ignore `stream` and answer in one piece.
-            events = _json(response, deadline, stats, secrets)
-        else:
-            raise UpstreamError(
-                E.UPSTREAM_BAD_RESPONSE,
-                f"unexpected content-type {ctype!r}",
-                status=response.status_code,
-            )
-        async with aclosing(events):
-            async for event in events:
-                yield event
-    except UpstreamError as err:
-        err.tokens_emitted = stats.tokens
-        stats.error_code = err.code
-        err.scrub(secrets)
-        raise
-    finally:
-        stats.finished_at = time.monotonic()
-        await response.aclose()
 
 
 def _usage(raw: dict[str, Any], stats: CallStats) -> UpstreamEvent:
