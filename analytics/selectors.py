@@ -25,6 +25,7 @@ from analytics.models import (
     ConversationAnalysis,
     ConversationSummary,
     SyncState,
+    TurnMetrics,
 )
 from conversations.models import AICall, Conversation, Message, Turn
 from inbox.selectors import human_figures
@@ -32,19 +33,7 @@ from quality.selectors import feedback_figures
 
 # --- processing metrics -------------------------------------------------------------------------
 
-METRIC_PHASES = (
-    "queue_ms",
-    "config_load_ms",
-    "routing_ms",
-    "order_lookup_ms",
-    "image_ms",
-    "upstream_connect_ms",
-    "first_token_ms",
-    "streaming_ms",
-    "persistence_ms",
-    "total_ms",
-    "time_to_first_token_ms",
-)
+METRIC_PHASES = TurnMetrics.PHASES
 PERCENTILES = (0.5, 0.95, 0.99)
 
 
