@@ -1,7 +1,12 @@
-"""One error envelope for REST and WebSocket: {"error": {"code", "message", "details"}}.
+"""One error envelope for REST and WebSocket: {"error": {"code", "message", "details"}}, and one
+registry of what each code means: its HTTP status, whether asking again may help, its error-log
+category and, for a turn's failure, what the customer reads.
 
-Codes are stable UPPER_SNAKE strings from ErrorCode; messages are written for the person who
-reads them (a shop visitor's widget or an integrator), never containing secrets.
+Codes are stable UPPER_SNAKE strings from ErrorCode (and the apps' own enums, which register
+theirs with register_errors); messages are written for the person who reads them (a shop
+visitor's widget or an integrator), never containing secrets. A raise site names the code and
+the message; the status comes from the registry, so one code answers with one status wherever
+it is raised.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -49,22 +55,88 @@ class ErrorCode(enum.StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
+NETWORK, UPSTREAM_AI, STREAMING, TEMPLATE = "network", "upstream_ai", "streaming", "template"
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorSpec:
+    """What a code means, the same shape for a REST answer's code and a turn's failure code."""
+
+    # The HTTP status of a REST answer with this code; None for a turn's failure code, which
+    # reaches the customer as a stream event, never as an HTTP answer.
+    status: int | None = None
+    retryable: bool = False  # asking again (later) may help
+    category: str = ""  # the error log's category (a turn's failure)
+    texts: dict[str, str] = dataclasses.field(default_factory=dict)  # language -> customer text
+
+
+E = ErrorCode
+# Every REST code and its status. The apps' own codes (images, helpdesk, analytics, monitoring)
+# join through register_errors when their error_codes module is imported.
+API_ERRORS: dict[str, ErrorSpec] = {
+    E.VALIDATION_ERROR: ErrorSpec(400),
+    E.INVALID_INPUT: ErrorSpec(400),
+    E.MALFORMED_JSON: ErrorSpec(400),
+    E.UNSUPPORTED_MEDIA_TYPE: ErrorSpec(415),
+    E.PAYLOAD_TOO_LARGE: ErrorSpec(413),
+    E.REQUEST_TIMEOUT: ErrorSpec(408, retryable=True),
+    E.NOT_AUTHENTICATED: ErrorSpec(401),
+    E.PERMISSION_DENIED: ErrorSpec(403),
+    E.ORIGIN_NOT_ALLOWED: ErrorSpec(403),
+    E.NOT_FOUND: ErrorSpec(404),
+    E.METHOD_NOT_ALLOWED: ErrorSpec(405),
+    E.CONFLICT: ErrorSpec(409),
+    E.IDEMPOTENCY_KEY_REUSED: ErrorSpec(422),
+    E.RATE_LIMITED: ErrorSpec(429, retryable=True),
+    E.CHATBOT_NOT_FOUND: ErrorSpec(404),
+    E.CHATBOT_INACTIVE: ErrorSpec(403),
+    E.CONVERSATION_NOT_FOUND: ErrorSpec(404),
+    E.CONVERSATION_CLOSED: ErrorSpec(409),
+    E.TURN_NOT_FOUND: ErrorSpec(404),
+    E.TURN_IN_PROGRESS: ErrorSpec(409, retryable=True),
+    E.RESUME_POINT_GONE: ErrorSpec(410),
+    E.SERVICE_UNAVAILABLE: ErrorSpec(503, retryable=True),
+    E.INTERNAL_ERROR: ErrorSpec(500),
+}
+del E
+
+
+def register_errors(specs: Mapping[str, ErrorSpec]) -> None:
+    """An app's own REST codes join the registry (called by its error_codes module): a code
+    keeps one meaning, so registering a known code again with another meaning is refused."""
+    for code, spec in specs.items():
+        if API_ERRORS.setdefault(code, spec) != spec:
+            raise ValueError(f"error code {code} is registered twice with different meanings")
+
+
+def error_status(code: str) -> int:
+    """The HTTP status of a REST answer with `code`. A code outside the registry is a mistake
+    in the product (tests/test_error_registry.py holds every enum to it), so it raises."""
+    status = API_ERRORS[code].status
+    if status is None:
+        raise ValueError(f"error code {code} is not a REST answer's code")
+    return status
+
+
 class ApiError(Exception):
-    """Raised by services and views; rendered into the envelope with its status."""
+    """Raised by services and views; rendered into the envelope with its code's status.
+
+    `status` overrides the registry's only where one code legitimately answers with two
+    statuses; no raise site needs that today."""
 
     def __init__(
         self,
-        code: ErrorCode,
+        code: str,
         message: str,
         *,
-        status: int = 400,
+        status: int | None = None,
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.status = status
+        self.status = error_status(code) if status is None else status
         self.details = details or {}
         self.headers = headers or {}
 
@@ -152,144 +224,136 @@ class TurnErrorCode(enum.StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
-NETWORK, UPSTREAM_AI, STREAMING, TEMPLATE = "network", "upstream_ai", "streaming", "template"
-
-
-@dataclasses.dataclass(frozen=True)
-class TurnError:
-    retryable: bool  # asking again may help
-    category: str  # the error log's category
-    texts: dict[str, str]  # language -> what the customer reads
-
-
 C = TurnErrorCode
-TURN_ERRORS: dict[str, TurnError] = {
-    C.UPSTREAM_CONNECT_TIMEOUT: TurnError(
-        True,
-        NETWORK,
-        {
+TURN_ERRORS: dict[str, ErrorSpec] = {
+    C.UPSTREAM_CONNECT_TIMEOUT: ErrorSpec(
+        retryable=True,
+        category=NETWORK,
+        texts={
             "en": "The assistant could not be reached in time. Please try again.",
             "da": "Assistenten kunne ikke nås i tide. Prøv igen.",
         },
     ),
-    C.UPSTREAM_TIMEOUT: TurnError(
-        True,
-        NETWORK,
-        {
+    C.UPSTREAM_TIMEOUT: ErrorSpec(
+        retryable=True,
+        category=NETWORK,
+        texts={
             "en": "The assistant took too long to answer. Please try again.",
             "da": "Assistenten var for længe om at svare. Prøv igen.",
         },
     ),
-    C.UPSTREAM_UNAVAILABLE: TurnError(
-        True,
-        NETWORK,
-        {
+    C.UPSTREAM_UNAVAILABLE: ErrorSpec(
+        retryable=True,
+        category=NETWORK,
+        texts={
             "en": "The assistant is temporarily unavailable. Please try again in a moment.",
             "da": "Assistenten er midlertidigt utilgængelig. Prøv igen om lidt.",
         },
     ),
-    C.UPSTREAM_RATE_LIMITED: TurnError(
-        True,
-        UPSTREAM_AI,
-        {
+    C.UPSTREAM_RATE_LIMITED: ErrorSpec(
+        retryable=True,
+        category=UPSTREAM_AI,
+        texts={
             "en": "The assistant is receiving too many requests right now. Please try again in "
             "a moment.",
             "da": "Assistenten får for mange henvendelser lige nu. Prøv igen om lidt.",
         },
     ),
-    C.UPSTREAM_AUTH: TurnError(
-        False,
-        UPSTREAM_AI,
-        {
+    C.UPSTREAM_AUTH: ErrorSpec(
+        retryable=False,
+        category=UPSTREAM_AI,
+        texts={
             "en": "The assistant is not set up correctly (its access was refused). Please "
             "contact us.",
             "da": "Assistenten er ikke sat rigtigt op (adgangen blev afvist). Kontakt os venligst.",
         },
     ),
-    C.UPSTREAM_BAD_REQUEST: TurnError(
-        False,
-        UPSTREAM_AI,
-        {
+    C.UPSTREAM_BAD_REQUEST: ErrorSpec(
+        retryable=False,
+        category=UPSTREAM_AI,
+        texts={
             "en": "The assistant could not handle this request.",
             "da": "Assistenten kunne ikke håndtere denne henvendelse.",
         },
     ),
-    C.UPSTREAM_BAD_RESPONSE: TurnError(
-        True,
-        UPSTREAM_AI,
-        {
+    C.UPSTREAM_BAD_RESPONSE: ErrorSpec(
+        retryable=True,
+        category=UPSTREAM_AI,
+        texts={
             "en": "The assistant sent an answer we could not read. Please try again.",
             "da": "Assistenten sendte et svar, vi ikke kunne læse. Prøv igen.",
         },
     ),
-    C.UPSTREAM_STREAM_ERROR: TurnError(
-        True,
-        UPSTREAM_AI,
-        {
+    C.UPSTREAM_STREAM_ERROR: ErrorSpec(
+        retryable=True,
+        category=UPSTREAM_AI,
+        texts={
             "en": "The assistant ran into a problem while answering. Please try again.",
             "da": "Assistenten løb ind i et problem undervejs. Prøv igen.",
         },
     ),
-    C.UPSTREAM_TRUNCATED: TurnError(
-        True,
-        NETWORK,
-        {
+    C.UPSTREAM_TRUNCATED: ErrorSpec(
+        retryable=True,
+        category=NETWORK,
+        texts={
             "en": "The answer was cut off. Please try again.",
             "da": "Svaret blev afbrudt. Prøv igen.",
         },
     ),
-    C.UPSTREAM_EMPTY: TurnError(
-        True,
-        UPSTREAM_AI,
-        {
+    C.UPSTREAM_EMPTY: ErrorSpec(
+        retryable=True,
+        category=UPSTREAM_AI,
+        texts={
             "en": "The assistant returned an empty answer. Please try again.",
             "da": "Assistenten gav et tomt svar. Prøv igen.",
         },
     ),
-    C.UPSTREAM_TOO_LARGE: TurnError(
-        False,
-        UPSTREAM_AI,
-        {
+    C.UPSTREAM_TOO_LARGE: ErrorSpec(
+        retryable=False,
+        category=UPSTREAM_AI,
+        texts={
             "en": "This message or its attachment is too large for the assistant.",
             "da": "Beskeden eller dens vedhæftning er for stor til assistenten.",
         },
     ),
-    C.UPSTREAM_ABORTED: TurnError(
-        False, UPSTREAM_AI, {"en": "The answer was stopped.", "da": "Svaret blev stoppet."}
+    C.UPSTREAM_ABORTED: ErrorSpec(
+        retryable=False,
+        category=UPSTREAM_AI,
+        texts={"en": "The answer was stopped.", "da": "Svaret blev stoppet."},
     ),
-    C.TURN_TIMEOUT: TurnError(
-        True,
-        STREAMING,
-        {
+    C.TURN_TIMEOUT: ErrorSpec(
+        retryable=True,
+        category=STREAMING,
+        texts={
             "en": "The answer took too long. Please try again in a moment.",
             "da": "Svaret tog for lang tid. Prøv igen om lidt.",
         },
     ),
-    C.NO_ANSWER_FLOW: TurnError(
-        False,
-        TEMPLATE,
-        {"en": "This chatbot is not set up yet.", "da": "Chatbotten er ikke sat op endnu."},
+    C.NO_ANSWER_FLOW: ErrorSpec(
+        retryable=False,
+        category=TEMPLATE,
+        texts={"en": "This chatbot is not set up yet.", "da": "Chatbotten er ikke sat op endnu."},
     ),
-    C.WORKER_LOST: TurnError(
-        True,
-        STREAMING,
-        {
+    C.WORKER_LOST: ErrorSpec(
+        retryable=True,
+        category=STREAMING,
+        texts={
             "en": "The answer was interrupted. Please ask again.",
             "da": "Svaret blev afbrudt. Spørg venligst igen.",
         },
     ),
-    C.NOT_STARTED: TurnError(
-        True,
-        STREAMING,
-        {
+    C.NOT_STARTED: ErrorSpec(
+        retryable=True,
+        category=STREAMING,
+        texts={
             "en": "We could not start answering. Please ask again.",
             "da": "Vi kunne ikke begynde at svare. Spørg venligst igen.",
         },
     ),
-    C.INTERNAL_ERROR: TurnError(
-        True,
-        STREAMING,
-        {
+    C.INTERNAL_ERROR: ErrorSpec(
+        retryable=True,
+        category=STREAMING,
+        texts={
             "en": "Something went wrong on our side. Please try again in a moment.",
             "da": "Der gik noget galt hos os. Prøv igen om lidt.",
         },
