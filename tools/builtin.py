@@ -288,7 +288,7 @@ CREATE_TICKET = Tool(
 
 
 async def _transfer_run(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    # The tool loop carries a transfer out itself (tools.loop.ToolLoop._transfer).
+    # The tool loop carries a transfer out itself (tools.loop.AgentTransfer).
     raise ToolError("Transfers are made by the conversation, not run as a tool.")
 
 
