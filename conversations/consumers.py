@@ -24,7 +24,7 @@ from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode, error_body
 from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
-from conversations import access, selectors, services, socket_auth, streaming
+from conversations import access, eventlog, selectors, services, socket_auth, streaming
 from conversations.follower import TurnFollower
 from conversations.models import Conversation, Turn
 
@@ -124,7 +124,7 @@ def _turn(conversation_id, turn_id) -> Turn | None:
 
 @db
 def _db_events(turn_id: str, after: int, limit: int) -> list[dict]:
-    return streaming.db_events_after(turn_id, after, limit)
+    return eventlog.db_events_after(turn_id, after, limit)
 
 
 @db

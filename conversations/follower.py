@@ -9,10 +9,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from conversations import streaming
+from conversations import eventlog, streaming
 
 Emit = Callable[[str, dict], Awaitable[None]]
-ReadDb = Callable[[str, int, int], Awaitable[list[dict]]]
 Redis = Callable[[str], Any]  # turn id -> the client of the server holding its log
 
 
@@ -27,7 +26,13 @@ class TurnFollower:
     REPLAY_BATCH = 1000
 
     def __init__(
-        self, *, channel_layer, channel_name: str, emit: Emit, read_db: ReadDb, redis: Redis
+        self,
+        *,
+        channel_layer,
+        channel_name: str,
+        emit: Emit,
+        read_db: eventlog.ReadDb,
+        redis: Redis,
     ) -> None:
         self.channel_layer = channel_layer
         self.channel_name = channel_name
@@ -70,17 +75,13 @@ class TurnFollower:
     async def fill_from_logs(self, turn_id: str) -> None:
         state = self.following.get(turn_id)
         while state is not None:
-            after = state["next"] - 1
-            try:
-                from_redis = await streaming.redis_events_after(
-                    self.redis(turn_id), turn_id, after, self.REPLAY_BATCH
-                )
-            except Exception:
-                from_redis = []
-            from_db = []
-            if not from_redis or from_redis[0]["id"] != after + 1:
-                from_db = await self.read_db(turn_id, after, self.REPLAY_BATCH)
-            events = streaming.merge_contiguous(after, from_redis, from_db, limit=self.REPLAY_BATCH)
+            events = await eventlog.events_after(
+                turn_id,
+                state["next"] - 1,
+                self.REPLAY_BATCH,
+                redis=self.redis,
+                read_db=self.read_db,
+            )
             if not events:
                 return
             for env in events:

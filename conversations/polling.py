@@ -11,7 +11,8 @@ query and without a thread:
   record (chatbots.selectors.chatbot_access_get), dropped on every save of the chatbot;
 - one Redis round trip (the event loop's asyncio client) reads the turn's first event, the
   page after the client's id, and the last event. The first event (`start`) names the turn's
-  conversation, which must be the token's.
+  conversation, which must be the token's. Where the event log's reader would read PostgreSQL
+  (conversations.eventlog.db_needed) the poll goes to the DRF view, which reads both.
 
 Everything else goes to the DRF view (conversations.api.stream_events) unchanged: staff users,
 a token that does not check out, a turn Redis does not know (not started, or expired), a page
@@ -37,7 +38,7 @@ from chatbots.selectors import ACCESS_KEY, chatbot_access_get
 from config.authentication import looks_like_jwt
 from config.errors import ApiError
 from config.redis import loop_redis
-from conversations import api, streaming
+from conversations import api, eventlog, streaming
 from conversations.access import conversation_token_check, origin_allowed, token_from_request
 from conversations.selectors import event_for_clients
 
@@ -116,7 +117,7 @@ async def fast_page(request, turn_id) -> dict[str, Any] | None:
     if last is None:
         return None
     if events:
-        if events[0]["id"] != after + 1:
+        if eventlog.db_needed(after, events):
             return None  # a gap: PostgreSQL has the start of this page
         ended = events[-1]["event"] == streaming.TERMINAL_EVENT
         end = events[-1] if ended else last

@@ -6,7 +6,7 @@ import contextlib
 from typing import Any
 
 from config.errors import ApiError, ErrorCode
-from conversations import streaming
+from conversations import eventlog, streaming
 from conversations.models import Turn
 
 SESSION_STATUS = {
@@ -35,26 +35,13 @@ def event_for_clients(env: dict[str, Any]) -> dict[str, Any]:
 def stream_events_after(*, turn: Turn, after: int, limit: int) -> dict[str, Any]:
     """Events with id > after, gapless and in order, plus where the turn stands.
 
-    Reads both logs: the Redis stream is complete while the turn runs (PostgreSQL lags by up
-    to one batch); PostgreSQL is complete once the turn has finished (Redis may have expired).
-    PostgreSQL is read only when Redis does not hold the next event.
+    Read by the event log's sync door (conversations.eventlog: Redis, and PostgreSQL when
+    Redis lacks the next event). An empty page of a finished turn refuses a resume point past
+    its last event (400) or one whose events are gone from both logs (410).
     """
     finished_before = turn.is_finished
-    try:
-        from_redis = streaming.redis_events_after_sync(
-            streaming.event_redis(str(turn.pk)), str(turn.pk), after, limit
-        )
-    except Exception:
-        from_redis = []
-    from_db: list[dict] = []
-    if not from_redis or from_redis[0]["id"] != after + 1:
-        # Redis lacks the start of the range (expired, or written while Redis was away): read
-        # PostgreSQL. A gap further on ends the page at the gap (merge_contiguous); the next
-        # page starts there and comes here.
-        from_db = streaming.db_events_after(str(turn.pk), after, limit)
     events = [
-        event_for_clients(env)
-        for env in streaming.merge_contiguous(after, from_redis, from_db, limit=limit)
+        event_for_clients(env) for env in eventlog.events_after_sync(str(turn.pk), after, limit)
     ]
     if not events and finished_before and after > 0:
         if after > turn.last_event_id:

@@ -24,7 +24,7 @@ from django.utils import timezone
 from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode, TurnErrorCode, turn_error_text
 from config.ratelimit import message_limit, rate_limit_hit
-from conversations import hooks, streaming
+from conversations import eventlog, hooks, streaming
 from conversations.models import AICall, Conversation, Message, StreamEvent, Turn
 
 logger = logging.getLogger(__name__)
@@ -631,7 +631,7 @@ def turn_timings_update(*, turn_id: str, timings: dict, status: str, stack: str 
 def _copy_redis_events(*, turn_id: str, after: int) -> int:
     """Copy a turn's Redis-only events after `after` to PostgreSQL; returns the last id copied."""
     try:
-        missing = streaming.redis_events_after_sync(
+        missing = eventlog.redis_events_after_sync(
             streaming.event_redis(turn_id), turn_id, after, settings.STREAM_REDIS_MAXLEN
         )
     except Exception:

@@ -24,7 +24,7 @@ from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode, error_body
 from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
-from conversations import selectors, services, socket_auth, streaming
+from conversations import eventlog, selectors, services, socket_auth, streaming
 from conversations.consumers import conversation_require_active, db, origin_allowed
 from conversations.follower import TurnFollower
 from conversations.models import Conversation, Turn
@@ -212,7 +212,7 @@ def _cancel(turn: Turn) -> str:
 
 @db
 def _db_events(turn_id: str, after: int, limit: int) -> list[dict]:
-    return streaming.db_events_after(turn_id, after, limit)
+    return eventlog.db_events_after(turn_id, after, limit)
 
 
 # --- connecting ---------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Every event gets the next id of its turn (1, 2, 3 … with no gaps). It is appended to a capped
 Redis Stream and published to the turn's channel-layer group in one Redis round trip, and
 appended to PostgreSQL in batches. The channel layer delivers at most once, so readers that
-(re)connect replay from the logs and drop ids they already have.
+(re)connect replay from the logs (conversations.eventlog, the one reader) and drop ids they
+already have.
 """
 
 from __future__ import annotations
@@ -504,46 +505,6 @@ def decode_entries(entries) -> list[dict]:
         if raw is not None:
             events.append(json.loads(raw))
     return events
-
-
-def merge_contiguous(after: int, *sources: list[dict], limit: int) -> list[dict]:
-    """Events after `after` from several logs, deduplicated, in order, stopping at any gap."""
-    by_id: dict[int, dict] = {}
-    for source in sources:
-        for env in source:
-            if env["id"] > after:
-                by_id.setdefault(env["id"], env)
-    result = []
-    expected = after + 1
-    while expected in by_id and len(result) < limit:
-        result.append(by_id[expected])
-        expected += 1
-    return result
-
-
-def redis_events_after_sync(redis, turn_id: str, after: int, limit: int) -> list[dict]:
-    entries = redis.xrange(stream_key(turn_id), min=f"0-{after + 1}", max="+", count=limit)
-    return decode_entries(entries)
-
-
-async def redis_events_after(redis, turn_id: str, after: int, limit: int) -> list[dict]:
-    entries = await redis.xrange(stream_key(turn_id), min=f"0-{after + 1}", max="+", count=limit)
-    return decode_entries(entries)
-
-
-def db_events_after(turn_id: str, after: int, limit: int) -> list[dict]:
-    from conversations.models import StreamEvent
-
-    rows = StreamEvent.objects.filter(turn_id=turn_id, seq__gt=after).order_by("seq")[:limit]
-    return [
-        {
-            "id": row.seq,
-            "event": row.event,
-            "data": row.data,
-            "timestamp": row.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        }
-        for row in rows
-    ]
 
 
 def rows_to_models(turn_id: str, rows: list[dict]):

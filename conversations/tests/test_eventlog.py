@@ -1,6 +1,6 @@
-"""Merging the two event logs: gapless, ordered, deduplicated."""
+"""The event log's reader: merging the two logs, gapless, ordered, deduplicated."""
 
-from conversations.streaming import merge_contiguous
+from conversations.eventlog import merge_contiguous
 
 
 def ev(i):
