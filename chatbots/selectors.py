@@ -8,11 +8,19 @@ the admin invalidate at once (chatbots.signals). Secrets stay encrypted inside t
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 
+from chatbots.config_types import (
+    ChatbotAccess,
+    ChatbotBase,
+    ChatbotConfig,
+    FlowConfig,
+    PromptTemplateConfig,
+)
 from chatbots.models import Chatbot, PromptTemplate
+from chatbots.secrets import SecretValue
 from config.redis import get_redis
 
 CONFIG_KEY = "cb:config:{}"
@@ -26,8 +34,8 @@ def _count(kind: str, outcome: str) -> None:
     get_redis().hincrby(STATS_KEY, f"{kind}_{outcome}", 1)
 
 
-def _build_config(chatbot: Chatbot) -> dict[str, Any]:
-    flows = []
+def _build_config(chatbot: Chatbot) -> ChatbotConfig:
+    flows: list[FlowConfig] = []
     for flow in chatbot.flows.filter(enabled=True).select_related(
         "endpoint",
         "knowledge_base__embedding_endpoint",
@@ -51,7 +59,7 @@ def _build_config(chatbot: Chatbot) -> dict[str, Any]:
                     "name": flow.endpoint.name,
                     "kind": flow.endpoint.kind,
                     "base_url": flow.endpoint.base_url,
-                    "api_key_stored": flow.endpoint.api_key.stored,
+                    "api_key_stored": cast(SecretValue, flow.endpoint.api_key).stored,
                     "connect_timeout": flow.endpoint.connect_timeout,
                     "read_timeout": flow.endpoint.read_timeout,
                     "total_timeout": flow.endpoint.total_timeout,
@@ -66,12 +74,14 @@ def _build_config(chatbot: Chatbot) -> dict[str, Any]:
                         "host": kb.host,
                         "namespace": kb.namespace,
                         # Encrypted like the endpoints' keys; knowledge.retrieval decrypts.
-                        "api_key_stored": kb.api_key.stored,
+                        "api_key_stored": cast(SecretValue, kb.api_key).stored,
                         "embedding": (
                             {
                                 "endpoint_id": kb.embedding_endpoint.id,
                                 "base_url": kb.embedding_endpoint.base_url,
-                                "api_key_stored": kb.embedding_endpoint.api_key.stored,
+                                "api_key_stored": cast(
+                                    SecretValue, kb.embedding_endpoint.api_key
+                                ).stored,
                                 "model": kb.embedding_model,
                                 "timeout": kb.embedding_endpoint.read_timeout,
                             }
@@ -99,7 +109,7 @@ def _build_config(chatbot: Chatbot) -> dict[str, Any]:
     }
 
 
-def _base_config(chatbot: Chatbot) -> dict[str, Any]:
+def _base_config(chatbot: Chatbot) -> ChatbotBase:
     """The bot's own columns (no flows, rules or tools): its identity, widget and support."""
     return {
         "id": chatbot.id,
@@ -125,7 +135,7 @@ def _base_config(chatbot: Chatbot) -> dict[str, Any]:
     }
 
 
-def chatbot_config_get(*, public_id: str) -> dict[str, Any] | None:
+def chatbot_config_get(*, public_id: str) -> ChatbotConfig | None:
     """The resolved configuration of a chatbot, or None if no such chatbot exists."""
     client = get_redis()
     key = CONFIG_KEY.format(public_id)
@@ -144,7 +154,7 @@ def chatbot_config_get(*, public_id: str) -> dict[str, Any] | None:
     return config
 
 
-def _customer_config(chatbot: Chatbot) -> dict[str, Any]:
+def _customer_config(chatbot: Chatbot) -> ChatbotConfig:
     """What customers get: the current rows, or for a reviewed bot its live version's snapshot
     over the bot's unversioned columns (chatbots.versions)."""
     if chatbot.publishing == Chatbot.Publishing.REVIEWED and chatbot.live_version is not None:
@@ -154,12 +164,12 @@ def _customer_config(chatbot: Chatbot) -> dict[str, Any]:
     return _build_config(chatbot)
 
 
-def chatbot_draft_config_get(*, chatbot: Chatbot) -> dict[str, Any]:
+def chatbot_draft_config_get(*, chatbot: Chatbot) -> ChatbotConfig:
     """The configuration as saved now (a reviewed bot's draft), never cached: for previews."""
     return _build_config(chatbot)
 
 
-def prompt_template_get(*, shop_id: int, name: str) -> dict[str, Any] | None:
+def prompt_template_get(*, shop_id: int, name: str) -> PromptTemplateConfig | None:
     """A shop's prompt template's text and default variables, cached."""
     client = get_redis()
     key = TEMPLATE_KEY.format(shop_id, name)
@@ -171,12 +181,16 @@ def prompt_template_get(*, shop_id: int, name: str) -> dict[str, Any] | None:
     template = PromptTemplate.objects.filter(shop_id=shop_id, name=name).first()
     if template is None:
         return None
-    value = {"name": template.name, "text": template.text, "variables": template.variables}
+    value: PromptTemplateConfig = {
+        "name": template.name,
+        "text": template.text,
+        "variables": template.variables,
+    }
     client.set(key, json.dumps(value), ex=settings.PROMPT_TEMPLATE_CACHE_SECONDS)
     return value
 
 
-def chatbot_turn_config_get(*, public_id: str, preview: str | None = None) -> dict[str, Any] | None:
+def chatbot_turn_config_get(*, public_id: str, preview: str | None = None) -> ChatbotConfig | None:
     """Everything a turn reads about its chatbot, in one call: the resolved configuration with
     each flow's prompt template filled in (`flow["template"]` gains `text` and `defaults`; it is
     None when the template is gone). A published version carries its templates' text already.
@@ -196,7 +210,7 @@ def chatbot_turn_config_get(*, public_id: str, preview: str | None = None) -> di
     )
     if config is None:
         return None
-    templates: dict[str, dict[str, Any] | None] = {}
+    templates: dict[str, PromptTemplateConfig | None] = {}
     for flow in config["flows"]:
         assignment = flow.get("template")
         if not assignment or "text" in assignment:
@@ -213,7 +227,7 @@ def chatbot_turn_config_get(*, public_id: str, preview: str | None = None) -> di
     return config
 
 
-def _preview_config(*, public_id: str, preview: str) -> dict[str, Any] | None:
+def _preview_config(*, public_id: str, preview: str) -> ChatbotConfig | None:
     from chatbots.versions import version_config
 
     chatbot = Chatbot.objects.filter(public_id=public_id).first()
@@ -227,7 +241,7 @@ def _preview_config(*, public_id: str, preview: str) -> dict[str, Any] | None:
     return version_config(chatbot=chatbot, version=version)
 
 
-def chatbot_access_get(*, chatbot_id: int) -> dict[str, Any] | None:
+def chatbot_access_get(*, chatbot_id: int) -> ChatbotAccess | None:
     """Whether a chatbot answers and which sites may use it ({"active", "allowed_origins"}, the
     model's own columns, as conversations.access checks them), cached like its configuration;
     None if no such chatbot. Lets a customer's poll be authorised without a query
@@ -240,7 +254,10 @@ def chatbot_access_get(*, chatbot_id: int) -> dict[str, Any] | None:
     row = Chatbot.objects.filter(pk=chatbot_id).values("active", "allowed_origins").first()
     if row is None:
         return None
-    value = {"active": bool(row["active"]), "allowed_origins": list(row["allowed_origins"])}
+    value: ChatbotAccess = {
+        "active": bool(row["active"]),
+        "allowed_origins": list(row["allowed_origins"]),
+    }
     client.set(key, json.dumps(value), ex=settings.CHATBOT_CONFIG_CACHE_SECONDS)
     return value
 
@@ -275,7 +292,9 @@ def config_cache_clear() -> int:
 
 def cache_stats() -> dict[str, Any]:
     client = get_redis()
-    counters = {k.decode(): int(v) for k, v in client.hgetall(STATS_KEY).items()}
+    # The shared client answers bytes (config.redis: no decode_responses).
+    stats = cast(dict[bytes, bytes], client.hgetall(STATS_KEY))
+    counters = {k.decode(): int(v) for k, v in stats.items()}
     result = {}
     for kind, pattern in (("config", "cb:config:*"), ("template", "cb:template:*")):
         hits = counters.get(f"{kind}_hits", 0)

@@ -13,10 +13,11 @@ stays with the rows because knowledge entries' search vectors follow it at once.
 from __future__ import annotations
 
 import copy
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from django.db import transaction
 
+from chatbots.config_types import ChatbotConfig, ToolsBinding
 from chatbots.models import (
     AIEndpoint,
     Chatbot,
@@ -27,7 +28,7 @@ from chatbots.models import (
 from chatbots.secrets import SecretValue
 
 # The keys of the turn configuration a version holds; the rest comes from the bot's row.
-VERSIONED_KEYS = (
+VERSIONED_KEYS: tuple[Literal["routing_mode", "topics", "flows", "text_rules", "tools"], ...] = (
     "routing_mode",
     "topics",
     "flows",
@@ -36,7 +37,7 @@ VERSIONED_KEYS = (
 )
 
 
-def _tools_binding(chatbot: Chatbot) -> dict[str, Any] | None:
+def _tools_binding(chatbot: Chatbot) -> ToolsBinding | None:
     """The bot's tool allow-list and bounds, as tools.selectors.toolset_for_turn reads them."""
     from tools.models import ChatbotTools
 
@@ -51,14 +52,15 @@ def _tools_binding(chatbot: Chatbot) -> dict[str, Any] | None:
     }
 
 
-def _strip_secrets(config: dict[str, Any]) -> None:
+def _strip_secrets(config: ChatbotConfig) -> None:
     for flow in config["flows"]:
         flow["endpoint"].pop("api_key_stored", None)
         kb = flow.get("knowledge_base")
         if kb:
             kb.pop("api_key_stored", None)
-            if kb.get("embedding"):
-                kb["embedding"].pop("api_key_stored", None)
+            embedding = kb.get("embedding")
+            if embedding:
+                embedding.pop("api_key_stored", None)
 
 
 def snapshot_build(*, chatbot: Chatbot) -> dict[str, Any]:
@@ -68,7 +70,7 @@ def snapshot_build(*, chatbot: Chatbot) -> dict[str, Any]:
     from chatbots.selectors import chatbot_draft_config_get
 
     config = chatbot_draft_config_get(chatbot=chatbot)
-    names = {f["template"]["name"] for f in config["flows"] if f.get("template")}
+    names = {t["name"] for f in config["flows"] if (t := f.get("template"))}
     templates = {
         t.name: t for t in PromptTemplate.objects.filter(shop_id=chatbot.shop_id, name__in=names)
     }
@@ -86,7 +88,7 @@ def snapshot_build(*, chatbot: Chatbot) -> dict[str, Any]:
     return {key: config[key] for key in VERSIONED_KEYS}
 
 
-def version_config(*, chatbot: Chatbot, version: ChatbotVersion) -> dict[str, Any]:
+def version_config(*, chatbot: Chatbot, version: ChatbotVersion) -> ChatbotConfig:
     """A version as a turn configuration: the bot's unversioned columns as they are now, the
     version's content, and the current (encrypted) keys of the endpoints and knowledge bases it
     names. A row deleted since gives an empty key: that flow's calls fail like a missing key."""
@@ -119,7 +121,8 @@ def version_config(*, chatbot: Chatbot, version: ChatbotVersion) -> dict[str, An
                 kb["embedding"]["api_key_stored"] = endpoint_keys.get(
                     kb["embedding"].get("endpoint_id"), ""
                 )
-    return {**_base_config(chatbot), **content, "version": version.number}
+    # The content is a snapshot_build of a ChatbotConfig: the versioned keys mypy cannot see.
+    return cast(ChatbotConfig, {**_base_config(chatbot), **content, "version": version.number})
 
 
 def _invalidate(chatbot: Chatbot) -> None:
