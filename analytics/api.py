@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from accounts import access
 from accounts.models import AuditEvent
+from accounts.permissions import STAFF_AUTHENTICATION, OperatorOnly, ShopMember
 from accounts.services import audit_conversations
 from analytics import selectors
 from analytics.error_codes import AnalyticsErrorCode
@@ -27,7 +28,6 @@ from analytics.export import FORMATS, export_response
 from analytics.services import conversation_index as index
 from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode
-from config.permissions import STAFF_AUTHENTICATION, OperatorOnly, ShopMember
 from config.schema import ERROR_RESPONSES
 from conversations.models import Conversation
 

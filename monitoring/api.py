@@ -13,9 +13,9 @@ from rest_framework.decorators import (
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.permissions import STAFF_AUTHENTICATION, OperatorOnly
 from chatbots import selectors as chatbot_selectors
 from config.errors import ApiError
-from config.permissions import STAFF_AUTHENTICATION, OperatorOnly
 from config.schema import ERROR_RESPONSES
 from monitoring import pool_stats, selectors
 from monitoring.error_codes import MonitoringErrorCode

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from accounts import access
 from accounts.models import Role
-from config.permissions import STAFF_AUTHENTICATION, ShopMember
+from accounts.permissions import STAFF_AUTHENTICATION, ShopMember
 from config.schema import ERROR_RESPONSES
 from orders.selectors import STATS_FIELDS, order_sources_stats
 

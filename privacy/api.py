@@ -11,8 +11,8 @@ from rest_framework.response import Response
 
 from accounts import access
 from accounts.models import Role, Shop
+from accounts.permissions import STAFF_AUTHENTICATION, ShopMember
 from config.errors import ApiError, ErrorCode
-from config.permissions import STAFF_AUTHENTICATION, ShopMember
 from config.schema import ERROR_RESPONSES
 from privacy import services
 
