@@ -141,6 +141,90 @@ def order_status(*, cancelled: bool, financial: str, fulfillment: str, all_deliv
     return "processing"
 
 
+def _graphql_shipments(fulfillments: list[dict], carrier_urls: Any) -> list[dict[str, Any]]:
+    """A shipment per tracking number of each GraphQL fulfillment (one without any still
+    counts); the carrier's own link when Shopify has none."""
+    shipments = []
+    for f in fulfillments:
+        status = str(f.get("displayStatus") or "").lower() or None
+        infos = [i for i in f.get("trackingInfo") or [] if isinstance(i, dict)] or [{}]
+        for info in infos:
+            number = info.get("number")
+            shipments.append(
+                {
+                    "carrier": info.get("company"),
+                    "tracking_number": number,
+                    "tracking_url": info.get("url")
+                    or tracking_url(info.get("company"), number, carrier_urls),
+                    "status": status,
+                    "shipped_at": iso_datetime(f.get("createdAt")),
+                    "delivered_at": iso_datetime(f.get("deliveredAt")),
+                }
+            )
+    return shipments
+
+
+def _rest_shipments(fulfillments: list[dict], carrier_urls: Any) -> list[dict[str, Any]]:
+    """The same from REST fulfillments, whose numbers and links are parallel lists (or, from
+    older shops, single fields); REST does not say when a parcel arrived."""
+    shipments = []
+    for f in fulfillments:
+        numbers = f.get("tracking_numbers") or (
+            [f["tracking_number"]] if f.get("tracking_number") else []
+        )
+        urls = f.get("tracking_urls") or ([f["tracking_url"]] if f.get("tracking_url") else [])
+        for index, number in enumerate(numbers or [None]):
+            carrier = f.get("tracking_company")
+            shipments.append(
+                {
+                    "carrier": carrier,
+                    "tracking_number": number,
+                    "tracking_url": (urls[index] if index < len(urls) else None)
+                    or tracking_url(carrier, number, carrier_urls),
+                    "status": f.get("shipment_status"),
+                    "shipped_at": iso_datetime(f.get("created_at")),
+                    "delivered_at": None,
+                }
+            )
+    return shipments
+
+
+class CostBucket:
+    """A shop's GraphQL cost bucket as Shopify last reported it, kept in Redis for two minutes:
+    a lookup that drained it makes the next one wait instead of being throttled."""
+
+    def __init__(self, source_id: int) -> None:
+        self.key = BUCKET_KEY.format(source_id)
+
+    def read(self) -> dict[str, float] | None:
+        raw = get_redis().get(self.key)
+        return json.loads(raw) if raw else None
+
+    def write(self, cost: dict[str, Any]) -> None:
+        status = cost.get("throttleStatus") or {}
+        try:
+            bucket = {
+                "available": float(status["currentlyAvailable"]),
+                "maximum": float(status["maximumAvailable"]),
+                "restore": float(status["restoreRate"]),
+                "requested": float(cost.get("requestedQueryCost") or DEFAULT_QUERY_COST),
+                "at": time.time(),
+            }
+        except (KeyError, TypeError, ValueError):
+            return
+        get_redis().set(self.key, json.dumps(bucket), ex=120)
+
+    @staticmethod
+    def wait_for(bucket: dict[str, float], requested: float | None = None) -> float:
+        """Seconds until the bucket holds the query's cost again."""
+        need = requested if requested is not None else bucket["requested"]
+        restore = bucket["restore"] or 1.0
+        available = min(
+            bucket["maximum"], bucket["available"] + restore * (time.time() - bucket["at"])
+        )
+        return max(0.0, (need - available) / restore)
+
+
 class ShopifyProvider(Provider):
     label = "Shopify"
     auth_methods = ("access_token", "client_credentials")
@@ -209,42 +293,15 @@ class ShopifyProvider(Provider):
             return response
         raise AssertionError("unreachable")  # pragma: no cover
 
-    # --- the cost bucket ----------------------------------------------------------------------
-
-    def _bucket_read(self) -> dict[str, float] | None:
-        raw = get_redis().get(BUCKET_KEY.format(self.source.id))
-        return json.loads(raw) if raw else None
-
-    def _bucket_write(self, cost: dict[str, Any]) -> None:
-        status = cost.get("throttleStatus") or {}
-        try:
-            bucket = {
-                "available": float(status["currentlyAvailable"]),
-                "maximum": float(status["maximumAvailable"]),
-                "restore": float(status["restoreRate"]),
-                "requested": float(cost.get("requestedQueryCost") or DEFAULT_QUERY_COST),
-                "at": time.time(),
-            }
-        except (KeyError, TypeError, ValueError):
-            return
-        get_redis().set(BUCKET_KEY.format(self.source.id), json.dumps(bucket), ex=120)
-
-    @staticmethod
-    def _wait_for(bucket: dict[str, float], requested: float | None = None) -> float:
-        """Seconds until the bucket holds the query's cost again."""
-        need = requested if requested is not None else bucket["requested"]
-        restore = bucket["restore"] or 1.0
-        available = min(
-            bucket["maximum"], bucket["available"] + restore * (time.time() - bucket["at"])
-        )
-        return max(0.0, (need - available) / restore)
-
     async def _graphql(self, query: str, variables: dict[str, Any], *, op: str) -> dict:
+        """One query, waiting first if the shared bucket is short, and again (within
+        ORDERS_MAX_ATTEMPTS) each time Shopify throttles it; errors in the answer fail it."""
         url = f"{self.source.base_url}/admin/api/{self.version}/graphql.json"
-        bucket = await asyncio.to_thread(self._bucket_read)
+        cost_bucket = CostBucket(self.source.id)
+        bucket = await asyncio.to_thread(cost_bucket.read)
         if bucket:
             # Another lookup just drained the bucket: wait for it rather than be throttled.
-            wait = self._wait_for(bucket)
+            wait = cost_bucket.wait_for(bucket)
             if wait > 0:
                 await self.http.wait(wait, unless=self._throttled_error())
         for attempt in range(1, max(1, settings.ORDERS_MAX_ATTEMPTS) + 1):
@@ -260,7 +317,7 @@ class ShopifyProvider(Provider):
                 body = self.json_body(response, op)
             cost = dig(body, "extensions", "cost")
             if isinstance(cost, dict):
-                await asyncio.to_thread(self._bucket_write, cost)
+                await asyncio.to_thread(cost_bucket.write, cost)
             errors = dig(body, "errors")
             throttled = isinstance(errors, list) and any(
                 dig(e, "extensions", "code") == "THROTTLED" for e in errors
@@ -269,20 +326,7 @@ class ShopifyProvider(Provider):
                 self.http.count("throttled")
                 if attempt == settings.ORDERS_MAX_ATTEMPTS:
                     raise self._throttled_error()
-                if isinstance(cost, dict) and dig(cost, "throttleStatus", "restoreRate"):
-                    wait = self._wait_for(
-                        {
-                            "available": float(cost["throttleStatus"]["currentlyAvailable"]),
-                            "maximum": float(cost["throttleStatus"]["maximumAvailable"]),
-                            "restore": float(cost["throttleStatus"]["restoreRate"]),
-                            "at": time.time(),
-                            "requested": 0.0,
-                        },
-                        float(cost.get("requestedQueryCost") or DEFAULT_QUERY_COST),
-                    )
-                else:
-                    retry_after = retry_after_seconds(response.headers.get("retry-after"))
-                    wait = self.http.backoff(attempt) if retry_after is None else retry_after
+                wait = self._throttle_wait(cost, response, attempt)
                 await self.http.wait(wait, unless=self._throttled_error())
                 continue
             if response.status_code != 200:
@@ -290,15 +334,36 @@ class ShopifyProvider(Provider):
             if not isinstance(body, dict):
                 raise OrderSourceError("bad_response", "Shopify's answer is not a JSON object.")
             if errors:
-                first = errors[0] if isinstance(errors, list) and errors else errors
-                message = dig(first, "message") or str(first)
-                code = dig(first, "extensions", "code") or ""
-                reason = "forbidden" if code == "ACCESS_DENIED" else "config"
-                raise OrderSourceError(
-                    reason, f"Shopify refused the query: {self.http.scrub(str(message))[:300]}"
-                )
+                raise self._refused(errors)
             return body
         raise self._throttled_error()  # pragma: no cover
+
+    def _throttle_wait(self, cost: Any, response: Any, attempt: int) -> float:
+        """How long a throttled query waits: until the bucket Shopify reported holds its cost,
+        else what Retry-After says, else the usual backoff."""
+        if isinstance(cost, dict) and dig(cost, "throttleStatus", "restoreRate"):
+            return CostBucket.wait_for(
+                {
+                    "available": float(cost["throttleStatus"]["currentlyAvailable"]),
+                    "maximum": float(cost["throttleStatus"]["maximumAvailable"]),
+                    "restore": float(cost["throttleStatus"]["restoreRate"]),
+                    "at": time.time(),
+                    "requested": 0.0,
+                },
+                float(cost.get("requestedQueryCost") or DEFAULT_QUERY_COST),
+            )
+        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+        return self.http.backoff(attempt) if retry_after is None else retry_after
+
+    def _refused(self, errors: Any) -> OrderSourceError:
+        """The answer's first error, scrubbed: a missing scope is `forbidden`, the rest `config`."""
+        first = errors[0] if isinstance(errors, list) and errors else errors
+        message = dig(first, "message") or str(first)
+        code = dig(first, "extensions", "code") or ""
+        reason = "forbidden" if code == "ACCESS_DENIED" else "config"
+        return OrderSourceError(
+            reason, f"Shopify refused the query: {self.http.scrub(str(message))[:300]}"
+        )
 
     @staticmethod
     def _throttled_error() -> OrderSourceError:
@@ -347,23 +412,6 @@ class ShopifyProvider(Provider):
         )
         if delivered and fulfillment == "fulfilled":
             fulfillment = "delivered"
-        shipments = []
-        for f in fulfillments:
-            status = str(f.get("displayStatus") or "").lower() or None
-            infos = [i for i in f.get("trackingInfo") or [] if isinstance(i, dict)] or [{}]
-            for info in infos:
-                number = info.get("number")
-                shipments.append(
-                    {
-                        "carrier": info.get("company"),
-                        "tracking_number": number,
-                        "tracking_url": info.get("url")
-                        or tracking_url(info.get("company"), number, self.source.carrier_urls),
-                        "status": status,
-                        "shipped_at": iso_datetime(f.get("createdAt")),
-                        "delivered_at": iso_datetime(f.get("deliveredAt")),
-                    }
-                )
         order.update(
             order_number=node.get("name") or "",
             external_id=node.get("id") or "",
@@ -389,7 +437,7 @@ class ShopifyProvider(Provider):
                 for i in dig(node, "lineItems", "nodes") or []
                 if isinstance(i, dict)
             ],
-            shipments=shipments,
+            shipments=_graphql_shipments(fulfillments, self.source.carrier_urls),
             status_page_url=node.get("statusPageUrl"),
             raw_status={
                 "shopify": {
@@ -451,25 +499,6 @@ class ShopifyRestProvider(ShopifyProvider):
         delivered = bool(fulfillments) and all(
             f.get("shipment_status") == "delivered" for f in fulfillments
         )
-        shipments = []
-        for f in fulfillments:
-            numbers = f.get("tracking_numbers") or (
-                [f["tracking_number"]] if f.get("tracking_number") else []
-            )
-            urls = f.get("tracking_urls") or ([f["tracking_url"]] if f.get("tracking_url") else [])
-            for index, number in enumerate(numbers or [None]):
-                carrier = f.get("tracking_company")
-                shipments.append(
-                    {
-                        "carrier": carrier,
-                        "tracking_number": number,
-                        "tracking_url": (urls[index] if index < len(urls) else None)
-                        or tracking_url(carrier, number, self.source.carrier_urls),
-                        "status": f.get("shipment_status"),
-                        "shipped_at": iso_datetime(f.get("created_at")),
-                        "delivered_at": None,
-                    }
-                )
         order.update(
             order_number=data.get("name") or "",
             external_id=str(data.get("id") or ""),
@@ -494,7 +523,7 @@ class ShopifyRestProvider(ShopifyProvider):
                 for i in data.get("line_items") or []
                 if isinstance(i, dict)
             ],
-            shipments=shipments,
+            shipments=_rest_shipments(fulfillments, self.source.carrier_urls),
             status_page_url=data.get("order_status_url"),
             raw_status={
                 "shopify": {
