@@ -12,13 +12,12 @@ import os
 import re
 import shutil
 import threading
-import time
 
 import pytest
 from django.urls import Resolver404, resolve
 
 from devstack import browser as devstack_browser
-from tests.e2e.conftest import ARTIFACTS, Stack, running_stack, stack_env
+from tests.e2e.conftest import ARTIFACTS, Stack, running_stack, stack_env, turns_settle
 from tests.fakes.flowise import FakeFlowise
 
 SHOTS = ARTIFACTS / "browser"
@@ -242,11 +241,4 @@ def _turns_settle(transactional_db, browser, flowise):
     """As in tests/e2e: let the worker finish writing before the database is flushed (and keep
     the fake Flowise up until then, so a turn the test did not wait for ends normally)."""
     yield
-    from conversations.models import Turn
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not Turn.objects.filter(status__in=["pending", "running"]).exists():
-            break
-        time.sleep(0.1)
-    time.sleep(0.2)
+    turns_settle()

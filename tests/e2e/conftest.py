@@ -164,15 +164,22 @@ def stack(django_db_setup, django_db_blocker) -> Stack:
         yield running
 
 
-@pytest.fixture(autouse=True)
-def _turns_settle(transactional_db):
-    """Let the worker finish writing before the test database is truncated under it."""
-    yield
+def turns_settle(timeout: float = 30) -> None:
+    """Wait until no turn is pending or running (then a moment for the worker's last writes), so
+    a transactional test's teardown does not truncate the tables under a worker still writing.
+    The e2e, browser and reliability suites' settle fixtures all end with this."""
     from conversations.models import Turn
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not Turn.objects.filter(status__in=["pending", "running"]).exists():
             break
         time.sleep(0.1)
     time.sleep(0.2)
+
+
+@pytest.fixture(autouse=True)
+def _turns_settle(transactional_db):
+    """Let the worker finish writing before the test database is truncated under it."""
+    yield
+    turns_settle()

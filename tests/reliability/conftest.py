@@ -3,11 +3,11 @@ for running turns before the test database is truncated under them."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import pytest
 
+from tests.e2e.conftest import turns_settle
 from tests.reliability import harness
 
 # Broker databases of the private stacks (the e2e stack uses 14, the shutdown test 13, and the
@@ -77,14 +77,7 @@ def _turns_settle(request):
     yield
     if not transactional:
         return
-    from conversations.models import Turn
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not Turn.objects.filter(status__in=["pending", "running"]).exists():
-            break
-        time.sleep(0.1)
-    time.sleep(0.2)
+    turns_settle()
 
 
 @pytest.hookimpl(trylast=True)
