@@ -1,13 +1,13 @@
-"""Secrets at rest: Fernet encryption with rotating keys, a masked value type, and redaction.
+"""Secrets at rest: Fernet encryption with rotating keys and a masked value type.
 
 A secret column holds `fernet:<token>`. In Python it is a SecretValue whose str() and repr()
 are masked, so serializers, exports, admin pages and log lines cannot leak it by accident;
-only `.reveal()` gives the plaintext, and every revealed value is registered for the log filter.
+only `.reveal()` gives the plaintext, and every revealed value is registered for the log filter
+(config.redaction).
 """
 
 from __future__ import annotations
 
-import threading
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -15,30 +15,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
+from config.redaction import MASK, secret_register
+
 PREFIX = "fernet:"
-MASK = "••••••••"
-
-_known_plaintexts: set[str] = set()
-_known_lock = threading.Lock()
-
-
-def _register(plaintext: str) -> None:
-    # Short values would redact ordinary words; real keys are long.
-    if len(plaintext) >= 6:
-        with _known_lock:
-            _known_plaintexts.add(plaintext)
-
-
-def redact(text: str) -> str:
-    """Replace every secret this process has seen with a mask."""
-    if not _known_plaintexts or not text:
-        return text
-    with _known_lock:
-        values = sorted(_known_plaintexts, key=len, reverse=True)
-    for value in values:
-        if value in text:
-            text = text.replace(value, MASK)
-    return text
 
 
 @lru_cache(maxsize=4)
@@ -63,7 +42,7 @@ def fernet() -> MultiFernet:
 def encrypt(plaintext: str) -> str:
     if not plaintext:
         return ""
-    _register(plaintext)
+    secret_register(plaintext)
     return PREFIX + fernet().encrypt(plaintext.encode()).decode()
 
 
@@ -82,7 +61,7 @@ def decrypt(stored: str) -> str:
         raise SecretDecryptionError(
             "stored secret cannot be decrypted with FIELD_ENCRYPTION_KEYS (was a key removed?)"
         ) from exc
-    _register(plaintext)
+    secret_register(plaintext)
     return plaintext
 
 

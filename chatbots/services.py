@@ -10,6 +10,7 @@ from django.contrib.postgres.search import SearchVector
 from django.db.models import F, Func, TextField, Value
 
 from chatbots.models import TEMPLATE_VARIABLE, WEEKDAYS, Chatbot, KnowledgeBase, KnowledgeEntry
+from config.redaction import MASK, redact
 
 
 def knowledge_entries_reindex(
@@ -191,8 +192,6 @@ def _model_listing(offered: list[str]) -> str:
 
 def _without_secret(message: str, secret: str) -> str:
     # The probes never echo keys; this is the second lock on that door.
-    from chatbots.secrets import MASK, redact
-
     message = redact(message)
     return message.replace(secret, MASK) if secret else message
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.redaction import redact
+
 
 def _walk(value: Any, redact, depth: int = 0) -> Any:
     if depth > 30:
@@ -26,10 +28,6 @@ def _walk(value: Any, redact, depth: int = 0) -> Any:
 
 def event_redact(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any]:
     """Sentry's before_send: every string of the event with known secrets masked."""
-    try:
-        from chatbots.secrets import redact
-    except Exception:  # Django not ready (an error during start-up): nothing decrypted yet
-        return event
     return _walk(event, redact)
 
 

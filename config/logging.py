@@ -1,12 +1,13 @@
 """Log filter that blanks every secret value this process has decrypted.
 
-Secrets are registered by chatbots.secrets when they are decrypted, so a stray exception
-message or a library's debug line that echoes an API key is redacted before it is written.
+Secrets are registered in config.redaction by chatbots.secrets when they are decrypted, so a
+stray exception message or a library's debug line that echoes an API key is redacted before it
+is written.
 """
 
 import logging
 
-from chatbots.secrets import redact
+from config.redaction import redact
 
 
 class RedactSecretsFilter(logging.Filter):

@@ -19,9 +19,10 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.html import escape, linebreaks
 
-from chatbots.secrets import SecretDecryptionError, redact
+from chatbots.secrets import SecretDecryptionError
 from chatbots.services import support_open_now
 from config.errors import ApiError, ErrorCode
+from config.redaction import redact
 from conversations.models import Conversation, Message
 from helpdesk import clients
 from helpdesk.error_codes import HelpdeskErrorCode

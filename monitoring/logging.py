@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from typing import Any
 
-from chatbots.secrets import redact
+from config.redaction import redact
 from config.sync_async import SyncAsyncMiddleware
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")

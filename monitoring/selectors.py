@@ -26,7 +26,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Count
 from django.utils import timezone
 
-from chatbots.secrets import redact
+from config.redaction import redact
 
 _URL_USERINFO = re.compile(r"(//)[^/@\s]*@")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db import transaction
 
-from chatbots.secrets import MASK, redact
+from config.redaction import MASK, redact
 from monitoring.logging import log_context
 from monitoring.models import ErrorLog
 from monitoring.selectors import describe_error, process_name, system_state

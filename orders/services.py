@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from chatbots.secrets import SecretDecryptionError, redact
+from chatbots.secrets import SecretDecryptionError
+from config.redaction import redact
 from config.redis import get_redis
 from orders import answers, extract, selectors
 from orders.client import OrderHttp, new_client, pooled_client

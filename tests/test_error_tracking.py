@@ -58,8 +58,8 @@ def test_with_a_dsn_errors_are_sent_with_secrets_masked():
         """
         import django, sentry_sdk
         django.setup()
-        from chatbots.secrets import _register
-        _register("sk-live-0123456789abcdef")
+        from config.redaction import secret_register
+        secret_register("sk-live-0123456789abcdef")
         assert "django" in sentry_sdk.get_client().integrations
         assert "celery" in sentry_sdk.get_client().integrations
         try:
