@@ -1,7 +1,8 @@
-"""Following a turn for one client: the one reader every push transport adapts (WebSocket,
-Socket.IO). Gapless and duplicate-free: subscribe to the turn's group first, then replay the
+"""Following a turn for one client: what every push transport adapts (WebSocket, Socket.IO,
+the inbox). Gapless and duplicate-free: subscribe to the turn's group first, then replay the
 logged events after the client's last id, then forward live frames, dropping ids already sent
-and filling any gap from the logs (zulip's "subscribe, load, apply"; docs/streaming.md)."""
+and filling any gap from the logs (zulip's "subscribe, load, apply"; docs/streaming.md). The
+logs are read through the event log's async door (conversations.eventlog.events_after)."""
 
 from __future__ import annotations
 
