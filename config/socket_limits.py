@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +30,21 @@ from config.client_address import client_address_of_scope
 logger = logging.getLogger(__name__)
 
 SCOPE_KEY = "socket_slot"
+
+# Told of the end of every WebSocket the middleware saw, with path=, outcome= ("accepted",
+# "rejected" by the application, "refused" over a cap) and seconds= it lived: monitoring's runtime
+# metrics register here when the app is ready (config sits below every app and cannot call them).
+SocketObserver = Callable[..., None]
+_socket_observers: dict[str, SocketObserver] = {}
+
+
+def register_socket_observer(name: str, observer: SocketObserver) -> None:
+    _socket_observers[name] = observer
+
+
+def _sockets_observed(*, path: str, outcome: str, seconds: float) -> None:
+    for observer in list(_socket_observers.values()):
+        observer(path=path, outcome=outcome, seconds=seconds)
 
 
 class AddressSockets:
@@ -100,15 +116,13 @@ class SocketLimitMiddleware:
         self.authenticated_at_open = authenticated_at_open
 
     async def __call__(self, scope: dict, receive, send) -> None:
-        from monitoring.runtime_metrics import websocket_record
-
         address = client_address_of_scope(scope) or "unknown"
         path = scope.get("path", "")
         started = time.perf_counter()
         reason = self.sockets.refusal(address)
         if reason is not None:
             logger.warning("websocket refused for %s: %s", address, reason)
-            websocket_record(path=path, outcome="refused", seconds=0.0)
+            _sockets_observed(path=path, outcome="refused", seconds=0.0)
             message = await receive()
             if message["type"] == "websocket.connect":
                 await send({"type": "websocket.close"})  # before accept: a 403 at the handshake
@@ -128,7 +142,7 @@ class SocketLimitMiddleware:
             await self.app({**scope, SCOPE_KEY: slot}, receive, send_watched)
         finally:
             slot.release()
-            websocket_record(
+            _sockets_observed(
                 path=path,
                 outcome="accepted" if accepted else "rejected",
                 seconds=time.perf_counter() - started,

@@ -13,4 +13,4 @@ class MonitoringConfig(AppConfig):
 
         register_call_observer("monitoring", call_observer)
         receivers.connect(self)
-        runtime_metrics.connect()  # Celery task counts and durations for /metrics
+        runtime_metrics.connect()  # WebSocket and Celery task counts and durations for /metrics

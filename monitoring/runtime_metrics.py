@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from config.socket_limits import register_socket_observer
 from config.sync_async import SyncAsyncMiddleware
 
 logger = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ class RequestMetricsMiddleware(SyncAsyncMiddleware):
             self._record(request, status, started)
 
 
-# --- WebSocket (recorded by config.socket_limits.SocketLimitMiddleware) ---------------------------
+# --- WebSocket (observed in config.socket_limits.SocketLimitMiddleware) ---------------------------
 
 _ID_SEGMENT = re.compile(r"^([0-9a-fA-F-]{8,}|\d+|[A-Za-z0-9_-]{20,})$")
 
@@ -264,6 +265,7 @@ def on_task_postrun(task_id=None, task=None, state=None, **kwargs) -> None:
 def connect() -> None:
     from celery import signals
 
+    register_socket_observer("monitoring", websocket_record)
     signals.task_prerun.connect(
         on_task_prerun, dispatch_uid="monitoring.runtime_metrics.prerun", weak=False
     )

@@ -43,7 +43,6 @@ CONFIG_COMPOSITION = {"config.urls", "config.asgi", "config.routing", "config.ce
 
 ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
     # config (floor 0)
-    ("config.socket_limits", "monitoring"): "the socket guard counts sockets in runtime_metrics",
     # accounts (floor 1)
     ("accounts.scoped_admin", "chatbots"): "the scoped admin's forms know secret fields",
     ("accounts.access", "chatbots"): "the access rule reaches some models through Chatbot",
