@@ -26,6 +26,7 @@ from config.errors import ApiError, ErrorCode, TurnErrorCode, turn_error_text
 from config.ratelimit import message_limit, rate_limit_hit
 from conversations import eventlog, hooks, streaming
 from conversations.models import AICall, Conversation, Message, StreamEvent, Turn
+from conversations.turn_types import TurnWork
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +48,23 @@ def chatbot_require_active(chatbot: Chatbot) -> None:
         )
 
 
+def conversation_create_limit_hit(*, key: str) -> None:
+    """Count one new conversation for `key` (the client's address) against
+    SESSION_CREATE_RATE_LIMIT: the one limit every way of starting a conversation shares (the
+    session API, a first message, a first image); 429 when it is spent."""
+    rate_limit_hit(scope="conversation-create", key=key, limit=settings.SESSION_CREATE_RATE_LIMIT)
+
+
 def conversation_start(
-    *, chatbot: Chatbot, user_id: str = "", metadata: dict | None = None
+    *,
+    chatbot: Chatbot,
+    user_id: str = "",
+    metadata: dict | None = None,
+    create_limit_key: str = "",
 ) -> Conversation:
+    """A new conversation; with `create_limit_key` it counts against the create limit first."""
+    if create_limit_key:
+        conversation_create_limit_hit(key=create_limit_key)
     return Conversation.objects.create(
         chatbot=chatbot, user_id=user_id or "", metadata=metadata or {}
     )
@@ -282,11 +297,7 @@ def _first_message_store(
     text = message_text_check(text)
     chatbot_require_active(chatbot)
     if create_limit_key:
-        rate_limit_hit(
-            scope="conversation-create",
-            key=create_limit_key,
-            limit=settings.SESSION_CREATE_RATE_LIMIT,
-        )
+        conversation_create_limit_hit(key=create_limit_key)
     if attachments_present(attachments):
         # An image is stored against its conversation (message_attachments): that one first.
         conversation = conversation_start(chatbot=chatbot, user_id=user_id)
@@ -411,7 +422,7 @@ def idempotent_replay(turn: Turn, text: str) -> Turn:
     return turn
 
 
-def turn_claim(*, turn_id: str, worker: str) -> dict[str, Any] | None:
+def turn_claim(*, turn_id: str, worker: str) -> TurnWork | None:
     """pending → running, once. Returns what the runner needs, or None if someone else has it."""
     now = timezone.now()
     # Conditional UPDATE: a re-delivered task or a second worker finds 0 rows and stops.
