@@ -6,10 +6,10 @@ import json
 import re
 from typing import Any
 
-FlowConfig = dict[str, Any]
+from chatbots.config_types import ChatbotConfig, FlowConfig
 
 
-def main_flow(config: dict) -> FlowConfig | None:
+def main_flow(config: ChatbotConfig) -> FlowConfig | None:
     for flow in config["flows"]:
         if flow["is_main"]:
             return flow
@@ -17,15 +17,15 @@ def main_flow(config: dict) -> FlowConfig | None:
     return answers[0] if answers else None
 
 
-def router_flow(config: dict) -> FlowConfig | None:
+def router_flow(config: ChatbotConfig) -> FlowConfig | None:
     return next((f for f in config["flows"] if f["role"] == "router"), None)
 
 
-def flow_by_role(config: dict, role: str) -> FlowConfig | None:
+def flow_by_role(config: ChatbotConfig, role: str) -> FlowConfig | None:
     return next((f for f in config["flows"] if f["role"] == role), None)
 
 
-def routable_keys(config: dict) -> list[str]:
+def routable_keys(config: ChatbotConfig) -> list[str]:
     return [f["routing_key"] for f in config["flows"] if f["role"] == "answer" and f["routing_key"]]
 
 
@@ -57,7 +57,7 @@ def parse_label(text: str, keys: list[str]) -> str | None:
     return None
 
 
-def answer_flow_for(config: dict, label: str | None) -> FlowConfig | None:
+def answer_flow_for(config: ChatbotConfig, label: str | None) -> FlowConfig | None:
     if label:
         for flow in config["flows"]:
             if flow["role"] == "answer" and flow["routing_key"] == label:
@@ -65,7 +65,7 @@ def answer_flow_for(config: dict, label: str | None) -> FlowConfig | None:
     return main_flow(config)
 
 
-def extractor_for(config: dict, answer: FlowConfig) -> FlowConfig | None:
+def extractor_for(config: ChatbotConfig, answer: FlowConfig) -> FlowConfig | None:
     """The extractor that reads the question before `answer` runs (applies_to its key, or all)."""
     specific = None
     general = None
@@ -80,7 +80,7 @@ def extractor_for(config: dict, answer: FlowConfig) -> FlowConfig | None:
     return specific or general
 
 
-def parse_json_object(text: str) -> dict | None:
+def parse_json_object(text: str) -> dict[str, Any] | None:
     """The first JSON object in an extractor's answer (models like to wrap JSON in prose)."""
     match = re.search(r"\{.*\}", text or "", re.DOTALL)
     if not match:

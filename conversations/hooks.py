@@ -12,17 +12,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatbots.config_types import ChatbotConfig, EndpointConfig, FlowConfig
+from conversations.turn_types import HistoryMessage
+
 
 @dataclass
 class TurnContext:
     turn_id: str
     conversation_id: str
-    config: dict[str, Any]  # the chatbot's resolved configuration (chatbots.selectors)
-    flow: dict[str, Any]  # the answer flow that will run
+    config: ChatbotConfig  # the chatbot's resolved configuration (chatbots.selectors)
+    flow: FlowConfig  # the answer flow that will run
     question: str
     extracted: dict[str, Any] | None  # the extractor flow's JSON, if one ran
     message_metadata: dict[str, Any]  # metadata stored with the user's message
-    history: list[dict[str, str]]
+    history: list[HistoryMessage]
     language: str
     emit: Callable[[str, dict[str, Any]], Awaitable[Any]]  # send an event to the customer
     run_db: Callable[..., Awaitable[Any]]  # run a sync DB function off the event loop
@@ -61,7 +64,7 @@ def context_providers() -> list[tuple[str, ContextProvider]]:
 # Observers of every AI call (monitoring's pool statistics): called with phase "start" (record
 # None) when a call begins and "end" with the AICall record (a dict) when it ends. They run on
 # the worker's event loop, so they must be quick and must not block.
-CallObserver = Callable[[str, dict[str, Any], dict[str, Any] | None], Awaitable[None]]
+CallObserver = Callable[[str, EndpointConfig, dict[str, Any] | None], Awaitable[None]]
 _call_observers: dict[str, CallObserver] = {}
 
 

@@ -22,6 +22,7 @@ from django.conf import settings
 
 from aiclients.errors import UpstreamError
 from aiclients.types import UpstreamEvent, normalise_usage
+from chatbots.config_types import ChatbotConfig, FlowConfig
 from chatbots.selectors import chatbot_turn_config_get
 from conversations import services
 from conversations.runtime import WorkerRuntime
@@ -31,6 +32,7 @@ from conversations.turn_calls import AICallRecorder, ms_between
 from conversations.turn_errors import MESSAGES, TurnFailed
 from conversations.turn_finish import TurnFinisher
 from conversations.turn_routing import TurnRouting
+from conversations.turn_types import TurnWork
 from tools import loop as tool_loop
 
 # Imported from here by the worker's task, the tests and the tool loop's callers.
@@ -43,14 +45,14 @@ class TurnExecution:
     """One turn's state (what its parts read and write, and tools.loop too) and its answer
     stream; calling flows, routing and finishing are its parts' jobs."""
 
-    def __init__(self, rt: WorkerRuntime, work: dict[str, Any], config: dict[str, Any]) -> None:
+    def __init__(self, rt: WorkerRuntime, work: TurnWork, config: ChatbotConfig) -> None:
         self.rt = rt
         self.work = work
         self.config = config
         self.turn_id = work["turn_id"]
         self.language = config["language"] if config["language"] in ("da", "en") else "en"
         self.route: dict[str, Any] = {"mode": config["routing_mode"]}
-        self.chosen_flow: dict | None = None
+        self.chosen_flow: FlowConfig | None = None
         self.usage: dict[str, Any] = {}
         self.sources: list | None = None
         self.timings: dict[str, Any] = {}
@@ -74,7 +76,7 @@ class TurnExecution:
         return MESSAGES[key][self.language]
 
     def run_answer(
-        self, flow: dict, question: str, extra: dict | None
+        self, flow: FlowConfig, question: str, extra: dict[str, Any] | None
     ) -> AsyncIterator[UpstreamEvent]:
         """The answer flow's events (tools.loop runs the flow an answer transfers to). A plain
         function returning the routing's generator: no generator layer on the token path."""
@@ -118,7 +120,7 @@ class TurnExecution:
 
 async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
     """Run one turn to its end. Returns its final status (or 'skipped' if not ours to run)."""
-    work = await rt.run_db(services.turn_claim, turn_id=turn_id, worker=rt.name)
+    work: TurnWork | None = await rt.run_db(services.turn_claim, turn_id=turn_id, worker=rt.name)
     if work is None:
         return "skipped"
     t0 = time.monotonic()

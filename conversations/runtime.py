@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from aiclients.pool import make_async_client
+from chatbots.config_types import EndpointConfig
 from config.redis import new_async_redis
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class WorkerRuntime:
         values = list(contextvars.copy_context().items())
         return asyncio.run_coroutine_threadsafe(_with_context(values, coro), self.loop)
 
-    def client_for(self, endpoint: dict) -> httpx.AsyncClient:
+    def client_for(self, endpoint: EndpointConfig) -> httpx.AsyncClient:
         key = (
             endpoint["id"],
             endpoint["pool_size"],

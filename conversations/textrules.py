@@ -7,6 +7,8 @@ the rules applied to the whole answer (str.replace semantics, rules in order).
 
 from __future__ import annotations
 
+from chatbots.config_types import TextRuleConfig
+
 
 class _ReplaceStage:
     __slots__ = ("buffer", "find", "replace")
@@ -47,7 +49,7 @@ class _ReplaceStage:
 class StreamingRewriter:
     """Feed tokens in, get rewritten text out; call flush() at the end of the answer."""
 
-    def __init__(self, rules: list[dict]) -> None:
+    def __init__(self, rules: list[TextRuleConfig]) -> None:
         self.stages: list[_ReplaceStage] = []
         for rule in rules:
             if rule.get("kind") == "exclamation":
@@ -67,7 +69,7 @@ class StreamingRewriter:
         return text
 
 
-def rewrite_all(text: str, rules: list[dict]) -> str:
+def rewrite_all(text: str, rules: list[TextRuleConfig]) -> str:
     """The non-streaming meaning of the rules, for tests and for whole answers."""
     rewriter = StreamingRewriter(rules)
     return rewriter.feed(text) + rewriter.flush()

@@ -30,12 +30,14 @@ from aiclients.types import (
     UpstreamEvent,
     UpstreamRequest,
 )
+from chatbots.config_types import ChatbotConfig, EndpointConfig, FlowConfig, FlowTemplate
 from chatbots.models import TEMPLATE_VARIABLE
 from chatbots.secrets import decrypt
 from chatbots.services import prompt_render, prompt_values
 from conversations import services
 from conversations.builtin import builtin_answer_stream
 from conversations.hooks import TurnContext, call_observers
+from conversations.turn_types import TurnWork
 from tools import loop as tool_loop
 
 if TYPE_CHECKING:
@@ -53,7 +55,9 @@ def ms_between(start: float, end: float | None) -> int | None:
 # --- the upstream request of one flow call ----------------------------------------------------
 
 
-def _turn_variables(question: str, extra: dict | None, ctx: TurnContext | None) -> dict[str, Any]:
+def _turn_variables(
+    question: str, extra: dict[str, Any] | None, ctx: TurnContext | None
+) -> dict[str, Any]:
     """The values a template may place: the question, what the extractor found, the context
     providers' passages and their own variables."""
     return {
@@ -65,7 +69,7 @@ def _turn_variables(question: str, extra: dict | None, ctx: TurnContext | None) 
 
 
 def _system_prompt(
-    template: dict | None, config: dict[str, Any], variables: dict[str, Any]
+    template: FlowTemplate | None, config: ChatbotConfig, variables: dict[str, Any]
 ) -> str | None:
     """The flow's template rendered with the bot's, the flow's and the turn's values."""
     if not template:
@@ -84,9 +88,9 @@ def _system_prompt(
 
 
 def _override_config(
-    flow: dict,
+    flow: FlowConfig,
     system_prompt: str | None,
-    extra: dict | None,
+    extra: dict[str, Any] | None,
     context: str,
     ctx: TurnContext | None,
 ) -> dict[str, Any]:
@@ -115,7 +119,7 @@ def _override_config(
     return override
 
 
-def _extra_context(extra: dict | None, context: str, placed: set[str]) -> str | None:
+def _extra_context(extra: dict[str, Any] | None, context: str, placed: set[str]) -> str | None:
     """What goes with the question besides the template: what the template does not place
     itself (else the passages would be there twice)."""
     parts = (
@@ -128,13 +132,13 @@ def _extra_context(extra: dict | None, context: str, placed: set[str]) -> str | 
 
 
 def upstream_request(
-    flow: dict,
+    flow: FlowConfig,
     question: str,
-    extra: dict | None,
+    extra: dict[str, Any] | None,
     ctx: TurnContext | None,
     *,
-    config: dict[str, Any],
-    work: dict[str, Any],
+    config: ChatbotConfig,
+    work: TurnWork,
 ) -> UpstreamRequest:
     """The upstream request of one flow call. Pure: the flow's template was resolved with
     the configuration before the turn started (chatbots.selectors.chatbot_turn_config_get),
@@ -164,7 +168,7 @@ def upstream_request(
     )
 
 
-def _call_record(flow: dict, question: str, purpose: str) -> dict[str, Any]:
+def _call_record(flow: FlowConfig, question: str, purpose: str) -> dict[str, Any]:
     """The AICall row of one call as it starts; its outcome is added when it ends."""
     endpoint = flow["endpoint"]
     return {
@@ -188,15 +192,15 @@ class AICallRecorder:
     def __init__(self, turn: TurnExecution) -> None:
         self.turn = turn
         self.ai_calls: list[dict[str, Any]] = []
-        self.active_flowise: list[tuple[dict, str]] = []
+        self.active_flowise: list[tuple[FlowConfig, str]] = []
 
     def _events(
         self,
-        flow: dict,
+        flow: FlowConfig,
         question: str,
         *,
         purpose: str,
-        extra: dict | None,
+        extra: dict[str, Any] | None,
         ctx: TurnContext | None,
         images: list[dict] | None,
         stats: CallStats,
@@ -231,11 +235,11 @@ class AICallRecorder:
 
     async def flow_events(
         self,
-        flow: dict,
+        flow: FlowConfig,
         question: str,
         *,
         purpose: str,
-        extra: dict | None = None,
+        extra: dict[str, Any] | None = None,
         ctx: TurnContext | None = None,
         images: list[dict] | None = None,
     ) -> AsyncIterator[UpstreamEvent]:
@@ -286,7 +290,7 @@ class AICallRecorder:
         stats: CallStats,
         answer: list[str],
         *,
-        endpoint: dict,
+        endpoint: EndpointConfig,
         started: float,
         purpose: str,
     ) -> None:
@@ -315,7 +319,7 @@ class AICallRecorder:
             {**record, "retries": stats.retries, "pool_wait_seconds": stats.pool_wait_seconds},
         )
 
-    async def _answer_too_large(self, flow: dict) -> None:
+    async def _answer_too_large(self, flow: FlowConfig) -> None:
         """An answer passed ANSWER_MAX_CHARS: a runaway model (or a hostile endpoint) must not fill
         the worker's memory, the event log and every client's buffers. Flowise is told to stop
         generating; the turn fails with what was streamed so far, stored as incomplete."""
@@ -336,7 +340,9 @@ class AICallRecorder:
             retryable=False,
         )
 
-    async def _observe(self, phase: str, endpoint: dict, record: dict | None) -> None:
+    async def _observe(
+        self, phase: str, endpoint: EndpointConfig, record: dict[str, Any] | None
+    ) -> None:
         """Tell the call observers; a broken observer must not cost the customer the answer."""
         for observer in call_observers():
             try:
@@ -345,7 +351,12 @@ class AICallRecorder:
                 logger.warning("call observer failed", exc_info=True)
 
     async def flow_text(
-        self, flow: dict, question: str, *, purpose: str, images: list[dict] | None = None
+        self,
+        flow: FlowConfig,
+        question: str,
+        *,
+        purpose: str,
+        images: list[dict] | None = None,
     ) -> str:
         """The whole text of one call (routers, extractors, image descriptions)."""
         parts = []
@@ -354,7 +365,7 @@ class AICallRecorder:
                 parts.append(event.text)
         return "".join(parts)
 
-    async def abort_flowise(self, only: dict | None = None) -> None:
+    async def abort_flowise(self, only: FlowConfig | None = None) -> None:
         """Stop the Flowise predictions this turn started (or only the given flow's): the
         turn ended or no longer wants their answer, and Flowise would go on generating."""
         for flow, chat_id in list(self.active_flowise):

@@ -63,7 +63,7 @@ class TurnFinisher:
         data: dict[str, Any] = {
             "status": status,
             "message_id": message_id,
-            "flow": (turn.chosen_flow or {}).get("name"),
+            "flow": turn.chosen_flow["name"] if turn.chosen_flow else None,
             "usage": turn.usage,
             "timings": turn.timings,
         }
@@ -93,7 +93,7 @@ class TurnFinisher:
             turn_id=turn.turn_id,
             status=status,
             text=text,
-            flow=(turn.chosen_flow or {}).get("name", ""),
+            flow=turn.chosen_flow["name"] if turn.chosen_flow else "",
             route=turn.route,
             usage=turn.usage,
             timings=turn.timings,

@@ -22,6 +22,7 @@ from django.db.models import F, Sum
 
 from aiclients.errors import UpstreamError
 from aiclients.pinecone import query_index
+from chatbots.config_types import ChatbotConfig, FlowConfig
 from chatbots.models import KnowledgeBase, KnowledgeEntry
 from chatbots.secrets import decrypt
 from knowledge.embeddings import embeddings_create_async
@@ -424,8 +425,8 @@ async def pinecone_passages(*, knowledge_base: dict, namespace: str, question: s
 
 async def knowledge_retrieve(
     *,
-    config: dict[str, Any],
-    flow: dict[str, Any],
+    config: ChatbotConfig,
+    flow: FlowConfig,
     question: str,
     run_db: Callable[..., Awaitable[Any]],
 ) -> Retrieval:

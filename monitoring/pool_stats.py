@@ -16,6 +16,7 @@ import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from chatbots.config_types import EndpointConfig
 from config.redis import get_redis, new_async_redis
 from monitoring.selectors import process_name
 
@@ -51,7 +52,7 @@ def heartbeat_key(process: str) -> str:
     return f"cb:mon:proc:{process}"
 
 
-def pool_name(endpoint: dict[str, Any]) -> str:
+def pool_name(endpoint: EndpointConfig) -> str:
     return f"ai:{endpoint.get('name', '?')}"
 
 
@@ -111,7 +112,7 @@ async def pool_call(
 
 
 async def call_observer(
-    phase: str, endpoint: dict[str, Any], record: dict[str, Any] | None
+    phase: str, endpoint: EndpointConfig, record: dict[str, Any] | None
 ) -> None:
     """The AI call observer registered with conversations.hooks (pool `ai:<endpoint name>`)."""
     await pool_call(
