@@ -66,8 +66,20 @@ def evaluate_answer(
     """The verdict of each rule the check has, in a fixed order: must_contain (one result per
     phrase), must_not_contain (one per phrase), must_cite_source, expect_handoff,
     expect_language. Rules the check does not use give no result."""
+    results = _phrase_results(check, normalise(answer_text))
+    for result in (
+        _citation_result(check, sources),
+        _handoff_result(check, handoff),
+        _language_result(check, language),
+    ):
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def _phrase_results(check, said: str) -> list[RuleResult]:
+    """One result per must_contain phrase, then one per must_not_contain phrase."""
     results: list[RuleResult] = []
-    said = normalise(answer_text)
     for phrase in check.must_contain or []:
         found = _says(said, phrase)
         results.append(
@@ -90,61 +102,71 @@ def evaluate_answer(
                 else f"The answer does not contain “{phrase}”.",
             )
         )
-    title = (getattr(check, "source_title", "") or "").strip()
-    if check.must_cite_source or title:
-        titles = _source_titles(sources)
-        if title:
-            cited = any(normalise(t) == normalise(title) for t in titles)
-            why = (
-                f"The answer cites “{title}”."
-                if cited
-                else f"The answer does not cite “{title}”"
-                + (f" (it cites: {', '.join(t for t in titles if t)})." if titles else ".")
-            )
-        else:
-            cited = bool(sources)
-            why = (
-                f"The answer cites {len(sources)} source(s)."
-                if cited
-                else "The answer cites no knowledge source."
-            )
-        results.append(RuleResult("must_cite_source", cited, why))
-    if check.expect_handoff is not None:
-        ok = bool(handoff) == bool(check.expect_handoff)
-        if check.expect_handoff:
-            why = (
-                "The customer was handed to a person."
-                if ok
-                else "The customer was not handed to a person."
-            )
-        else:
-            why = (
-                "The bot answered without a handoff."
-                if ok
-                else "The customer was handed to a person, which the check does not expect."
-            )
-        results.append(RuleResult("expect_handoff", ok, why))
-    expected = _language_code(check.expect_language)
-    if expected:
-        got = _language_code(language)
-        if not got:
-            results.append(
-                RuleResult(
-                    "expect_language",
-                    True,
-                    f"Not checked: no language was recorded for this answer (expected {expected}).",
-                    checked=False,
-                )
-            )
-        else:
-            ok = got == expected
-            results.append(
-                RuleResult(
-                    "expect_language",
-                    ok,
-                    f"The answer is in {got}."
-                    if ok
-                    else f"The answer is in {got}, not {expected}.",
-                )
-            )
     return results
+
+
+def _citation_result(check, sources: list[Any] | None) -> RuleResult | None:
+    """must_cite_source: a named source must be among the cited titles; without a name, any
+    cited source will do. A source title alone turns the rule on."""
+    title = (getattr(check, "source_title", "") or "").strip()
+    if not (check.must_cite_source or title):
+        return None
+    if title:
+        titles = _source_titles(sources)
+        cited = any(normalise(t) == normalise(title) for t in titles)
+        why = (
+            f"The answer cites “{title}”."
+            if cited
+            else f"The answer does not cite “{title}”"
+            + (f" (it cites: {', '.join(t for t in titles if t)})." if titles else ".")
+        )
+    else:
+        cited = bool(sources)
+        why = (
+            f"The answer cites {len(sources or [])} source(s)."
+            if cited
+            else "The answer cites no knowledge source."
+        )
+    return RuleResult("must_cite_source", cited, why)
+
+
+def _handoff_result(check, handoff: bool) -> RuleResult | None:
+    """expect_handoff: the customer was handed to a person exactly when the check expects it."""
+    if check.expect_handoff is None:
+        return None
+    ok = bool(handoff) == bool(check.expect_handoff)
+    if check.expect_handoff:
+        why = (
+            "The customer was handed to a person."
+            if ok
+            else "The customer was not handed to a person."
+        )
+    else:
+        why = (
+            "The bot answered without a handoff."
+            if ok
+            else "The customer was handed to a person, which the check does not expect."
+        )
+    return RuleResult("expect_handoff", ok, why)
+
+
+def _language_result(check, language: str | None) -> RuleResult | None:
+    """expect_language against the language recorded for the answer; none recorded is "not
+    checked", never a guess (the module's docstring)."""
+    expected = _language_code(check.expect_language)
+    if not expected:
+        return None
+    got = _language_code(language)
+    if not got:
+        return RuleResult(
+            "expect_language",
+            True,
+            f"Not checked: no language was recorded for this answer (expected {expected}).",
+            checked=False,
+        )
+    ok = got == expected
+    return RuleResult(
+        "expect_language",
+        ok,
+        f"The answer is in {got}." if ok else f"The answer is in {got}, not {expected}.",
+    )
