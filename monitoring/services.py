@@ -160,6 +160,22 @@ def error_record(
         request_id=ids.get("request_id", "")[:64],
         process=process_name()[:200],
     )
+    _entry_place(entry, chatbot_id)
+    logger.warning(
+        "error recorded: %s/%s: %s",
+        entry.category,
+        entry.code,
+        entry.message,
+        extra={"error_category": entry.category, "error_code": entry.code},
+    )
+    if _entry_saved(entry):
+        _count(ERRORS_KEY, category)
+    return entry
+
+
+def _entry_place(entry: ErrorLog, chatbot_id: Any) -> None:
+    """The entry's chatbot and shop, and the system's state: each best effort, since the
+    database or the process may be what failed (an unknown chatbot stays in the context)."""
     try:
         entry.chatbot_id = _chatbot_pk(chatbot_id)
         entry.shop_id = _shop_pk(chatbot_pk=entry.chatbot_id, turn_id=entry.turn_id)
@@ -169,13 +185,11 @@ def error_record(
         entry.system_state = system_state()
     except Exception:
         entry.system_state = {"process": process_name()}
-    logger.warning(
-        "error recorded: %s/%s: %s",
-        entry.category,
-        entry.code,
-        entry.message,
-        extra={"error_category": entry.category, "error_code": entry.code},
-    )
+
+
+def _entry_saved(entry: ErrorLog) -> bool:
+    """Save the entry in its own savepoint; a database that cannot take it gets the entry
+    written to the log instead (error_record never raises for storage)."""
     try:
         with transaction.atomic():
             entry.save()
@@ -187,9 +201,8 @@ def error_record(
             describe_error(save_error),
             entry.context,
         )
-        return entry
-    _count(ERRORS_KEY, category)
-    return entry
+        return False
+    return True
 
 
 TURN_CATEGORIES = set(ErrorLog.Category.values)
