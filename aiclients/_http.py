@@ -212,6 +212,8 @@ async def _attempt(
     secrets: tuple[str, ...],
     classify: Classifier,
 ) -> tuple[httpx.Response | None, UpstreamError | None, bool]:
+    """One POST: the response if it is a 2xx, else the error and whether the client may ask
+    again; the wait for a pooled connection goes into `stats` either way."""
     sent_at = time.monotonic()
     first_io: list[float] = []
 
@@ -225,45 +227,12 @@ async def _attempt(
         "POST", url, headers=headers, content=content, timeout=timeout, extensions={"trace": trace}
     )
 
-    def fail(code: str, detail: str, **kw: Any) -> UpstreamError:
-        return UpstreamError(code, detail, secrets=secrets, **kw)
-
     try:
         async with asyncio.timeout_at(deadline):
             response = await client.send(request, stream=True)
-    except httpx.ConnectTimeout:
-        return (
-            None,
-            fail(E.UPSTREAM_CONNECT_TIMEOUT, f"connect timed out after {timeout.connect}s"),
-            True,
-        )
-    except httpx.PoolTimeout:
-        detail = f"no free pooled connection within {timeout.pool}s"
-        return None, fail(E.UPSTREAM_CONNECT_TIMEOUT, detail), False
-    except guard.RefusedConnection as exc:
-        # The name now leads to this machine or a private network (DNS rebinding, or a URL
-        # saved while ALLOW_PRIVATE_NETWORK_URLS was on): asking again leads to the same place.
-        detail = f"refused by the address guard: {exc}"
-        return None, fail(E.UPSTREAM_UNAVAILABLE, detail, retryable=False, message=REFUSED), False
-    except httpx.ConnectError as exc:
-        return None, fail(E.UPSTREAM_UNAVAILABLE, f"connect failed: {exc}"), True
-    except (httpx.ReadTimeout, httpx.WriteTimeout):
-        # The server has the request; retrying a prediction could run it twice, and Flowise's
-        # known hang on pre-stream errors would just hang again.
-        detail = f"no response headers within {timeout.read}s"
-        return None, fail(E.UPSTREAM_TIMEOUT, detail), False
-    except TimeoutError:
-        return (
-            None,
-            fail(E.UPSTREAM_TIMEOUT, "total time limit reached before response headers"),
-            False,
-        )
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        # Typically a keep-alive connection the server had already closed: safe to retry.
-        detail = f"connection closed before a response: {exc!r}"
-        return None, fail(E.UPSTREAM_UNAVAILABLE, detail, category=E.NETWORK), True
-    except httpx.TransportError as exc:
-        return None, fail(E.UPSTREAM_UNAVAILABLE, f"transport error: {exc!r}"), False
+    except (httpx.TransportError, TimeoutError) as exc:
+        err, may_retry = _send_failure(exc, timeout, secrets)
+        return None, err, may_retry
     finally:
         if first_io:
             stats.pool_wait_seconds = first_io[0] - sent_at
@@ -272,14 +241,56 @@ async def _attempt(
     stats.headers_at = time.monotonic()
     if 200 <= response.status_code < 300:
         return response, None, False
+    err, may_retry = await _refusal(response, deadline, classify)
+    return None, err, may_retry
+
+
+def _send_failure(
+    exc: BaseException, timeout: httpx.Timeout, secrets: tuple[str, ...]
+) -> Classified:
+    """What went wrong before any response headers, and whether asking again is safe: only
+    when the server cannot have the request yet (or dropped a stale keep-alive socket)."""
+
+    def fail(code: str, detail: str, **kw: Any) -> UpstreamError:
+        return UpstreamError(code, detail, secrets=secrets, **kw)
+
+    if isinstance(exc, httpx.ConnectTimeout):
+        return fail(E.UPSTREAM_CONNECT_TIMEOUT, f"connect timed out after {timeout.connect}s"), True
+    if isinstance(exc, httpx.PoolTimeout):
+        detail = f"no free pooled connection within {timeout.pool}s"
+        return fail(E.UPSTREAM_CONNECT_TIMEOUT, detail), False
+    if isinstance(exc, guard.RefusedConnection):
+        # The name now leads to this machine or a private network (DNS rebinding, or a URL
+        # saved while ALLOW_PRIVATE_NETWORK_URLS was on): asking again leads to the same place.
+        detail = f"refused by the address guard: {exc}"
+        return fail(E.UPSTREAM_UNAVAILABLE, detail, retryable=False, message=REFUSED), False
+    if isinstance(exc, httpx.ConnectError):
+        return fail(E.UPSTREAM_UNAVAILABLE, f"connect failed: {exc}"), True
+    if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
+        # The server has the request; retrying a prediction could run it twice, and Flowise's
+        # known hang on pre-stream errors would just hang again.
+        detail = f"no response headers within {timeout.read}s"
+        return fail(E.UPSTREAM_TIMEOUT, detail), False
+    if isinstance(exc, TimeoutError):
+        detail = "total time limit reached before response headers"
+        return fail(E.UPSTREAM_TIMEOUT, detail), False
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        # Typically a keep-alive connection the server had already closed: safe to retry.
+        detail = f"connection closed before a response: {exc!r}"
+        return fail(E.UPSTREAM_UNAVAILABLE, detail, category=E.NETWORK), True
+    return fail(E.UPSTREAM_UNAVAILABLE, f"transport error: {exc!r}"), False
+
+
+async def _refusal(response: httpx.Response, deadline: float, classify: Classifier) -> Classified:
+    """A non-2xx answer as the client's error: its body (capped, best effort) is read and
+    the connection released before the client classifies it."""
     try:
         body = await read_body(response, deadline, MAX_ERROR_BODY, truncate=True)
     except UpstreamError:
         body = b""
     finally:
         await response.aclose()
-    err, may_retry = classify(response, body)
-    return None, err, may_retry
+    return classify(response, body)
 
 
 class BodyReader:

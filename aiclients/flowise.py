@@ -157,13 +157,6 @@ def stream_flowise(
     timeouts = timeouts or Timeouts()
     retry = retry or RetryPolicy()
     stats = stats if stats is not None else CallStats()
-    refuse = None
-    if not chatflow_id_accepted(req.target):
-        refuse = UpstreamError(
-            E.UPSTREAM_BAD_REQUEST,
-            f"Invalid Chatflow ID {req.target[:100]!r}: Flowise would hold a streaming request "
-            "for it without any answer",
-        )
     secrets = (req.api_key,) if req.api_key else ()
     url = f"{req.base_url.rstrip('/')}/api/v1/prediction/{quote(req.target, safe='')}"
     readers: dict[str, BodyEvents] = {
@@ -183,7 +176,19 @@ def stream_flowise(
         classify=lambda resp, body: _classify(resp, body, secrets),
         readers=readers,
         unexpected=" from Flowise",
-        refuse=refuse,
+        refuse=_invalid_chatflow(req.target),
+    )
+
+
+def _invalid_chatflow(target: str) -> UpstreamError | None:
+    """The error for a chatflow id Flowise would never answer (it holds a streaming request
+    for one without a byte), raised before any request; None for an acceptable id."""
+    if chatflow_id_accepted(target):
+        return None
+    return UpstreamError(
+        E.UPSTREAM_BAD_REQUEST,
+        f"Invalid Chatflow ID {target[:100]!r}: Flowise would hold a streaming request "
+        "for it without any answer",
     )
 
 

@@ -259,6 +259,33 @@ class _Body(httpx.AsyncByteStream):
         self._pool._release(self._conn, reusable)
 
 
+def _framing(
+    request: httpx.Request, status: int, headers: list[tuple[bytes, bytes]], http10: bool
+) -> tuple[str, int, bool]:
+    """How the response body ends ("none", "chunked", "length" or "close"), its length when
+    given, and whether the connection may serve another request afterwards."""
+
+    def header(name: bytes) -> bytes:
+        for k, v in headers:
+            if k.lower() == name:
+                return v.lower()
+        return b""
+
+    keep_alive = not http10 and b"close" not in header(b"connection")
+    keep_alive = keep_alive and b"close" not in request.headers.get("connection", "").encode()
+    if request.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200:
+        return "none", 0, keep_alive
+    if b"chunked" in header(b"transfer-encoding"):
+        return "chunked", 0, keep_alive
+    if header(b"content-length"):
+        try:
+            length = int(header(b"content-length"))
+        except ValueError:
+            raise httpx.RemoteProtocolError("bad Content-Length", request=request) from None
+        return ("length" if length else "none"), length, keep_alive
+    return "close", 0, False
+
+
 class LeanTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 client transport with at most `max_connections` sockets (idle + in use)."""
 
@@ -313,6 +340,37 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise
 
     async def _send(self, request: httpx.Request, timeouts: dict[str, Any]) -> httpx.Response:
+        """Write the request on a pooled or new connection and read the response head; the body
+        is streamed by _Body, framed as the head says."""
+        conn = await self._checkout(request, timeouts)
+        try:
+            await self._write_request(conn, request)
+            status, reason, headers, http10 = await self._read_head(
+                conn, request, timeouts.get("read")
+            )
+            framing, length, keep_alive = _framing(request, status, headers, http10)
+        except BaseException:
+            self._discard(conn)
+            raise
+        body = _Body(
+            self,
+            conn,
+            request,
+            framing=framing,
+            length=length,
+            read_timeout=timeouts.get("read"),
+            keep_alive=keep_alive,
+        )
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=body,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        )
+
+    async def _checkout(self, request: httpx.Request, timeouts: dict[str, Any]) -> _Connection:
+        """An idle connection to the request's origin, else a new one; the trace hears which
+        (the address guard checks a new connection's address before any byte is written)."""
         url = request.url
         origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.scheme == "https" else 80))
         trace = request.extensions.get("trace")
@@ -332,52 +390,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 except BaseException:
                     self._discard(conn)
                     raise
-        try:
-            await self._write_request(conn, request)
-            status, reason, headers, http10 = await self._read_head(
-                conn, request, timeouts.get("read")
-            )
-        except BaseException:
-            self._discard(conn)
-            raise
-
-        def header(name: bytes) -> bytes:
-            for k, v in headers:
-                if k.lower() == name:
-                    return v.lower()
-            return b""
-
-        keep_alive = not http10 and b"close" not in header(b"connection")
-        keep_alive = keep_alive and b"close" not in request.headers.get("connection", "").encode()
-        length = 0
-        if request.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200:
-            framing = "none"
-        elif b"chunked" in header(b"transfer-encoding"):
-            framing = "chunked"
-        elif header(b"content-length"):
-            try:
-                length = int(header(b"content-length"))
-            except ValueError:
-                self._discard(conn)
-                raise httpx.RemoteProtocolError("bad Content-Length", request=request) from None
-            framing = "length" if length else "none"
-        else:
-            framing, keep_alive = "close", False
-        body = _Body(
-            self,
-            conn,
-            request,
-            framing=framing,
-            length=length,
-            read_timeout=timeouts.get("read"),
-            keep_alive=keep_alive,
-        )
-        return httpx.Response(
-            status,
-            headers=headers,
-            stream=body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
-        )
+        return conn
 
     def _take_idle(self, origin: tuple[bytes, bytes, int]) -> _Connection | None:
         idle = self._idle.get(origin)
