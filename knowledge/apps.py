@@ -10,13 +10,9 @@ class KnowledgeConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from chatbots.models import Chatbot
-        from conversations.hooks import register_context_provider
         from knowledge import signals
-        from knowledge.context import knowledge_context_provider
         from knowledge.models import KnowledgeDocument
 
-        # After orders (50): when the order provider answers by itself, nothing is retrieved.
-        register_context_provider("knowledge", knowledge_context_provider, order=60)
         post_delete.connect(signals.document_deleted, sender=KnowledgeDocument)
         # chatbots.signals remembers the language before the save (_previous_language).
         post_save.connect(signals.chatbot_saved, sender=Chatbot)

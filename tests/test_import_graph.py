@@ -54,8 +54,6 @@ ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
     ("chatbots.preview", "conversations"): "the admin preview opens a conversation",
     ("chatbots.versions", "tools"): "a version snapshot includes the bot's tools",
     # knowledge, tools (floor 3)
-    ("knowledge.context", "conversations"): "the retriever's context provider is a runner hook",
-    ("knowledge.apps", "conversations"): "registers that context provider",
     ("tools.loop", "conversations"): "the tool loop reads the flow router's main/router flow",
     ("tools.loop", "monitoring"): "a failing tool is written to the operators' error log",
     ("tools.builtin", "conversations"): "the handoff tool reads the conversation",
@@ -74,7 +72,6 @@ ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
 ALLOWED_MODULE_LEVEL_CYCLE_EDGES: set[tuple[str, str]] = {
     ("accounts.scoped_admin", "chatbots"),
     ("chatbots.admin", "knowledge"),
-    ("knowledge.context", "conversations"),
     ("tools.loop", "conversations"),
 }
 

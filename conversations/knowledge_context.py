@@ -1,6 +1,7 @@
 """The turn runner's knowledge step: retrieved passages become the answer flow's context.
 
-Registered as a context provider (knowledge.apps). The passages reach an OpenAI-compatible flow
+Registered as a context provider (conversations.apps) over the knowledge app's retriever, which
+sits below the runner and knows nothing of turns. The passages reach an OpenAI-compatible flow
 as a system message, a prompt template as {{context}} and {{sources}}, a Flowise flow as the
 `context` and `sources` vars; the runner sends them as the answer's `source_documents` and
 stores them with the answer (TurnContext.sources).
