@@ -130,39 +130,18 @@ class OrderHttp:
         retry_statuses: frozenset[int] = RETRYABLE_STATUSES,
         **kwargs: Any,
     ) -> httpx.Response:
+        """The platform's answer to one request, asked again (within ORDERS_MAX_ATTEMPTS and the
+        lookup's time and wait budgets) after a transport failure or a status in
+        `retry_statuses`; an answer with any other status is returned as it is."""
         attempts = max(1, settings.ORDERS_MAX_ATTEMPTS)
         for attempt in range(1, attempts + 1):
             remaining = self.remaining()
             if remaining <= 0.05:
                 raise OrderSourceError("timeout", "The lookup ran out of time.")
             timeout = min(self.timeout, remaining)
-            started = time.monotonic()
-            error: OrderSourceError | None = None
-            response: httpx.Response | None = None
-            try:
-                response = await self.client.request(
-                    method,
-                    url,
-                    timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-                    **kwargs,
-                )
-            except httpx.TransportError as exc:
-                # Staff read these messages (Test connection, the failure log): a refused,
-                # closed, silent, reset or non-HTTP port reads alike, so the admin cannot map
-                # which ports are open. Operators get the kind in the log.
-                logger.warning("order platform %s: %s failed: %r", url_host(url), op, exc)
-                reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "unavailable"
-                error = OrderSourceError(reason, f"{guard.unreachable(url_host(url))} ({op})")
-                if isinstance(exc, guard.RefusedConnection):
-                    attempts = attempt  # the name leads to the same address again: no retry
-            ms = round((time.monotonic() - started) * 1000)
-            self.count("calls")
-            self.count("ms_total", ms)
-            self.calls.append(
-                {"op": op, "status": response.status_code if response else None, "ms": ms}
-            )
-            if response is not None and len(response.content) > MAX_BODY_BYTES:
-                raise OrderSourceError("bad_response", f"The answer to {op} is too large.")
+            response, error, refused = await self._request(method, url, op, timeout, kwargs)
+            if refused:
+                attempts = attempt  # the name leads to the same address again: no retry
             if error is not None:
                 self.count("errors")
                 self.count(error.reason)
@@ -176,22 +155,58 @@ class OrderHttp:
                 if status >= 400:
                     self.count("errors")
                 return response
-            self.count("errors")
-            if status == 429:
-                self.count("throttled")
-            retry_after = retry_after_seconds(response.headers.get("retry-after"))
-            if status == 429:
-                failure = OrderSourceError(
-                    "rate_limited",
-                    f"The platform answered 429 Too Many Requests ({op}).",
-                    status=429,
-                )
-            else:
-                failure = OrderSourceError(
-                    "unavailable", f"The platform answered HTTP {status} ({op}).", status=status
-                )
+            failure = self._status_failure(response, op)
             if attempt == attempts:
                 raise failure
+            retry_after = retry_after_seconds(response.headers.get("retry-after"))
             delay = retry_after if retry_after is not None else self.backoff(attempt)
             await self.wait(delay, unless=failure)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request(
+        self, method: str, url: str, op: str, timeout: float, kwargs: dict[str, Any]
+    ) -> tuple[httpx.Response | None, OrderSourceError | None, bool]:
+        """One request, counted and timed: its response, or the error it failed with and
+        whether the address guard refused it (asking again would reach the same address)."""
+        started = time.monotonic()
+        error: OrderSourceError | None = None
+        response: httpx.Response | None = None
+        refused = False
+        try:
+            response = await self.client.request(
+                method,
+                url,
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+                **kwargs,
+            )
+        except httpx.TransportError as exc:
+            # Staff read these messages (Test connection, the failure log): a refused,
+            # closed, silent, reset or non-HTTP port reads alike, so the admin cannot map
+            # which ports are open. Operators get the kind in the log.
+            logger.warning("order platform %s: %s failed: %r", url_host(url), op, exc)
+            reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "unavailable"
+            error = OrderSourceError(reason, f"{guard.unreachable(url_host(url))} ({op})")
+            refused = isinstance(exc, guard.RefusedConnection)
+        ms = round((time.monotonic() - started) * 1000)
+        self.count("calls")
+        self.count("ms_total", ms)
+        self.calls.append(
+            {"op": op, "status": response.status_code if response else None, "ms": ms}
+        )
+        if response is not None and len(response.content) > MAX_BODY_BYTES:
+            raise OrderSourceError("bad_response", f"The answer to {op} is too large.")
+        return response, error, refused
+
+    def _status_failure(self, response: httpx.Response, op: str) -> OrderSourceError:
+        """The error a retryable status stands for (counted: an error, and a throttle for 429),
+        raised if no attempt is left."""
+        status = response.status_code
+        self.count("errors")
+        if status == 429:
+            self.count("throttled")
+            return OrderSourceError(
+                "rate_limited", f"The platform answered 429 Too Many Requests ({op}).", status=429
+            )
+        return OrderSourceError(
+            "unavailable", f"The platform answered HTTP {status} ({op}).", status=status
+        )
