@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from django.conf import settings
 
 from aiclients.types import UpstreamEvent
+from chatbots.config_types import ChatbotConfig, FlowConfig
 from knowledge.retrieval import knowledge_search
 
 TEXTS = {
@@ -52,7 +53,7 @@ def _hours_summary(opening_hours: dict, language: str) -> str:
     return "; ".join(parts)
 
 
-def builtin_answer_text(config: dict, matches: list[dict]) -> str:
+def builtin_answer_text(config: ChatbotConfig, matches: list[dict]) -> str:
     texts = TEXTS.get(config["language"], TEXTS["en"])
     if matches:
         best = matches[0]
@@ -79,8 +80,8 @@ def split_tokens(text: str) -> list[str]:
 
 async def builtin_answer_stream(
     *,
-    config: dict,
-    flow: dict,
+    config: ChatbotConfig,
+    flow: FlowConfig,
     question: str,
     run_db: Callable,
 ) -> AsyncIterator[UpstreamEvent]:
@@ -120,7 +121,7 @@ async def builtin_answer_stream(
             await asyncio.sleep(1 / rate)
 
 
-async def builtin_route(*, config: dict, question: str, run_db: Callable) -> str | None:
+async def builtin_route(*, config: ChatbotConfig, question: str, run_db: Callable) -> str | None:
     """Route to the answer flow whose knowledge base matches the question best."""
     best_key, best_rank = None, 0.0
     for flow in config["flows"]:

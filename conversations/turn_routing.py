@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiclients.errors import UpstreamError
 from aiclients.types import UpstreamEvent
+from chatbots.config_types import ChatbotConfig, FlowConfig
 from conversations import flow_router
 from conversations.builtin import builtin_route, split_tokens
 from conversations.hooks import TurnContext, context_providers
@@ -35,7 +36,7 @@ _DONE = object()
 
 
 async def turn_context_provide(
-    turn: TurnExecution, flow: dict, question: str, extra: dict | None
+    turn: TurnExecution, flow: FlowConfig, question: str, extra: dict[str, Any] | None
 ) -> TurnContext:
     """Run the context providers (knowledge, orders, images) for one answer flow; what
     they retrieved is cited at once and kept with the turn."""
@@ -73,7 +74,7 @@ async def turn_context_provide(
     return ctx
 
 
-def _answer_flow(config: dict[str, Any], label: str | None, main: dict) -> dict:
+def _answer_flow(config: ChatbotConfig, label: str | None, main: FlowConfig) -> FlowConfig:
     """The flow the router's label names; answer_flow_for falls back to the main flow, which
     this turn has (answer_events checked), so the fallback here is never taken."""
     return flow_router.answer_flow_for(config, label) or main
@@ -85,7 +86,7 @@ class TurnRouting:
     def __init__(self, turn: TurnExecution) -> None:
         self.turn = turn
 
-    async def decide_label(self, router: dict, question: str) -> str | None:
+    async def decide_label(self, router: FlowConfig, question: str) -> str | None:
         """The router's label; None (the main flow) when the router fails."""
         turn = self.turn
         keys = flow_router.routable_keys(turn.config)
@@ -108,7 +109,7 @@ class TurnRouting:
             return None
         return label
 
-    async def extract(self, answer: dict, question: str) -> dict | None:
+    async def extract(self, answer: FlowConfig, question: str) -> dict[str, Any] | None:
         """What the answer flow's extractor finds in the question; None if it has none or
         fails (the answer goes on without it)."""
         turn = self.turn
@@ -156,7 +157,7 @@ class TurnRouting:
             yield event
 
     def _main_held(
-        self, main: dict, question: str, main_ctx: TurnContext
+        self, main: FlowConfig, question: str, main_ctx: TurnContext
     ) -> tuple[asyncio.Queue, asyncio.Task]:
         """Start the main flow and hold its events (then _DONE, or what it raised) in a queue
         until the router has decided."""
@@ -179,7 +180,7 @@ class TurnRouting:
         return held, asyncio.create_task(pump())
 
     async def _parallel(
-        self, main: dict, router: dict, question: str, t_route: float
+        self, main: FlowConfig, router: FlowConfig, question: str, t_route: float
     ) -> AsyncIterator[UpstreamEvent]:
         """Start main while the router decides; hold main's tokens until then."""
         turn = self.turn
@@ -220,7 +221,7 @@ class TurnRouting:
             yield event
 
     async def run_answer(
-        self, flow: dict, question: str, extra: dict | None
+        self, flow: FlowConfig, question: str, extra: dict[str, Any] | None
     ) -> AsyncIterator[UpstreamEvent]:
         """Let the context providers look first, then run the answer flow (or their answer)."""
         ctx = await turn_context_provide(self.turn, flow, question, extra)
@@ -233,10 +234,10 @@ class TurnRouting:
         ):
             yield event
 
-    async def _announce(self, label: str | None, extra: dict | None) -> None:
+    async def _announce(self, label: str | None, extra: dict[str, Any] | None) -> None:
         """The turn's metadata event: the chosen flow, the route and what was extracted."""
         turn = self.turn
-        flow: dict[str, Any] = turn.chosen_flow or {}
+        flow: Mapping[str, Any] = turn.chosen_flow or {}
         turn.route.update({"label": label, "flow": flow["name"]})
         data: dict[str, Any] = {
             "flow": flow["name"],
