@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -225,53 +226,93 @@ def _clean_search_pending_list(cursor) -> None:
         logger.warning("conversation index: could not merge the search pending list: %s", exc)
 
 
+@dataclass
+class _Merged:
+    """What the batches of one sync merged."""
+
+    processed: int = 0
+    created: int = 0
+    conversations: set = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _sync_bounds(cursor, state: SyncState, *, settled_before: dt.datetime) -> tuple[int, int]:
+    """The newest call id (where this sync ends) and the id under which a gap is a rollback,
+    not a transaction that has yet to commit."""
+    cursor.execute("SELECT coalesce(max(id), 0) FROM conversations_aicall")
+    top = max(cursor.fetchone()[0], state.watermark)
+    # The newest call older than the horizon: no open transaction can still hold an id
+    # below it, so gaps under it are rollbacks, not late commits.
+    cursor.execute(
+        "SELECT coalesce(max(id), %s) FROM conversations_aicall "
+        "WHERE id > %s AND id <= %s AND created_at <= %s",
+        [state.watermark, state.watermark, top, settled_before],
+    )
+    settled = cursor.fetchone()[0]
+    if state.watermark == 0:
+        # First sync (or after a reset): ids below the oldest call were deleted by
+        # retention or rolled back; only a call older than every visible one whose
+        # transaction is still open would be missed (a later reset picks it up).
+        cursor.execute("SELECT coalesce(min(id), 1) - 1 FROM conversations_aicall")
+        settled = max(settled, cursor.fetchone()[0])
+    return top, settled
+
+
+def _merge_batches(
+    cursor,
+    state: SyncState,
+    pending: dict[int, str],
+    *,
+    top: int,
+    settled: int,
+    batch_size: int,
+    now: dt.datetime,
+) -> _Merged:
+    """Merge from the watermark to `top` in batches of `batch_size` ids (the first batch also
+    retries the pending ids); `pending` loses the ids now seen and gains the gaps found."""
+    merged = _Merged(counts=dict(state.counts or {}))
+    merged.counts.pop("all", None)
+    lo = state.watermark
+    extra = sorted(pending)
+    while True:
+        hi = min(lo + batch_size, top)
+        n, ids, created_per_chatbot, missing, seen = _merge_batch(
+            cursor, lo=lo, hi=hi, extra=extra, gap_from=settled, now=now
+        )
+        merged.processed += n
+        for chatbot_id, count in created_per_chatbot.items():
+            merged.created += count
+            merged.counts[chatbot_id] = merged.counts.get(chatbot_id, 0) + count
+        merged.conversations.update(ids)
+        for call_id in seen:
+            pending.pop(call_id, None)
+        for call_id in missing:
+            pending[call_id] = now.isoformat()
+        extra = []
+        lo = hi
+        if lo >= top:
+            return merged
+
+
 def _sync_locked(state: SyncState, *, batch_size: int) -> dict[str, Any]:
+    """One sync under the state's lock: bounds, batches, then the result (seed 004's shape)
+    saved on the state with the new watermark, pending ids and counts."""
     started_at = timezone.now()
     t0 = time.monotonic()
     horizon = dt.timedelta(seconds=settings.CONVERSATION_INDEX_GAP_HORIZON_SECONDS)
     pending: dict[int, str] = {int(k): v for k, v in (state.pending_ids or {}).items()}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT coalesce(max(id), 0) FROM conversations_aicall")
-        top = max(cursor.fetchone()[0], state.watermark)
-        # The newest call older than the horizon: no open transaction can still hold an id
-        # below it, so gaps under it are rollbacks, not late commits.
-        cursor.execute(
-            "SELECT coalesce(max(id), %s) FROM conversations_aicall "
-            "WHERE id > %s AND id <= %s AND created_at <= %s",
-            [state.watermark, state.watermark, top, started_at - horizon],
+        top, settled = _sync_bounds(cursor, state, settled_before=started_at - horizon)
+        merged = _merge_batches(
+            cursor,
+            state,
+            pending,
+            top=top,
+            settled=settled,
+            batch_size=batch_size,
+            now=started_at,
         )
-        settled = cursor.fetchone()[0]
-        if state.watermark == 0:
-            # First sync (or after a reset): ids below the oldest call were deleted by
-            # retention or rolled back; only a call older than every visible one whose
-            # transaction is still open would be missed (a later reset picks it up).
-            cursor.execute("SELECT coalesce(min(id), 1) - 1 FROM conversations_aicall")
-            settled = max(settled, cursor.fetchone()[0])
-        processed = created = 0
-        conversations: set = set()
-        lo = state.watermark
-        extra = sorted(pending)
-        counts = dict(state.counts or {})
-        counts.pop("all", None)
-        while True:
-            hi = min(lo + batch_size, top)
-            n, ids, created_per_chatbot, missing, seen = _merge_batch(
-                cursor, lo=lo, hi=hi, extra=extra, gap_from=settled, now=started_at
-            )
-            processed += n
-            for chatbot_id, count in created_per_chatbot.items():
-                created += count
-                counts[chatbot_id] = counts.get(chatbot_id, 0) + count
-            conversations.update(ids)
-            for call_id in seen:
-                pending.pop(call_id, None)
-            for call_id in missing:
-                pending[call_id] = started_at.isoformat()
-            extra = []
-            lo = hi
-            if lo >= top:
-                break
-        if processed:
+        if merged.processed:
             _clean_search_pending_list(cursor)
     # Still missing after the horizon: that transaction rolled back; the id will never exist.
     pending = {
@@ -283,15 +324,16 @@ def _sync_locked(state: SyncState, *, batch_size: int) -> dict[str, Any]:
         "syncStartTime": started_at.isoformat().replace("+00:00", "Z"),
         "syncEndTime": finished_at.isoformat().replace("+00:00", "Z"),
         "durationSeconds": round(time.monotonic() - t0, 3),
-        "messagesProcessed": processed,
-        "conversationsFound": len(conversations),
-        "conversationsIndexed": len(conversations),
-        "conversationsCreated": created,
+        "messagesProcessed": merged.processed,
+        "conversationsFound": len(merged.conversations),
+        "conversationsIndexed": len(merged.conversations),
+        "conversationsCreated": merged.created,
         "watermark": top,
         "pendingCalls": len(pending),
     }
     # New conversations are the only change to the counts a merge makes (a conversation
     # never changes chatbot); the rare removals (delete, prune, chatbot deleted) recount.
+    counts = merged.counts
     counts["all"] = sum(counts.values())
     state.counts = counts
     state.exists = True
