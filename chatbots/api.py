@@ -54,7 +54,7 @@ ConfigurationSerializer = inline_serializer(
 def conversation_config(request: Request, chatbot_id: str) -> Response:
     config = selectors.chatbot_config_get(public_id=chatbot_id)
     if config is None or not config["active"]:
-        raise ApiError(ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.", status=404)
+        raise ApiError(ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.")
     return Response(
         {
             "success": True,

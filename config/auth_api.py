@@ -54,7 +54,6 @@ class TokenObtain(TokenObtainPairView):
                 raise ApiError(
                     ErrorCode.RATE_LIMITED,
                     lockout_message(),
-                    status=429,
                     headers={"Retry-After": str(int(lockout_wait().total_seconds()))},
                 )
         # A sign-in like the admin's: axes clears the failure count (AXES_RESET_ON_SUCCESS).
@@ -121,5 +120,5 @@ class TokenRefresh(TokenRefreshView):
         try:
             serializer.is_valid(raise_exception=True)
         except RefreshRefused:
-            raise ApiError(ErrorCode.NOT_AUTHENTICATED, REFRESH_REFUSED, status=401) from None
+            raise ApiError(ErrorCode.NOT_AUTHENTICATED, REFRESH_REFUSED) from None
         return Response(serializer.validated_data, status=200)

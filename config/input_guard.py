@@ -111,7 +111,6 @@ def refusal(where: str, problem: str) -> ApiError:
     return ApiError(
         ErrorCode.INVALID_INPUT,
         f"`{where[:100]}` {problem}.",
-        status=400,
         details={"field": where[:100], "problem": problem},
     )
 

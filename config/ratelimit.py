@@ -52,7 +52,6 @@ def rate_limit_hit(*, scope: str, key: str, limit: str) -> None:
     raise ApiError(
         ErrorCode.RATE_LIMITED,
         f"Too many requests; try again in {retry_after} seconds.",
-        status=429,
         details={"limit": limit, "retry_after": retry_after},
         headers={"Retry-After": str(retry_after)},
     )

@@ -98,7 +98,6 @@ def check_browser_origin(request, chatbot: Chatbot) -> None:
         raise ApiError(
             ErrorCode.ORIGIN_NOT_ALLOWED,
             "This site may not use this chatbot; add it to the chatbot's allowed origins.",
-            status=403,
         )
 
 
@@ -136,27 +135,23 @@ def chatbot_for_new_conversation(request, chatbot_public_id: str, widget_key: st
     """Who may start a conversation: the widget (key + allowed origin) or a JWT/staff user."""
     chatbot = Chatbot.objects.filter(public_id=chatbot_public_id, active=True).first()
     if chatbot is None:
-        raise ApiError(ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.", status=404)
+        raise ApiError(ErrorCode.CHATBOT_NOT_FOUND, "No active chatbot with this id.")
     user = request_user(request)
     if user is not None:
         if user_may_use_chatbot(user, chatbot.pk):
             return chatbot
-        raise ApiError(
-            ErrorCode.PERMISSION_DENIED, "Your API user may not use this chatbot.", status=403
-        )
+        raise ApiError(ErrorCode.PERMISSION_DENIED, "Your API user may not use this chatbot.")
     key = widget_key or request.headers.get("X-Widget-Key", "")
     if not key or not hmac.compare_digest(key.encode(), chatbot.widget_key.encode()):
         raise ApiError(
             ErrorCode.NOT_AUTHENTICATED,
             "Send the chatbot's widget key (X-Widget-Key) or an API token.",
-            status=401,
         )
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, chatbot.allowed_origins):
         raise ApiError(
             ErrorCode.ORIGIN_NOT_ALLOWED,
             "This site may not use this chatbot; add it to the chatbot's allowed origins.",
-            status=403,
         )
     return chatbot
 
@@ -208,9 +203,7 @@ def turn_for(request, turn_id) -> Turn:
     else:
         turn = _turn_by_user(request, turn_id)
     if turn is None:
-        raise ApiError(
-            ErrorCode.TURN_NOT_FOUND, "No such turn for the credentials given.", status=404
-        )
+        raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn for the credentials given.")
     services.chatbot_require_active(turn.conversation.chatbot)  # polling and cancel too
     return turn
 
@@ -230,7 +223,6 @@ def conversation_or_chatbot(request, data: dict) -> tuple[Conversation | None, C
             raise ApiError(
                 ErrorCode.CONVERSATION_NOT_FOUND,
                 "No conversation with this id for the credentials given.",
-                status=404,
             )
         return conversation, conversation.chatbot
     return None, chatbot_for_new_conversation(

@@ -192,7 +192,6 @@ def last_seen_event_id(request) -> int:
             raise ApiError(
                 ErrorCode.VALIDATION_ERROR,
                 f"`{name}` must be a whole number of 0 or more: the last event id you saw.",
-                status=400,
                 details={"parameter": name},
             )
         return int(value)
@@ -237,13 +236,9 @@ def poll_limit(request) -> int:
     try:
         limit = int(request.GET.get("limit", "500"))
     except ValueError as exc:
-        raise ApiError(
-            ErrorCode.VALIDATION_ERROR, "`limit` must be a whole number.", status=400
-        ) from exc
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "`limit` must be a whole number.") from exc
     if not 1 <= limit <= 1000:
-        raise ApiError(
-            ErrorCode.VALIDATION_ERROR, "`limit` must be between 1 and 1000.", status=400
-        )
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "`limit` must be between 1 and 1000.")
     return limit
 
 

@@ -65,9 +65,7 @@ def conversation_require_active(conversation_id) -> None:
     history, a resume or a cancel either), as on REST."""
     conversation = Conversation.objects.select_related("chatbot").filter(pk=conversation_id).first()
     if conversation is None:
-        raise ApiError(
-            ErrorCode.CONVERSATION_NOT_FOUND, "This conversation no longer exists.", status=404
-        )
+        raise ApiError(ErrorCode.CONVERSATION_NOT_FOUND, "This conversation no longer exists.")
     services.chatbot_require_active(conversation.chatbot)
 
 

@@ -106,9 +106,7 @@ def attachments_metadata(conversation: Any, payload: dict[str, Any]) -> dict[str
         handler = attachment_handler(name)
         if handler is None:
             raise ApiError(
-                ErrorCode.VALIDATION_ERROR,
-                f"`{name}` is not accepted by this installation.",
-                status=400,
+                ErrorCode.VALIDATION_ERROR, f"`{name}` is not accepted by this installation."
             )
         for key, item in handler(conversation, value).items():
             # `image_data` and `image_ids` together: both lists of images are kept.

@@ -48,14 +48,12 @@ def stream_events_after(*, turn: Turn, after: int, limit: int) -> dict[str, Any]
             raise ApiError(
                 ErrorCode.VALIDATION_ERROR,
                 f"There is no event {after} in this turn; its last event is {turn.last_event_id}.",
-                status=400,
                 details={"last_event_id": turn.last_event_id},
             )
         if after < turn.last_event_id:
             raise ApiError(
                 ErrorCode.RESUME_POINT_GONE,
                 "The events after this point have been cleaned up; load the conversation history.",
-                status=410,
             )
     last_id = events[-1]["id"] if events else after
     ended = bool(events) and events[-1]["event"] == streaming.TERMINAL_EVENT

@@ -350,9 +350,7 @@ def user_sessions(request: Request, user_id: str) -> Response:
     if user is None:
         # A user id is chosen by the client, so it proves nothing: visitors resume with their
         # conversation token instead (POST /api/sessions/<id>/resume).
-        raise ApiError(
-            ErrorCode.NOT_AUTHENTICATED, "An API token or a staff login is required.", status=401
-        )
+        raise ApiError(ErrorCode.NOT_AUTHENTICATED, "An API token or a staff login is required.")
     kind = request.GET.get("type", "recent")
     if kind not in ("active", "unresolved", "recent"):
         raise ApiError(ErrorCode.VALIDATION_ERROR, "`type` must be active, unresolved or recent.")
@@ -449,7 +447,6 @@ def _uuid(value):
         raise ApiError(
             ErrorCode.CONVERSATION_NOT_FOUND,
             "No conversation with this id for the credentials given.",
-            status=404,
         ) from exc
 
 

@@ -433,7 +433,6 @@ async def _conversation_id_for(client: SocketClient, data: dict) -> uuid.UUID:
             raise ApiError(
                 ErrorCode.CONVERSATION_NOT_FOUND,
                 "No conversation with this id for the token given.",
-                status=404,
             )
         await conversation_require_active(client.conversation_id)
         return client.conversation_id
@@ -449,7 +448,6 @@ async def _conversation_id_for(client: SocketClient, data: dict) -> uuid.UUID:
             raise ApiError(
                 ErrorCode.CONVERSATION_NOT_FOUND,
                 "No conversation with this id for the credentials given.",
-                status=404,
             )
         try:
             await _usable(client, conversation)
@@ -544,7 +542,7 @@ async def _resume(client: SocketClient, conversation_id, turn_id: Any, after: An
         )
     turn = await _turn(conversation_id, turn_uuid)
     if turn is None:
-        raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.", status=404)
+        raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
     # Gone or never existed: the same answer as polling and the WebSocket.
     await _check_resume_point(turn, after)
     client.turns[str(turn.pk)] = str(conversation_id)
@@ -568,7 +566,7 @@ async def _on_cancel(client: SocketClient, data: Any) -> dict:
         raise ApiError(ErrorCode.VALIDATION_ERROR, "`turnId` must be a turn id.") from None
     turn = await _turn(conversation_id, turn_uuid)
     if turn is None:
-        raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.", status=404)
+        raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
     return {"turnId": str(turn.pk), "status": await _cancel(turn)}
 
 

@@ -51,7 +51,6 @@ def stream_slot_check(address: str) -> None:
         raise ApiError(
             ErrorCode.RATE_LIMITED,
             "Too many event streams open from this address; close some or poll instead.",
-            status=429,
             headers={"Retry-After": "5"},
         )
 

@@ -179,14 +179,12 @@ def handoff_request(
         raise ApiError(
             HelpdeskErrorCode.HELPDESK_NOT_CONFIGURED,
             "This shop takes no requests through the chat; use the contact details instead.",
-            status=409,
         )
     mode = Handoff.Mode.LIVE if _open_now(chatbot) else Handoff.Mode.TICKET
     if kind == Handoff.Kind.HANDOFF and mode == Handoff.Mode.TICKET and not email:
         raise ApiError(
             ErrorCode.VALIDATION_ERROR,
             "Customer service is closed: leave an email address so they can answer you.",
-            status=400,
             details={"email": ["Required outside opening hours."]},
         )
     request = {"reason": reason, "name": name, "email": email, "message": message}
@@ -226,7 +224,6 @@ def _requests_limit_check(*, conversation: Conversation) -> None:
             HelpdeskErrorCode.HANDOFF_LIMIT_REACHED,
             "This conversation has sent the most requests allowed today; please use the "
             "contact details.",
-            status=429,
             headers={"Retry-After": "3600"},
         )
 

@@ -132,9 +132,7 @@ def _body_size_check(request: Request) -> None:
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError as exc:
-        raise ApiError(
-            ErrorCode.VALIDATION_ERROR, "Content-Length is not a number.", status=400
-        ) from exc
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "Content-Length is not a number.") from exc
     if length > upload_body_limit():
         raise too_large(settings.IMAGE_MAX_BYTES)
 

@@ -142,9 +142,7 @@ def _open_check(status: str) -> None:
     # A resolved conversation takes photos (the next message reopens it); an ended one does not.
     if status == Conversation.Status.ENDED:
         raise ApiError(
-            ErrorCode.CONVERSATION_CLOSED,
-            "This conversation has ended; start a new one.",
-            status=409,
+            ErrorCode.CONVERSATION_CLOSED, "This conversation has ended; start a new one."
         )
 
 
@@ -166,14 +164,13 @@ def image_data_decode(*, chatbot: Chatbot, image_data: Any) -> tuple[bytes, tupl
         raise ApiError(
             ErrorCode.VALIDATION_ERROR,
             "`image_data` must be an object with `name`, `data` (base64) and `mime`.",
-            status=400,
         )
     # Refuse a closed door before decoding megabytes of base64.
     images_enabled_check(chatbot=chatbot)
     mime = image_data.get("mime") or ""
     name = image_data.get("name") or ""
     if not isinstance(mime, str) or not isinstance(name, str):
-        raise ApiError(ErrorCode.VALIDATION_ERROR, "`name` and `mime` must be strings.", status=400)
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "`name` and `mime` must be strings.")
     data, url_mime = decode_base64(image_data.get("data"))
     return data, (mime, url_mime), name
 
@@ -206,23 +203,18 @@ def attachment_image_ids(conversation: Conversation, value: Any) -> dict[str, An
     if isinstance(value, str | uuid.UUID):
         value = [value]
     if not isinstance(value, list) or not value:
-        raise ApiError(
-            ErrorCode.VALIDATION_ERROR, "`image_ids` must be a list of image ids.", status=400
-        )
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "`image_ids` must be a list of image ids.")
     if len(value) > MAX_IMAGES_PER_MESSAGE:
         raise ApiError(
             ErrorCode.VALIDATION_ERROR,
             f"A message can carry at most {MAX_IMAGES_PER_MESSAGE} images.",
-            status=400,
         )
     ids: list[uuid.UUID] = []
     for item in value:
         try:
             image_id = item if isinstance(item, uuid.UUID) else uuid.UUID(str(item))
         except ValueError as exc:
-            raise ApiError(
-                ErrorCode.VALIDATION_ERROR, "`image_ids` must be image ids.", status=400
-            ) from exc
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "`image_ids` must be image ids.") from exc
         if image_id not in ids:
             ids.append(image_id)
     images_enabled_check(chatbot=conversation.chatbot)

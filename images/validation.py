@@ -226,7 +226,6 @@ def _decode_slot_take() -> None:
         raise ApiError(
             ErrorCode.SERVICE_UNAVAILABLE,
             "Too many images are being processed right now; send it again shortly.",
-            status=503,
             headers={"Retry-After": "5"},
         )
 

@@ -54,7 +54,6 @@ def inbox_conversations(*, user, view: str, label: str = "") -> list[dict[str, A
         raise ApiError(
             ErrorCode.VALIDATION_ERROR,
             "`view` is one of waiting, mine, open.",
-            status=400,
             details={"parameter": "view"},
         )
     rows = (
@@ -93,7 +92,7 @@ def conversation_for_staff(*, user, conversation_id) -> Conversation:
         _scoped(user).select_related("chatbot", "assigned_agent").filter(pk=conversation_id).first()
     )
     if conversation is None:
-        raise ApiError(ErrorCode.CONVERSATION_NOT_FOUND, "No such conversation.", status=404)
+        raise ApiError(ErrorCode.CONVERSATION_NOT_FOUND, "No such conversation.")
     return conversation
 
 
@@ -202,7 +201,6 @@ def inbox_figures(*, user, days: int = 7) -> dict[str, Any]:
         raise ApiError(
             ErrorCode.VALIDATION_ERROR,
             f"`days` is a whole number from 1 to {FIGURE_DAYS_MAX}.",
-            status=400,
             details={"parameter": "days"},
         )
     since = timezone.now() - dt.timedelta(days=days)

@@ -289,12 +289,11 @@ def _locked_for_agent(*, conversation_id, user, min_role: str = Role.AGENT) -> C
     role = conversation and access.role_in(user, conversation.chatbot.shop_id)
     if conversation is None or not (access.is_operator(user) or role):
         # Another shop's conversation is answered exactly like one that does not exist.
-        raise ApiError(ErrorCode.CONVERSATION_NOT_FOUND, "No such conversation.", status=404)
+        raise ApiError(ErrorCode.CONVERSATION_NOT_FOUND, "No such conversation.")
     if not (access.is_operator(user) or access._rank_ok(role, min_role)):
         raise ApiError(
             ErrorCode.PERMISSION_DENIED,
             "Viewers read conversations; answering them needs the agent role.",
-            status=403,
         )
     return conversation
 
@@ -304,7 +303,6 @@ def _require_open_human(conversation: Conversation) -> None:
         raise ApiError(
             ErrorCode.CONFLICT,
             "The bot is answering this conversation; the customer has not asked for a person.",
-            status=409,
         )
 
 
@@ -322,7 +320,6 @@ def conversation_take(*, conversation_id, agent, assignee=None) -> Conversation:
             raise ApiError(
                 ErrorCode.VALIDATION_ERROR,
                 "Assign the conversation to an agent, admin or owner of its shop.",
-                status=400,
             )
         previous = conversation.assigned_agent if conversation.handling == "with_agent" else None
         if previous is not None and previous.pk == assignee.pk:
@@ -367,7 +364,7 @@ def agent_reply(*, conversation_id, agent, text: str) -> Message:
     refused (409): take it over first."""
     text = (text or "").strip()
     if not text:
-        raise ApiError(ErrorCode.VALIDATION_ERROR, "The reply is empty.", status=400)
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "The reply is empty.")
     with transaction.atomic():
         conversation = _locked_for_agent(conversation_id=conversation_id, user=agent)
         _require_open_human(conversation)
@@ -378,14 +375,12 @@ def agent_reply(*, conversation_id, agent, text: str) -> Message:
             raise ApiError(
                 ErrorCode.CONFLICT,
                 "Another agent has this conversation; take it over before replying.",
-                status=409,
             )
         text = canned_expand(shop_id=conversation.chatbot.shop_id, text=text)
         if len(text) > REPLY_MAX_CHARS:
             raise ApiError(
                 ErrorCode.VALIDATION_ERROR,
                 f"The reply is longer than {REPLY_MAX_CHARS} characters.",
-                status=400,
             )
         message = Message.objects.create(
             conversation=conversation,
@@ -532,13 +527,12 @@ def conversation_labels_set(*, conversation_id, agent, labels: list[str]) -> lis
     """Replace a conversation's labels (lower-cased, at most LABELS_MAX, each 1-40 letters,
     digits, spaces, - or _)."""
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise ApiError(ErrorCode.VALIDATION_ERROR, "`labels` must be a list of texts.", status=400)
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "`labels` must be a list of texts.")
     cleaned = sorted({x.strip().lower() for x in labels if x.strip()})
     if len(cleaned) > LABELS_MAX or not all(LABEL.match(x) for x in cleaned):
         raise ApiError(
             ErrorCode.VALIDATION_ERROR,
             f"At most {LABELS_MAX} labels of 1 to 40 letters, digits, spaces, - or _.",
-            status=400,
         )
     with transaction.atomic():
         conversation = _locked_for_agent(conversation_id=conversation_id, user=agent)
@@ -562,7 +556,7 @@ def conversation_labels_set(*, conversation_id, agent, labels: list[str]) -> lis
 def note_add(*, conversation_id, agent, text: str) -> PrivateNote:
     text = (text or "").strip()
     if not text or len(text) > 4000:
-        raise ApiError(ErrorCode.VALIDATION_ERROR, "A note has 1 to 4000 characters.", status=400)
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "A note has 1 to 4000 characters.")
     with transaction.atomic():
         conversation = _locked_for_agent(conversation_id=conversation_id, user=agent)
         note = PrivateNote.objects.create(conversation=conversation, author=agent, text=text)

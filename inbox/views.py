@@ -24,9 +24,7 @@ def _json(view):
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not access.is_member(request.user):
             return error_response(
-                ApiError(
-                    ErrorCode.PERMISSION_DENIED, "Only shop members use the inbox.", status=403
-                )
+                ApiError(ErrorCode.PERMISSION_DENIED, "Only shop members use the inbox.")
             )
         try:
             return JsonResponse(view(request, *args, **kwargs), safe=False)
@@ -131,7 +129,7 @@ def _act(request: HttpRequest, conversation_id, action: str) -> dict[str, Any]:
     elif action == "note":
         services.note_add(conversation_id=conversation_id, agent=user, text=_text(body, "text"))
     else:
-        raise ApiError(ErrorCode.NOT_FOUND, "No such action.", status=404)
+        raise ApiError(ErrorCode.NOT_FOUND, "No such action.")
     return selectors.conversation_detail(user=user, conversation_id=conversation_id)
 
 

@@ -34,7 +34,6 @@ def _unverified() -> ApiError:
     return ApiError(
         ErrorCode.NOT_AUTHENTICATED,
         "The webhook's signature does not match this connection's secret.",
-        status=401,
     )
 
 
@@ -95,7 +94,6 @@ def helpdesk_reply_append(
         raise ApiError(
             ErrorCode.CONVERSATION_NOT_FOUND,
             "No conversation of this chatbot was handed to this ticket.",
-            status=404,
         )
     key = f"{connection.kind}:{ticket_id}:{comment_id or hashlib.sha256(text.encode()).hexdigest()}"
     agent = {"name": (agent_name or "")[:60] or None}

@@ -55,14 +55,12 @@ class Customer:
         email = email.strip() if isinstance(email, str) else ""
         if bool(user_id) == bool(email):
             raise ApiError(
-                ErrorCode.VALIDATION_ERROR,
-                "Name the customer by exactly one of user_id or email.",
-                status=400,
+                ErrorCode.VALIDATION_ERROR, "Name the customer by exactly one of user_id or email."
             )
         if len(user_id) > 200 or len(email) > 254 or "\x00" in user_id + email:
-            raise ApiError(ErrorCode.VALIDATION_ERROR, "That identifier is not valid.", status=400)
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "That identifier is not valid.")
         if email and ("@" not in email or any(c.isspace() for c in email)):
-            raise ApiError(ErrorCode.VALIDATION_ERROR, "That email is not valid.", status=400)
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "That email is not valid.")
         return cls(user_id=user_id, email=email)
 
     @property
@@ -354,15 +352,12 @@ def retention_policy_set(*, shop: Shop, periods: dict[str, Any]) -> RetentionPol
     periods = dict(periods)
     redact = periods.pop(REDACT_FIELD, None)
     if redact is not None and not isinstance(redact, bool):
-        raise ApiError(
-            ErrorCode.VALIDATION_ERROR, f"{REDACT_FIELD} must be true or false.", status=400
-        )
+        raise ApiError(ErrorCode.VALIDATION_ERROR, f"{REDACT_FIELD} must be true or false.")
     unknown = set(periods) - set(RETENTION_FIELDS)
     if unknown:
         raise ApiError(
             ErrorCode.VALIDATION_ERROR,
             f"Unknown retention field(s): {', '.join(sorted(unknown))}.",
-            status=400,
             details={"allowed": [*RETENTION_FIELDS, REDACT_FIELD]},
         )
     for name, value in periods.items():
@@ -374,7 +369,6 @@ def retention_policy_set(*, shop: Shop, periods: dict[str, Any]) -> RetentionPol
             raise ApiError(
                 ErrorCode.VALIDATION_ERROR,
                 f"{name} must be a whole number of days from 1 to {MAX_RETENTION_DAYS}, or null.",
-                status=400,
             )
     policy, _ = RetentionPolicy.objects.get_or_create(shop=shop)
     for name, value in periods.items():

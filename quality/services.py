@@ -29,7 +29,7 @@ def answer_feedback_record(
             .first()
         )
         if message is None:
-            raise ApiError(ErrorCode.NOT_FOUND, "No such answer in this conversation.", status=404)
+            raise ApiError(ErrorCode.NOT_FOUND, "No such answer in this conversation.")
         if message.role != Message.Role.ASSISTANT:
             raise ApiError(
                 ErrorCode.VALIDATION_ERROR, "Only the chatbot's answers take a thumbs up or down."
