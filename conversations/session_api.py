@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from accounts import access
 from config.errors import ApiError, ErrorCode
-from config.ratelimit import ip_of, rate_limit_hit
+from config.ratelimit import ip_of
 from config.schema import ERROR_RESPONSES
 from conversations import selectors, services, streaming
 from conversations.access import (
@@ -165,13 +165,11 @@ def session_create(request: Request) -> Response:
     data.is_valid(raise_exception=True)
     body = data.validated_data
     chatbot = chatbot_for_new_conversation(request, body["chatbot_id"], body.get("widget_key", ""))
-    rate_limit_hit(
-        scope="conversation-create", key=ip_of(request), limit=settings.SESSION_CREATE_RATE_LIMIT
-    )
     conversation = services.conversation_start(
         chatbot=chatbot,
         user_id=body.get("userId") or body.get("user_id") or "",
         metadata=body.get("metadata") or {},
+        create_limit_key=ip_of(request),
     )
     return Response(
         {

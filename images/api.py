@@ -190,11 +190,7 @@ def upload_image(request: Request) -> Response:
     if conversation is not None:
         services.conversation_takes_images_check(conversation=conversation)
     else:
-        rate_limit_hit(
-            scope="conversation-create",
-            key=ip_of(request),
-            limit=settings.SESSION_CREATE_RATE_LIMIT,
-        )
+        conversation_services.conversation_create_limit_hit(key=ip_of(request))
     raw, declared, name = _upload_bytes(chatbot, data)
     # Every refusal happens here, before a conversation or a file exists.
     clean = services.image_prepare(chatbot=chatbot, data=raw, declared_mimes=declared)
@@ -216,7 +212,6 @@ def _upload_bytes(chatbot: Chatbot, data: dict) -> tuple[bytes, tuple[str, ...],
     raise refuse(
         ImageErrorCode.IMAGE_MISSING,
         "Send the image as `image_data` (JSON) or as the `image` file (multipart).",
-        400,
     )
 
 
@@ -280,7 +275,7 @@ def _upload_body(
 
 
 def _not_found() -> ApiError:
-    return refuse(ImageErrorCode.IMAGE_NOT_FOUND, "No image with this id for the token given.", 404)
+    return refuse(ImageErrorCode.IMAGE_NOT_FOUND, "No image with this id for the token given.")
 
 
 class _AnyAccept(BaseContentNegotiation):
