@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
 
 from aiclients.errors import UpstreamError
+from chatbots.config_types import ChatbotConfig, FlowConfig
 from chatbots.selectors import prompt_template_get
 from chatbots.services import prompt_render, prompt_values
 from conversations.hooks import TurnContext
@@ -54,7 +56,7 @@ CONTEXT_FAILED = (
 )
 
 
-def image_flow(config: dict[str, Any]) -> dict[str, Any] | None:
+def image_flow(config: ChatbotConfig) -> FlowConfig | None:
     """The bot's enabled `image` flow on an endpoint that can see (the builtin one cannot)."""
     for flow in config.get("flows") or []:
         if flow.get("role") == "image" and flow["endpoint"]["kind"] != "builtin":
@@ -62,14 +64,14 @@ def image_flow(config: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def cannot_look_text(config: dict[str, Any], language: str) -> str:
+def cannot_look_text(config: ChatbotConfig, language: str) -> str:
     lang = language if language in ("da", "en") else "en"
     email = config.get("contact_email") or ""
     contact = TEXTS["contact"][lang].format(email=email) if email else ""
     return TEXTS["cannot_look"][lang].format(contact=contact)
 
 
-def default_prompt(config: dict[str, Any], language: str, question: str) -> str:
+def default_prompt(config: ChatbotConfig, language: str, question: str) -> str:
     lang = language if language in ("da", "en") else "en"
     text = " ".join((question or "").split())[:500]
     asked = TEXTS["prompt_question"][lang].format(text=text) if text else ""
@@ -101,9 +103,14 @@ def description_prompt(
 
 
 async def describe_image(
-    ctx: TurnContext, flow: dict[str, Any], prompt: str, image: dict[str, Any]
+    ctx: TurnContext,
+    flow_text: Callable[..., Awaitable[str]],
+    flow: FlowConfig,
+    prompt: str,
+    image: dict[str, Any],
 ) -> tuple[str | None, str | None]:
-    """(description, None) or (None, error code) after IMAGE_DESCRIPTION_ATTEMPTS attempts."""
+    """(description, None) or (None, error code) after IMAGE_DESCRIPTION_ATTEMPTS attempts;
+    `flow_text` is the turn's (ctx.flow_text, which the provider checked is there)."""
     try:
         data = await ctx.run_db(selectors.image_file_read, storage_name=image["storage_name"])
     except Exception:
@@ -119,14 +126,14 @@ async def describe_image(
     ]
     # The template is already rendered into the prompt; the runner must not add it again as a
     # system prompt / Flowise `vars.prompt`.
-    call_flow = {**flow, "template": None}
+    call_flow: FlowConfig = {**flow, "template": None}
     attempts = max(1, settings.IMAGE_DESCRIPTION_ATTEMPTS)
     error = "UPSTREAM_EMPTY"
     for attempt in range(attempts):
         if attempt:
             await asyncio.sleep(settings.IMAGE_DESCRIPTION_BACKOFF_SECONDS * 2 ** (attempt - 1))
         try:
-            text = await ctx.flow_text(call_flow, prompt, images=parts, purpose="image")
+            text = await flow_text(call_flow, prompt, images=parts, purpose="image")
         except UpstreamError as err:
             error = err.code
             logger.warning(
@@ -157,7 +164,8 @@ async def image_context_provider(ctx: TurnContext) -> None:
     if not image_ids:
         return
     flow = image_flow(ctx.config)
-    if flow is None or ctx.flow_text is None:
+    flow_text = ctx.flow_text
+    if flow is None or flow_text is None:
         ctx.final_answer = cannot_look_text(ctx.config, ctx.language)
         ctx.metadata["images"] = {"described": False, "reason": "no_image_flow"}
         return
@@ -175,7 +183,7 @@ async def image_context_provider(ctx: TurnContext) -> None:
         # this turn): no second AI call.
         if image["description_status"] == "described" and image["description"]:
             return {"image_id": image["id"], "description": image["description"], "error": None}
-        description, error = await describe_image(ctx, flow, prompt, image)
+        description, error = await describe_image(ctx, flow_text, flow, prompt, image)
         return {"image_id": image["id"], "description": description, "error": error}
 
     results = list(await asyncio.gather(*(one(image) for image in images)))
