@@ -79,7 +79,7 @@ def default_prompt(config: ChatbotConfig, language: str, question: str) -> str:
 
 
 def description_prompt(
-    config: dict[str, Any], flow: dict[str, Any], language: str, question: str
+    config: ChatbotConfig, flow: FlowConfig, language: str, question: str
 ) -> str:
     """The image flow's prompt template rendered, else the default prompt in the bot's language."""
     assignment = flow.get("template")
