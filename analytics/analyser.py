@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from conversations.flow_router import parse_json_object
+from chatbots.flow_router import parse_json_object
 
 WORD = re.compile(r"\w+", re.UNICODE)
 OTHER_TOPIC = "other"

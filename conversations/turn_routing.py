@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiclients.errors import UpstreamError
 from aiclients.types import UpstreamEvent
+from chatbots import flow_router
 from chatbots.config_types import ChatbotConfig, FlowConfig
-from conversations import flow_router
 from conversations.builtin import builtin_route, split_tokens
 from conversations.hooks import TurnContext, context_providers
 from conversations.turn_calls import ms_between

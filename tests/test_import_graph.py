@@ -42,7 +42,6 @@ FLOOR = {app: level for level, apps in enumerate(FLOORS) for app in apps}
 CONFIG_COMPOSITION = {"config.urls", "config.asgi", "config.routing", "config.celery"}
 
 ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
-    # config (floor 0)
     # accounts (floor 1)
     ("accounts.scoped_admin", "chatbots"): "the scoped admin's forms know secret fields",
     ("accounts.access", "chatbots"): "the access rule reaches some models through Chatbot",
@@ -54,7 +53,6 @@ ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
     ("chatbots.preview", "conversations"): "the admin preview opens a conversation",
     ("chatbots.versions", "tools"): "a version snapshot includes the bot's tools",
     # knowledge, tools (floor 3)
-    ("tools.loop", "conversations"): "the tool loop reads the flow router's main/router flow",
     ("tools.loop", "monitoring"): "a failing tool is written to the operators' error log",
     ("tools.builtin", "conversations"): "the handoff tool reads the conversation",
     ("tools.builtin", "helpdesk"): "the handoff tool opens a ticket",
@@ -72,7 +70,6 @@ ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
 ALLOWED_MODULE_LEVEL_CYCLE_EDGES: set[tuple[str, str]] = {
     ("accounts.scoped_admin", "chatbots"),
     ("chatbots.admin", "knowledge"),
-    ("tools.loop", "conversations"),
 }
 
 

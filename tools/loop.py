@@ -30,7 +30,7 @@ from aiclients.types import (
     UpstreamEvent,
     UpstreamRequest,
 )
-from conversations import flow_router
+from chatbots import flow_router
 from tools.metrics import tool_calls_count
 from tools.registry import Tool, ToolContext, ToolError, ToolResult
 from tools.selectors import Toolset, toolset_for_turn

@@ -39,11 +39,11 @@ from analytics.analyser import (
 )
 from analytics.models import ContextChunk, ConversationAnalysis
 from analytics.services.metrics import turn_metrics_record
+from chatbots.flow_router import flow_by_role
 from chatbots.models import KnowledgeEntry
 from chatbots.secrets import decrypt
 from chatbots.selectors import chatbot_config_get, prompt_template_get
 from chatbots.services import prompt_render, prompt_values
-from conversations.flow_router import flow_by_role
 from conversations.models import AICall, Message, Turn
 
 logger = logging.getLogger(__name__)

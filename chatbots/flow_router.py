@@ -1,4 +1,8 @@
-"""Which flows a turn runs: the router's label picks an answer flow, else the main flow."""
+"""Which flows a turn runs: the router's label picks an answer flow, else the main flow.
+
+It reads nothing but the bot's configuration (chatbots.selectors), so it sits in chatbots, below
+the turn runner, the tool loop and the analyses that all ask it.
+"""
 
 from __future__ import annotations
 

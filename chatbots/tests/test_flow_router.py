@@ -2,7 +2,7 @@
 
 import pytest
 
-from conversations import flow_router
+from chatbots import flow_router
 
 CONFIG = {
     "flows": [
