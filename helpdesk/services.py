@@ -260,23 +260,9 @@ def _request_append(
             from helpdesk.tasks import create_ticket
 
             transaction.on_commit(lambda: create_ticket.delay(str(pending.pk)))
-        additions: list[str] = []
-        updates: dict[str, str] = {}
-        message, reason = message.strip(), reason.strip()[:500]
-        if message and message != pending.message.strip() and not pending.message.endswith(message):
-            additions.append(message)
-        if reason and reason != pending.reason and f"Reason: {reason}" not in pending.message:
-            if pending.reason:
-                additions.append(f"Reason: {reason}")
-            else:
-                updates["reason"] = reason
-        if email and not pending.requester_email:
-            updates["requester_email"] = email
-        elif email and email != pending.requester_email:
-            note = f"Also reachable at: {email}"
-            additions += [] if note in pending.message else [note]
-        if name and not pending.requester_name:
-            updates["requester_name"] = name[:200]
+        additions, updates = _request_news(
+            pending, reason=reason, name=name, email=email, message=message
+        )
         if not additions and not updates:
             return pending  # a repeat of what it already holds (a double click, a retry)
         _requests_limit_check(conversation=conversation)
@@ -294,6 +280,31 @@ def _request_append(
         fields = ["reason", "message", "requester_name", "requester_email", "requests"]
         pending.save(update_fields=[*fields, "updated_at"])
     return pending
+
+
+def _request_news(
+    pending: Handoff, *, reason: str, name: str, email: str, message: str
+) -> tuple[list[str], dict[str, str]]:
+    """What a request adds to the pending handoff: lines to append to its message, and fields
+    it fills that were empty. Nothing new in either is a repeat of what it already holds."""
+    additions: list[str] = []
+    updates: dict[str, str] = {}
+    message, reason = message.strip(), reason.strip()[:500]
+    if message and message != pending.message.strip() and not pending.message.endswith(message):
+        additions.append(message)
+    if reason and reason != pending.reason and f"Reason: {reason}" not in pending.message:
+        if pending.reason:
+            additions.append(f"Reason: {reason}")
+        else:
+            updates["reason"] = reason
+    if email and not pending.requester_email:
+        updates["requester_email"] = email
+    elif email and email != pending.requester_email:
+        note = f"Also reachable at: {email}"
+        additions += [] if note in pending.message else [note]
+    if name and not pending.requester_name:
+        updates["requester_name"] = name[:200]
+    return additions, updates
 
 
 # --- the ticket ---------------------------------------------------------------------------------------
@@ -398,46 +409,9 @@ def handoff_ticket_create(*, handoff_id: str, final: bool) -> TicketAttempt:
         connection = helpdesk_connection_for(chatbot_id=handoff.conversation.chatbot_id)
         retry_in = None
         try:
-            if connection is None:
-                raise clients.HelpdeskError(
-                    "No active helpdesk connection for this chatbot any more.", retryable=False
-                )
-            try:
-                config = helpdesk_config(connection)
-            except SecretDecryptionError:
-                raise clients.HelpdeskError(
-                    "The stored helpdesk key cannot be decrypted (was a key removed from "
-                    "FIELD_ENCRYPTION_KEYS?). Enter it again.",
-                    retryable=False,
-                ) from None
-            handoff.ticket_id = clients.ticket_create(config, ticket_for(handoff, connection))
-            handoff.state = Handoff.State.CREATED
-            handoff.resend = False
-            handoff.error = ""
-            handoff.completed_at = timezone.now()
+            _ticket_send(handoff, connection)
         except clients.HelpdeskError as err:
-            message = redact(err.message)
-            if err.retryable and not final:
-                retry_in = min(
-                    err.retry_after
-                    if err.retry_after is not None
-                    else settings.HELPDESK_RETRY_BACKOFF * 2 ** (handoff.attempts - 1),
-                    300.0,
-                )
-                handoff.error = f"Attempt {handoff.attempts} failed, retrying: {message}"
-            else:
-                handoff.state = Handoff.State.FAILED
-                # Down or busy, not refused: handoffs_resend sends it again later, so nothing a
-                # customer was told "has been sent" is lost to an outage.
-                handoff.resend = err.retryable
-                handoff.error = message
-                handoff.completed_at = timezone.now()
-                logger.warning(
-                    "helpdesk ticket for handoff %s failed: %s",
-                    handoff.pk,
-                    message,
-                    extra={"category": CATEGORY, "handoff": str(handoff.pk)},
-                )
+            retry_in = _ticket_failure_note(handoff, err, final=final)
         handoff.save(
             update_fields=[
                 "attempts",
@@ -450,6 +424,58 @@ def handoff_ticket_create(*, handoff_id: str, final: bool) -> TicketAttempt:
             ]
         )
     return TicketAttempt(handoff.state, retry_in)
+
+
+def _ticket_send(handoff: Handoff, connection: HelpdeskConnection | None) -> None:
+    """Create the ticket in the chatbot's helpdesk and mark the handoff created; a connection
+    gone or a key that no longer decrypts is a HelpdeskError no retry can mend."""
+    if connection is None:
+        raise clients.HelpdeskError(
+            "No active helpdesk connection for this chatbot any more.", retryable=False
+        )
+    try:
+        config = helpdesk_config(connection)
+    except SecretDecryptionError:
+        raise clients.HelpdeskError(
+            "The stored helpdesk key cannot be decrypted (was a key removed from "
+            "FIELD_ENCRYPTION_KEYS?). Enter it again.",
+            retryable=False,
+        ) from None
+    handoff.ticket_id = clients.ticket_create(config, ticket_for(handoff, connection))
+    handoff.state = Handoff.State.CREATED
+    handoff.resend = False
+    handoff.error = ""
+    handoff.completed_at = timezone.now()
+
+
+def _ticket_failure_note(
+    handoff: Handoff, err: clients.HelpdeskError, *, final: bool
+) -> float | None:
+    """Note a failed attempt on the handoff: seconds until the next try while retries remain,
+    else None and the handoff failed (kept for handoffs_resend when the helpdesk was only
+    down or busy)."""
+    message = redact(err.message)
+    if err.retryable and not final:
+        handoff.error = f"Attempt {handoff.attempts} failed, retrying: {message}"
+        return min(
+            err.retry_after
+            if err.retry_after is not None
+            else settings.HELPDESK_RETRY_BACKOFF * 2 ** (handoff.attempts - 1),
+            300.0,
+        )
+    handoff.state = Handoff.State.FAILED
+    # Down or busy, not refused: handoffs_resend sends it again later, so nothing a
+    # customer was told "has been sent" is lost to an outage.
+    handoff.resend = err.retryable
+    handoff.error = message
+    handoff.completed_at = timezone.now()
+    logger.warning(
+        "helpdesk ticket for handoff %s failed: %s",
+        handoff.pk,
+        message,
+        extra={"category": CATEGORY, "handoff": str(handoff.pk)},
+    )
+    return None
 
 
 def handoffs_resend(*, now: dt.datetime | None = None) -> int:
