@@ -63,7 +63,6 @@ def _int(request: Request, name: str, default: int, *, low: int, high: int) -> i
         raise ApiError(
             ErrorCode.VALIDATION_ERROR,
             f"`{name}` must be a whole number from {low} to {high}.",
-            status=400,
             details={name: raw},
         )
     return value
@@ -101,7 +100,6 @@ def _when(request: Request, name: str, *, end_of_day: bool = False) -> dt.dateti
             ErrorCode.VALIDATION_ERROR,
             f"`{name}` must be a date (2025-11-08) or a date and time (2025-11-08T17:28:57Z), "
             f"from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}.",
-            status=400,
             details={name: raw},
         )
     return value
@@ -123,7 +121,7 @@ def _chatbot(request: Request) -> int | None:
         .first()
     )
     if chatbot_id is None:
-        raise ApiError(ErrorCode.CHATBOT_NOT_FOUND, "No chatbot with this id.", status=404)
+        raise ApiError(ErrorCode.CHATBOT_NOT_FOUND, "No chatbot with this id.")
     return chatbot_id
 
 
@@ -136,7 +134,6 @@ def _window(raw: str) -> dt.timedelta:
             ErrorCode.VALIDATION_ERROR,
             "`window` must be like 15m, 24h or 7d, at least 1m and at most "
             f"{settings.METRICS_RETENTION_DAYS}d (how long metrics are kept).",
-            status=400,
             details={"window": raw},
         )
     return window
@@ -381,7 +378,6 @@ def _index_must_exist():
         raise ApiError(
             AnalyticsErrorCode.INDEX_NOT_FOUND,
             "The conversation index does not exist yet; run a sync first (POST /api/sync/sync).",
-            status=404,
         )
     return state
 
@@ -470,9 +466,7 @@ def conversation_messages(request: Request, conversation_id) -> Response:
     else:
         messages = selectors.conversation_calls(conversation_id=conversation_id)
     if not messages:
-        raise ApiError(
-            ErrorCode.CONVERSATION_NOT_FOUND, "No AI calls for this conversation.", status=404
-        )
+        raise ApiError(ErrorCode.CONVERSATION_NOT_FOUND, "No AI calls for this conversation.")
     audit_conversations(
         action=AuditEvent.Action.READ,
         conversations=Conversation.objects.filter(pk=conversation_id),
@@ -524,7 +518,7 @@ class ExportView(APIView):
     def get(self, request: Request):
         fmt = request.GET.get("format") or "csv"
         if fmt not in FORMATS:
-            raise ApiError(ErrorCode.VALIDATION_ERROR, "`format` must be csv or jsonl.", status=400)
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "`format` must be csv or jsonl.")
         rows = access.scope(Conversation.objects.all(), request.user)
         if (chatbot_id := _chatbot(request)) is not None:
             rows = rows.filter(chatbot_id=chatbot_id)

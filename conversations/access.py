@@ -88,7 +88,7 @@ def user_may_use_chatbot(user, chatbot_id: int, *, min_role: str = Role.AGENT) -
 
 
 def not_found(code: ErrorCode = ErrorCode.CONVERSATION_NOT_FOUND) -> ApiError:
-    return ApiError(code, "No conversation with this id for the credentials given.", status=404)
+    return ApiError(code, "No conversation with this id for the credentials given.")
 
 
 def check_browser_origin(request, chatbot: Chatbot) -> None:

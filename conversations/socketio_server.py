@@ -452,7 +452,7 @@ async def _conversation_id_for(client: SocketClient, data: dict) -> uuid.UUID:
         try:
             await _usable(client, conversation)
         except Refused as refused:
-            raise ApiError(refused.code, refused.message, status=403) from None
+            raise ApiError(refused.code, refused.message) from None
         await _join(client, conversation_id)
     else:
         await conversation_require_active(conversation_id)

@@ -39,7 +39,7 @@ DESCRIPTION_MAX_CHARS = 4000
 
 def images_enabled_check(*, chatbot: Chatbot) -> None:
     if not chatbot.image_upload_enabled:
-        raise refuse(ImageErrorCode.IMAGES_DISABLED, "This chatbot does not accept images.", 403)
+        raise refuse(ImageErrorCode.IMAGES_DISABLED, "This chatbot does not accept images.")
 
 
 def _storage_base(now: dt.datetime) -> str:
@@ -152,7 +152,6 @@ def _limit_check(conversation: Conversation) -> None:
         raise refuse(
             ImageErrorCode.IMAGE_LIMIT_REACHED,
             f"A conversation can hold at most {limit} images; start a new conversation.",
-            409,
             max_images=limit,
         )
 
@@ -222,9 +221,7 @@ def attachment_image_ids(conversation: Conversation, value: Any) -> dict[str, An
         img.id: img for img in ImageUpload.objects.filter(conversation=conversation, pk__in=ids)
     }
     if len(found) != len(ids):
-        raise refuse(
-            ImageErrorCode.IMAGE_NOT_FOUND, "No image with this id in this conversation.", 404
-        )
+        raise refuse(ImageErrorCode.IMAGE_NOT_FOUND, "No image with this id in this conversation.")
     return {"images": [image_message_entry(found[i]) for i in ids]}
 
 

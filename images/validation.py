@@ -61,8 +61,9 @@ class CleanImage:
     thumbnail_mime: str
 
 
-def refuse(code: ImageErrorCode, message: str, status: int, **details) -> ApiError:
-    return ApiError(code, message, status=status, details=details)  # type: ignore[arg-type]
+def refuse(code: ImageErrorCode, message: str, **details) -> ApiError:
+    """An upload refused with `code` (its status is the registry's, images.error_codes)."""
+    return ApiError(code, message, details=details)
 
 
 def too_large(max_bytes: int) -> ApiError:
@@ -70,7 +71,6 @@ def too_large(max_bytes: int) -> ApiError:
     return refuse(
         ImageErrorCode.IMAGE_TOO_LARGE,
         f"The image is larger than {megabytes:g} MB.",
-        413,
         max_bytes=max_bytes,
     )
 
@@ -89,15 +89,13 @@ def decode_base64(text: object, *, max_bytes: int | None = None) -> tuple[bytes,
     """Bytes of a base64 string or `data:<mime>;base64,` URL, and the URL's mime (or "")."""
     max_bytes = max_bytes or settings.IMAGE_MAX_BYTES
     if not isinstance(text, str) or not text:
-        raise refuse(ImageErrorCode.IMAGE_MISSING, "Send the image as base64 in `data`.", 400)
+        raise refuse(ImageErrorCode.IMAGE_MISSING, "Send the image as base64 in `data`.")
     url_mime = ""
     if text[:5].lower() == "data:":
         match = _DATA_URL.match(text[:200])
         if match is None:
             raise refuse(
-                ImageErrorCode.IMAGE_INVALID_BASE64,
-                "`data` is a data URL without base64 content.",
-                400,
+                ImageErrorCode.IMAGE_INVALID_BASE64, "`data` is a data URL without base64 content."
             )
         url_mime = normalize_mime(match.group(1))
         text = text[match.end() :]
@@ -115,9 +113,7 @@ def decode_base64(text: object, *, max_bytes: int | None = None) -> tuple[bytes,
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise refuse(
-            ImageErrorCode.IMAGE_INVALID_BASE64, "`data` is not valid base64.", 400
-        ) from exc
+        raise refuse(ImageErrorCode.IMAGE_INVALID_BASE64, "`data` is not valid base64.") from exc
     if len(data) > max_bytes:
         raise too_large(max_bytes)
     return data, url_mime
@@ -187,7 +183,6 @@ def _type_not_allowed() -> ApiError:
     return refuse(
         ImageErrorCode.IMAGE_TYPE_NOT_ALLOWED,
         "Only JPEG, PNG, GIF and WebP images can be sent.",
-        415,
         allowed=sorted(ALLOWED_MIMES),
     )
 
@@ -198,7 +193,7 @@ def _format_of(data: bytes) -> str:
     if len(data) > max_bytes:
         raise too_large(max_bytes)
     if not data:
-        raise refuse(ImageErrorCode.IMAGE_CORRUPT, "The image is empty.", 400)
+        raise refuse(ImageErrorCode.IMAGE_CORRUPT, "The image is empty.")
     fmt = sniff_format(data)
     if fmt is None:
         raise _type_not_allowed()
@@ -214,7 +209,6 @@ def _declared_check(declared_mimes: tuple[str, ...], mime: str) -> None:
             raise refuse(
                 ImageErrorCode.IMAGE_TYPE_MISMATCH,
                 f"The file was sent as {declared} but its content is {mime}.",
-                415,
                 declared=declared,
                 detected=mime,
             )
@@ -261,7 +255,6 @@ def _decode(data: bytes, fmt: str, max_frames: int) -> tuple[int, _Encoded, byte
             raise refuse(
                 ImageErrorCode.IMAGE_CORRUPT,
                 "The image is damaged or incomplete and cannot be opened.",
-                400,
             ) from exc
     return frames, clean, thumb, thumb_mime
 
@@ -300,7 +293,6 @@ def _too_many_pixels() -> ApiError:
     return refuse(
         ImageErrorCode.IMAGE_TOO_MANY_PIXELS,
         f"The image has more than {limit} pixels.",
-        400,
         max_pixels=limit,
     )
 
@@ -309,7 +301,6 @@ def _too_many_frames(limit: int) -> ApiError:
     return refuse(
         ImageErrorCode.IMAGE_TOO_MANY_FRAMES,
         f"The animation has more than {limit} frames.",
-        400,
         max_frames=limit,
     )
 
@@ -321,7 +312,6 @@ def _header_check(data: bytes, fmt: str, max_frames: int) -> int:
             raise refuse(
                 ImageErrorCode.IMAGE_TYPE_NOT_ALLOWED,
                 "Only JPEG, PNG, GIF and WebP images can be sent.",
-                415,
             )
         width, height = im.size
         # Before any pixel is decoded: the header alone says how much memory a decode takes.

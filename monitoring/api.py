@@ -32,7 +32,6 @@ def _redis_unavailable(what: str) -> ApiError:
     return ApiError(
         MonitoringErrorCode.REDIS_UNAVAILABLE,
         f"Redis is not reachable, so {what} cannot be read or changed right now.",
-        status=503,
     )
 
 

@@ -51,22 +51,20 @@ def shop_for(request: Request, slug: str) -> Shop:
     it did not exist; a member with a lesser role: 403."""
     shop = Shop.objects.filter(slug=slug).first()
     if shop is None or not (access.is_operator(request.user) or access.role_in(request.user, shop)):
-        raise ApiError(ErrorCode.NOT_FOUND, "No such shop.", status=404)
+        raise ApiError(ErrorCode.NOT_FOUND, "No such shop.")
     if not access.is_operator(request.user) and access.role_in(request.user, shop) not in (
         Role.OWNER,
         Role.ADMIN,
     ):
         raise ApiError(
-            ErrorCode.PERMISSION_DENIED,
-            "Only the shop's owners and admins may do this.",
-            status=403,
+            ErrorCode.PERMISSION_DENIED, "Only the shop's owners and admins may do this."
         )
     return shop
 
 
 def _body(request: Request) -> dict:
     if not isinstance(request.data, dict):
-        raise ApiError(ErrorCode.VALIDATION_ERROR, "Send a JSON object.", status=400)
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "Send a JSON object.")
     return request.data
 
 
