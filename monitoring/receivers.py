@@ -15,6 +15,7 @@ from celery import signals as celery_signals
 from django.db.models.signals import post_migrate
 from django.utils import timezone
 
+from config.error_log import error_reported
 from monitoring.logging import log_context_bind, log_context_reset, request_id_var, safe_id
 
 logger = logging.getLogger(__name__)
@@ -159,10 +160,18 @@ def on_post_migrate(sender, using="default", **kwargs) -> None:
         logger.warning("monitoring: beat schedules not seeded (tables missing)", exc_info=True)
 
 
+def on_error_reported(sender, signal=None, **entry: Any) -> None:
+    """An entry for the error log from an app below monitoring (config.error_log)."""
+    from monitoring.services import error_record
+
+    error_record(**entry)
+
+
 def connect(app_config) -> None:
     from conversations.services import turn_finished
 
     turn_finished.connect(on_turn_finished, dispatch_uid="monitoring.turn_finished")
+    error_reported.connect(on_error_reported, dispatch_uid="monitoring.error_reported")
     celery_signals.before_task_publish.connect(
         on_before_task_publish, dispatch_uid="monitoring.before_task_publish", weak=False
     )

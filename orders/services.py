@@ -20,6 +20,7 @@ import httpx
 from django.conf import settings
 
 from chatbots.secrets import SecretDecryptionError
+from config.error_log import error_reported
 from config.redaction import redact
 from config.redis import get_redis
 from orders import answers, extract, selectors
@@ -118,22 +119,14 @@ def order_failure_log(
         "reason": error.reason,
         "http_status": error.status,
     }
-    try:
-        from monitoring.services import error_record  # the operators' error log
-    except ImportError:  # pragma: no cover - monitoring is part of the product
-        error_record = None
-    if error_record is not None:
-        error_record(
-            category=CATEGORY,
-            code=f"ORDER_{error.reason.upper()}",
-            message=message,
-            chatbot_id=chatbot_id,
-            turn_id=turn_id,
-            context=context,
-        )
-        return
-    logger.warning(  # pragma: no cover
-        "order lookup failed: %s", message, extra={"category": CATEGORY, **context}
+    error_reported.send(
+        sender=OrderSource,
+        category=CATEGORY,
+        code=f"ORDER_{error.reason.upper()}",
+        message=message,
+        chatbot_id=chatbot_id,
+        turn_id=turn_id,
+        context=context,
     )
 
 

@@ -53,14 +53,11 @@ ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
     ("chatbots.preview", "conversations"): "the admin preview opens a conversation",
     ("chatbots.versions", "tools"): "a version snapshot includes the bot's tools",
     # knowledge, tools (floor 3)
-    ("tools.loop", "monitoring"): "a failing tool is written to the operators' error log",
     ("tools.builtin", "conversations"): "the handoff tool reads the conversation",
     ("tools.builtin", "helpdesk"): "the handoff tool opens a ticket",
     ("tools.builtin", "orders"): "the order tool looks orders up",
     # conversations (floor 4)
     ("conversations.consumers", "quality"): "the socket's rating message records feedback",
-    # orders, helpdesk, images, quality (floor 5)
-    ("orders.services", "monitoring"): "a failing provider is written to the error log",
     # inbox (floor 6)
     ("inbox.selectors", "analytics"): "the inbox list shows each conversation's analysis",
 }

@@ -31,6 +31,7 @@ from aiclients.types import (
     UpstreamRequest,
 )
 from chatbots import flow_router
+from config.error_log import error_reported
 from tools.metrics import tool_calls_count
 from tools.registry import Tool, ToolContext, ToolError, ToolResult
 from tools.selectors import Toolset, toolset_for_turn
@@ -280,15 +281,14 @@ class ToolCalls:
     async def _error_log(self, name: str, outcome: str, content: str, step: int) -> None:
         """A failed call goes to the error log (category `tool`): the turn goes on, so nothing
         else would tell the shop. What the model was told is the message; never the arguments."""
-        from monitoring.services import error_record
-
         try:
             told = json.loads(content).get("error") or ""
         except (ValueError, AttributeError):
             told = ""
         try:
             await self.execution.rt.run_db(
-                error_record,
+                error_reported.send,
+                sender=Tool,
                 category="tool",
                 code=f"TOOL_{outcome.upper()}",
                 message=f"Tool {name}: {outcome}. {told}"[:1000],
