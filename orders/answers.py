@@ -11,6 +11,8 @@ import datetime as dt
 import json
 from typing import Any
 
+from chatbots.config_types import ChatbotBase
+
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "need_both": "I can look up your order. Please send your order number and the email "
@@ -112,7 +114,7 @@ def _date(value: str | None, language: str) -> str:
     return parsed.strftime("%d.%m.%Y") if language == "da" else parsed.strftime("%d %b %Y")
 
 
-def contact_suffix(config: dict[str, Any], language: str) -> str:
+def contact_suffix(config: ChatbotBase, language: str) -> str:
     ways = [w for w in (config.get("contact_email"), config.get("contact_phone")) if w]
     if not ways:
         return ""
@@ -134,11 +136,11 @@ def not_found_text(language: str, second_factor: str) -> str:
     return _texts(language)["not_found_postcode" if second_factor == "postcode" else "not_found"]
 
 
-def unavailable_text(language: str, config: dict[str, Any]) -> str:
+def unavailable_text(language: str, config: ChatbotBase) -> str:
     return _texts(language)["unavailable"] + contact_suffix(config, language)
 
 
-def too_many_text(language: str, config: dict[str, Any]) -> str:
+def too_many_text(language: str, config: ChatbotBase) -> str:
     return _texts(language)["too_many"] + contact_suffix(config, language)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chatbots.config_types import ChatbotConfig
 from tools.registry import Tool, ToolContext, ToolError, ToolResult, tool_register
 
 
@@ -28,7 +29,7 @@ async def opening_hours_run(ctx: ToolContext, arguments: dict[str, Any]) -> Tool
     )
 
 
-def knowledge_passages(*, config: dict[str, Any], query: str, limit: int) -> list[dict[str, Any]]:
+def knowledge_passages(*, config: ChatbotConfig, query: str, limit: int) -> list[dict[str, Any]]:
     """The bot's best knowledge passages for a query, from the knowledge app's full-text search
     over all the bot's builtin bases (sync: runs on a DB thread)."""
     from knowledge.retrieval import knowledge_search

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatbots.config_types import ChatbotConfig
+
 
 class ToolError(Exception):
     """A tool could not do its job; `message` is what the model (never the customer) is told,
@@ -26,7 +28,7 @@ class ToolContext:
 
     turn_id: str
     conversation_id: str
-    config: dict[str, Any]  # the chatbot's resolved configuration (chatbots.selectors)
+    config: ChatbotConfig  # the chatbot's resolved configuration (chatbots.selectors)
     language: str
     question: str
     history: list[dict[str, str]]
