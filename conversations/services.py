@@ -114,12 +114,7 @@ def message_submit(
     # opened before the bot was switched off is refused on its next message.
     chatbot_require_active(conversation.chatbot)
     if idempotency_key:
-        existing = Turn.objects.filter(
-            conversation=conversation, idempotency_key=idempotency_key
-        ).first()
-        if existing is not None:
-            return idempotent_replay(existing, text), False
-        replayed = _human_message_replay(conversation, idempotency_key, text)
+        replayed = _message_replay(conversation, idempotency_key, text)
         if replayed is not None:
             return replayed, False
     _message_limit_hit(conversation.pk, conversation.chatbot.message_rate_limit)
@@ -131,34 +126,14 @@ def message_submit(
             ),
         }
     try:
-        with transaction.atomic():
-            # Lock the conversation: serializes sequence numbers of concurrent messages.
-            locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-            conversation_open_check(status=locked.status)
-            if locked.status == Conversation.Status.RESOLVED:
-                locked.status = Conversation.Status.ACTIVE
-                locked.is_resolved = False
-            sequence = (locked.messages.aggregate(m=Max("sequence"))["m"] or 0) + 1
-            turn = _message_and_turn_store(
-                conversation=locked,
-                text=text,
-                message_type=message_type,
-                sequence=sequence,
-                metadata=metadata or {},
-                idempotency_key=idempotency_key,
-                client_ip=client_ip,
-            )
-            locked.message_count = F("message_count") + 1
-            locked.last_activity_at = timezone.now()
-            locked.save(
-                update_fields=[
-                    "status",
-                    "is_resolved",
-                    "message_count",
-                    "last_activity_at",
-                    "updated_at",
-                ]
-            )
+        turn = _message_in_conversation_store(
+            conversation,
+            text=text,
+            message_type=message_type,
+            metadata=metadata or {},
+            idempotency_key=idempotency_key,
+            client_ip=client_ip,
+        )
     except IntegrityError:
         # Two requests with the same Idempotency-Key raced; the other one won.
         existing = Turn.objects.filter(
@@ -168,6 +143,58 @@ def message_submit(
             raise
         return idempotent_replay(existing, text), False
     return turn, True
+
+
+def _message_replay(conversation: Conversation, idempotency_key: str, text: str) -> Turn | None:
+    """The turn a message with this Idempotency-Key already made (an AI turn, or the human
+    one a message to a person joined), replayed; None for a new key."""
+    existing = Turn.objects.filter(
+        conversation=conversation, idempotency_key=idempotency_key
+    ).first()
+    if existing is not None:
+        return idempotent_replay(existing, text)
+    return _human_message_replay(conversation, idempotency_key, text)
+
+
+def _message_in_conversation_store(
+    conversation: Conversation,
+    *,
+    text: str,
+    message_type: str,
+    metadata: dict,
+    idempotency_key: str,
+    client_ip: str | None,
+) -> Turn:
+    """Store the message and its turn under the conversation's row lock (which serializes the
+    sequence numbers of concurrent messages); a resolved conversation becomes active again."""
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        conversation_open_check(status=locked.status)
+        if locked.status == Conversation.Status.RESOLVED:
+            locked.status = Conversation.Status.ACTIVE
+            locked.is_resolved = False
+        sequence = (locked.messages.aggregate(m=Max("sequence"))["m"] or 0) + 1
+        turn = _message_and_turn_store(
+            conversation=locked,
+            text=text,
+            message_type=message_type,
+            sequence=sequence,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+            client_ip=client_ip,
+        )
+        locked.message_count = F("message_count") + 1
+        locked.last_activity_at = timezone.now()
+        locked.save(
+            update_fields=[
+                "status",
+                "is_resolved",
+                "message_count",
+                "last_activity_at",
+                "updated_at",
+            ]
+        )
+    return turn
 
 
 def _message_and_turn_store(
@@ -567,26 +594,17 @@ def turn_finish(
     conversation = Conversation.objects.select_for_update().get(pk=turn.conversation_id)
     stored_id = ""
     if text:
-        metadata: dict[str, Any] = {}
-        if sources:
-            metadata["sources"] = sources
-        if status != Turn.Status.COMPLETED:
-            metadata["incomplete"] = True
-            metadata["reason"] = status
-        message = Message.objects.create(
-            id=message_id,
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            content=text,
-            sequence=_next_sequence(conversation.pk),
+        stored_id = _answer_store(
+            turn,
+            conversation,
+            message_id=message_id,
+            text=text,
+            status=status,
             flow=flow,
             usage=usage,
             timings=timings,
-            metadata=metadata,
+            sources=sources,
         )
-        stored_id = str(message.id)
-        turn.assistant_message = message
-        conversation.message_count += 1
     turn.status = status
     turn.flow = flow
     turn.route = route
@@ -615,6 +633,50 @@ def turn_finish(
     )
     conversation.last_activity_at = timezone.now()
     conversation.save(update_fields=["message_count", "last_activity_at", "updated_at"])
+    _ai_calls_store(turn, conversation, ai_calls)
+    # The end event is stored with the finished turn: nobody sees one without the other.
+    StreamEvent.objects.bulk_create(streaming.rows_to_models(turn_id, [end_event]))
+    return stored_id
+
+
+def _answer_store(
+    turn: Turn,
+    conversation: Conversation,
+    *,
+    message_id: str,
+    text: str,
+    status: str,
+    flow: str,
+    usage: dict,
+    timings: dict,
+    sources: list | None,
+) -> str:
+    """The answer as the conversation's next message (an unfinished one marked incomplete,
+    with why), linked to its turn; the caller saves the turn and the conversation."""
+    metadata: dict[str, Any] = {}
+    if sources:
+        metadata["sources"] = sources
+    if status != Turn.Status.COMPLETED:
+        metadata["incomplete"] = True
+        metadata["reason"] = status
+    message = Message.objects.create(
+        id=message_id,
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        content=text,
+        sequence=_next_sequence(conversation.pk),
+        flow=flow,
+        usage=usage,
+        timings=timings,
+        metadata=metadata,
+    )
+    turn.assistant_message = message
+    conversation.message_count += 1
+    return str(message.id)
+
+
+def _ai_calls_store(turn: Turn, conversation: Conversation, ai_calls: list[dict]) -> None:
+    """The turn's calls to AI services, each with whose conversation and request it served."""
     AICall.objects.bulk_create(
         [
             AICall(
@@ -628,9 +690,6 @@ def turn_finish(
             for call in ai_calls
         ]
     )
-    # The end event is stored with the finished turn: nobody sees one without the other.
-    StreamEvent.objects.bulk_create(streaming.rows_to_models(turn_id, [end_event]))
-    return stored_id
 
 
 def turn_timings_update(*, turn_id: str, timings: dict, status: str, stack: str = "") -> None:
@@ -750,56 +809,70 @@ def turns_reap_stale() -> int:
             created_at__lt=now - dt.timedelta(seconds=settings.TURN_PENDING_TIMEOUT),
         ).values_list("pk", "conversation__chatbot__language")[:500]
     )
-    redispatch_after = settings.TURN_PENDING_REDISPATCH_SECONDS
-    if redispatch_after:
-        # A queued run_turn can be lost (a Redis restart without persistence): send it again.
-        # Harmless when it was only waiting: the claim runs a turn once, whoever gets it.
-        from conversations.tasks import run_turn
-
-        waiting = Turn.objects.filter(
-            status=Turn.Status.PENDING,
-            created_at__lt=now - dt.timedelta(seconds=redispatch_after),
-            created_at__gte=now - dt.timedelta(seconds=settings.TURN_PENDING_TIMEOUT),
-        ).values_list("pk", flat=True)[:500]
-        from config.redis import get_redis
-
-        redis = get_redis()
-        for turn_id in waiting:
-            # Once per turn: a long but healthy queue must not be flooded with copies.
-            if redis.set(
-                f"cb:turn:{turn_id}:redispatched", 1, nx=True, ex=settings.TURN_PENDING_TIMEOUT
-            ):
-                run_turn.delay(str(turn_id))
+    _turns_redispatch(now)
     reaped = 0
     for turn_id, language, from_status, code in [
         (*t, Turn.Status.RUNNING, TurnErrorCode.WORKER_LOST) for t in stale
     ] + [(*t, Turn.Status.PENDING, TurnErrorCode.NOT_STARTED) for t in never_started]:
-        # What the customer reads, in the bot's language (config.errors.TURN_ERRORS).
-        message = turn_error_text(code, language)
-        # Conditional UPDATE: if the runner finished meanwhile, leave its result alone.
-        if not Turn.objects.filter(pk=turn_id, status=from_status).update(
-            status=Turn.Status.FAILED,
-            finished_at=now,
-            error_code=code,
-            error_message=message,
-            error_category="streaming",
-        ):
-            continue
-        message_id = None
-        if from_status == Turn.Status.RUNNING:
-            last_db = StreamEvent.objects.filter(turn_id=turn_id).aggregate(m=Max("seq"))["m"] or 0
-            _copy_redis_events(turn_id=str(turn_id), after=last_db)
-            message_id = _store_partial_answer(turn_id=str(turn_id))
-        append_events_sync(
-            turn_id=str(turn_id),
-            events=[
-                ("error", {"code": code, "message": message, "retryable": True}),
-                ("end", {"status": "failed", "message_id": message_id}),
-            ],
-        )
-        turn_finished.send(sender=Turn, turn_id=str(turn_id), status=Turn.Status.FAILED)
-        reaped += 1
+        if _turn_reap(str(turn_id), language=language, from_status=from_status, code=code, now=now):
+            reaped += 1
     return reaped
+
+
+def _turns_redispatch(now: dt.datetime) -> None:
+    """A queued run_turn can be lost (a Redis restart without persistence): send it again.
+    Harmless when it was only waiting: the claim runs a turn once, whoever gets it."""
+    redispatch_after = settings.TURN_PENDING_REDISPATCH_SECONDS
+    if not redispatch_after:
+        return
+    from conversations.tasks import run_turn
+
+    waiting = Turn.objects.filter(
+        status=Turn.Status.PENDING,
+        created_at__lt=now - dt.timedelta(seconds=redispatch_after),
+        created_at__gte=now - dt.timedelta(seconds=settings.TURN_PENDING_TIMEOUT),
+    ).values_list("pk", flat=True)[:500]
+    from config.redis import get_redis
+
+    redis = get_redis()
+    for turn_id in waiting:
+        # Once per turn: a long but healthy queue must not be flooded with copies.
+        if redis.set(
+            f"cb:turn:{turn_id}:redispatched", 1, nx=True, ex=settings.TURN_PENDING_TIMEOUT
+        ):
+            run_turn.delay(str(turn_id))
+
+
+def _turn_reap(
+    turn_id: str, *, language: str, from_status: str, code: str, now: dt.datetime
+) -> bool:
+    """Fail one stale turn unless it left `from_status` meanwhile: a running one keeps what it
+    had streamed as a partial answer; both end their stream with the error. True if reaped."""
+    # What the customer reads, in the bot's language (config.errors.TURN_ERRORS).
+    message = turn_error_text(code, language)
+    # Conditional UPDATE: if the runner finished meanwhile, leave its result alone.
+    if not Turn.objects.filter(pk=turn_id, status=from_status).update(
+        status=Turn.Status.FAILED,
+        finished_at=now,
+        error_code=code,
+        error_message=message,
+        error_category="streaming",
+    ):
+        return False
+    message_id = None
+    if from_status == Turn.Status.RUNNING:
+        last_db = StreamEvent.objects.filter(turn_id=turn_id).aggregate(m=Max("seq"))["m"] or 0
+        _copy_redis_events(turn_id=turn_id, after=last_db)
+        message_id = _store_partial_answer(turn_id=turn_id)
+    append_events_sync(
+        turn_id=turn_id,
+        events=[
+            ("error", {"code": code, "message": message, "retryable": True}),
+            ("end", {"status": "failed", "message_id": message_id}),
+        ],
+    )
+    turn_finished.send(sender=Turn, turn_id=turn_id, status=Turn.Status.FAILED)
+    return True
 
 
 def new_chat_id() -> str:
