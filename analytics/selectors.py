@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from django.conf import settings
 from django.contrib.postgres.search import SearchQuery
 from django.core.exceptions import FieldDoesNotExist, FieldError
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Avg, Count, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import TruncDate
 
 from analytics.models import (
@@ -28,7 +29,7 @@ from analytics.models import (
     TurnMetrics,
 )
 from conversations.models import AICall, Conversation, Message, Turn
-from inbox.selectors import human_figures
+from helpdesk.models import ConversationRating
 from quality.selectors import feedback_figures
 
 # --- processing metrics -------------------------------------------------------------------------
@@ -781,6 +782,60 @@ def dashboard_figures(
             date_from=date_from, date_to=date_to, chatbot_id=chatbot_id, chatbot_ids=chatbot_ids
         ),
     )
+
+
+def human_figures(*, conversations: QuerySet[Conversation]) -> dict[str, Any]:
+    """Handoff rate, time to first human reply and CSAT per agent of these conversations (the
+    inbox page's last days, the dashboard's date range and bot)."""
+    total = conversations.count()
+    handed = conversations.filter(handoff_at__isnull=False)
+    first_reply = (
+        Message.objects.filter(
+            conversation=OuterRef("pk"),
+            role=Message.Role.AGENT,
+            created_at__gte=OuterRef("handoff_at"),
+        )
+        .values("conversation")
+        .annotate(first=Min("created_at"))
+        .values("first")
+    )
+    waits = [
+        (row["first"] - row["handoff_at"]).total_seconds()
+        for row in handed.annotate(first=Subquery(first_reply)).values("handoff_at", "first")
+        if row["first"] is not None
+    ]
+    handoffs = handed.count()
+    ratings = (
+        ConversationRating.objects.filter(
+            conversation__in=conversations, conversation__assigned_agent__isnull=False
+        )
+        .values(
+            "conversation__assigned_agent",
+            "conversation__assigned_agent__first_name",
+            "conversation__assigned_agent__username",
+        )
+        .annotate(csat=Avg("score"), ratings=Count("pk"))
+        .order_by("conversation__assigned_agent__username")
+    )
+    return {
+        "conversations": total,
+        "handoffs": handoffs,
+        "handoff_rate": round(handoffs / total, 4) if total else None,
+        "first_human_reply_seconds": {
+            "answered": len(waits),
+            "median": round(statistics.median(waits), 1) if waits else None,
+            "max": round(max(waits), 1) if waits else None,
+        },
+        "csat_per_agent": [
+            {
+                "agent": row["conversation__assigned_agent__first_name"]
+                or row["conversation__assigned_agent__username"],
+                "csat": round(float(row["csat"]), 2),
+                "ratings": row["ratings"],
+            }
+            for row in ratings
+        ],
+    }
 
 
 # --- transcript and export -----------------------------------------------------------------------

@@ -12,6 +12,8 @@ from django.db.models import Count, Q, QuerySet
 
 from accounts import access
 from accounts.models import Role
+from analytics.models import ConversationAnalysis
+from analytics.selectors import human_figures
 from config.errors import ApiError, ErrorCode
 from conversations.models import Conversation, Message
 from inbox.models import CannedResponse, PrivateNote
@@ -109,8 +111,6 @@ def conversation_detail(*, user, conversation_id) -> dict[str, Any]:
     the private notes."""
     from django.urls import reverse
 
-    from analytics.models import ConversationAnalysis
-
     conversation = conversation_for_staff(user=user, conversation_id=conversation_id)
     # The analysis of each question (topic, sentiment, outcome), by the question's message.
     analyses = {
@@ -207,64 +207,4 @@ def inbox_figures(*, user, days: int = 7) -> dict[str, Any]:
     return {
         "days": days,
         **human_figures(conversations=_scoped(user).filter(created_at__gte=since)),
-    }
-
-
-def human_figures(*, conversations: QuerySet[Conversation]) -> dict[str, Any]:
-    """Handoff rate, time to first human reply and CSAT per agent of these conversations (the
-    inbox page's last days, the dashboard's date range and bot)."""
-    import statistics
-
-    from django.db.models import Avg, Min, OuterRef, Subquery
-
-    from helpdesk.models import ConversationRating
-
-    total = conversations.count()
-    handed = conversations.filter(handoff_at__isnull=False)
-    first_reply = (
-        Message.objects.filter(
-            conversation=OuterRef("pk"),
-            role=Message.Role.AGENT,
-            created_at__gte=OuterRef("handoff_at"),
-        )
-        .values("conversation")
-        .annotate(first=Min("created_at"))
-        .values("first")
-    )
-    waits = [
-        (row["first"] - row["handoff_at"]).total_seconds()
-        for row in handed.annotate(first=Subquery(first_reply)).values("handoff_at", "first")
-        if row["first"] is not None
-    ]
-    handoffs = handed.count()
-    ratings = (
-        ConversationRating.objects.filter(
-            conversation__in=conversations, conversation__assigned_agent__isnull=False
-        )
-        .values(
-            "conversation__assigned_agent",
-            "conversation__assigned_agent__first_name",
-            "conversation__assigned_agent__username",
-        )
-        .annotate(csat=Avg("score"), ratings=Count("pk"))
-        .order_by("conversation__assigned_agent__username")
-    )
-    return {
-        "conversations": total,
-        "handoffs": handoffs,
-        "handoff_rate": round(handoffs / total, 4) if total else None,
-        "first_human_reply_seconds": {
-            "answered": len(waits),
-            "median": round(statistics.median(waits), 1) if waits else None,
-            "max": round(max(waits), 1) if waits else None,
-        },
-        "csat_per_agent": [
-            {
-                "agent": row["conversation__assigned_agent__first_name"]
-                or row["conversation__assigned_agent__username"],
-                "csat": round(float(row["csat"]), 2),
-                "ratings": row["ratings"],
-            }
-            for row in ratings
-        ],
     }
