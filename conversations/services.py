@@ -605,31 +605,15 @@ def turn_finish(
             timings=timings,
             sources=sources,
         )
-    turn.status = status
-    turn.flow = flow
-    turn.route = route
-    turn.timings = timings
-    turn.finished_at = timezone.now()
-    turn.first_token_at = first_token_at
-    turn.last_event_id = end_event["id"]
-    if error:
-        turn.error_code = error.get("code", "")[:50]
-        turn.error_message = error.get("message", "")
-        turn.error_category = error.get("category", "")[:30]
-    turn.save(
-        update_fields=[
-            "assistant_message",
-            "status",
-            "flow",
-            "route",
-            "timings",
-            "finished_at",
-            "first_token_at",
-            "last_event_id",
-            "error_code",
-            "error_message",
-            "error_category",
-        ]
+    _turn_close(
+        turn,
+        status=status,
+        flow=flow,
+        route=route,
+        timings=timings,
+        first_token_at=first_token_at,
+        end_event_id=end_event["id"],
+        error=error,
     )
     conversation.last_activity_at = timezone.now()
     conversation.save(update_fields=["message_count", "last_activity_at", "updated_at"])
@@ -673,6 +657,47 @@ def _answer_store(
     turn.assistant_message = message
     conversation.message_count += 1
     return str(message.id)
+
+
+def _turn_close(
+    turn: Turn,
+    *,
+    status: str,
+    flow: str,
+    route: dict,
+    timings: dict,
+    first_token_at: dt.datetime | None,
+    end_event_id: int,
+    error: dict | None,
+) -> None:
+    """Save the turn as finished: how it ended, its route and timings, the id of its end
+    event, and the error (cut to its columns) when it failed."""
+    turn.status = status
+    turn.flow = flow
+    turn.route = route
+    turn.timings = timings
+    turn.finished_at = timezone.now()
+    turn.first_token_at = first_token_at
+    turn.last_event_id = end_event_id
+    if error:
+        turn.error_code = error.get("code", "")[:50]
+        turn.error_message = error.get("message", "")
+        turn.error_category = error.get("category", "")[:30]
+    turn.save(
+        update_fields=[
+            "assistant_message",
+            "status",
+            "flow",
+            "route",
+            "timings",
+            "finished_at",
+            "first_token_at",
+            "last_event_id",
+            "error_code",
+            "error_message",
+            "error_category",
+        ]
+    )
 
 
 def _ai_calls_store(turn: Turn, conversation: Conversation, ai_calls: list[dict]) -> None:
