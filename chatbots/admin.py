@@ -46,7 +46,34 @@ from chatbots.version_admin import CheckRunsAdminMixin, VersionsAdminMixin
 from chatbots.versions import chatbot_publishing_set
 from chatbots.widgets import ModelChoiceInput, ModelNameInput, OpeningHoursField
 from knowledge.admin import KnowledgeDocumentInline, retrieval_test_link
-from knowledge.selectors import flow_knowledge_warnings
+
+
+def flow_knowledge_warnings(*, chatbot_id: int) -> list[str]:
+    """Sentences for staff, after a save, about flows whose knowledge base will not reach their
+    answers. It reads only this app's models, so it lives beside the pages that show it."""
+    warnings = []
+    flows = Flow.objects.filter(
+        chatbot_id=chatbot_id, enabled=True, knowledge_base__isnull=False
+    ).select_related("endpoint", "knowledge_base")
+    for flow in flows.order_by("name"):
+        kb, endpoint = flow.knowledge_base, flow.endpoint
+        if flow.role != Flow.Role.ANSWER:
+            warnings.append(
+                f"Flow “{flow.name}” is a {flow.role} flow: only answer flows use a knowledge "
+                f"base, so “{kb.name}” is not searched for it."
+            )
+        elif (
+            kb.kind == KnowledgeBase.Kind.PINECONE
+            and endpoint.kind == AIEndpoint.Kind.OPENAI
+            and not kb.embedding_endpoint_id
+        ):
+            warnings.append(
+                f"Flow “{flow.name}” (OpenAI-compatible) cannot search the Pinecone knowledge "
+                f"base “{kb.name}”: give the knowledge base an embedding endpoint and model "
+                "(the ones its index was built with), or its answers get no knowledge."
+            )
+    return warnings
+
 
 # --- History --------------------------------------------------------------------------------------
 # A chatbot's revision holds its whole configuration, so one revert restores all of it. Knowledge
