@@ -142,7 +142,14 @@ class ApiError(Exception):
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The envelope of every refusal: a REST answer's body, a Socket.IO `error` event's data and,
+    with its frame type, a WebSocket `error` frame (error_frame)."""
     return {"error": {"code": str(code), "message": message, "details": details or {}}}
+
+
+def error_frame(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A WebSocket `error` frame (the customer's and the inbox's sockets): the envelope, typed."""
+    return {"type": "error", **error_body(code, message, details)}
 
 
 def error_response(err: ApiError) -> JsonResponse:
@@ -369,3 +376,13 @@ def turn_error_text(code: str, language: str, *, default: str = "") -> str:
     if error is None:
         return default or TURN_ERRORS[TurnErrorCode.INTERNAL_ERROR].texts.get(language, "")
     return error.texts.get(language) or error.texts["en"]
+
+
+def error_event(code: str, message: str, *, retryable: bool | None = None) -> dict[str, Any]:
+    """A failed turn's stream `error` event (docs/streaming.md), whoever ends the turn (the
+    runner, the reaper): the code, the customer's message and whether asking again may help, the
+    registry's word unless the failure knows better (an AI client's UpstreamError decides per
+    response, e.g. a 429 without Retry-After)."""
+    if retryable is None:
+        retryable = TURN_ERRORS[code].retryable
+    return {"code": str(code), "message": message, "retryable": retryable}

@@ -21,7 +21,7 @@ from django.conf import settings
 
 from chatbots.selectors import chatbot_config_get
 from config.authentication import looks_like_jwt
-from config.errors import ApiError, ErrorCode, error_body
+from config.errors import ApiError, ErrorCode, error_frame
 from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
 from conversations import access, eventlog, selectors, services, socket_auth, streaming
@@ -222,7 +222,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await follower.stop()
 
     async def send_error(self, code: str, message: str, details: dict | None = None) -> None:
-        await self.send_json({"type": "error", **error_body(code, message, details)})
+        await self.send_json(error_frame(code, message, details))
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):

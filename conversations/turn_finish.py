@@ -14,6 +14,7 @@ import traceback
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from config.errors import error_event
 from conversations import services
 from conversations.turn_calls import ms_between
 from conversations.turn_errors import TurnFailed
@@ -81,8 +82,7 @@ class TurnFinisher:
         self._timings_close(time.monotonic())
         if error is not None:
             await pub.emit(
-                "error",
-                {"code": error.code, "message": error.message, "retryable": error.retryable},
+                "error", error_event(error.code, error.message, retryable=error.retryable)
             )
         t_persist = time.monotonic()
         text = pub.text()

@@ -21,7 +21,7 @@ from django.conf import settings
 
 from accounts import access
 from accounts.models import Role
-from config.errors import ApiError, ErrorCode, error_body
+from config.errors import ApiError, ErrorCode, error_frame
 from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
 from conversations import streaming
@@ -148,7 +148,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             await follower.stop()
 
     async def send_error(self, code: str, message: str, details: dict | None = None) -> None:
-        await self.send_json({"type": "error", **error_body(code, message, details)})
+        await self.send_json(error_frame(code, message, details))
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
         if text_data is None:

@@ -11,6 +11,10 @@ from config.errors import (
     ApiError,
     ErrorCode,
     ErrorSpec,
+    TurnErrorCode,
+    error_body,
+    error_event,
+    error_frame,
     error_status,
     register_errors,
 )
@@ -43,3 +47,25 @@ def test_a_code_cannot_be_registered_twice_with_another_meaning():
     with pytest.raises(ValueError):
         register_errors({ErrorCode.NOT_FOUND: ErrorSpec(410)})
     assert API_ERRORS[ErrorCode.NOT_FOUND].status == 404
+
+
+def test_a_websocket_error_frame_is_the_rest_envelope_with_its_frame_type():
+    body = error_body(ErrorCode.TURN_NOT_FOUND, "No such turn.", {"turn_id": "t"})
+    assert error_frame(ErrorCode.TURN_NOT_FOUND, "No such turn.", {"turn_id": "t"}) == {
+        "type": "error",
+        **body,
+    }
+    assert body == {
+        "error": {"code": "TURN_NOT_FOUND", "message": "No such turn.", "details": {"turn_id": "t"}}
+    }
+
+
+def test_a_turn_s_error_event_says_retryable_as_the_registry_does_unless_told_otherwise():
+    assert error_event(TurnErrorCode.UPSTREAM_AUTH, "Refused.") == {
+        "code": "UPSTREAM_AUTH",
+        "message": "Refused.",
+        "retryable": False,
+    }
+    assert error_event(TurnErrorCode.WORKER_LOST, "Ask again.")["retryable"] is True
+    # An AI client's error decides per response (a 429 without Retry-After is not worth repeating).
+    assert error_event("UPSTREAM_RATE_LIMITED", "Busy.", retryable=False)["retryable"] is False
