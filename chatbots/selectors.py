@@ -17,9 +17,10 @@ from chatbots.config_types import (
     ChatbotBase,
     ChatbotConfig,
     FlowConfig,
+    KnowledgeBaseConfig,
     PromptTemplateConfig,
 )
-from chatbots.models import Chatbot, PromptTemplate
+from chatbots.models import Chatbot, Flow, KnowledgeBase, PromptTemplate
 from chatbots.secrets import SecretValue
 from config.redis import get_redis
 
@@ -35,70 +36,16 @@ def _count(kind: str, outcome: str) -> None:
 
 
 def _build_config(chatbot: Chatbot) -> ChatbotConfig:
-    flows: list[FlowConfig] = []
-    for flow in chatbot.flows.filter(enabled=True).select_related(
-        "endpoint",
-        "knowledge_base__embedding_endpoint",
-        "template_assignment__template",
-    ):
-        kb = flow.knowledge_base
-        assignment = getattr(flow, "template_assignment", None)
-        flows.append(
-            {
-                "id": flow.id,
-                "name": flow.name,
-                "role": flow.role,
-                "is_main": flow.is_main,
-                "routing_key": flow.routing_key,
-                "applies_to": flow.applies_to,
-                "target": flow.target or flow.endpoint.default_model,
-                "top_k": flow.top_k,
-                "namespace": flow.namespace or (kb.namespace if kb else ""),
-                "endpoint": {
-                    "id": flow.endpoint.id,
-                    "name": flow.endpoint.name,
-                    "kind": flow.endpoint.kind,
-                    "base_url": flow.endpoint.base_url,
-                    "api_key_stored": cast(SecretValue, flow.endpoint.api_key).stored,
-                    "connect_timeout": flow.endpoint.connect_timeout,
-                    "read_timeout": flow.endpoint.read_timeout,
-                    "total_timeout": flow.endpoint.total_timeout,
-                    "pool_size": flow.endpoint.pool_size,
-                },
-                "knowledge_base": (
-                    {
-                        "id": kb.id,
-                        "name": kb.name,
-                        "kind": kb.kind,
-                        "index_name": kb.index_name,
-                        "host": kb.host,
-                        "namespace": kb.namespace,
-                        # Encrypted like the endpoints' keys; knowledge.retrieval decrypts.
-                        "api_key_stored": cast(SecretValue, kb.api_key).stored,
-                        "embedding": (
-                            {
-                                "endpoint_id": kb.embedding_endpoint.id,
-                                "base_url": kb.embedding_endpoint.base_url,
-                                "api_key_stored": cast(
-                                    SecretValue, kb.embedding_endpoint.api_key
-                                ).stored,
-                                "model": kb.embedding_model,
-                                "timeout": kb.embedding_endpoint.read_timeout,
-                            }
-                            if kb.embedding_endpoint
-                            else None
-                        ),
-                    }
-                    if kb
-                    else None
-                ),
-                "template": (
-                    {"name": assignment.template.name, "overrides": assignment.overrides}
-                    if assignment
-                    else None
-                ),
-            }
+    """The bot's cached configuration: its own columns, its enabled flows (each with what it
+    calls) and its text rules."""
+    flows = [
+        _flow_config(flow)
+        for flow in chatbot.flows.filter(enabled=True).select_related(
+            "endpoint",
+            "knowledge_base__embedding_endpoint",
+            "template_assignment__template",
         )
+    ]
     return {
         **_base_config(chatbot),
         "flows": flows,
@@ -106,6 +53,67 @@ def _build_config(chatbot: Chatbot) -> ChatbotConfig:
             {"kind": rule.kind, "find": rule.find, "replace": rule.replace}
             for rule in chatbot.text_rules.all()
         ],
+    }
+
+
+def _flow_config(flow: Flow) -> FlowConfig:
+    """One flow with its endpoint, knowledge base and template; the model defaults to the
+    endpoint's, the namespace to the knowledge base's."""
+    kb = flow.knowledge_base
+    assignment = getattr(flow, "template_assignment", None)
+    return {
+        "id": flow.id,
+        "name": flow.name,
+        "role": flow.role,
+        "is_main": flow.is_main,
+        "routing_key": flow.routing_key,
+        "applies_to": flow.applies_to,
+        "target": flow.target or flow.endpoint.default_model,
+        "top_k": flow.top_k,
+        "namespace": flow.namespace or (kb.namespace if kb else ""),
+        "endpoint": {
+            "id": flow.endpoint.id,
+            "name": flow.endpoint.name,
+            "kind": flow.endpoint.kind,
+            "base_url": flow.endpoint.base_url,
+            "api_key_stored": cast(SecretValue, flow.endpoint.api_key).stored,
+            "connect_timeout": flow.endpoint.connect_timeout,
+            "read_timeout": flow.endpoint.read_timeout,
+            "total_timeout": flow.endpoint.total_timeout,
+            "pool_size": flow.endpoint.pool_size,
+        },
+        "knowledge_base": _knowledge_base_config(kb) if kb else None,
+        "template": (
+            {"name": assignment.template.name, "overrides": assignment.overrides}
+            if assignment
+            else None
+        ),
+    }
+
+
+def _knowledge_base_config(kb: KnowledgeBase) -> KnowledgeBaseConfig:
+    """A flow's knowledge base, its key and its embedding endpoint's still encrypted
+    (knowledge.retrieval decrypts them, like the endpoints' keys)."""
+    embedding = kb.embedding_endpoint
+    return {
+        "id": kb.id,
+        "name": kb.name,
+        "kind": kb.kind,
+        "index_name": kb.index_name,
+        "host": kb.host,
+        "namespace": kb.namespace,
+        "api_key_stored": cast(SecretValue, kb.api_key).stored,
+        "embedding": (
+            {
+                "endpoint_id": embedding.id,
+                "base_url": embedding.base_url,
+                "api_key_stored": cast(SecretValue, embedding.api_key).stored,
+                "model": kb.embedding_model,
+                "timeout": embedding.read_timeout,
+            }
+            if embedding
+            else None
+        ),
     }
 
 
