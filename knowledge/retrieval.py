@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
@@ -22,7 +22,7 @@ from django.db.models import F, Sum
 
 from aiclients.errors import UpstreamError
 from aiclients.pinecone import query_index
-from chatbots.config_types import ChatbotConfig, FlowConfig
+from chatbots.config_types import ChatbotConfig, EmbeddingConfig, FlowConfig, KnowledgeBaseConfig
 from chatbots.models import KnowledgeBase, KnowledgeEntry
 from chatbots.secrets import decrypt
 from knowledge.embeddings import embeddings_create_async
@@ -95,7 +95,7 @@ def knowledge_search(
     scope = {"knowledge_base__chatbot_id": chatbot_id}
     if knowledge_base_id is not None:
         scope["knowledge_base_id"] = knowledge_base_id
-    chunk_query = query
+    chunk_query: SearchQuery | None = query
     if knowledge_base_id is not None:
         pruned = _pruned_query(
             knowledge_base_id=knowledge_base_id, search_config=search_config, question=question
@@ -114,29 +114,29 @@ def knowledge_search(
         .order_by("-rank", "id")
         .values("id", "title", "text", "rank")[:limit]
     )
-    chunks = (
-        KnowledgeChunk.objects.filter(
-            **scope, knowledge_base__kind=KnowledgeBase.Kind.BUILTIN, search_vector=chunk_query
-        )
-        .annotate(rank=SearchRank(F("search_vector"), chunk_query))
-        .filter(rank__gte=MIN_RANK)
-        .order_by("-rank", "id")
-        .values(
-            "id",
-            "heading",
-            "text",
-            "rank",
-            "position",
-            "document_id",
-            "document__title",
-            "document__source_url",
-        )[:limit]
-    )
-    found = [
+    found: list[dict[str, Any]] = [
         {"title": row["title"], "text": row["text"], "rank": row["rank"], "entry_id": row["id"]}
         for row in entries
     ]
-    if chunk_query is not None:
+    if chunk_query is not None:  # None: no word of the question is in the base's chunks
+        chunks = (
+            KnowledgeChunk.objects.filter(
+                **scope, knowledge_base__kind=KnowledgeBase.Kind.BUILTIN, search_vector=chunk_query
+            )
+            .annotate(rank=SearchRank(F("search_vector"), chunk_query))
+            .filter(rank__gte=MIN_RANK)
+            .order_by("-rank", "id")
+            .values(
+                "id",
+                "heading",
+                "text",
+                "rank",
+                "position",
+                "document_id",
+                "document__title",
+                "document__source_url",
+            )[:limit]
+        )
         found.extend({**_chunk_match(row), "rank": row["rank"]} for row in chunks)
     found.sort(key=lambda m: -m["rank"])
     return [{**m, "rank": round(float(m["rank"]), 4)} for m in found[:limit]]
@@ -189,7 +189,8 @@ def _pruned_query(*, knowledge_base_id: int, search_config: str, question: str) 
     rare = [(chunks, lexeme) for chunks, lexeme in counts if chunks <= ceiling]
     if not rare:
         return " & ".join(_quoted(lexeme) for _, lexeme in counts[:2])
-    chosen, postings = [], 0
+    chosen: list[str] = []
+    postings = 0
     for chunks, lexeme in rare:
         if chosen and postings + chunks > settings.KNOWLEDGE_RANK_CANDIDATES:
             break
@@ -198,7 +199,7 @@ def _pruned_query(*, knowledge_base_id: int, search_config: str, question: str) 
     return " | ".join(_quoted(lexeme) for lexeme in chosen)
 
 
-def retrieval_method(flow: dict[str, Any]) -> str | None:
+def retrieval_method(flow: FlowConfig) -> str | None:
     """How an answer flow gets its knowledge base's passages; None when it needs no retriever."""
     kb = flow.get("knowledge_base")
     kind = flow["endpoint"]["kind"]
@@ -263,7 +264,7 @@ def vector_search(
     ]
 
 
-def _chunk_match(row: dict[str, Any]) -> dict[str, Any]:
+def _chunk_match(row: Mapping[str, Any]) -> dict[str, Any]:
     title = row["document__title"]
     if row["heading"]:
         title = f"{title} › {row['heading']}"
@@ -350,19 +351,19 @@ def builtin_passages(
     chatbot_id: int,
     search_config: str,
     question: str,
-    knowledge_base: dict,
+    knowledge_base: KnowledgeBaseConfig,
     vector: list[float] | None,
     limit: int,
 ) -> tuple[str, list[Passage]]:
     """(method, passages) a turn uses: hybrid when it could run, else full-text."""
-    embedding = knowledge_base.get("embedding") or {}
+    embedding = knowledge_base.get("embedding")
     rankings = builtin_rankings(
         chatbot_id=chatbot_id,
         search_config=search_config,
         question=question,
         knowledge_base_id=knowledge_base["id"],
         vector=vector,
-        model=embedding.get("model", ""),
+        model=embedding.get("model", "") if embedding else "",
         limit=limit,
     )
     method = HYBRID if HYBRID in rankings else FULLTEXT
@@ -371,7 +372,7 @@ def builtin_passages(
     )
 
 
-async def _question_vector(embedding: dict, question: str) -> list[float]:
+async def _question_vector(embedding: EmbeddingConfig, question: str) -> list[float]:
     [vector] = await embeddings_create_async(
         base_url=embedding["base_url"],
         api_key=decrypt(embedding["api_key_stored"]),
@@ -383,7 +384,8 @@ async def _question_vector(embedding: dict, question: str) -> list[float]:
 
 
 def pinecone_passage(match: dict[str, Any]) -> Passage | None:
-    metadata = match.get("metadata") if isinstance(match.get("metadata"), dict) else {}
+    raw = match.get("metadata")
+    metadata: dict[str, Any] = raw if isinstance(raw, dict) else {}
     text = next(
         (metadata[k] for k in ("text", "pageContent", "content", "chunk") if metadata.get(k)), ""
     )
@@ -403,8 +405,12 @@ def pinecone_passage(match: dict[str, Any]) -> Passage | None:
     )
 
 
-async def pinecone_passages(*, knowledge_base: dict, namespace: str, question: str, top_k: int):
-    vector = await _question_vector(knowledge_base["embedding"], question)
+async def pinecone_passages(
+    *, knowledge_base: KnowledgeBaseConfig, namespace: str, question: str, top_k: int
+) -> list[Passage]:
+    # Pinecone is the retrieval method only of a base with an embedding (retrieval_method).
+    embedding = cast(EmbeddingConfig, knowledge_base["embedding"])
+    vector = await _question_vector(embedding, question)
     host = knowledge_base["host"]
     # The synchronous client of "Test connection", in a thread: one query per turn.
     result = await asyncio.to_thread(
@@ -416,7 +422,8 @@ async def pinecone_passages(*, knowledge_base: dict, namespace: str, question: s
         namespace=namespace,
         timeout=settings.KNOWLEDGE_TIMEOUT_SECONDS,
     )
-    matches = result.get("matches") if isinstance(result.get("matches"), list) else []
+    found = result.get("matches")
+    matches: list[Any] = found if isinstance(found, list) else []
     passages = [p for p in map(pinecone_passage, matches) if p is not None]
     for passage in passages:
         passage.knowledge_base = knowledge_base.get("name", "")
@@ -441,9 +448,10 @@ async def knowledge_retrieve(
     top_k = flow.get("top_k") or 5
     if method == FULLTEXT:
         vector, error = None, ""
-        if kb.get("embedding"):
+        embedding = kb.get("embedding")
+        if embedding:
             try:
-                vector = await _question_vector(kb["embedding"], question)
+                vector = await _question_vector(embedding, question)
             except UpstreamError as err:
                 error = err.code  # full-text alone still answers
         used, passages = await run_db(
@@ -474,7 +482,8 @@ def context_render(
     """(context, sources, used): numbered passages in rank order until the token budget is
     spent; the passage that crosses it is cut to fit (if a useful part fits), the rest dropped."""
     room = budget_tokens * CHARS_PER_TOKEN
-    blocks, used = [], []
+    blocks: list[str] = []
+    used: list[Passage] = []
     for passage in passages:
         header = f"[{len(used) + 1}] {passage.title}\n"
         text = passage.text.strip()
