@@ -148,6 +148,55 @@ def magento_message(body: Any) -> str:
     return message
 
 
+def _shipments(body: Any, carrier_urls: Any) -> list[dict[str, Any]]:
+    """A shipment per track of each of the order's shipments; the link from the carrier code,
+    else from the track's title (shops name their carriers freely)."""
+    shipments = []
+    for shipment in (body.get("items") if isinstance(body, dict) else None) or []:
+        for track in shipment.get("tracks") or []:
+            carrier = track.get("title") or track.get("carrier_code")
+            number = track.get("track_number")
+            shipments.append(
+                {
+                    "carrier": carrier,
+                    "tracking_number": number,
+                    "tracking_url": tracking_url(track.get("carrier_code"), number, carrier_urls)
+                    or tracking_url(track.get("title"), number, carrier_urls),
+                    "status": None,
+                    "shipped_at": iso_datetime(
+                        track.get("created_at") or shipment.get("created_at")
+                    ),
+                    "delivered_at": None,
+                }
+            )
+    return shipments
+
+
+def financial_status(data: dict[str, Any], state: str) -> str:
+    """The order's payment state from Magento's totals (refunds first, then what is paid
+    against what is due) and its state."""
+
+    def number(key: str) -> float | None:
+        try:
+            return float(data[key]) if data.get(key) is not None else None
+        except (TypeError, ValueError):
+            return None
+
+    total, paid = number("grand_total"), number("total_paid")
+    due, refunded = number("total_due"), number("total_refunded")
+    if refunded:
+        return "refunded" if total is not None and refunded >= total else "partially_refunded"
+    if state == "canceled" and not paid:
+        return "voided"
+    if paid and (due is None or due <= 0):
+        return "paid"
+    if paid:
+        return "partially_paid"
+    if state in ("pending_payment", "payment_review", "new"):
+        return "pending"
+    return "unknown" if paid is None else "pending"
+
+
 class MagentoProvider(Provider):
     label = "Magento"
     auth_methods = ("access_token", "oauth1", "admin_login")
@@ -296,26 +345,7 @@ class MagentoProvider(Provider):
             ),
             op="shipments",
         )
-        shipments = []
-        for shipment in (body.get("items") if isinstance(body, dict) else None) or []:
-            for track in shipment.get("tracks") or []:
-                carrier = track.get("title") or track.get("carrier_code")
-                number = track.get("track_number")
-                shipments.append(
-                    {
-                        "carrier": carrier,
-                        "tracking_number": number,
-                        "tracking_url": tracking_url(
-                            track.get("carrier_code"), number, self.source.carrier_urls
-                        )
-                        or tracking_url(track.get("title"), number, self.source.carrier_urls),
-                        "status": None,
-                        "shipped_at": iso_datetime(
-                            track.get("created_at") or shipment.get("created_at")
-                        ),
-                        "delivered_at": None,
-                    }
-                )
+        shipments = _shipments(body, self.source.carrier_urls)
         order = dict(record.order)
         order["shipments"] = shipments
         if shipments and order["status"] == "completed":
@@ -350,7 +380,7 @@ class MagentoProvider(Provider):
             external_id=str(data.get("entity_id") or ""),
             created_at=iso_datetime(data.get("created_at")),
             status=status,
-            financial_status=self._financial(data, state),
+            financial_status=financial_status(data, state),
             fulfillment_status=fulfillment,
             total=money(data.get("grand_total"), data.get("order_currency_code")),
             line_items=[
@@ -365,25 +395,3 @@ class MagentoProvider(Provider):
             raw_status={"magento": {"state": state, "status": data.get("status")}},
         )
         return order
-
-    @staticmethod
-    def _financial(data: dict[str, Any], state: str) -> str:
-        def number(key: str) -> float | None:
-            try:
-                return float(data[key]) if data.get(key) is not None else None
-            except (TypeError, ValueError):
-                return None
-
-        total, paid = number("grand_total"), number("total_paid")
-        due, refunded = number("total_due"), number("total_refunded")
-        if refunded:
-            return "refunded" if total is not None and refunded >= total else "partially_refunded"
-        if state == "canceled" and not paid:
-            return "voided"
-        if paid and (due is None or due <= 0):
-            return "paid"
-        if paid:
-            return "partially_paid"
-        if state in ("pending_payment", "payment_review", "new"):
-            return "pending"
-        return "unknown" if paid is None else "pending"
