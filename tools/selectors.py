@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from chatbots.config_types import ToolsBinding
 from tools.models import ChatbotTools
 from tools.registry import Tool, tool_get
 
@@ -22,12 +23,13 @@ class Toolset:
     result_max_chars: int
 
 
-def toolset_for_turn(*, chatbot_id: int, binding: dict | None = None) -> Toolset | None:
+def toolset_for_turn(*, chatbot_id: int, binding: ToolsBinding | None = None) -> Toolset | None:
     """The bot's tools and loop bounds, or None when it has none (the turn runs as before).
     One indexed read (the one-to-one's unique chatbot_id), and one of the shop's MCP servers
     when an MCP tool is listed, per answer of an OpenAI-compatible flow; on a database thread.
 
     `binding` (a published version's tools, chatbots.versions) replaces the bot's row."""
+    row: ChatbotTools | None
     if binding is not None:
         if not binding.get("tools"):
             return None
