@@ -31,6 +31,7 @@ from accounts import access
 from accounts.scoped_admin import ShopScopedAdmin, ShopScopedInline
 from chatbots import services
 from chatbots.admin_urls import object_admin_paths
+from chatbots.connection_admin import ConnectionTestMixin
 from chatbots.models import (
     AIEndpoint,
     Chatbot,
@@ -786,64 +787,6 @@ class ChatbotAdmin(CheckRunsAdminMixin, VersionsAdminMixin, ConfigurationHistory
             request,
             f"New widget keys for {queryset.count()} chatbot(s); update the shops' <script> tags.",
             messages.WARNING,
-        )
-
-
-# --- Connection tests -------------------------------------------------------------------------------
-
-
-class ConnectionTestMixin:
-    """A "Test connection" action and change-form button that report through messages."""
-
-    actions = ["test_connection"]
-    change_form_template = "admin/chatbots/connection_test_change_form.html"
-
-    def connection_test(self, obj) -> tuple[bool, str]:
-        raise NotImplementedError
-
-    def _report(self, request: HttpRequest, obj, ok: bool, message: str) -> None:
-        self.message_user(request, f"{obj}: {message}", messages.SUCCESS if ok else messages.ERROR)
-
-    @admin.action(description="Test connection")
-    def test_connection(self, request, queryset):
-        for obj in queryset:
-            self._report(request, obj, *self.connection_test(obj))
-
-    def get_urls(self):
-        pages = [("test-connection/", self.test_connection_view, "test_connection")]
-        return [*object_admin_paths(self, pages), *super().get_urls()]
-
-    def _save_and_test(self, request: HttpRequest, obj) -> HttpResponse:
-        # "Save and test connection": one click from a new endpoint to its model list.
-        self.message_user(request, f"“{obj}” was saved.", messages.SUCCESS)
-        self._report(request, obj, *self.connection_test(obj))
-        info = self.model._meta.app_label, self.model._meta.model_name
-        return HttpResponseRedirect(
-            reverse(f"{self.admin_site.name}:{info[0]}_{info[1]}_change", args=[quote(obj.pk)])
-        )
-
-    def response_add(self, request, obj, post_url_continue=None):
-        if "_save_and_test" in request.POST:
-            return self._save_and_test(request, obj)
-        return super().response_add(request, obj, post_url_continue)
-
-    def response_change(self, request, obj):
-        if "_save_and_test" in request.POST:
-            return self._save_and_test(request, obj)
-        return super().response_change(request, obj)
-
-    def test_connection_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        obj = self.get_object(request, unquote(object_id))
-        if obj is None:
-            raise Http404("No such object.")
-        if not self.has_change_permission(request, obj):
-            raise PermissionDenied
-        # The test makes an outbound request: only the button's POST (with CSRF) runs it.
-        if request.method == "POST":
-            self._report(request, obj, *self.connection_test(obj))
-        info = self.model._meta.app_label, self.model._meta.model_name
-        return HttpResponseRedirect(
-            reverse(f"{self.admin_site.name}:{info[0]}_{info[1]}_change", args=[quote(obj.pk)])
         )
 
 

@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db import IntegrityError
 
 from accounts.scoped_admin import ShopScopedAdmin
-from chatbots.admin import ConnectionTestMixin
+from chatbots.connection_admin import ConnectionTestMixin
 from helpdesk import services
 from helpdesk.models import ConversationRating, Handoff, HelpdeskConnection
 

@@ -10,7 +10,7 @@ from django.db import models
 from django.utils.html import format_html
 
 from accounts.scoped_admin import ShopScopedAdmin
-from chatbots.admin import ConnectionTestMixin
+from chatbots.connection_admin import ConnectionTestMixin
 from orders import selectors, services
 from orders.models import OrderSource
 from orders.providers.generic import BEVCO_PRESET
