@@ -46,7 +46,6 @@ from chatbots.secrets import EncryptedSecretField, SecretDecryptionError, secret
 from chatbots.version_admin import CheckRunsAdminMixin, VersionsAdminMixin
 from chatbots.versions import chatbot_publishing_set
 from chatbots.widgets import ModelChoiceInput, ModelNameInput, OpeningHoursField
-from knowledge.admin import KnowledgeDocumentInline, retrieval_test_link
 
 
 def flow_knowledge_warnings(*, chatbot_id: int) -> list[str]:
@@ -870,81 +869,7 @@ def _links_to_chatbots(rows) -> str:
 
 
 # --- Knowledge -------------------------------------------------------------------------------------
-
-
-class KnowledgeEntryInline(ShopScopedInline, admin.StackedInline):
-    model = KnowledgeEntry
-    fields = ("title", "tags", "text")
-    extra = 0
-    show_change_link = True
-
-
-@admin.register(KnowledgeBase)
-class KnowledgeBaseAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
-    form = KnowledgeBaseForm
-    formfield_overrides = URL_FIELDS_ASSUME_HTTPS
-    inlines = [KnowledgeEntryInline, KnowledgeDocumentInline]
-    list_display = ("name", "chatbot", "kind", "index_name", "entry_count")
-    list_filter = ("kind", ("chatbot", admin.RelatedOnlyFieldListFilter))
-    list_select_related = ("chatbot",)
-    search_fields = ("name", "index_name", "chatbot__public_id", "chatbot__name")
-    autocomplete_fields = ("chatbot",)
-
-    def get_fieldsets(self, request, obj=None):
-        return (
-            (None, {"fields": ("chatbot", "name", "kind")}),
-            (
-                "Pinecone",
-                {
-                    "fields": ("index_name", "host", "namespace", "api_key", "control_url"),
-                    "description": "Only for Pinecone knowledge bases; leave empty for builtin.",
-                },
-            ),
-            (
-                "Retrieval",
-                {
-                    "fields": (
-                        "embedding_endpoint",
-                        "embedding_model",
-                        ("chunk_size", "chunk_overlap"),
-                        "retrieval_test",
-                    ),
-                    "description": "How questions (and uploaded documents) become vectors, and "
-                    "how documents are cut into chunks. See docs/knowledge.md.",
-                },
-            ),
-        )
-
-    readonly_fields = ("retrieval_test",)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(_entry_count=Count("entries"))
-
-    @admin.display(description="retrieval testing")
-    def retrieval_test(self, obj: KnowledgeBase | None) -> str:
-        return retrieval_test_link(obj)
-
-    def connection_test(self, obj: KnowledgeBase) -> tuple[bool, str]:
-        return services.knowledge_base_connection_test(knowledge_base=obj)
-
-    @admin.display(description="entries", ordering="_entry_count")
-    def entry_count(self, obj: KnowledgeBase) -> int:
-        return obj._entry_count
-
-    def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
-        # Record the whole chatbot too, so that its history shows this change and can undo it.
-        if reversion.is_active():
-            reversion.add_to_revision(form.instance.chatbot)
-        for warning in flow_knowledge_warnings(chatbot_id=form.instance.chatbot_id):
-            self.message_user(request, warning, messages.WARNING)
-
-    def log_change(self, request, obj, message):
-        entry = super().log_change(request, obj, message)
-        # The comment also appears in the chatbot's history, where "Changed namespace" is vague.
-        if reversion.is_active():
-            reversion.set_comment(f"Knowledge base “{obj.name}”: {entry.get_change_message()}")
-        return entry
+# The knowledge base's page (its entries, documents and retrieval testing) is in knowledge.admin.
 
 
 @admin.register(KnowledgeEntry)

@@ -1,11 +1,15 @@
-"""Admin of uploaded knowledge: documents (upload or paste, progress, reason of a failure)."""
+"""Admin of knowledge: the knowledge base page (its entries, documents and retrieval testing; the
+model is chatbots', the page is here because it shows this app's parts) and uploaded documents
+(upload or paste, progress, reason of a failure)."""
 
 from __future__ import annotations
 
+import reversion
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -13,7 +17,15 @@ from django.utils.html import format_html
 
 from accounts import access
 from accounts.scoped_admin import ShopScopedAdmin, ShopScopedInline
-from chatbots.models import KnowledgeBase
+from chatbots import services as chatbot_services
+from chatbots.admin import (
+    URL_FIELDS_ASSUME_HTTPS,
+    ConfigurationHistoryAdmin,
+    ConnectionTestMixin,
+    KnowledgeBaseForm,
+    flow_knowledge_warnings,
+)
+from chatbots.models import KnowledgeBase, KnowledgeEntry
 from knowledge import services
 from knowledge.models import KnowledgeChunk, KnowledgeDocument
 from knowledge.parsing import DocumentUnreadable, document_kind
@@ -206,3 +218,81 @@ class KnowledgeDocumentInline(ShopScopedInline, admin.TabularInline):
     @admin.display(description="status")
     def progress_display(self, obj: KnowledgeDocument) -> str:
         return _progress_html(obj)
+
+
+# --- The knowledge base's page (the model is chatbots', the page is this app's) ---
+
+
+class KnowledgeEntryInline(ShopScopedInline, admin.StackedInline):
+    model = KnowledgeEntry
+    fields = ("title", "tags", "text")
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(KnowledgeBase)
+class KnowledgeBaseAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
+    form = KnowledgeBaseForm
+    formfield_overrides = URL_FIELDS_ASSUME_HTTPS
+    inlines = [KnowledgeEntryInline, KnowledgeDocumentInline]
+    list_display = ("name", "chatbot", "kind", "index_name", "entry_count")
+    list_filter = ("kind", ("chatbot", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("chatbot",)
+    search_fields = ("name", "index_name", "chatbot__public_id", "chatbot__name")
+    autocomplete_fields = ("chatbot",)
+
+    def get_fieldsets(self, request, obj=None):
+        return (
+            (None, {"fields": ("chatbot", "name", "kind")}),
+            (
+                "Pinecone",
+                {
+                    "fields": ("index_name", "host", "namespace", "api_key", "control_url"),
+                    "description": "Only for Pinecone knowledge bases; leave empty for builtin.",
+                },
+            ),
+            (
+                "Retrieval",
+                {
+                    "fields": (
+                        "embedding_endpoint",
+                        "embedding_model",
+                        ("chunk_size", "chunk_overlap"),
+                        "retrieval_test",
+                    ),
+                    "description": "How questions (and uploaded documents) become vectors, and "
+                    "how documents are cut into chunks. See docs/knowledge.md.",
+                },
+            ),
+        )
+
+    readonly_fields = ("retrieval_test",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_entry_count=Count("entries"))
+
+    @admin.display(description="retrieval testing")
+    def retrieval_test(self, obj: KnowledgeBase | None) -> str:
+        return retrieval_test_link(obj)
+
+    def connection_test(self, obj: KnowledgeBase) -> tuple[bool, str]:
+        return chatbot_services.knowledge_base_connection_test(knowledge_base=obj)
+
+    @admin.display(description="entries", ordering="_entry_count")
+    def entry_count(self, obj: KnowledgeBase) -> int:
+        return obj._entry_count  # type: ignore[attr-defined]  # annotated by get_queryset
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # Record the whole chatbot too, so that its history shows this change and can undo it.
+        if reversion.is_active():
+            reversion.add_to_revision(form.instance.chatbot)
+        for warning in flow_knowledge_warnings(chatbot_id=form.instance.chatbot_id):
+            self.message_user(request, warning, messages.WARNING)
+
+    def log_change(self, request, obj, message):
+        entry = super().log_change(request, obj, message)
+        # The comment also appears in the chatbot's history, where "Changed namespace" is vague.
+        if reversion.is_active():
+            reversion.set_comment(f"Knowledge base “{obj.name}”: {entry.get_change_message()}")
+        return entry
