@@ -15,7 +15,7 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
@@ -139,6 +139,23 @@ class ApiError(Exception):
         self.status = error_status(code) if status is None else status
         self.details = details or {}
         self.headers = headers or {}
+
+
+class DomainError(ApiError):
+    """A service's refusal named for what happened (conversations.errors.ConversationClosed):
+    the service says what went wrong and why; the class names the code, the registry its status.
+    Still an ApiError, so every view, consumer and Socket.IO handler renders it unchanged."""
+
+    error_code: ClassVar[str]
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(self.error_code, message, details=details, headers=headers)
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -22,13 +22,24 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from chatbots.models import Chatbot
-from config.errors import ApiError, ErrorCode, TurnErrorCode, turn_error_text
+from config.errors import TURN_ERRORS, TurnErrorCode, error_event, turn_error_text
 from config.ratelimit import message_limit, rate_limit_hit
 from conversations import eventlog, hooks, streaming
+from conversations.errors import (
+    ChatbotInactive,
+    ConversationClosed,
+    IdempotencyKeyReused,
+    MessageRefused,
+)
 from conversations.models import AICall, Conversation, Message, StreamEvent, Turn
 from conversations.turn_types import TurnWork
 
 logger = logging.getLogger(__name__)
+
+KEY_REUSED = (
+    "This Idempotency-Key was already used for a different message; send a new key with a new "
+    "message."
+)
 
 # Sent (synchronously, in the worker) after a turn is finished: analytics and metrics attach here.
 # kwargs: turn_id, status, and stack (the traceback of what failed the turn, if anything raised).
@@ -41,10 +52,8 @@ conversation_closed = Signal()
 def chatbot_require_active(chatbot: Chatbot) -> None:
     """A switched-off chatbot answers nothing: not its existing conversations' tokens either."""
     if not chatbot.active:
-        raise ApiError(
-            ErrorCode.CHATBOT_INACTIVE,
-            "This chatbot is switched off; it answers nothing until its shop turns it back on.",
-            status=403,
+        raise ChatbotInactive(
+            "This chatbot is switched off; it answers nothing until its shop turns it back on."
         )
 
 
@@ -71,15 +80,13 @@ def conversation_start(
 
 
 def message_text_check(text: str) -> str:
-    """The message as stored (trimmed), or 400 for an empty or over-long one."""
+    """The message as stored (trimmed); MessageRefused for an empty or over-long one."""
     text = (text or "").strip()
     if not text:
-        raise ApiError(ErrorCode.VALIDATION_ERROR, "The message is empty.", status=400)
+        raise MessageRefused("The message is empty.")
     if len(text) > settings.MESSAGE_MAX_CHARS:
-        raise ApiError(
-            ErrorCode.VALIDATION_ERROR,
+        raise MessageRefused(
             f"The message is longer than {settings.MESSAGE_MAX_CHARS} characters.",
-            status=400,
             details={"max_chars": settings.MESSAGE_MAX_CHARS},
         )
     return text
@@ -366,12 +373,7 @@ def _human_message_replay(conversation: Conversation, key: str, text: str) -> Tu
     if prior is None:
         return None
     if prior[1] != text:
-        raise ApiError(
-            ErrorCode.IDEMPOTENCY_KEY_REUSED,
-            "This Idempotency-Key was already used for a different message; send a new key "
-            "with a new message.",
-            status=422,
-        )
+        raise IdempotencyKeyReused(KEY_REUSED)
     human = Conversation.objects.filter(pk=conversation.pk).values_list("human_turn", flat=True)
     turn = (
         Turn.objects.filter(pk=human.first()).first()
@@ -384,19 +386,11 @@ def _human_message_replay(conversation: Conversation, key: str, text: str) -> Tu
 
 
 def conversation_open_check(*, status: str) -> None:
-    """409 for a conversation that takes no more messages."""
+    """ConversationClosed for a conversation that takes no more messages."""
     if status == Conversation.Status.ENDED:
-        raise ApiError(
-            ErrorCode.CONVERSATION_CLOSED,
-            "This conversation has ended; start a new one.",
-            status=409,
-        )
+        raise ConversationClosed("This conversation has ended; start a new one.")
     if status == Conversation.Status.RESOLVED and not settings.REOPEN_RESOLVED_ON_MESSAGE:
-        raise ApiError(
-            ErrorCode.CONVERSATION_CLOSED,
-            "This conversation is resolved; start a new one.",
-            status=409,
-        )
+        raise ConversationClosed("This conversation is resolved; start a new one.")
 
 
 def attachments_present(payload: dict | None) -> bool:
@@ -439,13 +433,7 @@ def idempotent_replay(turn: Turn, text: str) -> Turn:
     was stored nowhere)."""
     original = Message.objects.filter(pk=turn.user_message_id).values_list("content", flat=True)
     if original.first() != text:
-        raise ApiError(
-            ErrorCode.IDEMPOTENCY_KEY_REUSED,
-            "This Idempotency-Key was already used for a different message; send a new key "
-            "with a new message.",
-            status=422,
-            details={"turn_id": str(turn.pk)},
-        )
+        raise IdempotencyKeyReused(KEY_REUSED, details={"turn_id": str(turn.pk)})
     return turn
 
 
@@ -881,7 +869,7 @@ def _turn_reap(
         finished_at=now,
         error_code=code,
         error_message=message,
-        error_category="streaming",
+        error_category=TURN_ERRORS[code].category,
     ):
         return False
     message_id = None
@@ -892,7 +880,7 @@ def _turn_reap(
     append_events_sync(
         turn_id=turn_id,
         events=[
-            ("error", {"code": code, "message": message, "retryable": True}),
+            ("error", error_event(code, message)),
             ("end", {"status": "failed", "message_id": message_id}),
         ],
     )
@@ -949,16 +937,10 @@ def conversation_resume(*, conversation: Conversation) -> Conversation:
     """Make an unresolved conversation active again (seed 003 "resume")."""
     conversation = conversation_expire_if_idle(conversation=conversation)
     if conversation.status == Conversation.Status.ENDED:
-        raise ApiError(
-            ErrorCode.CONVERSATION_CLOSED,
-            "This conversation has ended; start a new one.",
-            status=409,
-        )
+        raise ConversationClosed("This conversation has ended; start a new one.")
     if conversation.status == Conversation.Status.RESOLVED:
-        raise ApiError(
-            ErrorCode.CONVERSATION_CLOSED,
-            "This conversation is resolved; send a message to reopen it or start a new one.",
-            status=409,
+        raise ConversationClosed(
+            "This conversation is resolved; send a message to reopen it or start a new one."
         )
     Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=timezone.now())
     conversation.refresh_from_db()
@@ -971,9 +953,7 @@ def conversation_resolve(*, conversation: Conversation, notes: str = "") -> Conv
         pk=conversation.pk, status__in=[Conversation.Status.ACTIVE, Conversation.Status.RESOLVED]
     ).update(status=Conversation.Status.RESOLVED, is_resolved=True, resolution_notes=notes[:5000])
     if not updated:
-        raise ApiError(
-            ErrorCode.CONVERSATION_CLOSED, "An ended conversation cannot be resolved.", status=409
-        )
+        raise ConversationClosed("An ended conversation cannot be resolved.")
     conversation_closed.send(sender=Conversation, conversation_id=conversation.pk, next="resolved")
     conversation.refresh_from_db()
     return conversation

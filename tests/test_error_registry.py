@@ -3,6 +3,9 @@ status, declared once, and a raise site names the code, not the status."""
 
 from __future__ import annotations
 
+import ast
+import pathlib
+
 import pytest
 
 from analytics.error_codes import AnalyticsErrorCode
@@ -18,10 +21,17 @@ from config.errors import (
     error_status,
     register_errors,
 )
+from conversations.errors import (
+    ChatbotInactive,
+    ConversationClosed,
+    IdempotencyKeyReused,
+    MessageRefused,
+)
 from helpdesk.error_codes import HelpdeskErrorCode
 from images.error_codes import ImageErrorCode
 from monitoring.error_codes import MonitoringErrorCode
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 REST_ENUMS = [ErrorCode, ImageErrorCode, HelpdeskErrorCode, AnalyticsErrorCode, MonitoringErrorCode]
 
 
@@ -69,3 +79,41 @@ def test_a_turn_s_error_event_says_retryable_as_the_registry_does_unless_told_ot
     assert error_event(TurnErrorCode.WORKER_LOST, "Ask again.")["retryable"] is True
     # An AI client's error decides per response (a 429 without Retry-After is not worth repeating).
     assert error_event("UPSTREAM_RATE_LIMITED", "Busy.", retryable=False)["retryable"] is False
+
+
+def test_no_raise_site_repeats_the_status_its_code_already_has():
+    """A status written at a raise site beside the registry's would be a second place to keep
+    in step; an override is only for a code that answers with two statuses."""
+    repeated = []
+    for path in ROOT.rglob("*.py"):
+        relative = path.relative_to(ROOT)
+        if relative.parts[0] in {".venv", "node_modules"} or "tests" in relative.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(relative))):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "ApiError"):
+                continue
+            status = next((k.value for k in node.keywords if k.arg == "status"), None)
+            code = ast.unparse(node.args[0]) if node.args else ""
+            enum_name, _, member = code.partition(".")
+            enum = next((e for e in REST_ENUMS if e.__name__ == enum_name), None)
+            known = enum is not None and member in enum.__members__
+            if (
+                isinstance(status, ast.Constant)
+                and known
+                and error_status(enum[member]) == status.value
+            ):
+                repeated.append(f"{relative}:{node.lineno} {code}")
+    assert repeated == []
+
+
+def test_a_conversation_service_s_refusal_is_named_for_what_happened_and_answers_as_before():
+    closed = ConversationClosed("This conversation has ended; start a new one.")
+    assert isinstance(closed, ApiError)
+    assert (closed.code, closed.status, closed.details) == ("CONVERSATION_CLOSED", 409, {})
+    reused = IdempotencyKeyReused("Used.", details={"turn_id": "t"})
+    assert (reused.code, reused.status, reused.details) == (
+        "IDEMPOTENCY_KEY_REUSED",
+        422,
+        {"turn_id": "t"},
+    )
+    assert (ChatbotInactive("Off.").status, MessageRefused("Empty.").status) == (403, 400)
