@@ -142,7 +142,7 @@ def _openai_endpoint_check(*, endpoint, api_key: str) -> tuple[bool, str]:
     listing = _model_listing(offered)
     default = endpoint.default_model
     # Flows naming a model of their own; the others use the default.
-    own = {}
+    own: dict[str, list[str]] = {}
     for flow in Flow.objects.filter(endpoint=endpoint).exclude(target="").select_related("chatbot"):
         own.setdefault(flow.target, []).append(str(flow))
     parts, ok = [], True
@@ -316,7 +316,9 @@ def configuration_revert(*, version, user=None, shop_id: int | None = None) -> N
     public_ids |= set(
         Chatbot.objects.filter(pk__in=chatbot_ids).values_list("public_id", flat=True)
     )
-    saved_on = formats.localize(timezone.template_localtime(revision.date_created))
+    # Django's template_localtime, which django-stubs does not declare.
+    local = timezone.template_localtime(revision.date_created)  # type: ignore[attr-defined]
+    saved_on = formats.localize(local)
     try:
         with transaction.atomic(), create_revision():
             revision.revert(delete=True)
