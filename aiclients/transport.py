@@ -259,6 +259,68 @@ class _Body(httpx.AsyncByteStream):
         self._pool._release(self._conn, reusable)
 
 
+async def _write_request(conn: _Connection, request: httpx.Request) -> None:
+    """The request line, headers and body onto the socket (chunked when the request says so)."""
+    # The event loop buffers writes, so they never block; a peer that stops reading is
+    # caught by the read timeout while we wait for the response head.
+    url = request.url
+    lines = [request.method.encode("ascii") + b" " + url.raw_path + b" HTTP/1.1"]
+    lines += [k + b": " + v for k, v in request.headers.raw]
+    head = b"\r\n".join(lines) + b"\r\n\r\n"
+    transport = conn.transport
+    if transport is None or not conn.usable:
+        raise httpx.RemoteProtocolError("connection closed before the request", request=request)
+    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+    try:
+        transport.write(head)
+        async for part in request.stream:  # type: ignore[union-attr]
+            if part:
+                transport.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+        if chunked:
+            transport.write(b"0\r\n\r\n")
+    except (OSError, RuntimeError) as exc:
+        raise httpx.WriteError(str(exc), request=request) from None
+
+
+async def _read_head(
+    conn: _Connection, request: httpx.Request, timeout: float | None
+) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
+    """The response's status, reason, headers and whether it is HTTP/1.0, skipping any
+    informational (1xx) heads before it; a head that is too large or malformed fails."""
+    while True:
+        end = conn.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(conn.buffer) > MAX_HEAD_BYTES:
+                raise httpx.RemoteProtocolError("response head too large", request=request)
+            if conn.eof:
+                msg = (
+                    "peer closed connection in the middle of the response head"
+                    if conn.buffer
+                    else "Server disconnected without sending a response."
+                )
+                raise httpx.RemoteProtocolError(msg, request=request)
+            await conn.wait(timeout, request)
+            continue
+        head = conn.consume(end + 4)
+        lines = head[:-4].split(b"\r\n")
+        try:
+            version, status_text, *rest = lines[0].split(b" ", 2)
+            status = int(status_text)
+        except ValueError:
+            raise httpx.RemoteProtocolError("malformed status line", request=request) from None
+        if not version.startswith(b"HTTP/1."):
+            raise httpx.RemoteProtocolError("not an HTTP/1.x response", request=request)
+        if 100 <= status < 200 and status != 101:
+            continue  # informational (100 Continue): the real answer follows
+        headers = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise httpx.RemoteProtocolError("malformed header line", request=request)
+            headers.append((name.strip(), value.strip()))
+        return status, rest[0] if rest else b"", headers, version == b"HTTP/1.0"
+
+
 def _framing(
     request: httpx.Request, status: int, headers: list[tuple[bytes, bytes]], http10: bool
 ) -> tuple[str, int, bool]:
@@ -344,10 +406,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         is streamed by _Body, framed as the head says."""
         conn = await self._checkout(request, timeouts)
         try:
-            await self._write_request(conn, request)
-            status, reason, headers, http10 = await self._read_head(
-                conn, request, timeouts.get("read")
-            )
+            await _write_request(conn, request)
+            status, reason, headers, http10 = await _read_head(conn, request, timeouts.get("read"))
             framing, length, keep_alive = _framing(request, status, headers, http10)
         except BaseException:
             self._discard(conn)
@@ -434,63 +494,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
-
-    async def _write_request(self, conn: _Connection, request: httpx.Request) -> None:
-        # The event loop buffers writes, so they never block; a peer that stops reading is
-        # caught by the read timeout while we wait for the response head.
-        url = request.url
-        lines = [request.method.encode("ascii") + b" " + url.raw_path + b" HTTP/1.1"]
-        lines += [k + b": " + v for k, v in request.headers.raw]
-        head = b"\r\n".join(lines) + b"\r\n\r\n"
-        transport = conn.transport
-        if transport is None or not conn.usable:
-            raise httpx.RemoteProtocolError("connection closed before the request", request=request)
-        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
-        try:
-            transport.write(head)
-            async for part in request.stream:  # type: ignore[union-attr]
-                if part:
-                    transport.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
-            if chunked:
-                transport.write(b"0\r\n\r\n")
-        except (OSError, RuntimeError) as exc:
-            raise httpx.WriteError(str(exc), request=request) from None
-
-    async def _read_head(
-        self, conn: _Connection, request: httpx.Request, timeout: float | None
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
-        while True:
-            end = conn.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(conn.buffer) > MAX_HEAD_BYTES:
-                    raise httpx.RemoteProtocolError("response head too large", request=request)
-                if conn.eof:
-                    msg = (
-                        "peer closed connection in the middle of the response head"
-                        if conn.buffer
-                        else "Server disconnected without sending a response."
-                    )
-                    raise httpx.RemoteProtocolError(msg, request=request)
-                await conn.wait(timeout, request)
-                continue
-            head = conn.consume(end + 4)
-            lines = head[:-4].split(b"\r\n")
-            try:
-                version, status_text, *rest = lines[0].split(b" ", 2)
-                status = int(status_text)
-            except ValueError:
-                raise httpx.RemoteProtocolError("malformed status line", request=request) from None
-            if not version.startswith(b"HTTP/1."):
-                raise httpx.RemoteProtocolError("not an HTTP/1.x response", request=request)
-            if 100 <= status < 200 and status != 101:
-                continue  # informational (100 Continue): the real answer follows
-            headers = []
-            for line in lines[1:]:
-                name, sep, value = line.partition(b":")
-                if not sep:
-                    raise httpx.RemoteProtocolError("malformed header line", request=request)
-                headers.append((name.strip(), value.strip()))
-            return status, rest[0] if rest else b"", headers, version == b"HTTP/1.0"
 
     def _release(self, conn: _Connection, reusable: bool) -> None:
         if self._slots is not None:
