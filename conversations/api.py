@@ -284,8 +284,7 @@ class StreamEventsSSE(APIView):
         after = last_seen_event_id(request)
         sse.stream_slot_check(ip_of(request))
         # Refuses a resume point that never existed or was cleaned up, as polling does.
-        probe = selectors.stream_events_after(turn=turn, after=after, limit=1)
-        if not probe["events"] and not probe["has_more"]:
+        if not selectors.stream_resume_check(turn=turn, after=after):
             return HttpResponse(status=204)
         # The request's connection would otherwise stay checked out of the pool until the stream
         # ends (Django returns it at request_finished): about DATABASE_POOL_MAX open streams

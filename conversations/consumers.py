@@ -331,12 +331,12 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 ErrorCode.VALIDATION_ERROR,
                 "`turn_id` must be a turn id and `last_event_id` a whole number ≥ 0.",
             )
-        turn = await _turn(self.conversation.pk, turn_uuid)
+        # A resume point gone or never existed: refused exactly as polling refuses it.
+        turn = await db(selectors.turn_for_resume)(
+            conversation_id=self.conversation.pk, turn_id=turn_uuid, after=after
+        )
         if turn is None:
             raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
-        # Validates the resume point (gone or never existed) exactly as polling does (from
-        # Redis when it holds the next event, from PostgreSQL otherwise).
-        await db(selectors.stream_events_after)(turn=turn, after=after, limit=1)
         await self.follow(str(turn.pk), after)
 
     async def on_cancel(self, content: dict) -> None:

@@ -66,6 +66,30 @@ def stream_events_after(*, turn: Turn, after: int, limit: int) -> dict[str, Any]
     }
 
 
+def stream_resume_check(*, turn: Turn, after: int) -> bool:
+    """Refuses a resume point as stream_events_after does (400 past the turn's last event, 410
+    when its events are gone) and tells whether anything can follow it, for the readers that
+    then follow the turn (WebSocket, Socket.IO, SSE).
+
+    Those readers subscribe first and then read the log, so a check that read it too would
+    read it twice. It reads nothing for a turn that had not finished when fetched: that page is
+    never refused and always has more to come (stream_events_after). A finished turn's check
+    reads one event, and the replay reads it again after subscribing."""
+    if not turn.is_finished:
+        return True
+    page = stream_events_after(turn=turn, after=after, limit=1)
+    return bool(page["events"]) or page["has_more"]
+
+
+def turn_for_resume(*, conversation_id, turn_id, after: int) -> Turn | None:
+    """The conversation's turn a client resumes, its resume point checked (stream_resume_check),
+    in one trip to a database thread; None when the conversation has no such turn."""
+    turn = Turn.objects.filter(pk=turn_id, conversation_id=conversation_id).first()
+    if turn is not None:
+        stream_resume_check(turn=turn, after=after)
+    return turn
+
+
 def conversation_history(*, conversation_id, limit: int, offset: int) -> list[dict[str, Any]]:
     from conversations.models import Message
 

@@ -188,11 +188,6 @@ def _unfinished_turns(conversation_id) -> list[str]:
 
 
 @db
-def _check_resume_point(turn: Turn, after: int) -> None:
-    selectors.stream_events_after(turn=turn, after=after, limit=1)
-
-
-@db
 def _answer(turn_id: str) -> dict:
     turn = Turn.objects.select_related(
         "user_message__turn_asked", "assistant_message__turn_answered"
@@ -540,11 +535,12 @@ async def _resume(client: SocketClient, conversation_id, turn_id: Any, after: An
             ErrorCode.VALIDATION_ERROR,
             "`turnId` must be a turn id and `lastEventId` a whole number ≥ 0.",
         )
-    turn = await _turn(conversation_id, turn_uuid)
+    # A resume point gone or never existed: the same answer as polling and the WebSocket.
+    turn = await db(selectors.turn_for_resume)(
+        conversation_id=conversation_id, turn_id=turn_uuid, after=after
+    )
     if turn is None:
         raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
-    # Gone or never existed: the same answer as polling and the WebSocket.
-    await _check_resume_point(turn, after)
     client.turns[str(turn.pk)] = str(conversation_id)
     client.quiet.discard(str(turn.pk))
     async with client.lock:
