@@ -1,10 +1,11 @@
 """Server-Sent Events for a turn: `GET /api/stream-events/<turn>/sse` (docs/streaming.md).
 
-Another adapter over the one reader of the event log (selectors.stream_events_after, the one
-polling uses): subscribe to the turn's channel-layer group first, replay the logged events after
-the client's last id, then forward live frames, dropping ids already sent and reading any gap
-from the log. An async generator served by Django's ASGI handler: an open stream holds no
-thread, only a queue; the reader borrows a database thread for each page it reads.
+Another adapter over the one reader of the event log (conversations.eventlog's sync door,
+through selectors.stream_events_after, the page polling answers): subscribe to the turn's
+channel-layer group first, replay the logged events after the client's last id, then forward
+live frames, dropping ids already sent and reading any gap from the log. An async generator
+served by Django's ASGI handler: an open stream holds no thread, only a queue; the reader
+borrows a database thread for each page it reads.
 """
 
 from __future__ import annotations
