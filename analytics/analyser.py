@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatbots.flow_router import parse_json_object
+from conversations.turn_types import HistoryMessage
 
 WORD = re.compile(r"\w+", re.UNICODE)
 OTHER_TOPIC = "other"
@@ -188,7 +189,7 @@ def analysis_instructions(topics: list[str]) -> str:
     )
 
 
-def transcript_text(messages: list[dict[str, str]]) -> str:
+def transcript_text(messages: list[HistoryMessage]) -> str:
     labels = {"user": "Customer", "assistant": "Chatbot"}
     return "\n".join(
         f"{labels.get(m['role'], m['role'])}: {m['content'].strip()}"

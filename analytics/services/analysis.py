@@ -12,8 +12,8 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, Iterator
+from typing import Any, cast
 
 from django.apps import apps
 from django.conf import settings
@@ -25,6 +25,7 @@ from aiclients import (
     RetryPolicy,
     Timeouts,
     UpstreamError,
+    UpstreamEvent,
     UpstreamRequest,
     make_async_client,
     stream_flowise,
@@ -39,12 +40,14 @@ from analytics.analyser import (
 )
 from analytics.models import ContextChunk, ConversationAnalysis
 from analytics.services.metrics import turn_metrics_record
+from chatbots.config_types import ChatbotConfig, FlowConfig
 from chatbots.flow_router import flow_by_role
 from chatbots.models import KnowledgeEntry
 from chatbots.secrets import decrypt
 from chatbots.selectors import chatbot_config_get, prompt_template_get
 from chatbots.services import prompt_render, prompt_values
 from conversations.models import AICall, Message, Turn
+from conversations.turn_types import HistoryMessage
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +78,8 @@ def context_chunks_store(*, message: Message) -> int:
     for position, source in enumerate(sources):
         if not isinstance(source, dict):
             continue
-        metadata = source.get("metadata") if isinstance(source.get("metadata"), dict) else {}
+        raw = source.get("metadata")
+        metadata: dict[str, Any] = raw if isinstance(raw, dict) else {}
         rows.append(
             ContextChunk(
                 message=message,
@@ -151,12 +155,13 @@ def turn_outcome(*, turn: Turn, answer_call: AICall | None) -> tuple[str, str]:
 
 
 def _flow_request(
-    *, flow: dict, config: dict, transcript: str, instructions: str
+    *, flow: FlowConfig, config: ChatbotConfig, transcript: str, instructions: str
 ) -> UpstreamRequest:
     endpoint = flow["endpoint"]
     system_prompt = instructions
-    if flow.get("template"):
-        template = prompt_template_get(shop_id=config["shop_id"], name=flow["template"]["name"])
+    assignment = flow.get("template")
+    if assignment:
+        template = prompt_template_get(shop_id=config["shop_id"], name=assignment["name"])
         if template:
             values = prompt_values(
                 defaults=template["variables"],
@@ -166,7 +171,7 @@ def _flow_request(
                     "language": config["language"],
                     "topics": ", ".join(config["topics"]),
                 },
-                overrides=flow["template"]["overrides"],
+                overrides=assignment["overrides"],
                 turn={"transcript": transcript, "instructions": instructions},
             )
             system_prompt = prompt_render(text=template["text"], variables=values)
@@ -185,7 +190,7 @@ def _flow_request(
 
 
 def _call_flow(
-    flow: dict, req: UpstreamRequest
+    flow: FlowConfig, req: UpstreamRequest
 ) -> tuple[str, dict[str, Any], UpstreamError | None]:
     """Run one analysis call to the end: (answer, AICall fields, the error if it failed)."""
     endpoint = flow["endpoint"]
@@ -218,7 +223,8 @@ def _call_flow(
         stream = stream_flowise if endpoint["kind"] == "flowise" else stream_openai
         async with client:
             events = stream(client, req, timeouts=timeouts, retry=retry, stats=stats)
-            async with contextlib.aclosing(events):
+            # Both clients' streams are async generators (typed as iterators): closable.
+            async with contextlib.aclosing(cast(AsyncGenerator[UpstreamEvent, None], events)):
                 async for event in events:
                     if event.kind == "token":
                         if stats.first_token_at is None:
@@ -259,7 +265,9 @@ def _record_call(*, turn: Turn, record: dict[str, Any]) -> None:
     )
 
 
-def _flow_verdict(*, turn: Turn, flow: dict, config: dict, transcript: str) -> Verdict | str:
+def _flow_verdict(
+    *, turn: Turn, flow: FlowConfig, config: ChatbotConfig, transcript: str
+) -> Verdict | str:
     """The analysis flow's verdict, or why there is none (the caller falls back)."""
     req = _flow_request(
         flow=flow,
@@ -281,7 +289,7 @@ def _flow_verdict(*, turn: Turn, flow: dict, config: dict, transcript: str) -> V
 # --- the verdict ------------------------------------------------------------------------------
 
 
-def _transcript(turn: Turn) -> list[dict[str, str]]:
+def _transcript(turn: Turn) -> list[HistoryMessage]:
     last = turn.assistant_message.sequence if turn.assistant_message else turn.user_message.sequence
     rows = list(
         Message.objects.filter(conversation_id=turn.conversation_id, sequence__lte=last)
@@ -301,7 +309,8 @@ def _source_hints(message: Message | None) -> tuple[list[list[str]], list[str]]:
     titles: list[str] = []
     entry_ids: list[int] = []
     for source in sources:
-        metadata = source.get("metadata") if isinstance(source.get("metadata"), dict) else {}
+        raw = source.get("metadata")
+        metadata: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if metadata.get("title"):
             titles.append(str(metadata["title"]))
         if isinstance(metadata.get("entry_id"), int):
@@ -313,7 +322,8 @@ def _source_hints(message: Message | None) -> tuple[list[list[str]], list[str]]:
     )
     tags = [list(tags_by_id.get(i) or []) for i in entry_ids]
     for source in sources:  # Flowise documents may carry tags or a topic in their metadata
-        metadata = source.get("metadata") if isinstance(source.get("metadata"), dict) else {}
+        raw = source.get("metadata")
+        metadata = raw if isinstance(raw, dict) else {}
         extra = metadata.get("tags") or metadata.get("topic")
         if isinstance(extra, str):
             tags.append([extra])
@@ -324,14 +334,13 @@ def _source_hints(message: Message | None) -> tuple[list[list[str]], list[str]]:
 
 def turn_verdict(*, turn: Turn, outcome: str) -> Verdict:
     """The analysis flow's judgement when the bot has one that answers, else the heuristic."""
-    config = chatbot_config_get(public_id=turn.conversation.chatbot.public_id) or {
-        "topics": list(turn.conversation.chatbot.topics),
-        "flows": [],
-    }
+    config = chatbot_config_get(public_id=turn.conversation.chatbot.public_id)
+    # Without its configuration (the bot deleted meanwhile) no flow runs: its row's topics.
+    topics = config["topics"] if config else list(turn.conversation.chatbot.topics)
     messages = _transcript(turn)
     fallback_reason = ""
-    flow = flow_by_role(config, "analysis")
-    if flow is not None and flow["endpoint"]["kind"] in ("flowise", "openai"):
+    flow = flow_by_role(config, "analysis") if config else None
+    if config and flow is not None and flow["endpoint"]["kind"] in ("flowise", "openai"):
         result = _flow_verdict(
             turn=turn, flow=flow, config=config, transcript=transcript_text(messages)
         )
@@ -340,7 +349,7 @@ def turn_verdict(*, turn: Turn, outcome: str) -> Verdict:
         fallback_reason = result
     tags, titles = _source_hints(turn.assistant_message)
     return builtin_verdict(
-        topics=config["topics"],
+        topics=topics,
         question=turn.user_message.content,
         customer_texts=[m["content"] for m in messages if m["role"] == "user"],
         source_tags=tags,
