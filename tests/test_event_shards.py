@@ -35,6 +35,25 @@ def test_our_choice_of_server_and_channel_name_are_channels_redis_own(settings):
     assert seen == {0, 1, 2}  # every server takes turns
 
 
+def test_the_configured_channel_layer_names_a_turns_group_channel_as_we_do():
+    """The layer the settings configure, not one built here: another backend or a prefix of
+    its own would have the worker announce every event on a channel no client listens to."""
+    import asyncio
+
+    from channels.layers import get_channel_layer
+
+    async def both_names() -> tuple[str, str]:
+        turn_id = str(uuid.uuid4())
+        layer = get_channel_layer()._get_layer()  # the running loop's (no connection is made)
+        return (
+            layer._get_group_channel_name(streaming.turn_group(turn_id)),
+            streaming.group_channel(turn_id),
+        )
+
+    theirs, ours = asyncio.run(both_names())
+    assert theirs == ours
+
+
 def test_one_server_is_redis_url_itself(settings):
     settings.CHANNEL_LAYERS = {
         "default": {
