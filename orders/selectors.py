@@ -80,7 +80,7 @@ def order_source_for_turn(
 
 
 def order_source_for_tool(*, chatbot_id: int, language: str = "en") -> SourceConfig | None:
-    """The source the order tool (tools.builtin) asks: the chatbot's first active one."""
+    """The source the order tool (orders.tool) asks: the chatbot's first active one."""
     source = OrderSource.objects.filter(chatbot_id=chatbot_id, active=True).order_by("pk").first()
     if source is None:
         return None

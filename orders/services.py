@@ -294,7 +294,7 @@ async def order_lookup_verified(
     run_db: Any,
     started: float,
 ) -> VerifiedLookup:
-    """The look-up both the order flow's context provider and the order tool (tools.builtin)
+    """The look-up both the order flow's context provider and the order tool (orders.tool)
     make: counted against the guessing limits per order number and per client address before
     the platform is asked, no faster than ORDERS_LOOKUP_MIN_SECONDS whatever the answer, a
     verified find refunded. Platform failures are logged here; the caller tells the customer."""

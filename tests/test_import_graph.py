@@ -53,9 +53,6 @@ ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
     ("chatbots.preview", "conversations"): "the admin preview opens a conversation",
     ("chatbots.versions", "tools"): "a version snapshot includes the bot's tools",
     # knowledge, tools (floor 3)
-    ("tools.builtin", "conversations"): "the handoff tool reads the conversation",
-    ("tools.builtin", "helpdesk"): "the handoff tool opens a ticket",
-    ("tools.builtin", "orders"): "the order tool looks orders up",
     # conversations (floor 4)
     ("conversations.consumers", "quality"): "the socket's rating message records feedback",
 }

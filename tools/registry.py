@@ -1,6 +1,7 @@
 """The tools a chatbot's model can be offered: what each is called, what it takes, how it runs.
 
-Built-in tools register themselves when the app loads (tools.builtin); the turn's tool loop
+Built-in tools register themselves when their app loads (tools.builtin, orders.tool,
+helpdesk.tools); the turn's tool loop
 (tools.loop) offers a bot only the registered tools on its allow-list (tools.models).
 """
 
