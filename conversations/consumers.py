@@ -24,7 +24,7 @@ from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode, error_frame
 from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
-from conversations import access, eventlog, selectors, services, socket_auth, streaming
+from conversations import access, eventlog, hooks, selectors, services, socket_auth, streaming
 from conversations.follower import TurnFollower
 from conversations.models import Conversation, Turn
 
@@ -92,9 +92,12 @@ def _load_conversation(token: str, conversation_id) -> tuple[Conversation, dict]
 
 @db
 def _feedback(conversation_id, message_id, value: str, comment: str):
-    from quality.services import answer_feedback_record
-
-    return answer_feedback_record(
+    recorder = hooks.feedback_recorder()
+    if recorder is None:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR, "Votes on answers are not accepted by this installation."
+        )
+    return recorder(
         conversation=Conversation.objects.get(pk=conversation_id),
         message_id=message_id,
         value=value,

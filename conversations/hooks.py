@@ -131,3 +131,19 @@ def register_message_router(router: MessageRouter) -> None:
 
 def message_router() -> MessageRouter | None:
     return _message_router[0] if _message_router else None
+
+
+# The customer's vote on an answer, sent over the conversation's socket: the quality app registers
+# the recorder its REST endpoint calls (quality.services.answer_feedback_record), called with
+# conversation=, message_id=, value= and comment=; it returns (feedback, created) and raises
+# config.errors.ApiError for a vote it refuses. None registered: votes are refused.
+FeedbackRecorder = Callable[..., tuple[Any, bool]]
+_feedback_recorder: list[FeedbackRecorder] = []
+
+
+def register_feedback_recorder(recorder: FeedbackRecorder) -> None:
+    _feedback_recorder[:] = [recorder]
+
+
+def feedback_recorder() -> FeedbackRecorder | None:
+    return _feedback_recorder[0] if _feedback_recorder else None

@@ -53,8 +53,6 @@ ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
     ("chatbots.preview", "conversations"): "the admin preview opens a conversation",
     ("chatbots.versions", "tools"): "a version snapshot includes the bot's tools",
     # knowledge, tools (floor 3)
-    # conversations (floor 4)
-    ("conversations.consumers", "quality"): "the socket's rating message records feedback",
 }
 
 # Module-level imports that still close a circle between apps (each is also an upward import
