@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
+from django.utils import translation
+from django.utils.translation import gettext_noop
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -67,7 +69,9 @@ class ErrorSpec:
     status: int | None = None
     retryable: bool = False  # asking again (later) may help
     category: str = ""  # the error log's category (a turn's failure)
-    texts: dict[str, str] = dataclasses.field(default_factory=dict)  # language -> customer text
+    # What the customer reads, in English: a message id of Django's translation machinery, read
+    # in the customer's language by customer_text (locale/<language>/LC_MESSAGES/django.po).
+    text: str = ""
 
 
 E = ErrorCode
@@ -219,9 +223,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
 # --- How a turn ends in failure: the `error` stream event and Turn.error_code ----------------
 # One registry for every code a turn can fail with, whoever ends it (the runner, the AI clients'
 # UpstreamError, the reaper): whether asking again may help, its error-log category, and what the
-# customer reads in each language the widget speaks (Chatbot.language; other languages read
-# English). The AI clients stay free of Django and keep an English default per code
-# (aiclients/errors.py); the runner puts the customer's language in here.
+# customer reads, in English here and in the bot's language (Chatbot.language) through Django's
+# translation machinery: locale/da/LC_MESSAGES/django.po (compiled to django.mo by
+# `manage.py compilemessages`) holds the Danish; languages without a catalogue read English.
+# The AI clients stay free of Django and keep an English default per code (aiclients/errors.py);
+# the runner puts the customer's language in here.
 
 
 class TurnErrorCode(enum.StrEnum):
@@ -253,146 +259,114 @@ TURN_ERRORS: dict[str, ErrorSpec] = {
     C.UPSTREAM_CONNECT_TIMEOUT: ErrorSpec(
         retryable=True,
         category=NETWORK,
-        texts={
-            "en": "The assistant could not be reached in time. Please try again.",
-            "da": "Assistenten kunne ikke nås i tide. Prøv igen.",
-        },
+        text=gettext_noop("The assistant could not be reached in time. Please try again."),
     ),
     C.UPSTREAM_TIMEOUT: ErrorSpec(
         retryable=True,
         category=NETWORK,
-        texts={
-            "en": "The assistant took too long to answer. Please try again.",
-            "da": "Assistenten var for længe om at svare. Prøv igen.",
-        },
+        text=gettext_noop("The assistant took too long to answer. Please try again."),
     ),
     C.UPSTREAM_UNAVAILABLE: ErrorSpec(
         retryable=True,
         category=NETWORK,
-        texts={
-            "en": "The assistant is temporarily unavailable. Please try again in a moment.",
-            "da": "Assistenten er midlertidigt utilgængelig. Prøv igen om lidt.",
-        },
+        text=gettext_noop(
+            "The assistant is temporarily unavailable. Please try again in a moment."
+        ),
     ),
     C.UPSTREAM_RATE_LIMITED: ErrorSpec(
         retryable=True,
         category=UPSTREAM_AI,
-        texts={
-            "en": "The assistant is receiving too many requests right now. Please try again in "
-            "a moment.",
-            "da": "Assistenten får for mange henvendelser lige nu. Prøv igen om lidt.",
-        },
+        text=gettext_noop(
+            "The assistant is receiving too many requests right now. Please try again in a moment."
+        ),
     ),
     C.UPSTREAM_AUTH: ErrorSpec(
         retryable=False,
         category=UPSTREAM_AI,
-        texts={
-            "en": "The assistant is not set up correctly (its access was refused). Please "
-            "contact us.",
-            "da": "Assistenten er ikke sat rigtigt op (adgangen blev afvist). Kontakt os venligst.",
-        },
+        text=gettext_noop(
+            "The assistant is not set up correctly (its access was refused). Please contact us."
+        ),
     ),
     C.UPSTREAM_BAD_REQUEST: ErrorSpec(
         retryable=False,
         category=UPSTREAM_AI,
-        texts={
-            "en": "The assistant could not handle this request.",
-            "da": "Assistenten kunne ikke håndtere denne henvendelse.",
-        },
+        text=gettext_noop("The assistant could not handle this request."),
     ),
     C.UPSTREAM_BAD_RESPONSE: ErrorSpec(
         retryable=True,
         category=UPSTREAM_AI,
-        texts={
-            "en": "The assistant sent an answer we could not read. Please try again.",
-            "da": "Assistenten sendte et svar, vi ikke kunne læse. Prøv igen.",
-        },
+        text=gettext_noop("The assistant sent an answer we could not read. Please try again."),
     ),
     C.UPSTREAM_STREAM_ERROR: ErrorSpec(
         retryable=True,
         category=UPSTREAM_AI,
-        texts={
-            "en": "The assistant ran into a problem while answering. Please try again.",
-            "da": "Assistenten løb ind i et problem undervejs. Prøv igen.",
-        },
+        text=gettext_noop("The assistant ran into a problem while answering. Please try again."),
     ),
     C.UPSTREAM_TRUNCATED: ErrorSpec(
         retryable=True,
         category=NETWORK,
-        texts={
-            "en": "The answer was cut off. Please try again.",
-            "da": "Svaret blev afbrudt. Prøv igen.",
-        },
+        text=gettext_noop("The answer was cut off. Please try again."),
     ),
     C.UPSTREAM_EMPTY: ErrorSpec(
         retryable=True,
         category=UPSTREAM_AI,
-        texts={
-            "en": "The assistant returned an empty answer. Please try again.",
-            "da": "Assistenten gav et tomt svar. Prøv igen.",
-        },
+        text=gettext_noop("The assistant returned an empty answer. Please try again."),
     ),
     C.UPSTREAM_TOO_LARGE: ErrorSpec(
         retryable=False,
         category=UPSTREAM_AI,
-        texts={
-            "en": "This message or its attachment is too large for the assistant.",
-            "da": "Beskeden eller dens vedhæftning er for stor til assistenten.",
-        },
+        text=gettext_noop("This message or its attachment is too large for the assistant."),
     ),
     C.UPSTREAM_ABORTED: ErrorSpec(
         retryable=False,
         category=UPSTREAM_AI,
-        texts={"en": "The answer was stopped.", "da": "Svaret blev stoppet."},
+        text=gettext_noop("The answer was stopped."),
     ),
     C.TURN_TIMEOUT: ErrorSpec(
         retryable=True,
         category=STREAMING,
-        texts={
-            "en": "The answer took too long. Please try again in a moment.",
-            "da": "Svaret tog for lang tid. Prøv igen om lidt.",
-        },
+        text=gettext_noop("The answer took too long. Please try again in a moment."),
     ),
     C.NO_ANSWER_FLOW: ErrorSpec(
         retryable=False,
         category=TEMPLATE,
-        texts={"en": "This chatbot is not set up yet.", "da": "Chatbotten er ikke sat op endnu."},
+        text=gettext_noop("This chatbot is not set up yet."),
     ),
     C.WORKER_LOST: ErrorSpec(
         retryable=True,
         category=STREAMING,
-        texts={
-            "en": "The answer was interrupted. Please ask again.",
-            "da": "Svaret blev afbrudt. Spørg venligst igen.",
-        },
+        text=gettext_noop("The answer was interrupted. Please ask again."),
     ),
     C.NOT_STARTED: ErrorSpec(
         retryable=True,
         category=STREAMING,
-        texts={
-            "en": "We could not start answering. Please ask again.",
-            "da": "Vi kunne ikke begynde at svare. Spørg venligst igen.",
-        },
+        text=gettext_noop("We could not start answering. Please ask again."),
     ),
     C.INTERNAL_ERROR: ErrorSpec(
         retryable=True,
         category=STREAMING,
-        texts={
-            "en": "Something went wrong on our side. Please try again in a moment.",
-            "da": "Der gik noget galt hos os. Prøv igen om lidt.",
-        },
+        text=gettext_noop("Something went wrong on our side. Please try again in a moment."),
     ),
 }
 del C
 
 
+def customer_text(text: str, language: str) -> str:
+    """`text` (an English message id) in the customer's language through Django's translation
+    machinery; English where the product has no catalogue for the language (today Danish only)."""
+    with translation.override(language):
+        return translation.gettext(text)
+
+
 def turn_error_text(code: str, language: str, *, default: str = "") -> str:
-    """What a customer reads for a turn that failed with `code`, in the bot's language (English
-    where the registry has no text in it); `default` for a code outside the registry."""
+    """What a customer reads for a turn that failed with `code`, in the bot's language; `default`
+    (as it is) for a code outside the registry, else the INTERNAL_ERROR text."""
     error = TURN_ERRORS.get(code)
     if error is None:
-        return default or TURN_ERRORS[TurnErrorCode.INTERNAL_ERROR].texts.get(language, "")
-    return error.texts.get(language) or error.texts["en"]
+        if default:
+            return default
+        error = TURN_ERRORS[TurnErrorCode.INTERNAL_ERROR]
+    return customer_text(error.text, language)
 
 
 def error_event(code: str, message: str, *, retryable: bool | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from aiclients.errors import UpstreamError
 from aiclients.types import UpstreamEvent, normalise_usage
 from chatbots.config_types import ChatbotConfig, FlowConfig
 from chatbots.selectors import chatbot_turn_config_get
+from config.errors import customer_text
 from conversations import services
 from conversations.runtime import WorkerRuntime
 from conversations.streaming import TurnPublisher
@@ -73,7 +74,7 @@ class TurnExecution:
 
     def text(self, key: str) -> str:
         """One of the runner's own texts (MESSAGES) in the turn's language."""
-        return MESSAGES[key][self.language]
+        return customer_text(MESSAGES[key], self.language)
 
     def run_answer(
         self, flow: FlowConfig, question: str, extra: dict[str, Any] | None

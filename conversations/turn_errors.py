@@ -7,18 +7,18 @@ and the AI calls, can raise and word failures without importing the runner.
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_noop
+
 from aiclients.errors import UpstreamError
 from config.errors import TURN_ERRORS, turn_error_text
 
-# Texts for situations, not codes; what each failure code tells the customer is in
-# config.errors.TURN_ERRORS.
+# Texts for situations, not codes, in English (message ids of Django's translation machinery,
+# read in the customer's language with config.errors.customer_text); what each failure code
+# tells the customer is in config.errors.TURN_ERRORS.
 MESSAGES = {
     # UPSTREAM_TOO_LARGE for an answer past ANSWER_MAX_CHARS (the code's own text is about a
     # message too large to send).
-    "too_large": {
-        "da": "Svaret blev for langt og er blevet afkortet.",
-        "en": "The answer was too long and has been cut off.",
-    },
+    "too_large": gettext_noop("The answer was too long and has been cut off."),
 }
 
 

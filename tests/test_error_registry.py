@@ -4,6 +4,7 @@ status, declared once, and a raise site names the code, not the status."""
 from __future__ import annotations
 
 import ast
+import gettext
 import pathlib
 
 import pytest
@@ -15,6 +16,7 @@ from config.errors import (
     ErrorCode,
     ErrorSpec,
     TurnErrorCode,
+    customer_text,
     error_body,
     error_event,
     error_frame,
@@ -27,6 +29,7 @@ from conversations.errors import (
     IdempotencyKeyReused,
     MessageRefused,
 )
+from conversations.turn_errors import MESSAGES
 from helpdesk.error_codes import HelpdeskErrorCode
 from images.error_codes import ImageErrorCode
 from monitoring.error_codes import MonitoringErrorCode
@@ -117,3 +120,35 @@ def test_a_conversation_service_s_refusal_is_named_for_what_happened_and_answers
         {"turn_id": "t"},
     )
     assert (ChatbotInactive("Off.").status, MessageRefused("Empty.").status) == (403, 400)
+
+
+def test_the_runner_s_own_texts_are_in_the_danish_catalogue_and_other_languages_read_english():
+    for text in MESSAGES.values():
+        assert customer_text(text, "da") not in ("", text)
+        assert customer_text(text, "sv") == text
+
+
+def po_entries(path: pathlib.Path) -> dict[str, str]:
+    """msgid -> msgstr of a .po file (no plurals or contexts: the product has none)."""
+    entries: dict[str, str] = {}
+    field, parts = "", {"msgid": "", "msgstr": ""}
+    for line in [*path.read_text().splitlines(), ""]:
+        if line.startswith(("msgid ", "msgstr ")):
+            field, _, line = line.partition(" ")
+        if line.startswith('"'):
+            parts[field] += ast.literal_eval(line)
+        elif not line.strip():  # an entry ends (the header's msgid is empty)
+            if parts["msgid"]:
+                entries[parts["msgid"]] = parts["msgstr"]
+            parts = {"msgid": "", "msgstr": ""}
+    return entries
+
+
+def test_the_compiled_danish_catalogue_says_what_its_po_file_says():
+    """django.mo is committed: a .po edited without `manage.py compilemessages` fails here."""
+    folder = ROOT / "locale" / "da" / "LC_MESSAGES"
+    with (folder / "django.mo").open("rb") as mo:
+        compiled = gettext.GNUTranslations(mo)
+    translated = {k: v for k, v in po_entries(folder / "django.po").items() if v}
+    assert translated
+    assert {k: compiled.gettext(k) for k in translated} == translated

@@ -75,7 +75,7 @@ def test_an_answer_past_the_cap_is_cut_there_and_fails_with_upstream_too_large(
     assert "".join(e["data"]["text"] for e in events if e["event"] == "token") == streamed
     error = events[-2]["data"]
     assert error["code"] == "UPSTREAM_TOO_LARGE"
-    assert error["message"] == MESSAGES["too_large"]["en"]
+    assert error["message"] == MESSAGES["too_large"]
     assert error["retryable"] is False
     call = AICall.objects.get(turn_id=turn.pk)
     assert (call.status, call.error_code) == ("error", "UPSTREAM_TOO_LARGE")
