@@ -4,6 +4,8 @@ model's admin supplies `connection_test(obj) -> (ok, message)`, usually a servic
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
@@ -12,8 +14,15 @@ from django.urls import reverse
 
 from chatbots.admin_urls import object_admin_paths
 
+# What the mixin is mixed into, for the type checker only (at run time the admin class supplies
+# message_user, model, admin_site, get_object and the permission checks).
+if TYPE_CHECKING:
+    _AdminBase = admin.ModelAdmin
+else:
+    _AdminBase = object
 
-class ConnectionTestMixin:
+
+class ConnectionTestMixin(_AdminBase):
     """A "Test connection" action and change-form button that report through messages."""
 
     actions = ["test_connection"]

@@ -57,7 +57,9 @@ def test_an_upstream_failure_is_logged_with_its_traceback_and_request_id(
     assert (entry.category, entry.code) == ("upstream_ai", "UPSTREAM_AUTH")
     assert entry.request_id == "req-upstream-1"
     assert "Traceback (most recent call last)" in entry.stack
-    assert "UpstreamError" in entry.stack and "stream_openai" in entry.stack
+    # The AI client's own frames: where the refused request was made.
+    assert "UpstreamError" in entry.stack and "aiclients/_http.py" in entry.stack
+    assert "open_stream" in entry.stack
     assert API_KEY not in entry.stack + entry.message + str(entry.context)
 
 
