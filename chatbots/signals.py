@@ -78,7 +78,8 @@ def knowledge_entry_saved(sender, instance: KnowledgeEntry, **kwargs) -> None:
 
 @receiver(pre_save, sender=Chatbot)
 def chatbot_remember_language(sender, instance: Chatbot, **kwargs) -> None:
-    instance._previous_language = (
+    # A mark for this save's post_save handlers (they read it with getattr).
+    instance._previous_language = (  # type: ignore[attr-defined]
         Chatbot.objects.filter(pk=instance.pk).values_list("language", flat=True).first()
         if instance.pk
         else None

@@ -9,8 +9,9 @@ from knowledge.models import KnowledgeDocument
 
 
 def document_deleted(sender, instance: KnowledgeDocument, **kwargs) -> None:
-    if instance.file:
-        storage, name = instance.file.storage, instance.file.name
+    name = instance.file.name
+    if name:  # a FieldFile is true exactly when it has a name
+        storage = instance.file.storage
         transaction.on_commit(lambda: storage.delete(name))
 
 

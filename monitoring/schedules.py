@@ -57,8 +57,8 @@ def schedules_ensure() -> dict[str, str]:
         existing = PeriodicTask.objects.filter(name=name).first()
         if (
             existing is not None
-            and MARKER.search(existing.description or "")
-            and (MARKER.search(existing.description).group(1) == fingerprint)
+            and (marker := MARKER.search(existing.description or ""))
+            and marker.group(1) == fingerprint
         ):
             outcome[name] = "kept"
             continue

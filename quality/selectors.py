@@ -116,7 +116,7 @@ def worst_answers(votes, *, limit: int = WORST_LIMIT) -> list[dict[str, Any]]:
             + "?"
             + urlencode({"from_message": group["message_id"], "source": "feedback"})
         )
-        knowledge = {"title": Truncator(question).chars(300)}
+        knowledge: dict[str, str | int] = {"title": Truncator(question).chars(300)}
         if group["chatbot_id"] in first_kb:
             knowledge["knowledge_base"] = first_kb[group["chatbot_id"]]
         group["add_knowledge_url"] = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
@@ -47,13 +47,14 @@ def collect() -> Iterator[Metric]:
     calls = CounterMetricFamily(
         "chatbot_tool_calls", "Tool calls by tool and outcome.", labels=["tool", "outcome"]
     )
-    for field, count in sorted(redis.hgetall(CALLS_KEY).items()):
+    # The shared client answers bytes (config.redis: no decode_responses).
+    for field, count in sorted(cast(dict[bytes, bytes], redis.hgetall(CALLS_KEY)).items()):
         tool, _, outcome = field.decode().partition(SEP)
         calls.add_metric([tool, outcome], int(count))
     yield calls
     seconds = CounterMetricFamily(
         "chatbot_tool_call_seconds", "Time spent in tool calls.", labels=["tool"]
     )
-    for field, ms in sorted(redis.hgetall(MS_KEY).items()):
+    for field, ms in sorted(cast(dict[bytes, bytes], redis.hgetall(MS_KEY)).items()):
         seconds.add_metric([field.decode()], int(ms) / 1000)
     yield seconds

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from chatbots.secrets import SecretDecryptionError, decrypt, encrypt
 from config.redis import get_redis
@@ -37,7 +38,8 @@ def _key(source: SourceConfig) -> str:
 
 
 def _read(key: str) -> str | None:
-    raw = get_redis().get(key)
+    # The shared client answers bytes (config.redis: no decode_responses).
+    raw = cast(bytes | None, get_redis().get(key))
     if raw is None:
         return None
     try:
