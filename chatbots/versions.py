@@ -13,6 +13,7 @@ stays with the rows because knowledge entries' search vectors follow it at once.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any, Literal, cast
 
 from django.db import transaction
@@ -37,19 +38,20 @@ VERSIONED_KEYS: tuple[Literal["routing_mode", "topics", "flows", "text_rules", "
 )
 
 
+# Reads the bot's tool allow-list and bounds (by chatbot id) for a snapshot: the tools app, which
+# sits above chatbots, registers tools.selectors.tools_binding_get when it loads. None registered: a
+# version holds no tools.
+ToolsBindingReader = Callable[..., ToolsBinding | None]  # called with chatbot_id=
+_tools_binding_reader: list[ToolsBindingReader] = []
+
+
+def register_tools_binding_reader(reader: ToolsBindingReader) -> None:
+    _tools_binding_reader[:] = [reader]
+
+
 def _tools_binding(chatbot: Chatbot) -> ToolsBinding | None:
     """The bot's tool allow-list and bounds, as tools.selectors.toolset_for_turn reads them."""
-    from tools.models import ChatbotTools
-
-    row = ChatbotTools.objects.filter(chatbot_id=chatbot.pk).first()
-    if row is None:
-        return None
-    return {
-        "tools": list(row.tools),
-        "max_steps": row.max_steps,
-        "max_seconds": row.max_seconds,
-        "call_timeout": row.call_timeout,
-    }
+    return _tools_binding_reader[0](chatbot_id=chatbot.pk) if _tools_binding_reader else None
 
 
 def _strip_secrets(config: ChatbotConfig) -> None:

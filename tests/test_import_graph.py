@@ -51,7 +51,6 @@ ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
     ("chatbots.checkruns", "conversations"): "a check run runs turns",
     ("chatbots.checkruns", "quality"): "a check run records quality checks",
     ("chatbots.preview", "conversations"): "the admin preview opens a conversation",
-    ("chatbots.versions", "tools"): "a version snapshot includes the bot's tools",
     # knowledge, tools (floor 3)
 }
 

@@ -23,6 +23,20 @@ class Toolset:
     result_max_chars: int
 
 
+def tools_binding_get(*, chatbot_id: int) -> ToolsBinding | None:
+    """The bot's tool allow-list and bounds as a published version holds them (chatbots.versions
+    reads them through the reader tools.apps registers)."""
+    row = ChatbotTools.objects.filter(chatbot_id=chatbot_id).first()
+    if row is None:
+        return None
+    return {
+        "tools": list(row.tools),
+        "max_steps": row.max_steps,
+        "max_seconds": row.max_seconds,
+        "call_timeout": row.call_timeout,
+    }
+
+
 def toolset_for_turn(*, chatbot_id: int, binding: ToolsBinding | None = None) -> Toolset | None:
     """The bot's tools and loop bounds, or None when it has none (the turn runs as before).
     One indexed read (the one-to-one's unique chatbot_id), and one of the shop's MCP servers
