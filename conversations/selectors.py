@@ -9,7 +9,7 @@ from config.errors import ApiError, ErrorCode
 from conversations import eventlog, streaming
 from conversations.models import Turn
 
-SESSION_STATUS = {
+SESSION_STATUS: dict[str, str] = {
     Turn.Status.PENDING: "active",
     Turn.Status.RUNNING: "active",
     Turn.Status.COMPLETED: "completed",
@@ -232,14 +232,14 @@ def user_sessions(*, user_id: str, chatbot_ids: list[int] | None, kind: str, lim
 
     from conversations.models import Conversation, Message
 
-    sessions = Conversation.objects.select_related("chatbot").filter(user_id=user_id)
+    matching = Conversation.objects.select_related("chatbot").filter(user_id=user_id)
     if chatbot_ids is not None:
-        sessions = sessions.filter(chatbot_id__in=chatbot_ids)
+        matching = matching.filter(chatbot_id__in=chatbot_ids)
     if kind == "active":
-        sessions = sessions.filter(status="active")
+        matching = matching.filter(status="active")
     elif kind == "unresolved":
-        sessions = sessions.filter(is_resolved=False).exclude(status="ended")
-    sessions = list(sessions.order_by("-last_activity_at")[:limit])
+        matching = matching.filter(is_resolved=False).exclude(status="ended")
+    sessions = list(matching.order_by("-last_activity_at")[:limit])
     recent: dict = {}
     if sessions:
         rows = (

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -103,7 +103,7 @@ async def turn_events(turn_id: str, after: int, address: str) -> AsyncIterator[s
             del open_streams[address]
 
 
-async def _turn_events(turn_id: str, after: int) -> AsyncIterator[str]:
+async def _turn_events(turn_id: str, after: int) -> AsyncGenerator[str, None]:
     layer = get_channel_layer()
     group = streaming.turn_group(turn_id)
     channel = await layer.new_channel("sse.")
