@@ -19,10 +19,12 @@ hands the poll to the sync door whenever `db_needed` says PostgreSQL would be re
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from conversations import streaming
 
 ReadDb = Callable[[str, int, int], Awaitable[list[dict]]]
+Redis = Callable[[str], Any]  # turn id -> the loop's client of the server holding its log
 
 
 def db_needed(after: int, from_redis: list[dict]) -> bool:
@@ -60,7 +62,7 @@ def events_after_sync(turn_id: str, after: int, limit: int) -> list[dict]:
 
 
 async def events_after(
-    turn_id: str, after: int, limit: int, *, redis: Callable[[str], object], read_db: ReadDb
+    turn_id: str, after: int, limit: int, *, redis: Redis, read_db: ReadDb
 ) -> list[dict]:
     """The async door: the same read, with `redis(turn_id)` (the loop's client of the turn's
     server) and `read_db` (db_events_after run on the caller's database executor)."""

@@ -13,7 +13,6 @@ from typing import Any
 from conversations import eventlog, streaming
 
 Emit = Callable[[str, dict], Awaitable[None]]
-Redis = Callable[[str], Any]  # turn id -> the client of the server holding its log
 
 
 class TurnFollower:
@@ -33,7 +32,7 @@ class TurnFollower:
         channel_name: str,
         emit: Emit,
         read_db: eventlog.ReadDb,
-        redis: Redis,
+        redis: eventlog.Redis,
     ) -> None:
         self.channel_layer = channel_layer
         self.channel_name = channel_name
