@@ -7,10 +7,11 @@ these are TypedDicts (not dataclasses): mypy checks every `config[...]`/`flow[..
 against what the builder writes, and nothing changes at run time.
 
 Django-free on purpose (only typing): the runner's modules and the AI clients' callers can name
-the shapes without loading an app.
+the shapes without loading an app. No `from __future__ import annotations` here: Python 3.11's
+TypedDict sees NotRequired only in evaluated annotations, and the keys it reports at run time
+(__required_keys__, __optional_keys__) are what chatbots/tests/test_config_types.py checks the
+cached configuration against.
 """
-
-from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
