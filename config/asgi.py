@@ -16,7 +16,7 @@ from django.http import JsonResponse  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from config.client_address import ProxiedClientMiddleware  # noqa: E402
-from config.errors import ErrorCode, error_body  # noqa: E402
+from config.errors import ErrorCode, error_body, error_json  # noqa: E402
 from config.request_threads import RequestThreads  # noqa: E402
 from config.socket_limits import AddressSockets, SocketLimitMiddleware  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
@@ -66,10 +66,7 @@ class ApiASGIHandler(ASGIHandler):
         request, response = super().create_request(scope, body_file)
         if response is not None and scope.get("path", "").startswith("/api/"):
             if response.status_code == 413:
-                response = JsonResponse(
-                    error_body(ErrorCode.PAYLOAD_TOO_LARGE, "The request body is too large."),
-                    status=413,
-                )
+                response = error_json(ErrorCode.PAYLOAD_TOO_LARGE, "The request body is too large.")
             else:
                 response = JsonResponse(
                     error_body(

@@ -180,6 +180,18 @@ def error_response(err: ApiError) -> JsonResponse:
     return response
 
 
+def error_json(
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    """A refusal answered outside DRF's exception handler (middleware, handler404/500, plain
+    Django views): the envelope with its code's registry status."""
+    return error_response(ApiError(code, message, details=details, headers=headers))
+
+
 _DRF_CODES = {
     drf_exceptions.ParseError: (ErrorCode.MALFORMED_JSON, "The request body is not valid JSON."),
     drf_exceptions.NotAuthenticated: (ErrorCode.NOT_AUTHENTICATED, "Authentication is required."),

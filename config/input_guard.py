@@ -14,9 +14,7 @@ import json
 import math
 from typing import Any
 
-from django.http import JsonResponse
-
-from config.errors import ApiError, ErrorCode, error_body
+from config.errors import ApiError, ErrorCode, error_response
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -150,7 +148,7 @@ class InputGuardMiddleware:
             return self.get_response(request)
         # The envelope everywhere (also /health, and admin pages: no page takes a NUL).
         err = refusal(*found)
-        return JsonResponse(error_body(err.code, err.message, err.details), status=400)
+        return error_response(err)
 
     @staticmethod
     def problem(request) -> tuple[str, str] | None:

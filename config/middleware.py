@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 
-from config.errors import ErrorCode, error_body
+from config.errors import ErrorCode, error_json
 
 logger = logging.getLogger("config.api")
 
@@ -34,13 +34,10 @@ def body_limit_for(path: str) -> int:
 
 
 def too_large(limit: int) -> JsonResponse:
-    return JsonResponse(
-        error_body(
-            ErrorCode.PAYLOAD_TOO_LARGE,
-            f"The request body is larger than {limit} bytes.",
-            {"max_bytes": limit},
-        ),
-        status=413,
+    return error_json(
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        f"The request body is larger than {limit} bytes.",
+        {"max_bytes": limit},
     )
 
 
@@ -55,15 +52,11 @@ def is_dependency_down(exception: BaseException) -> bool:
 
 
 def service_unavailable() -> JsonResponse:
-    response = JsonResponse(
-        error_body(
-            ErrorCode.SERVICE_UNAVAILABLE,
-            "The service is briefly unavailable; please try again in a few seconds.",
-        ),
-        status=503,
+    return error_json(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        "The service is briefly unavailable; please try again in a few seconds.",
+        headers={"Retry-After": "5"},
     )
-    response["Retry-After"] = "5"
-    return response
 
 
 class ApiGuardMiddleware:
@@ -76,10 +69,7 @@ class ApiGuardMiddleware:
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
-                return JsonResponse(
-                    error_body(ErrorCode.VALIDATION_ERROR, "Content-Length is not a number."),
-                    status=400,
-                )
+                return error_json(ErrorCode.VALIDATION_ERROR, "Content-Length is not a number.")
             if length > limit:
                 return too_large(limit)
         return self.get_response(request)
@@ -95,13 +85,10 @@ class ApiGuardMiddleware:
             )
             return service_unavailable()
         if isinstance(exception, RecursionError):
-            return JsonResponse(
-                error_body(ErrorCode.MALFORMED_JSON, "The JSON is nested too deeply."), status=400
-            )
+            return error_json(ErrorCode.MALFORMED_JSON, "The JSON is nested too deeply.")
         logger.exception("unhandled error in %s %s", request.method, request.path)
-        return JsonResponse(
-            error_body(ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; it is logged."),
-            status=500,
+        return error_json(
+            ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; it is logged."
         )
 
 

@@ -1,7 +1,7 @@
 """URL map: admin, REST API under /api/, OpenAPI schema and docs."""
 
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest
 from django.urls import include, path
 from drf_spectacular.views import (
     SpectacularAPIView,
@@ -11,7 +11,7 @@ from drf_spectacular.views import (
 
 from chatbots import api as chatbots_api
 from config.auth_api import TokenObtain, TokenRefresh
-from config.errors import ErrorCode, error_body
+from config.errors import ErrorCode, error_json
 from config.legacy_login import LegacyLogin
 from monitoring.urls import root_urlpatterns
 
@@ -59,7 +59,7 @@ admin.site.site_url = None
 
 def handler404(request: HttpRequest, exception=None):
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body(ErrorCode.NOT_FOUND, "No such endpoint."), status=404)
+        return error_json(ErrorCode.NOT_FOUND, "No such endpoint.")
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
@@ -74,9 +74,8 @@ def handler500(request: HttpRequest):
     if request.path.startswith("/api/") and exc is not None and is_dependency_down(exc):
         return service_unavailable()
     if request.path.startswith("/api/"):
-        return JsonResponse(
-            error_body(ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; it is logged."),
-            status=500,
+        return error_json(
+            ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; it is logged."
         )
     from django.views.defaults import server_error
 

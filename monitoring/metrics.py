@@ -13,13 +13,13 @@ import logging
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from accounts import access
-from config.errors import ErrorCode, error_body
+from config.errors import ErrorCode, error_json
 from monitoring import runtime_metrics, selectors
 from monitoring.error_codes import MonitoringErrorCode
 from tools import metrics as tool_metrics
@@ -194,20 +194,20 @@ def metrics(request: HttpRequest) -> HttpResponse:
     allowed, status = _authorized(request)
     if not allowed:
         if status == 403:
-            body = error_body(ErrorCode.PERMISSION_DENIED, "Platform operators only.")
-        elif request.headers.get("Authorization"):
-            body = error_body(
-                MonitoringErrorCode.METRICS_TOKEN_INVALID, "The metrics token is not valid."
+            return error_json(ErrorCode.PERMISSION_DENIED, "Platform operators only.")
+        # 401: the registry's status of both codes.
+        challenge = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+        if request.headers.get("Authorization"):
+            return error_json(
+                MonitoringErrorCode.METRICS_TOKEN_INVALID,
+                "The metrics token is not valid.",
+                headers=challenge,
             )
-        else:
-            body = error_body(
-                ErrorCode.NOT_AUTHENTICATED,
-                "Log in as staff, or send Authorization: Bearer <METRICS_TOKEN>.",
-            )
-        response: HttpResponse = JsonResponse(body, status=status)
-        if status == 401:
-            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
+        return error_json(
+            ErrorCode.NOT_AUTHENTICATED,
+            "Log in as staff, or send Authorization: Bearer <METRICS_TOKEN>.",
+            headers=challenge,
+        )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MonitoringCollector())
     response = HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
