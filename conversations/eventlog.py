@@ -12,8 +12,10 @@ the next event (`db_needed`), and the two answers merge gapless, in order, each 
 - `events_after`: the event loop's Redis client and the caller's own database executor (the
   followers of WebSocket, Socket.IO and the inbox, conversations.follower).
 
-Polling's fast path (conversations.polling) reads Redis alone in one pipelined round trip and
-hands the poll to the sync door whenever `db_needed` says PostgreSQL would be read.
+Polling's fast path (conversations.polling) reads Redis alone in one pipelined round trip (no
+query) and hands the poll to the sync door when its page does not start at the next event
+(`db_needed`), or in the other cases polling.py lists; an empty page it answers itself from the
+turn's last event in Redis.
 """
 
 from __future__ import annotations
