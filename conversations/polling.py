@@ -11,8 +11,9 @@ query and without a thread:
   record (chatbots.selectors.chatbot_access_get), dropped on every save of the chatbot;
 - one Redis round trip (the event loop's asyncio client) reads the turn's first event, the
   page after the client's id, and the last event. The first event (`start`) names the turn's
-  conversation, which must be the token's. Where the event log's reader would read PostgreSQL
-  (conversations.eventlog.db_needed) the poll goes to the DRF view, which reads both.
+  conversation, which must be the token's. A page that does not start at the next event, where
+  the event log's reader reads PostgreSQL (conversations.eventlog.db_needed), goes to the DRF
+  view, which reads both.
 
 Everything else goes to the DRF view (conversations.api.stream_events) unchanged: staff users,
 a token that does not check out, a turn Redis does not know (not started, or expired), a page
