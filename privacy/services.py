@@ -28,10 +28,18 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, Shop
 from accounts.services import audit_record
+from analytics.models import ContextChunk, ConversationAnalysis, ConversationSummary, TurnMetrics
+from analytics.services.conversation_index import conversation_index_recount
+from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode
 from config.redis import get_redis
 from conversations.models import AICall, Conversation, Message, Turn
+from conversations.streaming import event_redis_all
+from helpdesk.models import ConversationRating, Handoff
+from images.models import ImageUpload
+from monitoring.models import ErrorLog
 from privacy.models import RetentionPolicy
+from quality.models import AnswerFeedback
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +128,6 @@ def _ai_calls(shop: Shop, customer: Customer, records: CustomerRecords) -> model
 
 
 def _index_entries(shop: Shop, customer: Customer, records: CustomerRecords) -> models.QuerySet:
-    from analytics.models import ConversationSummary
-
     match = Q(conversation_id__in=records.conversation_ids) | Q(username__in=records.user_ids)
     if customer.email:
         match |= Q(username__iexact=customer.email)
@@ -161,10 +167,6 @@ AI_CALL_FIELDS = ["conversation_id", "flow", "purpose", "question", "answer", "m
 
 def _conversation_export(conversation: Conversation) -> dict[str, Any]:
     """One conversation with its messages and everything the other apps keep beside it."""
-    from helpdesk.models import ConversationRating, Handoff
-    from images.models import ImageUpload
-    from quality.models import AnswerFeedback
-
     ratings = _rows(ConversationRating.objects.filter(conversation=conversation), RATING_FIELDS)
     return {
         "id": str(conversation.pk),
@@ -245,7 +247,6 @@ def _redis_turn_keys_delete(turn_ids: list) -> int:
     """The turns' event logs and markers in Redis (`cb:turn:<id>:*`, conversations.streaming)."""
     if not turn_ids:
         return 0
-    from conversations.streaming import event_redis_all
 
     deleted = 0
     # Markers live on REDIS_URL's server, logs on their turn's (EVENT_REDIS_URLS).
@@ -262,9 +263,6 @@ def _conversations_delete(conversation_ids: list) -> tuple[Counter, list]:
     """Delete conversations and everything that hangs off them (rows cascade; image files go
     after commit, images.signals); their AI calls and index entries too (no cascade there).
     Returns the rows deleted per model and the turn ids whose Redis keys must go."""
-    from analytics.models import ConversationSummary
-    from monitoring.models import ErrorLog
-
     counts: Counter = Counter()
     if not conversation_ids:
         return counts, []
@@ -285,16 +283,12 @@ def _conversations_delete(conversation_ids: list) -> tuple[Counter, list]:
 
 
 def _index_recount() -> None:
-    from analytics.services.conversation_index import conversation_index_recount
-
     conversation_index_recount()
 
 
 def customer_erase(*, shop: Shop, customer: Customer, user=None, request=None) -> dict[str, Any]:
     """Forget the customer in this shop: every row, Redis key and file; returns the report of
     what was deleted (also kept, without the identifier, in the audit log)."""
-    from images.models import ImageUpload
-
     with transaction.atomic():
         records = customer_records(shop=shop, customer=customer)
         ids = records.conversation_ids
@@ -421,13 +415,6 @@ def _conversations_expire(policy: RetentionPolicy, cutoff: dt.datetime, batch: i
 def _analytics_expire(policy: RetentionPolicy, cutoff: dt.datetime, batch: int) -> Counter:
     """Delete the shop's analyses, context chunks, turn metrics and index rows older than
     `cutoff`; rows deleted per kind."""
-    from analytics.models import (
-        ContextChunk,
-        ConversationAnalysis,
-        ConversationSummary,
-        TurnMetrics,
-    )
-
     shop_id = policy.shop_id
     totals: Counter = Counter()
     for key, queryset in (
@@ -463,7 +450,6 @@ def _policy_enforce(
 ) -> bool:
     """Apply one shop's periods, adding rows deleted per kind to `totals`; True when
     conversations or index rows may have gone (the index counts need recounting)."""
-    from images.models import ImageUpload
 
     def cutoff(days: int) -> dt.datetime:
         return now - dt.timedelta(days=days)
@@ -554,9 +540,6 @@ def ai_calls_redact(*, turn_id: str | None = None) -> int:
     """Mask personal data in the AI calls (one turn's, or all) of shops whose policy asks for
     it, and in their conversation-index entries; returns the calls changed. Idempotent: only
     rows that still match are written."""
-    from analytics.models import ConversationSummary
-    from chatbots.models import Chatbot
-
     calls = AICall._meta.db_table
     bots = Chatbot._meta.db_table
     policies = RetentionPolicy._meta.db_table
