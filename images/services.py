@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode
+from conversations.errors import ConversationClosed
 from conversations.models import Conversation, Message
 from images.error_codes import ImageErrorCode
 from images.models import ImageUpload
@@ -141,9 +142,7 @@ def conversation_takes_images_check(*, conversation: Conversation) -> None:
 def _open_check(status: str) -> None:
     # A resolved conversation takes photos (the next message reopens it); an ended one does not.
     if status == Conversation.Status.ENDED:
-        raise ApiError(
-            ErrorCode.CONVERSATION_CLOSED, "This conversation has ended; start a new one."
-        )
+        raise ConversationClosed("This conversation has ended; start a new one.")
 
 
 def _limit_check(conversation: Conversation) -> None:
