@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -290,6 +291,7 @@ TURN_METRICS_JOB = "turn-metrics-cleanup"
 
 def turn_metrics_cleanup(progress: JobProgress) -> None:
     """Call analytics.services.turn_metrics_cleanup() when analytics provides it."""
+    analytics_services: types.ModuleType | None
     try:
         from analytics import services as analytics_services
     except ImportError:

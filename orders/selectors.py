@@ -6,7 +6,7 @@ Counters per source live in the Redis hash `cb:orders:stats:<source id>` (see ST
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 
@@ -88,7 +88,8 @@ def order_source_for_tool(*, chatbot_id: int, language: str = "en") -> SourceCon
 
 
 def order_source_stats(*, source_id: int) -> dict[str, Any]:
-    raw = get_redis().hgetall(STATS_KEY.format(source_id))
+    # The shared client answers bytes (config.redis: no decode_responses).
+    raw = cast(dict[bytes, bytes], get_redis().hgetall(STATS_KEY.format(source_id)))
     stats: dict[str, Any] = {name: 0 for name in STATS_FIELDS}
     for key, value in raw.items():
         name, text = key.decode(), value.decode()

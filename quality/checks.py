@@ -41,7 +41,8 @@ def _source_titles(sources: list[Any] | None) -> list[str]:
         if isinstance(source, str):
             titles.append(source)
         elif isinstance(source, dict):
-            meta = source.get("metadata") if isinstance(source.get("metadata"), dict) else {}
+            raw = source.get("metadata")
+            meta = raw if isinstance(raw, dict) else {}
             title = source.get("title") or meta.get("title") or meta.get("source") or ""
             titles.append(str(title))
     return titles

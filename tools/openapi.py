@@ -95,11 +95,11 @@ def _operation_tool(
     if body:
         if method != "post":
             return None, "a request body on a GET is not supported"
-        schema = ((body.get("content") or {}).get("application/json") or {}).get("schema")
-        if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+        body_schema = ((body.get("content") or {}).get("application/json") or {}).get("schema")
+        if not isinstance(body_schema, dict) or body_schema.get("type", "object") != "object":
             return None, "its request body is not a JSON object"
-        properties.update(schema.get("properties") or {})
-        required += [r for r in schema.get("required") or [] if isinstance(r, str)]
+        properties.update(body_schema.get("properties") or {})
+        required += [r for r in body_schema.get("required") or [] if isinstance(r, str)]
     parameters: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         parameters["required"] = sorted(set(required))
