@@ -17,6 +17,7 @@ from django.conf import settings
 
 from aiclients.types import UpstreamEvent
 from chatbots.config_types import ChatbotConfig, FlowConfig
+from chatbots.models import WEEKDAYS
 from knowledge.retrieval import knowledge_search
 
 TEXTS = {
@@ -42,8 +43,6 @@ DAY_NAMES = {
 
 
 def _hours_summary(opening_hours: dict, language: str) -> str:
-    from chatbots.models import WEEKDAYS
-
     names = DAY_NAMES.get(language, DAY_NAMES["en"])
     parts = []
     for index, day in enumerate(WEEKDAYS):

@@ -19,6 +19,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.html import escape, linebreaks
 
+from chatbots.models import WEEKDAYS
 from chatbots.secrets import SecretDecryptionError
 from chatbots.services import support_open_now
 from config.errors import ApiError, ErrorCode
@@ -124,8 +125,6 @@ def support_status(*, conversation: Conversation) -> dict[str, Any]:
 
 
 def _hours_text(chatbot, language: str) -> str:
-    from chatbots.models import WEEKDAYS
-
     names = {
         "da": ["man", "tir", "ons", "tor", "fre", "lør", "søn"],
         "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],

@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from accounts import access
-from accounts.models import Role
+from accounts.models import Membership, Role
 from analytics.models import ConversationAnalysis
 from analytics.selectors import human_figures
 from config.errors import ApiError, ErrorCode
@@ -167,8 +167,6 @@ def conversation_detail(*, user, conversation_id) -> dict[str, Any]:
 
 def assignable_agents(*, shop_id: int) -> list[dict[str, Any]]:
     """Who a conversation of the shop may be assigned to: its agents, admins and owners."""
-    from accounts.models import Membership
-
     rows = (
         Membership.objects.filter(
             shop_id=shop_id, role__in=[Role.AGENT, Role.ADMIN, Role.OWNER], user__is_active=True

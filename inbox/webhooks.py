@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST
 from config.errors import ApiError, ErrorCode, error_response
 from config.input_guard import json_object_parse
 from conversations.models import Conversation, Message
+from helpdesk.models import Handoff, HelpdeskConnection
 from inbox import services
 
 # A Zendesk signature older (or newer) than this is a replay.
@@ -83,8 +84,6 @@ def helpdesk_reply_append(
     the widget when a person's turn is open. Returns (message, created, pushed).
 
     A repeat of the same comment (helpdesks retry webhooks) is stored once."""
-    from helpdesk.models import Handoff
-
     handoff = (
         Handoff.objects.filter(conversation__chatbot_id=connection.chatbot_id, ticket_id=ticket_id)
         .order_by("-created_at")
@@ -145,8 +144,6 @@ def helpdesk_reply_append(
 @csrf_exempt
 @require_POST
 def helpdesk_webhook(request: HttpRequest, connection_id: int) -> JsonResponse:
-    from helpdesk.models import HelpdeskConnection
-
     try:
         connection = (
             HelpdeskConnection.objects.filter(pk=connection_id, active=True).first()

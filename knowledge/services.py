@@ -16,7 +16,7 @@ from django.db.models import F, Value
 from django.utils import timezone
 
 from aiclients.errors import UpstreamError
-from chatbots.models import KnowledgeBase
+from chatbots.models import Chatbot, KnowledgeBase
 from knowledge.chunking import chunks_make
 from knowledge.embeddings import embeddings_create
 from knowledge.models import KnowledgeChunk, KnowledgeDocument
@@ -278,8 +278,6 @@ def knowledge_terms_refresh(*, knowledge_base_id: int) -> int:
 
 def knowledge_chunks_reindex(*, chatbot_id: int) -> int:
     """Recompute the chunks' full-text vectors after the chatbot's language changed."""
-    from chatbots.models import Chatbot
-
     chatbot = Chatbot.objects.get(pk=chatbot_id)
     config = Value(chatbot.search_config)
     return KnowledgeChunk.objects.filter(knowledge_base__chatbot_id=chatbot_id).update(

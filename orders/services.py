@@ -23,6 +23,7 @@ from chatbots.secrets import SecretDecryptionError
 from config.error_log import error_reported
 from config.redaction import redact
 from config.redis import get_redis
+from conversations.models import Turn
 from orders import answers, extract, selectors
 from orders.client import OrderHttp, new_client, pooled_client
 from orders.models import OrderSource
@@ -237,8 +238,6 @@ def order_attempt_refund(*, keys: list[str]) -> None:
 
 
 def _turn_client_ip(turn_id: str) -> str | None:
-    from conversations.models import Turn
-
     return Turn.objects.filter(pk=turn_id).values_list("client_ip", flat=True).first()
 
 

@@ -10,12 +10,12 @@ import json
 from typing import Any
 
 from chatbots.config_types import ChatbotConfig
+from chatbots.services import support_open_now
+from knowledge.retrieval import knowledge_search
 from tools.registry import Tool, ToolContext, ToolError, ToolResult, tool_register
 
 
 async def opening_hours_run(ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
-    from chatbots.services import support_open_now
-
     config = ctx.config
     hours = config.get("opening_hours") or {}
     open_now = support_open_now(opening_hours=hours, timezone=config["timezone"])
@@ -35,8 +35,6 @@ async def opening_hours_run(ctx: ToolContext, arguments: dict[str, Any]) -> Tool
 def knowledge_passages(*, config: ChatbotConfig, query: str, limit: int) -> list[dict[str, Any]]:
     """The bot's best knowledge passages for a query, from the knowledge app's full-text search
     over all the bot's builtin bases (sync: runs on a DB thread)."""
-    from knowledge.retrieval import knowledge_search
-
     return knowledge_search(
         chatbot_id=config["id"],
         search_config=config["search_config"],

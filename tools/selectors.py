@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from chatbots.config_types import ToolsBinding
+from chatbots.secrets import SecretDecryptionError
 from tools.models import ChatbotTools
 from tools.registry import Tool, tool_get
 
@@ -72,7 +73,6 @@ def toolset_for_turn(*, chatbot_id: int, binding: ToolsBinding | None = None) ->
 
 def _mcp_tools(*, shop_id: int, wanted: set[str]) -> dict[str, Tool]:
     """Tools of the shop's active MCP servers on the allow-list, from their cached listings."""
-    from chatbots.secrets import SecretDecryptionError
     from tools.mcp import McpEndpoint, allow_list_name, parse_headers
     from tools.models import McpServer
 
@@ -170,7 +170,6 @@ def http_tool_choices(*, shop_ids: list[int] | None) -> list[tuple[str, str]]:
 
 
 def _http_tools(*, shop_id: int, wanted: set[str]) -> dict[str, Tool]:
-    from chatbots.secrets import SecretDecryptionError
     from tools.http import HttpCall, http_tool_call
     from tools.mcp import parse_headers
 
