@@ -1,15 +1,12 @@
 """The configuration's types (chatbots.config_types) say what the cache really holds.
 
 mypy checks the code that reads the configuration against these TypedDicts, but the values come
-back from Redis as JSON and from published versions stored months ago: these tests read them
-back as a turn does and compare every key, at every depth, with the keys the types name.
+back from Redis as JSON and from a published version's stored JSON: these tests read them back
+as a turn does and compare every key, at every depth, with the keys the types name
+(tests/typed_shapes.py).
 """
 
 from __future__ import annotations
-
-import types
-import typing
-from typing import Any
 
 import pytest
 
@@ -23,52 +20,10 @@ from chatbots.config_types import (
 )
 from chatbots.models import AIEndpoint, Chatbot, TemplateAssignment, TextRule
 from chatbots.versions import chatbot_publishing_set
+from tests.typed_shapes import shape_problems
 from tools.models import ChatbotTools
 
 pytestmark = pytest.mark.django_db
-
-SCALARS: dict[Any, tuple[type, ...]] = {
-    int: (int,),
-    float: (int, float),  # JSON writes 30.0 as 30.0, but a float field may hold an int
-    str: (str,),
-    bool: (bool,),
-}
-
-
-def shape_problems(value: Any, kind: Any, path: str = "config") -> list[str]:
-    """Where `value` departs from the type `kind`: a required key missing, a key the TypedDict
-    does not name, or a scalar of another type, through nested TypedDicts, lists and optionals."""
-    origin = typing.get_origin(kind)
-    if origin in (types.UnionType, typing.Union):
-        options = typing.get_args(kind)
-        if value is None:
-            return [] if type(None) in options else [f"{path} is null"]
-        [kind] = [option for option in options if option is not type(None)]
-        return shape_problems(value, kind, path)
-    if origin is list:
-        if not isinstance(value, list):
-            return [f"{path} is not a list"]
-        [item] = typing.get_args(kind)
-        return [p for i, v in enumerate(value) for p in shape_problems(v, item, f"{path}[{i}]")]
-    if origin is dict:
-        return [] if isinstance(value, dict) else [f"{path} is not an object"]
-    if typing.is_typeddict(kind):
-        if not isinstance(value, dict):
-            return [f"{path} is not an object ({kind.__name__})"]
-        named = kind.__required_keys__ | kind.__optional_keys__
-        problems = [
-            f"{path}.{key} is missing" for key in sorted(kind.__required_keys__ - value.keys())
-        ]
-        problems += [
-            f"{path}.{key} is not in {kind.__name__}" for key in sorted(value.keys() - named)
-        ]
-        hints = typing.get_type_hints(kind)
-        for key in sorted(value.keys() & named):
-            problems += shape_problems(value[key], hints[key], f"{path}.{key}")
-        return problems
-    if kind in SCALARS and not isinstance(value, SCALARS[kind]):
-        return [f"{path} is a {type(value).__name__}, not a {kind.__name__}"]
-    return []
 
 
 @pytest.fixture
