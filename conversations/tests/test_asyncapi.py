@@ -40,9 +40,12 @@ def client_message_types() -> set[str]:
 
 
 def server_message_types() -> set[str]:
-    """`type` of every dict literal the consumer sends (`send_json({"type": …})`)."""
+    """`type` of every dict literal the consumer sends (`send_json({"type": …})`), and "error"
+    for its error frames (config.errors.error_frame builds them)."""
     found: set[str] = set()
     for node in ast.walk(consumer_tree()):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "error_frame":
+            found.add("error")
         if isinstance(node, ast.Dict):
             for key, value in zip(node.keys, node.values, strict=True):
                 if (
