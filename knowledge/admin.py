@@ -21,10 +21,10 @@ from chatbots import services as chatbot_services
 from chatbots.admin import (
     URL_FIELDS_ASSUME_HTTPS,
     ConfigurationHistoryAdmin,
-    ConnectionTestMixin,
     KnowledgeBaseForm,
     flow_knowledge_warnings,
 )
+from chatbots.connection_admin import ConnectionTestMixin
 from chatbots.models import KnowledgeBase, KnowledgeEntry
 from knowledge import services
 from knowledge.models import KnowledgeChunk, KnowledgeDocument
