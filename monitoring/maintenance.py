@@ -22,6 +22,10 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from accounts.models import AuditEvent
+from chatbots.selectors import CONFIG_KEY, TEMPLATE_KEYS
+from conversations.models import StreamEvent, Turn
+from conversations.streaming import event_redis_all
 from monitoring.models import ErrorLog, JobRun
 from monitoring.selectors import describe_error, process_name
 
@@ -146,8 +150,6 @@ def stream_events_prune(progress: JobProgress) -> None:
     turns finished since the last successful run's cutoff are scanned (with an hour of margin),
     so the job does not rescan years of already-pruned turns every hour.
     """
-    from conversations.models import StreamEvent, Turn
-
     cutoff = timezone.now() - dt.timedelta(days=settings.STREAM_EVENTS_RETENTION_DAYS)
     lower = None
     previous = (
@@ -188,8 +190,6 @@ def error_logs_prune(progress: JobProgress) -> None:
     """Delete error log entries older than ERROR_LOG_RETENTION_DAYS, job runs older than
     JOB_RUN_RETENTION_DAYS (the last run of every job always stays) and audit events older than
     AUDIT_LOG_RETENTION_DAYS."""
-    from accounts.models import AuditEvent
-
     now = timezone.now()
     error_cutoff = now - dt.timedelta(days=settings.ERROR_LOG_RETENTION_DAYS)
     run_cutoff = now - dt.timedelta(days=settings.JOB_RUN_RETENTION_DAYS)
@@ -254,7 +254,6 @@ def cache_cleanup(progress: JobProgress) -> None:
     in-flight counts of worker processes that died; statistics of pools whose AI endpoint no
     longer exists.
     """
-    from chatbots.selectors import CONFIG_KEY, TEMPLATE_KEYS
     from config.redis import get_redis
     from monitoring.pool_stats import pool_stats_prune
 
@@ -264,7 +263,6 @@ def cache_cleanup(progress: JobProgress) -> None:
         stale_cache += _keys_without_ttl(client, pattern)
     for start in range(0, len(stale_cache), 500):
         client.delete(*stale_cache[start : start + 500])
-    from conversations.streaming import event_redis_all
 
     streams = []
     for events_client in event_redis_all():  # each server holding turns' logs

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from accounts import access
+from chatbots.selectors import cache_stats
 from config.errors import ErrorCode, error_json
 from monitoring import runtime_metrics, selectors
 from monitoring.error_codes import MonitoringErrorCode
@@ -116,8 +117,6 @@ class MonitoringCollector:
         yield wait
 
     def _caches(self) -> Iterator[Metric]:
-        from chatbots.selectors import cache_stats
-
         hits = CounterMetricFamily("chatbot_cache_hits", "Cache hits.", labels=["cache"])
         misses = CounterMetricFamily("chatbot_cache_misses", "Cache misses.", labels=["cache"])
         size = GaugeMetricFamily("chatbot_cache_entries", "Entries cached.", labels=["cache"])

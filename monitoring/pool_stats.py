@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chatbots.config_types import EndpointConfig
+from chatbots.models import AIEndpoint
 from config.redis import get_redis, new_async_redis
 from monitoring.selectors import process_name
 
@@ -228,8 +229,6 @@ class PoolReport:
 
 
 def _configured_pools() -> dict[str, dict[str, Any]]:
-    from chatbots.models import AIEndpoint
-
     return {
         f"ai:{e['name']}": dict(e)
         for e in AIEndpoint.objects.values(
@@ -339,8 +338,6 @@ def pool_stats_reset() -> int:
 
 def pool_stats_prune() -> dict[str, int]:
     """Forget dead processes' in-flight counts and pools no endpoint uses any more."""
-    from chatbots.models import AIEndpoint
-
     client = get_redis()
     configured = {f"ai:{name}" for name in AIEndpoint.objects.values_list("name", flat=True)}
     names = sorted(p.decode() if isinstance(p, bytes) else p for p in client.smembers(POOLS_KEY))

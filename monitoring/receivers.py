@@ -16,6 +16,7 @@ from django.db.models.signals import post_migrate
 from django.utils import timezone
 
 from config.error_log import error_reported
+from conversations.services import turn_finished
 from monitoring.logging import log_context_bind, log_context_reset, request_id_var, safe_id
 
 logger = logging.getLogger(__name__)
@@ -168,8 +169,6 @@ def on_error_reported(sender, signal=None, **entry: Any) -> None:
 
 
 def connect(app_config) -> None:
-    from conversations.services import turn_finished
-
     turn_finished.connect(on_turn_finished, dispatch_uid="monitoring.turn_finished")
     error_reported.connect(on_error_reported, dispatch_uid="monitoring.error_reported")
     celery_signals.before_task_publish.connect(

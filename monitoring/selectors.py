@@ -26,7 +26,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Count
 from django.utils import timezone
 
+from aiclients.errors import redact as redact_credentials
 from config.redaction import redact
+from conversations.models import Turn
 
 _URL_USERINFO = re.compile(r"(//)[^/@\s]*@")
 
@@ -37,8 +39,6 @@ def process_name() -> str:
 
 def describe_error(exc: BaseException) -> str:
     """A short, secret-free description of a failure for staff."""
-    from aiclients.errors import redact as redact_credentials
-
     text = _URL_USERINFO.sub(r"\1***@", redact_credentials(redact(str(exc))))
     return f"{type(exc).__name__}: {text}"[:300]
 
@@ -327,8 +327,6 @@ def queue_stats() -> dict[str, Any]:
 
 def turn_counts() -> dict[str, int] | None:
     """Unfinished turns by status (served by the partial index turn_unfinished)."""
-    from conversations.models import Turn
-
     try:
         rows = (
             Turn.objects.filter(status__in=[Turn.Status.PENDING, Turn.Status.RUNNING])
@@ -556,8 +554,6 @@ def error_counts(*, since: dt.datetime | None = None) -> dict[str, int]:
 
 
 def running_turns(*, limit: int = 50) -> list[dict[str, Any]]:
-    from conversations.models import Turn
-
     now = timezone.now()
     rows = (
         Turn.objects.filter(status=Turn.Status.RUNNING)

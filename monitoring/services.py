@@ -13,7 +13,10 @@ from typing import Any
 
 from django.db import transaction
 
+from aiclients.errors import redact as redact_credentials
+from chatbots.models import Chatbot
 from config.redaction import MASK, redact
+from conversations.models import AICall, Turn
 from monitoring.logging import log_context
 from monitoring.models import ErrorLog
 from monitoring.selectors import describe_error, process_name, system_state
@@ -40,8 +43,6 @@ HARMLESS_KEYS = {
 
 
 def _redact_text(text: str) -> str:
-    from aiclients.errors import redact as redact_credentials
-
     return redact_credentials(redact(text))
 
 
@@ -80,15 +81,12 @@ def _chatbot_pk(chatbot_id: Any) -> int | None:
     text = str(chatbot_id)
     if text.isdigit():
         return int(text)
-    from chatbots.models import Chatbot
 
     return Chatbot.objects.filter(public_id=text).values_list("pk", flat=True).first()
 
 
 def _shop_pk(*, chatbot_pk: int | None, turn_id: uuid.UUID | None) -> int | None:
     """The shop an entry belongs to (its chatbot's, else its turn's); None for platform ones."""
-    from chatbots.models import Chatbot
-
     if chatbot_pk is not None:
         return Chatbot.objects.filter(pk=chatbot_pk).values_list("shop_id", flat=True).first()
     if turn_id is not None:
@@ -211,8 +209,6 @@ TURN_CATEGORIES = set(ErrorLog.Category.values)
 def turn_failure_record(*, turn_id: Any, stack: str = "") -> ErrorLog | None:
     """Record a failed turn once (the turn keeps its own error_code/category/message), with the
     traceback of what failed it when something raised."""
-    from conversations.models import AICall, Turn
-
     turn = (
         Turn.objects.filter(pk=turn_id)
         .values(

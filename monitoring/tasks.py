@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from conversations.services import conversations_expire_idle
 from monitoring import maintenance
 
 # These tasks store their own JobRun (with a lock and row counts); the generic recorder of
@@ -105,7 +106,6 @@ SESSIONS_IDLE_JOB = "sessions-expire-idle"
 def _sessions_expire_idle(progress: maintenance.JobProgress) -> None:
     # A conversation idle past SESSION_INACTIVITY_MINUTES is also ended lazily when it is next
     # touched; this sweep ends the ones nobody comes back to, so "active" means active.
-    from conversations.services import conversations_expire_idle
 
     progress.rows = conversations_expire_idle()
     progress.details["ended"] = progress.rows
