@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.postgres.search import SearchVector
 from django.db.models import F, Func, TextField, Value
 
+from aiclients.probe import flowise_ping, openai_models_list, probe_flowise, probe_pinecone
 from chatbots.models import TEMPLATE_VARIABLE, WEEKDAYS, Chatbot, KnowledgeBase, KnowledgeEntry
 from config.redaction import MASK, redact
 
@@ -93,7 +94,6 @@ UNREADABLE_KEY = (
 
 def ai_endpoint_connection_test(*, endpoint) -> tuple[bool, str]:
     """One real request to the AI service with the stored key; a message staff can act on."""
-    from aiclients.probe import flowise_ping, probe_flowise
     from chatbots.models import AIEndpoint, Flow
     from chatbots.secrets import SecretDecryptionError
 
@@ -126,7 +126,6 @@ def _openai_endpoint_check(*, endpoint, api_key: str) -> tuple[bool, str]:
     say which model each flow on this endpoint will use and whether the server offers it."""
     from django.utils import timezone
 
-    from aiclients.probe import openai_models_list
     from chatbots.models import AIEndpoint, Flow
 
     offered, failure = openai_models_list(endpoint.base_url, api_key)
@@ -235,7 +234,6 @@ def _builtin_endpoint_check(*, endpoint) -> tuple[bool, str]:
 
 def knowledge_base_connection_test(*, knowledge_base) -> tuple[bool, str]:
     """Describe the Pinecone index with the stored key; builtin bases report their entries."""
-    from aiclients.probe import probe_pinecone
     from chatbots.secrets import SecretDecryptionError
 
     if knowledge_base.kind == KnowledgeBase.Kind.BUILTIN:

@@ -21,6 +21,7 @@ from accounts import access
 from accounts.models import Shop
 from accounts.scoped_admin import ShopScopedAdmin
 from chatbots.admin_urls import object_admin_paths
+from outbound.guard import unreachable, url_refusal
 from tools import mcp
 from tools.models import ChatbotTools, HttpTool, McpServer
 from tools.openapi import http_tools_import
@@ -160,8 +161,6 @@ def mcp_endpoint_of(server: McpServer) -> mcp.McpEndpoint:
 
 def mcp_server_refresh(*, server: McpServer) -> tuple[bool, str]:
     """List the server's tools now and cache them; (ok, a sentence for the admin)."""
-    from outbound.guard import unreachable, url_refusal
-
     if refusal := url_refusal(server.url):
         return False, refusal
     try:

@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from chatbots.secrets import EncryptedSecretField
+from outbound.policy import url_errors
 
 
 class ChatbotTools(models.Model):
@@ -118,7 +119,6 @@ class McpServer(models.Model):
         return self._meta.get_field("auth_headers").to_python(self.auth_headers).reveal()
 
     def clean(self) -> None:
-        from outbound.policy import url_errors
         from tools.mcp import header_problems
 
         errors = url_errors(url=self.url)
