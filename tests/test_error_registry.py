@@ -12,6 +12,7 @@ import pytest
 from analytics.error_codes import AnalyticsErrorCode
 from config.errors import (
     API_ERRORS,
+    TURN_ERRORS,
     ApiError,
     ErrorCode,
     ErrorSpec,
@@ -152,3 +153,32 @@ def test_the_compiled_danish_catalogue_says_what_its_po_file_says():
     translated = {k: v for k, v in po_entries(folder / "django.po").items() if v}
     assert translated
     assert {k: compiled.gettext(k) for k in translated} == translated
+
+
+def docs_table_rows(heading: str) -> list[list[str]]:
+    """The cells of the table under `heading` in docs/errors.md, backticks stripped."""
+    section = (ROOT / "docs" / "errors.md").read_text().split(f"## {heading}\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    return [
+        [cell.strip().strip("`") for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith(("| Status", "| Code", "| ---"))
+    ]
+
+
+def test_docs_errors_md_lists_every_rest_code_with_its_status_and_retry():
+    documented = {
+        code: (int(status), retry == "yes")
+        for status, code, retry, _ in docs_table_rows("REST codes")
+    }
+    assert documented == {code: (spec.status, spec.retryable) for code, spec in API_ERRORS.items()}
+
+
+def test_docs_errors_md_lists_every_turn_code_with_its_retry_and_category():
+    documented = {
+        code: (retry == "yes", category)
+        for code, retry, category in docs_table_rows("Codes a turn fails with")
+    }
+    assert documented == {
+        code: (spec.retryable, spec.category) for code, spec in TURN_ERRORS.items()
+    }
