@@ -18,6 +18,8 @@ from typing import Any, Literal, cast
 
 from django.db import transaction
 
+from accounts.models import AuditEvent
+from accounts.services import audit_record
 from chatbots.config_types import ChatbotConfig, ToolsBinding
 from chatbots.models import (
     AIEndpoint,
@@ -138,9 +140,6 @@ def _record(*, chatbot: Chatbot, user, request, comment: str, detail: dict[str, 
     """Into the configuration history (a revision of the bot with the comment) and the audit
     log, like every other configuration change."""
     import reversion
-
-    from accounts.models import AuditEvent
-    from accounts.services import audit_record
 
     with reversion.create_revision(atomic=False):
         reversion.add_to_revision(chatbot)
