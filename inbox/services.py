@@ -25,6 +25,7 @@ from accounts import access
 from accounts.models import Role
 from chatbots.services import support_open_now
 from config.errors import ApiError, ErrorCode
+from config.redis import get_redis
 from conversations import services as conversation_services
 from conversations.models import Conversation, Message, Turn
 from inbox.models import CannedResponse, ConversationLabel, HandoffRule, PrivateNote
@@ -46,8 +47,6 @@ def agent_presence_set(*, user_id: int, shop_ids: list[int], online: bool) -> No
 
     A sorted set per shop scored by expiry, so a process that died without saying goodbye
     stops counting after INBOX_PRESENCE_SECONDS."""
-    from config.redis import get_redis
-
     redis = get_redis()
     pipe = redis.pipeline(transaction=False)
     expires = timezone.now().timestamp() + settings.INBOX_PRESENCE_SECONDS
@@ -61,8 +60,6 @@ def agent_presence_set(*, user_id: int, shop_ids: list[int], online: bool) -> No
 
 
 def agents_online(*, shop_id: int) -> int:
-    from config.redis import get_redis
-
     return int(get_redis().zcount(_online_key(shop_id), timezone.now().timestamp(), "+inf"))
 
 

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent
 from chatbots.selectors import CONFIG_KEY, TEMPLATE_KEYS
+from config.redis import get_redis
 from conversations.models import StreamEvent, Turn
 from conversations.streaming import event_redis_all
 from monitoring.models import ErrorLog, JobRun
@@ -254,7 +255,6 @@ def cache_cleanup(progress: JobProgress) -> None:
     in-flight counts of worker processes that died; statistics of pools whose AI endpoint no
     longer exists.
     """
-    from config.redis import get_redis
     from monitoring.pool_stats import pool_stats_prune
 
     client = get_redis()

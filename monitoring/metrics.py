@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from accounts import access
 from chatbots.selectors import cache_stats
 from config.errors import ErrorCode, error_json
+from config.redis import get_redis
 from monitoring import runtime_metrics, selectors
 from monitoring.error_codes import MonitoringErrorCode
 from tools import metrics as tool_metrics
@@ -29,8 +30,6 @@ logger = logging.getLogger(__name__)
 
 
 def _int_hash(key: str) -> dict[str, int]:
-    from config.redis import get_redis
-
     return {
         (k.decode() if isinstance(k, bytes) else k): int(v)
         for k, v in get_redis().hgetall(key).items()

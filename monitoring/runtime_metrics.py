@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from config.redis import get_redis
 from config.socket_limits import register_socket_observer
 from config.sync_async import SyncAsyncMiddleware
 
@@ -142,8 +143,6 @@ class Recorder:
                 logger.debug("runtime metrics flush failed", exc_info=True)
 
     def flush(self) -> None:
-        from config.redis import get_redis
-
         with self.lock:
             counts, floats = self.counts, self.floats
             self.counts, self.floats = Counter(), Counter()
@@ -286,8 +285,6 @@ def _hash(client, family: str, part: str, cast) -> dict[str, float]:
 
 def collect() -> Iterator[Metric]:
     """The families above, summed over every process, from Redis."""
-    from config.redis import get_redis
-
     client = get_redis()
     for family in FAMILIES:
         count_name, duration_name = NAMES[family.name]

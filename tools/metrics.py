@@ -12,6 +12,8 @@ from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from config.redis import get_redis
+
 logger = logging.getLogger(__name__)
 
 CALLS_KEY = "cb:tools:calls"  # field "<tool>\x1f<outcome>" -> calls
@@ -41,8 +43,6 @@ async def tool_calls_count(redis: Any, calls: list[dict[str, Any]]) -> None:
 
 
 def collect() -> Iterator[Metric]:
-    from config.redis import get_redis
-
     redis = get_redis()
     calls = CounterMetricFamily(
         "chatbot_tool_calls", "Tool calls by tool and outcome.", labels=["tool", "outcome"]
