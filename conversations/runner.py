@@ -50,7 +50,7 @@ class TurnExecution:
         self.rt = rt
         self.work = work
         self.config = config
-        self.turn_id = work["turn_id"]
+        self.turn_id = work.turn_id
         self.language = config["language"] if config["language"] in ("da", "en") else "en"
         self.route: dict[str, Any] = {"mode": config["routing_mode"]}
         self.chosen_flow: FlowConfig | None = None
@@ -64,7 +64,7 @@ class TurnExecution:
             redis=rt.redis,
             save_rows=lambda rows: rt.event_writer.save(self.turn_id, rows),
             frames=rt.frame_writer,
-            first_seq=work["first_seq"],
+            first_seq=work.first_seq,
         )
         # Calls the flows and keeps their AICall records.
         self.calls = AICallRecorder(self)
@@ -95,7 +95,7 @@ class TurnExecution:
         """Relay the answer's events to the turn's stream, tokens through the text rules.
         The per-token path: keep it free of extra awaits and layers (docs/benchmarks.md)."""
         rewriter = StreamingRewriter(self.config["text_rules"])
-        question = self.work["question"]
+        question = self.work.question
         async for event in self.routing.answer_events(question):
             if event.kind == "token":
                 if self.upstream_first_token is None:
@@ -130,8 +130,8 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
     # A staff preview runs against the draft or a chosen version; customers get the live one.
     config = await rt.run_db(
         chatbot_turn_config_get,
-        public_id=work["chatbot_public_id"],
-        preview=work.get("preview"),
+        public_id=work.chatbot_public_id,
+        preview=work.preview,
     )
     execution = TurnExecution(rt, work, config)
     execution.t0 = t0
@@ -143,8 +143,8 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
             "start",
             {
                 "turn_id": turn_id,
-                "conversation_id": work["conversation_id"],
-                "user_message_id": work["user_message_id"],
+                "conversation_id": work.conversation_id,
+                "user_message_id": work.user_message_id,
             },
         )
         return await _turn_outcome(execution, cancel)

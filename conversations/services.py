@@ -479,21 +479,21 @@ def turn_claim(*, turn_id: str, worker: str) -> TurnWork | None:
             # What a person answered is the shop's answer: the bot, back in charge, sees it so.
             if item["role"] == Message.Role.AGENT:
                 item["role"] = Message.Role.ASSISTANT
-    return {
-        "turn_id": str(row["id"]),
-        "conversation_id": str(row["conversation_id"]),
-        "chatbot_public_id": row["conversation__chatbot__public_id"],
-        "chatbot_id": row["conversation__chatbot_id"],
-        "user_id": row["conversation__user_id"],
-        "user_message_id": str(row["user_message_id"]),
-        "question": row["user_message__content"],
-        "message_metadata": row["user_message__metadata"],
-        "history": history,
-        "client_ip": row["client_ip"],
-        "context": row["conversation__context"],
-        "preview": row["conversation__preview"],
-        "first_seq": row["last_event_id"] + 1,
-    }
+    return TurnWork(
+        turn_id=str(row["id"]),
+        conversation_id=str(row["conversation_id"]),
+        chatbot_public_id=row["conversation__chatbot__public_id"],
+        chatbot_id=row["conversation__chatbot_id"],
+        user_id=row["conversation__user_id"],
+        user_message_id=str(row["user_message_id"]),
+        question=row["user_message__content"],
+        message_metadata=row["user_message__metadata"],
+        history=history,
+        client_ip=row["client_ip"],
+        context=row["conversation__context"],
+        preview=row["conversation__preview"],
+        first_seq=row["last_event_id"] + 1,
+    )
 
 
 def stream_rows_save_many(batches: list[tuple[str, list[dict]]]) -> None:

@@ -151,7 +151,7 @@ def upstream_request(
     override = _override_config(flow, system_prompt, extra, variables["context"], ctx)
     history = [
         {"role": m["role"], "content": m["content"]}
-        for m in work["history"]
+        for m in work.history
         if m["role"] in ("user", "assistant")
     ]
     return UpstreamRequest(
@@ -161,7 +161,7 @@ def upstream_request(
         question=question,
         history=history,
         system_prompt=system_prompt,
-        session_id=work["conversation_id"],
+        session_id=work.conversation_id,
         chat_id=services.new_chat_id(),
         override_config=override,
         extra_context=_extra_context(extra, variables["context"], placed),

@@ -42,13 +42,13 @@ async def turn_context_provide(
     they retrieved is cited at once and kept with the turn."""
     ctx = TurnContext(
         turn_id=turn.turn_id,
-        conversation_id=turn.work["conversation_id"],
+        conversation_id=turn.work.conversation_id,
         config=turn.config,
         flow=flow,
         question=question,
         extracted=extra,
-        message_metadata=turn.work.get("message_metadata") or {},
-        history=turn.work["history"],
+        message_metadata=turn.work.message_metadata or {},
+        history=turn.work.history,
         language=turn.language,
         emit=turn.publisher.emit,
         run_db=turn.rt.run_db,

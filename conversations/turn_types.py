@@ -1,25 +1,27 @@
 """The turn's work: what the worker's runner is given about one turn when it claims it.
 
 conversations.services.turn_claim reads it on a database thread and hands it to the runner on
-the event loop (conversations.runner); tools.loop and the context providers read parts of it.
-A TypedDict, not a dataclass: turn_claim's callers (the runner, the tool loop, tests of other
-apps) read it by key, and the type changes nothing at run time.
+the event loop (conversations.runner); the runner's parts, tools.loop and the context providers
+read it. It never crosses Redis or JSON, so it is a frozen dataclass: read by attribute, and no
+part of the turn can change what the turn was asked.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 
 class HistoryMessage(TypedDict):
     """An earlier message of the conversation as the AI sees it (an agent's reply counts as
-    the assistant's)."""
+    the assistant's): the ORM's values("role", "content") row, sent to the AI as JSON."""
 
     role: str
     content: str
 
 
-class TurnWork(TypedDict):
+@dataclass(frozen=True, slots=True)
+class TurnWork:
     """One claimed turn (conversations.services.turn_claim)."""
 
     turn_id: str

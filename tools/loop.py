@@ -334,11 +334,11 @@ class ToolLoop:
         work = execution.work
         self.context = ToolContext(
             turn_id=execution.turn_id,
-            conversation_id=work["conversation_id"],
+            conversation_id=work.conversation_id,
             config=execution.config,
             language=execution.language,
-            question=work["question"],
-            history=work["history"],
+            question=work.question,
+            history=work.history,
             emit=execution.publisher.emit,
             run_db=execution.rt.run_db,
         )

@@ -89,7 +89,7 @@ def finish_turn(
         timings=timings,
         sources=sources,
         ai_calls=calls,
-        end_event=streaming.envelope(work["first_seq"] + 1, "end", {"status": status}),
+        end_event=streaming.envelope(work.first_seq + 1, "end", {"status": status}),
         message_id=str(uuid.uuid4()) if answer else None,
         error=error,
     )

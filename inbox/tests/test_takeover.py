@@ -220,7 +220,9 @@ def test_the_bot_sees_the_agents_answers_as_the_shops_in_its_history(customer, o
     services.agent_reply(conversation_id=customer.session_id, agent=online, text="Hi from Anna")
     services.conversation_hand_back(conversation_id=customer.session_id, agent=online)
     nxt = customer.say("Bot again?")
-    history = turn_claim(turn_id=nxt["turn_id"], worker="test")["history"]
+    work = turn_claim(turn_id=nxt["turn_id"], worker="test")
+    assert work is not None
+    history = work.history
     assert {"role": "assistant", "content": "Hi from Anna"} in history
 
 
