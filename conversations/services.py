@@ -32,7 +32,7 @@ from conversations.errors import (
     MessageRefused,
 )
 from conversations.models import AICall, Conversation, Message, StreamEvent, Turn
-from conversations.turn_types import TurnWork
+from conversations.turn_types import HistoryMessage, TurnWork
 
 logger = logging.getLogger(__name__)
 
@@ -375,10 +375,10 @@ def _human_message_replay(conversation: Conversation, key: str, text: str) -> Tu
     if prior[1] != text:
         raise IdempotencyKeyReused(KEY_REUSED)
     human = Conversation.objects.filter(pk=conversation.pk).values_list("human_turn", flat=True)
-    turn = (
-        Turn.objects.filter(pk=human.first()).first()
-        or Turn.objects.filter(conversation=conversation, user_message_id=prior[0]).first()
-    )
+    human_turn_id = human.first()  # None: the bot answers (no open human turn)
+    turn = Turn.objects.filter(pk=human_turn_id).first() if human_turn_id is not None else None
+    if turn is None:
+        turn = Turn.objects.filter(conversation=conversation, user_message_id=prior[0]).first()
     if turn is None:
         return None
     turn.user_message_id = prior[0]
@@ -396,9 +396,9 @@ def conversation_open_check(*, status: str) -> None:
 def attachments_present(payload: dict | None) -> bool:
     from conversations.hooks import ATTACHMENT_FIELDS
 
-    return bool(payload) and any(
-        payload.get(name) not in (None, "", [], {}) for name in ATTACHMENT_FIELDS
-    )
+    if not payload:
+        return False
+    return any(payload.get(name) not in (None, "", [], {}) for name in ATTACHMENT_FIELDS)
 
 
 def message_attachments(
@@ -463,7 +463,7 @@ def turn_claim(*, turn_id: str, worker: str) -> TurnWork | None:
         "client_ip",
         "last_event_id",
     )[0]
-    history: list[dict] = []
+    history: list[HistoryMessage] = []
     if row["user_message__sequence"] > 1:  # a conversation's first message has no history
         history = list(
             Message.objects.filter(
@@ -547,7 +547,7 @@ def turn_heartbeat(*, turn_id: str) -> bool:
     )
 
 
-def _next_sequence(conversation_id: str) -> int:
+def _next_sequence(conversation_id: uuid.UUID | str) -> int:
     return (
         Message.objects.filter(conversation_id=conversation_id).aggregate(m=Max("sequence"))["m"]
         or 0
