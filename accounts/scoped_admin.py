@@ -9,19 +9,33 @@ left of the Django base class so its checks wrap theirs.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.http import Http404, HttpRequest
 
 from accounts import access
 from accounts.models import AuditEvent, Shop
 from accounts.services import audit_object
-from chatbots.secrets import EncryptedSecretField, secret_field_names
 
 CURRENT_SHOP_SESSION_KEY = "accounts_current_shop"
+
+# Which of a model's fields hold secrets (only those who may set secrets type them): the secret
+# field type is chatbots' (chatbots.secrets), so chatbots registers its reader when it loads;
+# accounts sits below chatbots and cannot import it. None registered: no field is a secret.
+SecretFieldReader = Callable[[type[Model]], list[str]]
+_secret_field_reader: list[SecretFieldReader] = []
+
+
+def register_secret_field_reader(reader: SecretFieldReader) -> None:
+    _secret_field_reader[:] = [reader]
+
+
+def secret_field_names(model: type[Model]) -> list[str]:
+    return _secret_field_reader[0](model) if _secret_field_reader else []
 
 
 def current_shop_id(request: HttpRequest) -> int | None:
@@ -134,9 +148,7 @@ class _ScopedChoices:
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def _secret_fields(self) -> list[str]:
-        return [
-            f.name for f in self.model._meta.get_fields() if isinstance(f, EncryptedSecretField)
-        ]
+        return secret_field_names(self.model)
 
 
 class ShopScopedAdmin(_ScopedChoices):
