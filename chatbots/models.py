@@ -15,6 +15,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from aiclients.flowise import chatflow_id_accepted
 from chatbots.secrets import EncryptedSecretField, SecretValue
 from outbound.policy import url_validate
 
@@ -575,8 +576,6 @@ class Flow(models.Model):
         if endpoint is not None:
             if endpoint.kind == AIEndpoint.Kind.FLOWISE:
                 # Flowise's own rule: it holds a streaming request for any other id unanswered.
-                from aiclients.flowise import chatflow_id_accepted
-
                 if not chatflow_id_accepted(self.target):
                     errors["target"] = "A Flowise flow needs its chatflow id (a UUID from Flowise)."
                 else:

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from config.schema import ERROR_RESPONSES
 from conversations.access import conversation_for
 from conversations.turn_links import public_url
+from helpdesk.services import support_status
 from inbox import services
 
 
@@ -58,8 +59,6 @@ def person(request: Request, session_id) -> Response:
         conversation=conversation, reason=serializer.validated_data["reason"]
     )
     if not outcome.live:
-        from helpdesk.services import support_status
-
         return Response(
             {
                 "mode": "helpdesk",
