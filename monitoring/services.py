@@ -16,6 +16,7 @@ from django.db import transaction
 from aiclients.errors import redact as redact_credentials
 from chatbots.models import Chatbot
 from config.redaction import MASK, redact
+from config.redis import get_redis
 from conversations.models import AICall, Turn
 from monitoring.logging import log_context
 from monitoring.models import ErrorLog
@@ -110,8 +111,6 @@ def _turn_uuid(turn_id: Any) -> uuid.UUID | None:
 def _count(key: str, field: str) -> None:
     def increment() -> None:
         try:
-            from config.redis import get_redis
-
             get_redis().hincrby(key, field, 1)
         except Exception:
             logger.debug("monitoring counter %s not incremented (Redis unavailable)", key)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from celery import shared_task
+
+from monitoring.maintenance import job_execute
+from privacy import services
 
 RETENTION_JOB = "privacy-retention"
 
@@ -18,11 +23,6 @@ def retention_enforce(self, now: str | None = None) -> int:
     """The retention periods of the shops where it is night (services.retention_enforce,
     nightly), under the maintenance job frame (lock, JobRun). Beat runs it hourly; `now` (ISO
     8601) is for tests."""
-    import datetime as dt
-
-    from monitoring.maintenance import job_execute
-    from privacy import services
-
     at = dt.datetime.fromisoformat(now) if now else None
 
     def work(progress) -> None:
