@@ -231,9 +231,11 @@ class KnowledgeEntryInline(ShopScopedInline, admin.StackedInline):
 
 
 @admin.register(KnowledgeBase)
-class KnowledgeBaseAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):
+# The two ignores are django-stubs' reading of reversion's VersionAdmin (object_history_template)
+# and of a narrower formfield_overrides dict; chatbots.admin's AIEndpointAdmin has the same two.
+class KnowledgeBaseAdmin(ConnectionTestMixin, ConfigurationHistoryAdmin):  # type: ignore[misc]
     form = KnowledgeBaseForm
-    formfield_overrides = URL_FIELDS_ASSUME_HTTPS
+    formfield_overrides = URL_FIELDS_ASSUME_HTTPS  # type: ignore[assignment]
     inlines = [KnowledgeEntryInline, KnowledgeDocumentInline]
     list_display = ("name", "chatbot", "kind", "index_name", "entry_count")
     list_filter = ("kind", ("chatbot", admin.RelatedOnlyFieldListFilter))
