@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.postgres.search import SearchVector
@@ -11,6 +12,7 @@ from django.db.models import F, Func, TextField, Value
 
 from aiclients.probe import flowise_ping, openai_models_list, probe_flowise, probe_pinecone
 from chatbots.models import TEMPLATE_VARIABLE, WEEKDAYS, Chatbot, KnowledgeBase, KnowledgeEntry
+from chatbots.selectors import prompt_template_get
 from config.redaction import MASK, redact
 
 
@@ -64,6 +66,40 @@ def prompt_values(
     them to replace a built-in — and last what the message itself carries (question, context,
     …; models.TURN_VARIABLES), which no override may replace."""
     return {**defaults, **bot, **overrides, **turn}
+
+
+def prompt_bot_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The bot's built-in template values every flow's prompt may use."""
+    return {
+        "shop_name": config.get("name", ""),
+        "chatbot_id": config.get("public_id", ""),
+        "language": config.get("language", ""),
+    }
+
+
+def flow_prompt_render(
+    *,
+    config: Mapping[str, Any],
+    flow: Mapping[str, Any],
+    turn: dict[str, Any],
+    bot: dict[str, Any] | None = None,
+) -> str | None:
+    """The prompt template assigned to a side flow (analysis, image description), looked up by
+    name in the bot's shop and rendered with the bot's built-ins (plus `bot`), the assignment's
+    overrides and the call's own values; None when the flow has no template or it is gone."""
+    assignment = flow.get("template")
+    if not assignment:
+        return None
+    template = prompt_template_get(shop_id=config["shop_id"], name=assignment["name"])
+    if not template:
+        return None
+    values = prompt_values(
+        defaults=template["variables"],
+        bot={**prompt_bot_values(config), **(bot or {})},
+        overrides=assignment.get("overrides") or {},
+        turn=turn,
+    )
+    return prompt_render(text=template["text"], variables=values)
 
 
 def support_open_now(*, opening_hours: dict, timezone: str, now: dt.datetime | None = None) -> bool:

@@ -33,7 +33,7 @@ from aiclients.types import (
 from chatbots.config_types import ChatbotConfig, EndpointConfig, FlowConfig, FlowTemplate
 from chatbots.models import TEMPLATE_VARIABLE
 from chatbots.secrets import decrypt
-from chatbots.services import prompt_render, prompt_values
+from chatbots.services import prompt_bot_values, prompt_render, prompt_values
 from conversations import services
 from conversations.builtin import builtin_answer_stream
 from conversations.hooks import TurnContext, call_observers
@@ -76,11 +76,7 @@ def _system_prompt(
         return None
     values = prompt_values(
         defaults=template["defaults"],
-        bot={
-            "shop_name": config["name"],
-            "chatbot_id": config["public_id"],
-            "language": config["language"],
-        },
+        bot=prompt_bot_values(config),
         overrides=template["overrides"],
         turn=variables,
     )

@@ -18,8 +18,7 @@ from django.conf import settings
 
 from aiclients.errors import UpstreamError
 from chatbots.config_types import ChatbotConfig, FlowConfig
-from chatbots.selectors import prompt_template_get
-from chatbots.services import prompt_render, prompt_values
+from chatbots.services import flow_prompt_render
 from conversations.hooks import TurnContext
 from images import selectors, services
 from images.validation import FORMATS
@@ -82,24 +81,8 @@ def description_prompt(
     config: ChatbotConfig, flow: FlowConfig, language: str, question: str
 ) -> str:
     """The image flow's prompt template rendered, else the default prompt in the bot's language."""
-    assignment = flow.get("template")
-    if assignment:
-        template = prompt_template_get(shop_id=config["shop_id"], name=assignment["name"])
-        if template:
-            values = prompt_values(
-                defaults=template["variables"],
-                bot={
-                    "shop_name": config.get("name", ""),
-                    "chatbot_id": config.get("public_id", ""),
-                    "language": config.get("language", ""),
-                },
-                overrides=assignment.get("overrides") or {},
-                turn={"question": question},
-            )
-            rendered = prompt_render(text=template["text"], variables=values).strip()
-            if rendered:
-                return rendered
-    return default_prompt(config, language, question)
+    rendered = flow_prompt_render(config=config, flow=flow, turn={"question": question})
+    return (rendered or "").strip() or default_prompt(config, language, question)
 
 
 async def describe_image(

@@ -44,8 +44,8 @@ from chatbots.config_types import ChatbotConfig, FlowConfig
 from chatbots.flow_router import flow_by_role
 from chatbots.models import KnowledgeEntry
 from chatbots.secrets import decrypt
-from chatbots.selectors import chatbot_config_get, prompt_template_get
-from chatbots.services import prompt_render, prompt_values
+from chatbots.selectors import chatbot_config_get
+from chatbots.services import flow_prompt_render
 from conversations.models import AICall, Message, Turn
 from conversations.turn_types import HistoryMessage
 
@@ -158,23 +158,13 @@ def _flow_request(
     *, flow: FlowConfig, config: ChatbotConfig, transcript: str, instructions: str
 ) -> UpstreamRequest:
     endpoint = flow["endpoint"]
-    system_prompt = instructions
-    assignment = flow.get("template")
-    if assignment:
-        template = prompt_template_get(shop_id=config["shop_id"], name=assignment["name"])
-        if template:
-            values = prompt_values(
-                defaults=template["variables"],
-                bot={
-                    "shop_name": config["name"],
-                    "chatbot_id": config["public_id"],
-                    "language": config["language"],
-                    "topics": ", ".join(config["topics"]),
-                },
-                overrides=assignment["overrides"],
-                turn={"transcript": transcript, "instructions": instructions},
-            )
-            system_prompt = prompt_render(text=template["text"], variables=values)
+    rendered = flow_prompt_render(
+        config=config,
+        flow=flow,
+        bot={"topics": ", ".join(config["topics"])},
+        turn={"transcript": transcript, "instructions": instructions},
+    )
+    system_prompt = instructions if rendered is None else rendered
     flowise = endpoint["kind"] == "flowise"
     return UpstreamRequest(
         base_url=endpoint["base_url"],
