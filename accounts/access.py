@@ -260,7 +260,8 @@ def chatbot_filter(user, *, min_role: str = Role.VIEWER, api_users: bool = True)
     """A filter on Chatbot for the bots a user may use; None means every bot (operators).
 
     Members reach their shops' bots (with at least `min_role`); server-to-server API users
-    (Chatbot.api_users) reach the bots they were granted.
+    (Chatbot.api_users) reach the bots they were granted. chatbots.access applies it to Chatbot
+    rows (chatbot_ids_for, user_may_use_chatbot).
     """
     if is_operator(user):
         return None
@@ -272,30 +273,6 @@ def chatbot_filter(user, *, min_role: str = Role.VIEWER, api_users: bool = True)
     return condition
 
 
-def chatbot_ids_for(
-    user, *, min_role: str = Role.VIEWER, api_users: bool = True
-) -> list[int] | None:
-    """Ids of the chatbots the user may use (as a member with `min_role`, or as one of the
-    bot's API users unless api_users=False); None means every chatbot."""
-    from chatbots.models import Chatbot
-
-    condition = chatbot_filter(user, min_role=min_role, api_users=api_users)
-    if condition is None:
-        return None
-    return list(Chatbot.objects.filter(condition).values_list("pk", flat=True).distinct())
-
-
-def user_may_use_chatbot(user, chatbot_id: int, *, min_role: str = Role.AGENT) -> bool:
-    """Start, write into or end the bot's conversations (min_role AGENT) or read them
-    (min_role VIEWER): operators, members with that role, the bot's API users."""
-    from chatbots.models import Chatbot
-
-    condition = chatbot_filter(user, min_role=min_role)
-    if condition is None:
-        return True
-    return Chatbot.objects.filter(condition, pk=chatbot_id).exists()
-
-
 def is_member(user) -> bool:
     """Operators, and users with a role in at least one shop."""
     return is_operator(user) or bool(roles(user))
@@ -303,7 +280,7 @@ def is_member(user) -> bool:
 
 class ShopMember(BasePermission):
     """DRF, for the staff APIs: operators and shop members (session or JWT). Each view then
-    scopes its rows with `scope`/`chatbot_ids_for(..., api_users=False)`, so a member of shop A
+    scopes its rows with `scope`/`chatbots.access.chatbot_ids_for(..., api_users=False)`, so a member of shop A
     gets A's rows only. Server-to-server API users are not staff: they get the conversation
     APIs of the bots they were granted (conversations.access), not these."""
 

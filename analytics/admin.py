@@ -31,6 +31,7 @@ from analytics.apps import enqueue_turn_analysis
 from analytics.export import export_response
 from analytics.models import ConversationAnalysis, ConversationSummary, TurnMetrics
 from analytics.services.conversation_index import conversation_index_sync
+from chatbots.access import chatbot_ids_for
 from chatbots.models import Chatbot
 from conversations.models import Conversation, Turn
 
@@ -506,7 +507,7 @@ class ConversationAnalysisAdmin(ReadOnlyAdmin):
                     chatbot=chatbot,
                     # The member's shops only: a bot granted to them as an API user belongs to
                     # another shop (as in the analytics API).
-                    chatbot_ids=access.chatbot_ids_for(request.user, api_users=False),
+                    chatbot_ids=chatbot_ids_for(request.user, api_users=False),
                 ),
             )
         request.current_app = self.admin_site.name

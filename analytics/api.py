@@ -26,6 +26,7 @@ from analytics import selectors
 from analytics.error_codes import AnalyticsErrorCode
 from analytics.export import FORMATS, export_response
 from analytics.services import conversation_index as index
+from chatbots.access import chatbot_ids_for
 from chatbots.models import Chatbot
 from config.errors import ApiError, ErrorCode
 from config.schema import ERROR_RESPONSES
@@ -107,7 +108,7 @@ def _when(request: Request, name: str, *, end_of_day: bool = False) -> dt.dateti
 
 def _chatbot_ids(request: Request) -> list[int] | None:
     """The chatbots the caller's shops own; None for operators (every chatbot)."""
-    return access.chatbot_ids_for(request.user, api_users=False)
+    return chatbot_ids_for(request.user, api_users=False)
 
 
 def _chatbot(request: Request) -> int | None:

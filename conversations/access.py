@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core import signing
 
-from accounts import access
 from accounts.models import AuditEvent, Role
 from accounts.services import audit_object
+from chatbots import access
 from chatbots.models import Chatbot
 from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode

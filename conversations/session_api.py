@@ -13,7 +13,7 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts import access
+from chatbots.access import chatbot_ids_for
 from config.errors import ApiError, ErrorCode
 from config.ratelimit import ip_of
 from config.schema import ERROR_RESPONSES
@@ -354,7 +354,7 @@ def user_sessions(request: Request, user_id: str) -> Response:
         raise ApiError(ErrorCode.VALIDATION_ERROR, "`type` must be active, unresolved or recent.")
     limit, _offset = _paging(request, default_limit=10)
     # Operators: every bot; members: their shops' bots; API users: the bots they were granted.
-    chatbot_ids = access.chatbot_ids_for(user)
+    chatbot_ids = chatbot_ids_for(user)
     sessions = selectors.user_sessions(
         user_id=user_id[:200], chatbot_ids=chatbot_ids, kind=kind, limit=limit
     )

@@ -8,9 +8,9 @@ from rest_framework.decorators import api_view, authentication_classes, permissi
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts import access
 from accounts.models import Role
 from accounts.permissions import STAFF_AUTHENTICATION, ShopMember
+from chatbots.access import chatbot_ids_for
 from config.schema import ERROR_RESPONSES
 from orders.selectors import STATS_FIELDS, order_sources_stats
 
@@ -47,5 +47,5 @@ SourceStats = inline_serializer(
 @permission_classes([ShopMember])
 def order_stats(request: Request) -> Response:
     # Order sources are configuration: their shops' owners and admins see them.
-    allowed = access.chatbot_ids_for(request.user, min_role=Role.ADMIN, api_users=False)
+    allowed = chatbot_ids_for(request.user, min_role=Role.ADMIN, api_users=False)
     return Response({"sources": order_sources_stats(chatbot_ids=allowed)})

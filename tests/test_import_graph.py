@@ -44,8 +44,6 @@ FLOOR = {app: level for level, apps in enumerate(FLOORS) for app in apps}
 CONFIG_COMPOSITION = {"config.urls", "config.asgi", "config.celery"}
 
 ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
-    # accounts (floor 1)
-    ("accounts.access", "chatbots"): "chatbot_ids_for, user_may_use_chatbot query Chatbot",
     # chatbots (floor 2)
     ("chatbots.checkruns", "analytics"): "a check run analyses its turns",
     ("chatbots.checkruns", "conversations"): "a check run runs turns",
