@@ -25,6 +25,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from aiclients import errors as upstream
+
 logger = logging.getLogger(__name__)
 
 
@@ -243,18 +245,19 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
 
 
 class TurnErrorCode(enum.StrEnum):
-    UPSTREAM_CONNECT_TIMEOUT = "UPSTREAM_CONNECT_TIMEOUT"
-    UPSTREAM_TIMEOUT = "UPSTREAM_TIMEOUT"
-    UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
-    UPSTREAM_RATE_LIMITED = "UPSTREAM_RATE_LIMITED"
-    UPSTREAM_AUTH = "UPSTREAM_AUTH"
-    UPSTREAM_BAD_REQUEST = "UPSTREAM_BAD_REQUEST"
-    UPSTREAM_BAD_RESPONSE = "UPSTREAM_BAD_RESPONSE"
-    UPSTREAM_STREAM_ERROR = "UPSTREAM_STREAM_ERROR"
-    UPSTREAM_TRUNCATED = "UPSTREAM_TRUNCATED"
-    UPSTREAM_EMPTY = "UPSTREAM_EMPTY"
-    UPSTREAM_TOO_LARGE = "UPSTREAM_TOO_LARGE"
-    UPSTREAM_ABORTED = "UPSTREAM_ABORTED"
+    # The AI clients' failure codes (aiclients/errors.py), the same strings by construction.
+    UPSTREAM_CONNECT_TIMEOUT = upstream.UPSTREAM_CONNECT_TIMEOUT
+    UPSTREAM_TIMEOUT = upstream.UPSTREAM_TIMEOUT
+    UPSTREAM_UNAVAILABLE = upstream.UPSTREAM_UNAVAILABLE
+    UPSTREAM_RATE_LIMITED = upstream.UPSTREAM_RATE_LIMITED
+    UPSTREAM_AUTH = upstream.UPSTREAM_AUTH
+    UPSTREAM_BAD_REQUEST = upstream.UPSTREAM_BAD_REQUEST
+    UPSTREAM_BAD_RESPONSE = upstream.UPSTREAM_BAD_RESPONSE
+    UPSTREAM_STREAM_ERROR = upstream.UPSTREAM_STREAM_ERROR
+    UPSTREAM_TRUNCATED = upstream.UPSTREAM_TRUNCATED
+    UPSTREAM_EMPTY = upstream.UPSTREAM_EMPTY
+    UPSTREAM_TOO_LARGE = upstream.UPSTREAM_TOO_LARGE
+    UPSTREAM_ABORTED = upstream.UPSTREAM_ABORTED
     # The turn's whole time (TURN_TOTAL_TIMEOUT) ran out.
     TURN_TIMEOUT = "TURN_TIMEOUT"
     # The chatbot has no enabled main flow to answer with.
