@@ -48,7 +48,6 @@ ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
     ("chatbots.checkruns", "analytics"): "a check run analyses its turns",
     ("chatbots.checkruns", "conversations"): "a check run runs turns",
     ("chatbots.checkruns", "quality"): "a check run records quality checks",
-    ("chatbots.preview", "conversations"): "the admin preview opens a conversation",
 }
 
 
