@@ -139,6 +139,70 @@ def _history(conversation_id, limit: int) -> list[dict]:
     return selectors.conversation_history_latest(conversation_id=conversation_id, limit=limit)
 
 
+class ConversationRequests:
+    """The socket's client messages that are one request and one reply: cancel a turn, vote on
+    an answer, read the history. Each refuses a switched-off chatbot first, then checks its
+    input and calls the service; it returns the reply frame for the consumer to send, and the
+    ApiError it raises becomes the consumer's error frame."""
+
+    def __init__(self, *, conversation_id, customer: bool) -> None:
+        self.conversation_id = conversation_id
+        # The conversation's own customer (its token), not an API user: only they vote.
+        self.customer = customer
+
+    async def cancel(self, content: dict) -> dict:
+        await conversation_require_active(self.conversation_id)
+        try:
+            turn_uuid = uuid.UUID(str(content.get("turn_id")))
+        except ValueError as exc:
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "`turn_id` must be a turn id.") from exc
+        turn = await _turn(self.conversation_id, turn_uuid)
+        if turn is None:
+            raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
+        status = await _cancel(turn)
+        return {"type": "cancel", "turn_id": str(turn.pk), "status": status}
+
+    async def feedback(self, content: dict) -> dict:
+        """The customer's thumbs on one answer: the same rules as REST's
+        POST …/messages/<id>/feedback (docs/quality.md); an API user gets PERMISSION_DENIED."""
+        await conversation_require_active(self.conversation_id)
+        if not self.customer:
+            raise ApiError(
+                ErrorCode.PERMISSION_DENIED, "Only the conversation's customer votes on answers."
+            )
+        try:
+            message_id = uuid.UUID(str(content.get("message_id")))
+        except ValueError as exc:
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR, "`message_id` must be an answer's id."
+            ) from exc
+        value, comment = content.get("value"), content.get("comment", "")
+        if not isinstance(value, str) or not isinstance(comment, str) or len(comment) > 500:
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR,
+                "`value` must be `up` or `down`, `comment` text of at most 500 characters.",
+            )
+        feedback, created = await _feedback(self.conversation_id, message_id, value, comment)
+        return {
+            "type": "feedback",
+            "message_id": str(feedback.message_id),
+            "value": feedback.value,
+            "created": created,
+        }
+
+    async def history(self, content: dict) -> dict:
+        await conversation_require_active(self.conversation_id)
+        limit = content.get("limit", 50)
+        if not isinstance(limit, int) or not 1 <= limit <= 500:
+            limit = 50
+        messages = await _history(self.conversation_id, limit)
+        return {
+            "type": "chat:history",
+            "session_id": str(self.conversation_id),
+            "messages": messages,
+        }
+
+
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def dispatch(self, message: dict) -> None:
         """Channels' dispatch, minus its `aclose_old_connections()` before every handler: a
@@ -210,8 +274,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4403)
             return False
         self.conversation = conversation
-        # The conversation's own customer (its token), not an API user: only they vote.
-        self.customer = not looks_like_jwt(token)
+        self.requests = ConversationRequests(
+            conversation_id=conversation.pk, customer=not looks_like_jwt(token)
+        )
         self.auth_timer.cancel()
         if (slot := slot_of(self.scope)) is not None:
             slot.authenticated()
@@ -343,56 +408,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.follow(str(turn.pk), after)
 
     async def on_cancel(self, content: dict) -> None:
-        await conversation_require_active(self.conversation.pk)
-        try:
-            turn_uuid = uuid.UUID(str(content.get("turn_id")))
-        except ValueError as exc:
-            raise ApiError(ErrorCode.VALIDATION_ERROR, "`turn_id` must be a turn id.") from exc
-        turn = await _turn(self.conversation.pk, turn_uuid)
-        if turn is None:
-            raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
-        status = await _cancel(turn)
-        await self.send_json({"type": "cancel", "turn_id": str(turn.pk), "status": status})
+        await self.send_json(await self.requests.cancel(content))
 
     async def on_feedback(self, content: dict) -> None:
-        """The customer's thumbs on one answer: the same rules as REST's
-        POST …/messages/<id>/feedback (docs/quality.md); an API user gets PERMISSION_DENIED."""
-        await conversation_require_active(self.conversation.pk)
-        if not getattr(self, "customer", False):
-            raise ApiError(
-                ErrorCode.PERMISSION_DENIED, "Only the conversation's customer votes on answers."
-            )
-        try:
-            message_id = uuid.UUID(str(content.get("message_id")))
-        except ValueError as exc:
-            raise ApiError(
-                ErrorCode.VALIDATION_ERROR, "`message_id` must be an answer's id."
-            ) from exc
-        value, comment = content.get("value"), content.get("comment", "")
-        if not isinstance(value, str) or not isinstance(comment, str) or len(comment) > 500:
-            raise ApiError(
-                ErrorCode.VALIDATION_ERROR,
-                "`value` must be `up` or `down`, `comment` text of at most 500 characters.",
-            )
-        feedback, created = await _feedback(self.conversation.pk, message_id, value, comment)
-        await self.send_json(
-            {
-                "type": "feedback",
-                "message_id": str(feedback.message_id),
-                "value": feedback.value,
-                "created": created,
-            }
-        )
+        await self.send_json(await self.requests.feedback(content))
 
     async def on_history(self, content: dict) -> None:
-        await conversation_require_active(self.conversation.pk)
-        limit = content.get("limit", 50)
-        if not isinstance(limit, int) or not 1 <= limit <= 500:
-            limit = 50
-        messages = await _history(self.conversation.pk, limit)
-        await self.send_json(
-            {"type": "chat:history", "session_id": str(self.conversation.pk), "messages": messages}
-        )
+        await self.send_json(await self.requests.history(content))
 
     # --- following a turn (conversations/follower.py) ---------------------------------------
 

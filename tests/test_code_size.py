@@ -26,10 +26,7 @@ CLASS_MAX = 250
 EXTRA_PACKAGES = ("config", "outbound", "aiclients", "devstack")
 NOT_PRODUCT = ("bench", "tests")
 
-EXCEPTIONS: dict[str, int] = {
-    # The WebSocket consumer: the event-log reader's work (issue #16 item 2) is reshaping it.
-    "conversations/consumers.py:ConversationConsumer": 268,
-}
+EXCEPTIONS: dict[str, int] = {}
 
 
 def product_packages() -> list[str]:

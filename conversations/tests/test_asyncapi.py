@@ -17,7 +17,10 @@ pytestmark = pytest.mark.django_db
 
 
 def consumer_tree() -> ast.Module:
-    return ast.parse(textwrap.dedent(inspect.getsource(consumers.ConversationConsumer)))
+    """The consumer and ConversationRequests, which builds the replies to cancel, feedback and
+    history for it."""
+    classes = (consumers.ConversationConsumer, consumers.ConversationRequests)
+    return ast.parse("\n".join(textwrap.dedent(inspect.getsource(c)) for c in classes))
 
 
 def client_message_types() -> set[str]:
