@@ -15,10 +15,7 @@ import uuid
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any, cast
 
-from django.apps import apps
 from django.conf import settings
-from django.core.exceptions import FieldError
-from django.db import DatabaseError
 
 from aiclients import (
     CallStats,
@@ -48,6 +45,7 @@ from chatbots.selectors import chatbot_config_get
 from chatbots.services import flow_prompt_render
 from conversations.models import AICall, Message, Turn
 from conversations.turn_types import HistoryMessage
+from helpdesk.selectors import handoff_for
 
 logger = logging.getLogger(__name__)
 
@@ -97,43 +95,6 @@ def context_chunks_store(*, message: Message) -> int:
 
 
 # --- outcome ----------------------------------------------------------------------------------
-
-
-def _helpdesk_model(name: str):
-    """A helpdesk model if that app defines it (it is built separately), else None."""
-    try:
-        return apps.get_model("helpdesk", name)
-    except LookupError:
-        return None
-
-
-def handoff_for(*, conversation_id: Any) -> tuple[bool, str]:
-    """(handed off?, reason) from helpdesk.models.Handoff, read defensively."""
-    model = _helpdesk_model("Handoff")
-    if model is None:
-        return False, ""
-    try:
-        handoffs = model.objects.filter(conversation_id=conversation_id)
-        if any(f.name == "state" for f in model._meta.get_fields()):
-            # A request whose ticket could not be created did not reach a person.
-            handoffs = handoffs.exclude(state="failed")
-        order = (
-            "-created_at"
-            if any(f.name == "created_at" for f in model._meta.get_fields())
-            else "-pk"
-        )
-        handoff = handoffs.order_by(order).first()
-    except (FieldError, DatabaseError):
-        logger.warning("helpdesk.Handoff could not be read; outcome ignores handoffs")
-        return False, ""
-    if handoff is None:
-        return False, ""
-    reason = str(getattr(handoff, "reason", "") or "")
-    if not reason:
-        display = getattr(handoff, "get_kind_display", None)
-        with contextlib.suppress(Exception):
-            reason = str(display()) if callable(display) else ""
-    return True, reason[:300]
 
 
 def turn_outcome(*, turn: Turn, answer_call: AICall | None) -> tuple[str, str]:
