@@ -206,7 +206,7 @@ class CheckRunsAdminMixin:
     def checks_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj = self._chatbot(request, object_id, change=True)
         if request.method == "POST":
-            if not checkruns._enabled_checks(obj).exists():
+            if not checkruns.enabled_check_count(chatbot=obj):
                 self.message_user(
                     request, "This chatbot has no enabled checks to run yet.", messages.ERROR
                 )
@@ -219,7 +219,7 @@ class CheckRunsAdminMixin:
             "subtitle": None,
             "opts": self.model._meta,
             "original": obj,
-            "check_count": checkruns._enabled_checks(obj).count(),
+            "check_count": checkruns.enabled_check_count(chatbot=obj),
             "runs": obj.check_runs.select_related("live_version", "created_by")[:20],
             "change_url": reverse(
                 f"{self.admin_site.name}:chatbots_chatbot_change", args=[quote(obj.pk)]

@@ -43,12 +43,7 @@ FLOOR = {app: level for level, apps in enumerate(FLOORS) for app in apps}
 # Django's composition idiom: these modules wire the apps together and may import any of them.
 CONFIG_COMPOSITION = {"config.urls", "config.asgi", "config.celery"}
 
-ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {
-    # chatbots (floor 2)
-    ("chatbots.checkruns", "analytics"): "a check run analyses its turns",
-    ("chatbots.checkruns", "conversations"): "a check run runs turns",
-    ("chatbots.checkruns", "quality"): "a check run records quality checks",
-}
+ALLOWED_BACK_ARROWS: dict[tuple[str, str], str] = {}
 
 
 def _is_type_checking(node: ast.If) -> bool:
