@@ -19,12 +19,14 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from chatbots.config_types import ChatbotConfig
 from chatbots.selectors import chatbot_config_get
 from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode, error_frame
 from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
 from conversations import access, eventlog, hooks, selectors, services, socket_auth, streaming
+from conversations.event_types import Event, LayerMessage
 from conversations.follower import TurnFollower
 from conversations.models import Conversation, Turn
 
@@ -75,7 +77,9 @@ def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
 
 
 @db
-def _load_conversation(token: str, conversation_id) -> tuple[Conversation, dict] | None:
+def _load_conversation(
+    token: str, conversation_id
+) -> tuple[Conversation, ChatbotConfig | None] | None:
     """The conversation of the URL, for its conversation token or a JWT of a user who may use
     its chatbot (conversations/socket_auth.py); None for anything else."""
     if looks_like_jwt(token):
@@ -421,10 +425,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def follow(self, turn_id: str, after: int) -> None:
         await self.follower.follow(turn_id, after)
 
-    async def emit_event(self, turn_id: str, env: dict) -> None:
+    async def emit_event(self, turn_id: str, env: Event) -> None:
         await self.send_json({"type": "event", "turn_id": turn_id, **env})
 
-    async def turn_event(self, message: dict) -> None:
+    async def turn_event(self, message: LayerMessage) -> None:
         await self.follower.deliver(message["turn_id"], message["event"])
 
     async def gap_check(self, message: dict) -> None:

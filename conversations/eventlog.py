@@ -24,12 +24,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from conversations import streaming
+from conversations.event_types import Event
 
-ReadDb = Callable[[str, int, int], Awaitable[list[dict]]]
+ReadDb = Callable[[str, int, int], Awaitable[list[Event]]]
 Redis = Callable[[str], Any]  # turn id -> the loop's client of the server holding its log
 
 
-def db_needed(after: int, from_redis: list[dict]) -> bool:
+def db_needed(after: int, from_redis: list[Event]) -> bool:
     """Whether PostgreSQL must be read for the events after `after`, given Redis's answer.
 
     Only when Redis lacks the start of the range (expired, or written while Redis was away): a
@@ -38,14 +39,14 @@ def db_needed(after: int, from_redis: list[dict]) -> bool:
     return not from_redis or from_redis[0]["id"] != after + 1
 
 
-def merge_contiguous(after: int, *sources: list[dict], limit: int) -> list[dict]:
+def merge_contiguous(after: int, *sources: list[Event], limit: int) -> list[Event]:
     """Events after `after` from several logs, deduplicated, in order, stopping at any gap."""
-    by_id: dict[int, dict] = {}
+    by_id: dict[int, Event] = {}
     for source in sources:
         for env in source:
             if env["id"] > after:
                 by_id.setdefault(env["id"], env)
-    result: list[dict] = []
+    result: list[Event] = []
     expected = after + 1
     while expected in by_id and len(result) < limit:
         result.append(by_id[expected])
@@ -53,7 +54,7 @@ def merge_contiguous(after: int, *sources: list[dict], limit: int) -> list[dict]
     return result
 
 
-def events_after_sync(turn_id: str, after: int, limit: int) -> list[dict]:
+def events_after_sync(turn_id: str, after: int, limit: int) -> list[Event]:
     """The sync door: up to `limit` events after `after`, gapless, from both logs."""
     try:
         from_redis = redis_events_after_sync(streaming.event_redis(turn_id), turn_id, after, limit)
@@ -65,7 +66,7 @@ def events_after_sync(turn_id: str, after: int, limit: int) -> list[dict]:
 
 async def events_after(
     turn_id: str, after: int, limit: int, *, redis: Redis, read_db: ReadDb
-) -> list[dict]:
+) -> list[Event]:
     """The async door: the same read, with `redis(turn_id)` (the loop's client of the turn's
     server) and `read_db` (db_events_after run on the caller's database executor)."""
     try:
@@ -76,21 +77,21 @@ async def events_after(
     return merge_contiguous(after, from_redis, from_db, limit=limit)
 
 
-def redis_events_after_sync(redis, turn_id: str, after: int, limit: int) -> list[dict]:
+def redis_events_after_sync(redis, turn_id: str, after: int, limit: int) -> list[Event]:
     entries = redis.xrange(
         streaming.stream_key(turn_id), min=f"0-{after + 1}", max="+", count=limit
     )
     return streaming.decode_entries(entries)
 
 
-async def redis_events_after(redis, turn_id: str, after: int, limit: int) -> list[dict]:
+async def redis_events_after(redis, turn_id: str, after: int, limit: int) -> list[Event]:
     entries = await redis.xrange(
         streaming.stream_key(turn_id), min=f"0-{after + 1}", max="+", count=limit
     )
     return streaming.decode_entries(entries)
 
 
-def db_events_after(turn_id: str, after: int, limit: int) -> list[dict]:
+def db_events_after(turn_id: str, after: int, limit: int) -> list[Event]:
     from conversations.models import StreamEvent
 
     rows = StreamEvent.objects.filter(turn_id=turn_id, seq__gt=after).order_by("seq")[:limit]

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from conversations import eventlog, streaming
+from conversations.event_types import Event
 
-Emit = Callable[[str, dict], Awaitable[None]]
+Emit = Callable[[str, Event], Awaitable[None]]
 
 
 class TurnFollower:
@@ -100,7 +101,7 @@ class TurnFollower:
             ),
         )
 
-    async def deliver(self, turn_id: str, env: dict) -> None:
+    async def deliver(self, turn_id: str, env: Event) -> None:
         state = self.following.get(turn_id)
         if state is None or env["id"] < state["next"]:
             return

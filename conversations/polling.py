@@ -41,6 +41,7 @@ from config.errors import ApiError
 from config.redis import loop_redis
 from conversations import api, eventlog, streaming
 from conversations.access import conversation_token_check, origin_allowed, token_from_request
+from conversations.event_types import Event
 from conversations.selectors import event_for_clients
 
 logger = logging.getLogger(__name__)
@@ -57,12 +58,12 @@ slow_view = sync_to_async(api.stream_events, thread_sensitive=True)
 access_from_db = database_sync_to_async(chatbot_access_get, thread_sensitive=False)
 
 
-def _event(entries) -> dict[str, Any] | None:
+def _event(entries) -> Event | None:
     events = streaming.decode_entries(entries)
     return events[0] if events else None
 
 
-def _age_seconds(env: dict[str, Any]) -> float:
+def _age_seconds(env: Event) -> float:
     stamp = dt.datetime.fromisoformat(env["timestamp"].replace("Z", "+00:00"))
     return (dt.datetime.now(dt.UTC) - stamp).total_seconds()
 
@@ -129,7 +130,7 @@ async def fast_page(request, turn_id) -> dict[str, Any] | None:
         end = last
     finished = end["event"] == streaming.TERMINAL_EVENT
     if finished:
-        status = FINISHED.get(end["data"].get("status"))
+        status = FINISHED.get(end["data"].get("status", ""))
         if status is None:
             return None
     else:

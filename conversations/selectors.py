@@ -7,6 +7,7 @@ from typing import Any
 
 from config.errors import ApiError, ErrorCode
 from conversations import eventlog, streaming
+from conversations.event_types import Event
 from conversations.models import Turn
 
 SESSION_STATUS: dict[str, str] = {
@@ -18,7 +19,7 @@ SESSION_STATUS: dict[str, str] = {
 }
 
 
-def event_for_clients(env: dict[str, Any]) -> dict[str, Any]:
+def event_for_clients(env: Event) -> Event:
     """An event as polling and SSE send it: a `token` event also carries its text under seed
     000's names, `data.token` beside `data.text`, and `markers` ({}, the only value the seed
     shows), so a frontend written for the seed reads it unchanged.

@@ -31,6 +31,7 @@ from conversations.errors import (
     IdempotencyKeyReused,
     MessageRefused,
 )
+from conversations.event_types import Event
 from conversations.models import AICall, Conversation, Message, StreamEvent, Turn
 from conversations.turn_types import HistoryMessage, TurnWork
 
@@ -496,7 +497,7 @@ def turn_claim(*, turn_id: str, worker: str) -> TurnWork | None:
     )
 
 
-def stream_rows_save_many(batches: list[tuple[str, list[dict]]]) -> None:
+def stream_rows_save_many(batches: list[tuple[str, list[Event]]]) -> None:
     """Several turns' event rows and heartbeats in one transaction (one INSERT, one UPDATE)."""
     batches = [(turn_id, rows) for turn_id, rows in batches if rows]
     if not batches:
@@ -566,7 +567,7 @@ def turn_finish(
     timings: dict,
     sources: list | None,
     ai_calls: list[dict],
-    end_event: dict,
+    end_event: Event,
     message_id: str,
     error: dict | None = None,
     first_token_at: dt.datetime | None = None,
@@ -751,7 +752,7 @@ def _store_partial_answer(*, turn_id: str) -> str | None:
     return str(message.id)
 
 
-def append_events_sync(*, turn_id: str, events: list[tuple[str, dict]]) -> list[dict]:
+def append_events_sync(*, turn_id: str, events: list[tuple[str, dict]]) -> list[Event]:
     """Append events for a turn nobody is running (pending, or its worker died).
 
     Ids continue after the highest id in either log, so clients see no gap and no repeat.

@@ -19,6 +19,7 @@ import socketio
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from chatbots.config_types import ChatbotConfig
 from chatbots.selectors import chatbot_config_get
 from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode, error_body
@@ -26,6 +27,7 @@ from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
 from conversations import eventlog, selectors, services, socket_auth, streaming
 from conversations.consumers import conversation_require_active, db, origin_allowed
+from conversations.event_types import Event
 from conversations.follower import TurnFollower
 from conversations.models import Conversation, Turn
 
@@ -157,7 +159,7 @@ def _conversation(conversation_id) -> Conversation | None:
 
 
 @db
-def _config(public_id: str) -> dict:
+def _config(public_id: str) -> ChatbotConfig | None:
     return chatbot_config_get(public_id=public_id)
 
 
@@ -351,7 +353,7 @@ async def _emit_room(conversation_id, event: str, data: dict) -> None:
     await sio.emit(event, data, room=conversation_room(conversation_id))
 
 
-async def _emit_event(client: SocketClient, turn_id: str, env: dict) -> None:
+async def _emit_event(client: SocketClient, turn_id: str, env: Event) -> None:
     """One logged event: `chat:token` for text, `chat:event` for the rest, then at the end the
     whole answer as `chat:response`."""
     conversation_id = client.turns.get(turn_id, str(client.conversation_id or ""))

@@ -16,7 +16,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -26,6 +26,7 @@ from django.http import StreamingHttpResponse
 from config import request_threads
 from config.errors import ApiError, ErrorCode
 from conversations import selectors, streaming
+from conversations.event_types import Event
 from conversations.models import Turn
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def stream_slot_check(address: str) -> None:
         )
 
 
-def sse_frame(env: dict[str, Any]) -> str:
+def sse_frame(env: Event) -> str:
     """One event: `id:` is the event id (what EventSource sends back as Last-Event-ID),
     `event:` its kind, `data:` the whole envelope (json.dumps writes no newline)."""
     data = json.dumps(env, separators=(",", ":"))
@@ -140,7 +141,8 @@ async def _turn_events(turn_id: str, after: int) -> AsyncGenerator[str, None]:
             if env["id"] > next_id:
                 fill = True  # a gap; the log has it (XADD runs before PUBLISH)
                 continue
-            yield sse_frame(selectors.event_for_clients(env))
+            # A layer message's event (streaming.layer_message), checked above as far as read.
+            yield sse_frame(selectors.event_for_clients(cast(Event, env)))
             next_id += 1
             if env["event"] == streaming.TERMINAL_EVENT:
                 return

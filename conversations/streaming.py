@@ -20,6 +20,8 @@ from typing import Any, cast
 
 from django.conf import settings
 
+from conversations.event_types import Event, LayerMessage
+
 logger = logging.getLogger(__name__)
 
 TERMINAL_EVENT = "end"
@@ -93,15 +95,15 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def envelope(seq: int, event: str, data: dict[str, Any]) -> dict[str, Any]:
+def envelope(seq: int, event: str, data: dict[str, Any]) -> Event:
     return {"id": seq, "event": event, "data": data, "timestamp": now_iso()}
 
 
-def layer_message(turn_id: str, env: dict[str, Any]) -> dict[str, Any]:
+def layer_message(turn_id: str, env: Event) -> LayerMessage:
     return {"type": "turn.event", "turn_id": turn_id, "event": env}
 
 
-def _serializer() -> Callable[[dict], bytes]:
+def _serializer() -> Callable[[LayerMessage], bytes]:
     from channels.layers import get_channel_layer
 
     return get_channel_layer().serialize
@@ -117,7 +119,7 @@ return redis.call('PUBLISH', KEYS[2], ARGV[5])
 """
 
 
-def frame_append_sync(redis, turn_id: str, env: dict[str, Any], *, ttl: int) -> None:
+def frame_append_sync(redis, turn_id: str, env: Event, *, ttl: int) -> None:
     """The sync door of the one writer (the reaper, the inbox, services): the very script
     FrameWriter runs, XADD then PUBLISH on the turn's server, atomically. Raises what Redis
     raises ("equal or smaller" for an id already there)."""
@@ -267,7 +269,7 @@ class TurnPublisher:
         *,
         turn_id: str,
         redis,
-        save_rows: Callable[[list[dict]], Any],
+        save_rows: Callable[[list[Event]], Any],
         first_seq: int = 1,
         frames: FrameWriter | ShardedFrameWriter | None = None,
     ) -> None:
@@ -286,7 +288,7 @@ class TurnPublisher:
         self.frames_sent = 0
         self.text_sent: list[str] = []
         self._flush_timer: asyncio.TimerHandle | None = None
-        self._rows: list[dict] = []
+        self._rows: list[Event] = []
         self._db_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         # Batches are written one at a time, so when the final flush returns every earlier
@@ -300,7 +302,7 @@ class TurnPublisher:
     def last_seq(self) -> int:
         return self.next_seq - 1
 
-    async def _publish(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
+    async def _publish(self, event: str, data: dict[str, Any]) -> Event:
         async with self._lock:
             env = envelope(self.next_seq, event, data)
             self.next_seq += 1
@@ -314,7 +316,7 @@ class TurnPublisher:
                 self._maybe_schedule_rows()
             return env
 
-    async def _to_redis(self, env: dict[str, Any]) -> None:
+    async def _to_redis(self, env: Event) -> None:
         payload = json.dumps(env, separators=(",", ":"))
         message = self.serialize(layer_message(self.turn_id, env))
         for attempt in range(50):
@@ -348,7 +350,7 @@ class TurnPublisher:
                     return
                 await asyncio.sleep(0.2)
 
-    async def reserve_end(self, data: dict[str, Any]) -> dict[str, Any]:
+    async def reserve_end(self, data: dict[str, Any]) -> Event:
         """The `end` event, with its id, for the caller to store in the same transaction that
         finishes the turn; every earlier event is in PostgreSQL when this returns."""
         await self.flush_tokens()
@@ -358,7 +360,7 @@ class TurnPublisher:
             self.next_seq += 1
             return env
 
-    async def announce(self, env: dict[str, Any]) -> None:
+    async def announce(self, env: Event) -> None:
         """Send an event already stored in PostgreSQL (the reserved `end`) to Redis and clients."""
         async with self._lock:
             await self._to_redis(env)
@@ -408,7 +410,7 @@ class TurnPublisher:
         self.last_frame_at = time.monotonic()
         await self._publish("token", {"text": text})
 
-    async def emit(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
+    async def emit(self, event: str, data: dict[str, Any]) -> Event:
         """A non-token event; tokens queued before it go out first so order is kept."""
         await self.flush_tokens()
         return await self._publish(event, data)
@@ -471,7 +473,7 @@ class EventRowWriter(_GroupWriter):
         self.run_db = run_db  # async: runs a sync function on a database thread
         self.save_many = save_many  # sync: [(turn_id, rows), …] in one transaction
 
-    async def save(self, turn_id: str, rows: list[dict]) -> None:
+    async def save(self, turn_id: str, rows: list[Event]) -> None:
         await self._submit((turn_id, rows))
 
     async def _write(self, group: list[tuple[Any, asyncio.Future]]) -> None:
@@ -503,8 +505,8 @@ def _settle(future: asyncio.Future, exc: BaseException | None) -> None:
         future.set_exception(exc)
 
 
-def decode_entries(entries) -> list[dict]:
-    events = []
+def decode_entries(entries) -> list[Event]:
+    events: list[Event] = []
     for _entry_id, fields in entries:
         raw = fields.get(b"e") or fields.get("e")
         if raw is not None:
@@ -512,7 +514,7 @@ def decode_entries(entries) -> list[dict]:
     return events
 
 
-def rows_to_models(turn_id: str, rows: list[dict]):
+def rows_to_models(turn_id: str, rows: list[Event]):
     from conversations.models import StreamEvent
 
     return [

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.errors import error_event
 from conversations import services
+from conversations.event_types import Event
 from conversations.turn_calls import ms_between
 from conversations.turn_errors import TurnFailed
 
@@ -112,9 +113,7 @@ class TurnFinisher:
             await self._announce_end(end, status, exc)
         await pub.aclose()
 
-    async def _announce_end(
-        self, end: dict[str, Any], status: str, exc: BaseException | None
-    ) -> None:
+    async def _announce_end(self, end: Event, status: str, exc: BaseException | None) -> None:
         """Send the reserved end event, then store the timings only now known (persistence)
         and the traceback of what failed the turn, if anything."""
         turn = self.turn

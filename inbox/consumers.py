@@ -26,6 +26,7 @@ from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
 from conversations import streaming
 from conversations.consumers import _db_events
+from conversations.event_types import Event, LayerMessage
 from conversations.follower import TurnFollower
 from inbox import selectors, services
 
@@ -204,7 +205,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self.turn_conversation[turn_id] = str(conversation_id)
         await self.follower.follow(turn_id, after)
 
-    async def emit_event(self, turn_id: str, env: dict) -> None:
+    async def emit_event(self, turn_id: str, env: Event) -> None:
         await self.send_json(
             {
                 "type": "event",
@@ -216,7 +217,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
 
     # --- channel layer ---------------------------------------------------------------------
 
-    async def turn_event(self, message: dict) -> None:
+    async def turn_event(self, message: LayerMessage) -> None:
         await self.follower.deliver(message["turn_id"], message["event"])
 
     async def gap_check(self, message: dict) -> None:
