@@ -113,6 +113,15 @@ def refusal(where: str, problem: str) -> ApiError:
     )
 
 
+def frame_refusal(content: Any) -> ApiError | None:
+    """Why a socket's parsed JSON frame is refused before its `type` is read, or None: it must
+    be an object, and hold nothing a REST body may not (the same refusal as a REST body)."""
+    if not isinstance(content, dict):
+        return ApiError(ErrorCode.VALIDATION_ERROR, "Send a JSON object with a `type`.")
+    found = value_problem(content)
+    return None if found is None else refusal(*found)
+
+
 def check_value(value: Any, where: str = "") -> None:
     """Raise the 400 ApiError for a value no field may hold."""
     found = value_problem(value, where)

@@ -23,7 +23,7 @@ from chatbots.config_types import ChatbotConfig
 from chatbots.selectors import chatbot_config_get
 from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode, error_frame
-from config.input_guard import refusal, value_problem
+from config.input_guard import frame_refusal
 from config.socket_limits import slot_of
 from conversations import access, eventlog, hooks, selectors, services, socket_auth, streaming
 from conversations.event_types import Event, LayerMessage
@@ -141,6 +141,29 @@ def _cancel(turn: Turn) -> str:
 def _history(conversation_id, limit: int) -> list[dict]:
     # The same message shape as GET /api/sessions/<id>/history (with each question's outcome).
     return selectors.conversation_history_latest(conversation_id=conversation_id, limit=limit)
+
+
+async def resume_turn_get(
+    conversation_id, turn_id: Any, after: Any, *, names: tuple[str, str]
+) -> Turn:
+    """The turn a resume names (WebSocket and Socket.IO), its point checked as polling checks
+    it: 400 for a malformed id or point (named as the protocol names them), 400 or 410 for a
+    point the turn never had or no longer has, 404 for a turn not in this conversation."""
+    try:
+        turn_uuid = uuid.UUID(str(turn_id))
+    except ValueError:
+        turn_uuid = None
+    if turn_uuid is None or not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            f"`{names[0]}` must be a turn id and `{names[1]}` a whole number ≥ 0.",
+        )
+    turn = await db(selectors.turn_for_resume)(
+        conversation_id=conversation_id, turn_id=turn_uuid, after=after
+    )
+    if turn is None:
+        raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
+    return turn
 
 
 class ConversationRequests:
@@ -297,12 +320,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(error_frame(code, message, details))
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if not isinstance(content, dict):
-            await self.send_error(ErrorCode.VALIDATION_ERROR, "Send a JSON object with a `type`.")
-            return
-        # NUL, lone surrogates, unsafe numbers: the same refusal as a REST body (was close 1011).
-        if (found := value_problem(content)) is not None:
-            err = refusal(*found)
+        # Not an object; NUL, lone surrogates, unsafe numbers: refused as a REST body would be.
+        if (err := frame_refusal(content)) is not None:
             await self.send_error(err.code, err.message, err.details)
             return
         kind = content.get("type")
@@ -392,23 +411,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def on_resume(self, content: dict) -> None:
         await conversation_require_active(self.conversation.pk)
-        turn_id = content.get("turn_id")
         after = content.get("last_event_id", 0)
-        try:
-            turn_uuid = uuid.UUID(str(turn_id))
-        except ValueError:
-            turn_uuid = None
-        if turn_uuid is None or not isinstance(after, int) or isinstance(after, bool) or after < 0:
-            raise ApiError(
-                ErrorCode.VALIDATION_ERROR,
-                "`turn_id` must be a turn id and `last_event_id` a whole number ≥ 0.",
-            )
-        # A resume point gone or never existed: refused exactly as polling refuses it.
-        turn = await db(selectors.turn_for_resume)(
-            conversation_id=self.conversation.pk, turn_id=turn_uuid, after=after
+        turn = await resume_turn_get(
+            self.conversation.pk,
+            content.get("turn_id"),
+            after,
+            names=("turn_id", "last_event_id"),
         )
-        if turn is None:
-            raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
         await self.follow(str(turn.pk), after)
 
     async def on_cancel(self, content: dict) -> None:

@@ -26,7 +26,12 @@ from config.errors import ApiError, ErrorCode, error_body
 from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
 from conversations import eventlog, selectors, services, socket_auth, streaming
-from conversations.consumers import conversation_require_active, db, origin_allowed
+from conversations.consumers import (
+    conversation_require_active,
+    db,
+    origin_allowed,
+    resume_turn_get,
+)
 from conversations.event_types import Event
 from conversations.follower import TurnFollower
 from conversations.models import Conversation, Turn
@@ -528,21 +533,8 @@ async def _on_resume(client: SocketClient, data: Any) -> dict:
 
 async def _resume(client: SocketClient, conversation_id, turn_id: Any, after: Any) -> dict:
     after = 0 if after is None else after
-    try:
-        turn_uuid = uuid.UUID(str(turn_id))
-    except ValueError:
-        turn_uuid = None
-    if turn_uuid is None or not isinstance(after, int) or isinstance(after, bool) or after < 0:
-        raise ApiError(
-            ErrorCode.VALIDATION_ERROR,
-            "`turnId` must be a turn id and `lastEventId` a whole number ≥ 0.",
-        )
     # A resume point gone or never existed: the same answer as polling and the WebSocket.
-    turn = await db(selectors.turn_for_resume)(
-        conversation_id=conversation_id, turn_id=turn_uuid, after=after
-    )
-    if turn is None:
-        raise ApiError(ErrorCode.TURN_NOT_FOUND, "No such turn in this conversation.")
+    turn = await resume_turn_get(conversation_id, turn_id, after, names=("turnId", "lastEventId"))
     client.turns[str(turn.pk)] = str(conversation_id)
     client.quiet.discard(str(turn.pk))
     async with client.lock:

@@ -22,7 +22,7 @@ from django.conf import settings
 from accounts import access
 from accounts.models import Role
 from config.errors import ApiError, ErrorCode, error_frame
-from config.input_guard import refusal, value_problem
+from config.input_guard import frame_refusal
 from config.socket_limits import slot_of
 from conversations import streaming
 from conversations.consumers import _db_events
@@ -161,11 +161,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error(ErrorCode.MALFORMED_JSON, "The frame is not valid JSON.")
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if not isinstance(content, dict):
-            await self.send_error(ErrorCode.VALIDATION_ERROR, "Send a JSON object with a `type`.")
-            return
-        if (found := value_problem(content)) is not None:
-            err = refusal(*found)
+        if (err := frame_refusal(content)) is not None:
             await self.send_error(err.code, err.message, err.details)
             return
         kind = content.get("type")
