@@ -62,6 +62,23 @@ def _encryption_keys(settings):
     yield
 
 
+@pytest.fixture
+def openai_server():
+    """The fake OpenAI-compatible server, for the tests whose bots answer through it (one
+    place instead of a copy in each module)."""
+    from tests.fakes.openai import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def async_unsafe_refused(monkeypatch):
+    """Django refuses ORM calls on an event loop only when DJANGO_ALLOW_ASYNC_UNSAFE is unset;
+    tests that run turns on the worker's runtime use this so a read on the loop still fails."""
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
+
+
 @pytest.fixture(autouse=True)
 def _a_shop_for_admin_pages(request):
     # What staff add in the admin goes to their current shop; tests that do not care about

@@ -18,24 +18,15 @@ from conversations.runtime import get_runtime
 from monitoring.tests.factories import create_turn
 from tests.fakes.openai import FakeOpenAI
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("async_unsafe_refused"),
+]
 
 TEMPLATE_TEXT = (
     "You answer for {{shop_name}} ({{chatbot_id}}) in a {{tone}} tone. "
     "Question: {{question}}. Context: {{context}}"
 )
-
-
-@pytest.fixture(autouse=True)
-def _async_unsafe_is_refused(monkeypatch):
-    # Django only refuses ORM calls on an event loop when this is unset; keep the test honest.
-    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
-
-
-@pytest.fixture
-def openai_server():
-    with FakeOpenAI() as server:
-        yield server
 
 
 def templated_turn(openai_server, make_chatbot, make_endpoint, make_flow, *, overrides) -> Turn:

@@ -20,22 +20,13 @@ from tests.fakes.flowise import FakeFlowise
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.pinecone import FakePinecone
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("async_unsafe_refused"),
+]
 
 RETURNS = "Returns are free within 30 days of delivery; use the label in the parcel."
 SHIPPING = "Parcels ship in two days with GLS."
-
-
-@pytest.fixture(autouse=True)
-def _async_unsafe_is_refused(monkeypatch):
-    # Django refuses ORM calls on an event loop only when this is unset; keep the tests honest.
-    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
-
-
-@pytest.fixture
-def openai_server():
-    with FakeOpenAI() as server:
-        yield server
 
 
 @pytest.fixture

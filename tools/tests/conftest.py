@@ -13,21 +13,13 @@ from conversations.models import Message, StreamEvent, Turn
 from conversations.runner import turn_run
 from conversations.runtime import get_runtime
 from monitoring.tests.factories import create_turn
-from tests.fakes.openai import FakeOpenAI
 from tools.models import ChatbotTools
 from tools.registry import Tool, ToolError, ToolResult, tool_register, tool_unregister
 
 
 @pytest.fixture(autouse=True)
-def _async_unsafe_is_refused(monkeypatch):
-    # Django refuses ORM calls on an event loop only when this is unset; keep the tests honest.
-    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
-
-
-@pytest.fixture
-def openai_server():
-    with FakeOpenAI() as server:
-        yield server
+def _async_unsafe_is_refused(async_unsafe_refused):
+    """Every tools test keeps Django's refusal of ORM calls on an event loop."""
 
 
 class Calls:
