@@ -457,6 +457,20 @@ class FakeServer:
                         sc[key] = self.DEFAULTS.get(key)
         return sc
 
+    @staticmethod
+    async def before_headers(sc: Scenario, resp: Responder) -> bool:
+        """Apply the knobs that act before the status line; True when the request is over.
+
+        `delay_before_headers` waits, then `hang_without_headers` holds the request until the
+        client gives up: one place, so every fake makes a client's connect/read timeout fire alike.
+        """
+        if sc.delay_before_headers:
+            await asyncio.sleep(sc.delay_before_headers)
+        if sc.hang_without_headers:
+            await resp.wait_peer_closed()
+            return True
+        return False
+
     def emit(self, key: Any, index: int) -> None:
         # list.append is atomic under the GIL, so emissions need no lock.
         if self.scenario.get("record_emissions", True):

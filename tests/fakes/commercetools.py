@@ -11,7 +11,6 @@ Run standalone: `python -m tests.fakes.commercetools --port 8113`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import secrets
@@ -171,10 +170,7 @@ class FakeCommercetools(FakeServer):
 
     async def handle(self, req: Request, resp: Responder) -> None:
         sc = self.take_scenario()
-        if sc.delay_before_headers:
-            await asyncio.sleep(sc.delay_before_headers)
-        if sc.hang_without_headers:
-            await resp.wait_peer_closed()
+        if await self.before_headers(sc, resp):
             return
         if sc.status:
             status = int(sc.status)

@@ -149,10 +149,7 @@ class FakeFlowise(FakeServer):
         session_id = override.get("sessionId") if isinstance(override, dict) else None
         chat_id = body.get("chatId") or session_id or str(uuid.uuid4())
 
-        if sc.delay_before_headers:
-            await asyncio.sleep(sc.delay_before_headers)
-        if sc.hang_without_headers:
-            await resp.wait_peer_closed()
+        if await self.before_headers(sc, resp):
             return
         if sc.status:
             await self._error_status(resp, sc, int(sc.status), flow_id)

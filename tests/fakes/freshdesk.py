@@ -12,7 +12,6 @@ Run standalone: `python -m tests.fakes.freshdesk --port 8114`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import re
@@ -105,10 +104,7 @@ class FakeFreshdesk(FakeServer):
 
     async def handle(self, req: Request, resp: Responder) -> None:
         sc = self.take_scenario()
-        if sc.delay_before_headers:
-            await asyncio.sleep(sc.delay_before_headers)
-        if sc.hang_without_headers:
-            await resp.wait_peer_closed()
+        if await self.before_headers(sc, resp):
             return
         headers, wait = self._rate(sc)
         if sc.status:

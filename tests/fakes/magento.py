@@ -12,7 +12,6 @@ Run standalone: `python -m tests.fakes.magento --port 8112`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -330,10 +329,7 @@ class FakeMagento(FakeServer):
 
     async def handle(self, req: Request, resp: Responder) -> None:
         sc = self.take_scenario()
-        if sc.delay_before_headers:
-            await asyncio.sleep(sc.delay_before_headers)
-        if sc.hang_without_headers:
-            await resp.wait_peer_closed()
+        if await self.before_headers(sc, resp):
             return
         match = API_RE.match(req.path)
         if not match or (match.group(1) and match.group(1) not in sc.stores):

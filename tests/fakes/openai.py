@@ -317,10 +317,7 @@ class FakeOpenAI(FakeServer):
     async def _completions(self, req: Request, resp: Responder) -> None:
         sc = self.take_scenario()
         body = req.json if isinstance(req.json, dict) else None
-        if sc.delay_before_headers:
-            await asyncio.sleep(sc.delay_before_headers)
-        if sc.hang_without_headers:
-            await resp.wait_peer_closed()
+        if await self.before_headers(sc, resp):
             return
         if err := self._auth_error(req, sc):
             await resp.send(401, err, headers=self._headers())

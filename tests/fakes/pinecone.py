@@ -5,7 +5,6 @@ Run standalone: `python -m tests.fakes.pinecone --port 8103`.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from tests.fakes._server import COMMON_DEFAULTS, FakeServer, Request, Responder, Scenario
@@ -95,10 +94,7 @@ class FakePinecone(FakeServer):
         sc = self.take_scenario()
         path = req.path.rstrip("/")
         control = path == "/indexes" or path.startswith("/indexes/")
-        if sc.delay_before_headers:
-            await asyncio.sleep(sc.delay_before_headers)
-        if sc.hang_without_headers:
-            await resp.wait_peer_closed()
+        if await self.before_headers(sc, resp):
             return
         if sc.api_key and req.headers.get("api-key") != sc.api_key:
             if control:

@@ -11,7 +11,6 @@ Run standalone: `python -m tests.fakes.shopify --port 8111`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -208,10 +207,7 @@ class FakeShopify(FakeServer):
 
     async def handle(self, req: Request, resp: Responder) -> None:
         sc = self.take_scenario()
-        if sc.delay_before_headers:
-            await asyncio.sleep(sc.delay_before_headers)
-        if sc.hang_without_headers:
-            await resp.wait_peer_closed()
+        if await self.before_headers(sc, resp):
             return
         if req.method == "POST" and req.path == "/admin/oauth/access_token":
             await self._token(req, resp, sc)
