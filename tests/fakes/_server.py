@@ -471,6 +471,41 @@ class FakeServer:
             return True
         return False
 
+    @staticmethod
+    async def wait_whole_answer(sc: Scenario, resp: Responder, n_tokens: int) -> bool:
+        """Pace a non-streamed answer; True when the request is over.
+
+        It waits as long as streaming its tokens would have taken, then a `reset_after_tokens` at
+        any position drops the connection, since a whole answer has no token to break after.
+        """
+        delay = (sc.delay_before_first_token or 0) + (
+            n_tokens / sc.tokens_per_second if sc.tokens_per_second else 0
+        )
+        if delay:
+            await asyncio.sleep(delay)
+        if sc.reset_after_tokens is not None:
+            resp.abort(rst=bool(sc.reset_with_rst))
+            return True
+        return False
+
+    @staticmethod
+    async def break_stream(sc: Scenario, resp: Responder, i: int, malformed: bytes) -> bool:
+        """Break a stream before token i as the knobs say; True when the stream is over.
+
+        `malformed_after_tokens` writes the protocol's unparsable frame and the stream goes on;
+        `reset_after_tokens` drops the connection; `stall_after_tokens` goes silent until the
+        client leaves. Each protocol's fault knobs that end with its own frames stay in the fake.
+        """
+        if sc.malformed_after_tokens == i:
+            await resp.write(malformed)
+        if sc.reset_after_tokens == i:
+            resp.abort(rst=bool(sc.reset_with_rst))
+            return True
+        if sc.stall_after_tokens == i:
+            await resp.wait_peer_closed()
+            return True
+        return False
+
     def emit(self, key: Any, index: int) -> None:
         # list.append is atomic under the GIL, so emissions need no lock.
         if self.scenario.get("record_emissions", True):

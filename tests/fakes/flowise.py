@@ -236,13 +236,7 @@ class FakeFlowise(FakeServer):
         if sc.error_after_tokens is not None:
             await resp.send(500, envelope(500, sc.error_message or DEFAULT_ERROR))
             return
-        delay = (sc.delay_before_first_token or 0) + (
-            len(tokens) / sc.tokens_per_second if sc.tokens_per_second else 0
-        )
-        if delay:
-            await asyncio.sleep(delay)
-        if sc.reset_after_tokens is not None:
-            resp.abort(rst=bool(sc.reset_with_rst))
+        if await self.wait_whole_answer(sc, resp, len(tokens)):
             return
         if sc.malformed_after_tokens is not None:
             await resp.send(200, b'{"text": "unterminated', content_type="application/json")
@@ -337,15 +331,7 @@ class FakeFlowise(FakeServer):
             await resp.write(end_frame(sc.old_end_frame))
             await resp.finish()
             return True
-        if sc.malformed_after_tokens == i:
-            await resp.write(b"message:\ndata:{not json\n\n")
-        if sc.reset_after_tokens == i:
-            resp.abort(rst=bool(sc.reset_with_rst))
-            return True
-        if sc.stall_after_tokens == i:
-            await resp.wait_peer_closed()
-            return True
-        return False
+        return await self.break_stream(sc, resp, i, b"message:\ndata:{not json\n\n")
 
 
 if __name__ == "__main__":

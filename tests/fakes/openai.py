@@ -389,13 +389,7 @@ class FakeOpenAI(FakeServer):
         if sc.error_after_tokens is not None:
             await self._error_status(resp, sc, 500, model)
             return
-        delay = (sc.delay_before_first_token or 0) + (
-            len(tokens) / sc.tokens_per_second if sc.tokens_per_second else 0
-        )
-        if delay:
-            await asyncio.sleep(delay)
-        if sc.reset_after_tokens is not None:
-            resp.abort(rst=bool(sc.reset_with_rst))
+        if await self.wait_whole_answer(sc, resp, len(tokens)):
             return
         for i in range(len(tokens)):
             self.emit(key, i)
@@ -525,15 +519,7 @@ class FakeOpenAI(FakeServer):
             await resp.finish()
             resp.abort()
             return True
-        if sc.malformed_after_tokens == i:
-            await resp.write(b"data: {not json\n\n")
-        if sc.reset_after_tokens == i:
-            resp.abort(rst=bool(sc.reset_with_rst))
-            return True
-        if sc.stall_after_tokens == i:
-            await resp.wait_peer_closed()
-            return True
-        return False
+        return await self.break_stream(sc, resp, i, b"data: {not json\n\n")
 
 
 if __name__ == "__main__":
