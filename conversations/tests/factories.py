@@ -17,9 +17,17 @@ from chatbots.models import Chatbot
 from chatbots.tests.factories import create_chatbot
 from config.redis import get_redis
 from conversations import services, streaming
-from conversations.models import Conversation, Turn
+from conversations.access import conversation_token_issue
+from conversations.models import Conversation, Message, Turn
 
-__all__ = ["create_conversation", "create_events", "create_turn", "token_envelopes"]
+__all__ = [
+    "conversation_auth_headers",
+    "create_conversation",
+    "create_events",
+    "create_finished_turn",
+    "create_turn",
+    "token_envelopes",
+]
 
 
 def create_conversation(*, chatbot: Chatbot | None = None, user_id: str = "") -> Conversation:
@@ -38,6 +46,53 @@ def create_turn(
     conversation = conversation or create_conversation(chatbot=chatbot)
     turn, _ = services.message_submit(conversation=conversation, text=text)
     return turn
+
+
+def create_finished_turn(
+    conversation: Conversation,
+    question: str,
+    *,
+    status: str = "completed",
+    answer: str = "",
+    flow: str = "",
+    error: tuple[str, str] = ("", ""),
+) -> Turn:
+    """A question and its turn as the runner leaves them, written directly rather than run: the
+    answer is stored only when text was said, marked incomplete unless the turn completed, and
+    `error` is the turn's (code, message). For tests of what reads finished turns (the history,
+    the quality pages), which need no worker."""
+    sequence = conversation.messages.count() + 1
+    asked = Message.objects.create(
+        conversation=conversation, role="user", content=question, sequence=sequence
+    )
+    said = None
+    if answer:
+        said = Message.objects.create(
+            conversation=conversation,
+            role="assistant",
+            content=answer,
+            sequence=sequence + 1,
+            flow=flow,
+            metadata={"incomplete": True, "reason": status} if status != "completed" else {},
+        )
+    code, message = error
+    return Turn.objects.create(
+        conversation=conversation,
+        user_message=asked,
+        assistant_message=said,
+        status=status,
+        flow=flow,
+        error_code=code,
+        error_message=message,
+    )
+
+
+def conversation_auth_headers(conversation: Conversation) -> dict:
+    """The headers the widget sends for `conversation`: its conversation token as a bearer."""
+    token = conversation_token_issue(
+        conversation_id=conversation.pk, chatbot_id=conversation.chatbot_id
+    )
+    return {"Authorization": f"Bearer {token}"}
 
 
 def token_envelopes(first: int, count: int) -> list[dict]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from conversations.access import conversation_token_issue
 from conversations.models import Message, Turn
 from conversations.services import conversation_start
+from conversations.tests.factories import conversation_auth_headers, create_finished_turn
 
 pytestmark = pytest.mark.django_db
 
@@ -15,36 +15,10 @@ REFUSED = ("UPSTREAM_AUTH", "The assistant is not set up correctly. Please conta
 CUT_OFF = ("UPSTREAM_STREAM_ERROR", "The assistant ran into a problem while answering.")
 
 
-def auth(conversation) -> dict:
-    token = conversation_token_issue(
-        conversation_id=conversation.pk, chatbot_id=conversation.chatbot_id
-    )
-    return {"Authorization": f"Bearer {token}"}
-
-
 def ask(conversation, question: str, status: str, answer: str = "", error=None) -> Turn:
     """A question and its turn as the runner leaves them (the answer stored when text was said)."""
-    sequence = conversation.messages.count() + 1
-    asked = Message.objects.create(
-        conversation=conversation, role="user", content=question, sequence=sequence
-    )
-    said = None
-    if answer:
-        said = Message.objects.create(
-            conversation=conversation,
-            role="assistant",
-            content=answer,
-            sequence=sequence + 1,
-            metadata={"incomplete": True, "reason": status} if status != "completed" else {},
-        )
-    code, message = error or ("", "")
-    return Turn.objects.create(
-        conversation=conversation,
-        user_message=asked,
-        assistant_message=said,
-        status=status,
-        error_code=code,
-        error_message=message,
+    return create_finished_turn(
+        conversation, question, status=status, answer=answer, error=error or ("", "")
     )
 
 
@@ -65,7 +39,8 @@ def test_each_question_in_the_history_carries_how_its_answer_ended(
 
     with django_assert_num_queries(3):  # the turns come with their messages, in one query
         messages = client.get(
-            f"/api/sessions/{conversation.pk}/history", headers=auth(conversation)
+            f"/api/sessions/{conversation.pk}/history",
+            headers=conversation_auth_headers(conversation),
         ).json()["messages"]
 
     outcomes = {m["content"]: m["turn"] for m in messages}
@@ -99,11 +74,11 @@ def test_each_question_in_the_history_carries_how_its_answer_ended(
 def test_resuming_gives_the_same_outcomes_as_the_history(client, conversation):
     ask(conversation, "Do you have Barolo?", "failed", error=REFUSED)
     resumed = client.post(
-        f"/api/sessions/{conversation.pk}/resume", headers=auth(conversation)
+        f"/api/sessions/{conversation.pk}/resume", headers=conversation_auth_headers(conversation)
     ).json()
     assert resumed["history"][0]["turn"]["error"] == {"code": REFUSED[0], "message": REFUSED[1]}
     history = client.get(
-        f"/api/sessions/{conversation.pk}/history", headers=auth(conversation)
+        f"/api/sessions/{conversation.pk}/history", headers=conversation_auth_headers(conversation)
     ).json()
     assert resumed["history"] == history["messages"]
 
@@ -111,6 +86,6 @@ def test_resuming_gives_the_same_outcomes_as_the_history(client, conversation):
 def test_a_message_without_a_turn_has_no_outcome(client, conversation):
     Message.objects.create(conversation=conversation, role="user", content="imported", sequence=1)
     messages = client.get(
-        f"/api/sessions/{conversation.pk}/history", headers=auth(conversation)
+        f"/api/sessions/{conversation.pk}/history", headers=conversation_auth_headers(conversation)
     ).json()["messages"]
     assert messages[0]["turn"] is None

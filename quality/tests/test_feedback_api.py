@@ -7,8 +7,9 @@ from django.contrib.auth import get_user_model
 
 from conversations.models import Message
 from conversations.services import conversation_start
+from conversations.tests.factories import conversation_auth_headers as auth
 from quality.models import AnswerFeedback
-from quality.tests.conftest import ask, auth
+from quality.tests.conftest import ask
 
 pytestmark = pytest.mark.django_db
 
