@@ -339,6 +339,13 @@ class FakeServer:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """Make a fake's own stores (orders, tokens, rate windows); its `_on_reset` empties them.
+
+        Called last in `__init__`, when the knobs are set, so no fake repeats the constructor.
+        """
 
     def _defaults(self) -> dict[str, Any]:
         return json.loads(json.dumps(self.DEFAULTS))  # deep copy so tests cannot mutate defaults

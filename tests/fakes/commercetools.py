@@ -153,8 +153,7 @@ class FakeCommercetools(FakeServer):
     name = "fake-commercetools"
     DEFAULTS = CT_DEFAULTS
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **scenario: Any):
-        super().__init__(host, port, **scenario)
+    def _init_state(self) -> None:
         self.orders: list[dict[str, Any]] = []
         self.tokens: dict[str, tuple[float, set[str]]] = {}  # token -> (expiry, scopes)
 

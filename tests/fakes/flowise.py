@@ -101,8 +101,7 @@ class FakeFlowise(FakeServer):
     name = "fake-flowise"
     DEFAULTS = FLOWISE_DEFAULTS
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **scenario: Any):
-        super().__init__(host, port, **scenario)
+    def _init_state(self) -> None:
         self.aborts: list[tuple[str, str, float]] = []
         self._running: dict[str, asyncio.Event] = {}
 

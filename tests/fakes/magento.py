@@ -307,8 +307,7 @@ class FakeMagento(FakeServer):
     name = "fake-magento"
     DEFAULTS = MAGENTO_DEFAULTS
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **scenario: Any):
-        super().__init__(host, port, **scenario)
+    def _init_state(self) -> None:
         self.orders: list[dict[str, Any]] = []
         self.shipments: list[dict[str, Any]] = []
         self.admin_tokens: set[str] = set()

@@ -185,8 +185,7 @@ class FakeShopify(FakeServer):
     DEFAULTS = SHOPIFY_DEFAULTS
     fault_knobs = FAULT_KNOBS | {"throttled", "rest_throttled"}
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **scenario: Any):
-        super().__init__(host, port, **scenario)
+    def _init_state(self) -> None:
         self.orders: list[dict[str, Any]] = []
         self.minted: dict[str, float] = {}  # token -> expiry (time.time())
         self._available = float(self.scenario.bucket_max)

@@ -33,8 +33,7 @@ class FakeZendesk(FakeServer):
     name = "fake-zendesk"
     DEFAULTS = ZENDESK_DEFAULTS
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **scenario: Any):
-        super().__init__(host, port, **scenario)
+    def _init_state(self) -> None:
         self.tickets: list[dict[str, Any]] = []
         self._window_start = time.monotonic()
         self._calls = 0
