@@ -73,6 +73,15 @@ def openai_server():
 
 
 @pytest.fixture
+def flowise():
+    """The fake Flowise in its default scenario, for the tests whose bots answer through it."""
+    from tests.fakes.flowise import FakeFlowise
+
+    with FakeFlowise() as server:
+        yield server
+
+
+@pytest.fixture
 def async_unsafe_refused(monkeypatch):
     """Django refuses ORM calls on an event loop only when DJANGO_ALLOW_ASYNC_UNSAFE is unset;
     tests that run turns on the worker's runtime use this so a read on the loop still fails."""

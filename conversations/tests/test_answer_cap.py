@@ -13,17 +13,10 @@ from conversations.models import AICall, StreamEvent, Turn
 from conversations.runner import MESSAGES, turn_run
 from conversations.runtime import get_runtime
 from monitoring.tests.factories import create_turn
-from tests.fakes.flowise import FakeFlowise
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TOKEN = "0123456789" * 30  # 300 characters
-
-
-@pytest.fixture
-def flowise():
-    with FakeFlowise() as server:
-        yield server
 
 
 @pytest.fixture

@@ -40,12 +40,6 @@ Keep wine lying down in a cool, dark place.
 
 
 @pytest.fixture
-def openai_server():
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
 def embedded_kb(openai_server, make_chatbot, make_endpoint, make_kb):
     bot = make_chatbot(public_id="hybrid-bot", language="en")
     endpoint = make_endpoint(

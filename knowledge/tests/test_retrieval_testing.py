@@ -11,7 +11,6 @@ from chatbots.models import AIEndpoint, KnowledgeBase
 from chatbots.tests.factories import create_shop
 from knowledge.models import KnowledgeDocument
 from knowledge.tests.conftest import process
-from tests.fakes.openai import FakeOpenAI
 from tests.fakes.pinecone import FakePinecone
 
 pytestmark = pytest.mark.django_db
@@ -22,12 +21,6 @@ URL = "/admin/knowledge/knowledgedocument/retrieval-test/"
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def openai_server():
-    with FakeOpenAI() as server:
-        yield server
 
 
 @pytest.fixture

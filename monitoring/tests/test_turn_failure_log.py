@@ -16,17 +16,10 @@ from conversations.runtime import get_runtime
 from monitoring.logging import log_context_bound
 from monitoring.models import ErrorLog
 from monitoring.tests.factories import create_turn
-from tests.fakes.openai import FakeOpenAI
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 API_KEY = "sk-proj-turnfailure0123456789"
-
-
-@pytest.fixture
-def openai_server():
-    with FakeOpenAI() as server:
-        yield server
 
 
 def openai_turn(server, make_chatbot, make_endpoint, make_flow):

@@ -40,18 +40,6 @@ TEMPLATE_TEXT = "You are the assistant of {{shop_name}}. Tone: {{tone}}."
 RENDERED = f"You are the assistant of {OVERRIDE}. Tone: friendly."
 
 
-@pytest.fixture
-def flowise():
-    with FakeFlowise() as server:
-        yield server
-
-
-@pytest.fixture
-def openai_server():
-    with FakeOpenAI() as server:
-        yield server
-
-
 def flowise_endpoint(server: FakeFlowise) -> AIEndpoint:
     return create_endpoint(
         kind=AIEndpoint.Kind.FLOWISE,

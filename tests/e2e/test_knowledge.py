@@ -19,17 +19,10 @@ from knowledge.retrieval import vector_search_available
 from knowledge.services import document_submit
 from knowledge.tests.conftest import pdf_bytes
 from tests.e2e.client import answer_text, assert_gapless, post_message, ws_events
-from tests.fakes.openai import FakeOpenAI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 FAQ = ["Corkage is 50 kroner per bottle, and you may bring at most two bottles per table."]
-
-
-@pytest.fixture
-def openai_server():
-    with FakeOpenAI() as server:
-        yield server
 
 
 @pytest.fixture

@@ -18,22 +18,8 @@ from chatbots.tests.factories import (
 )
 from conversations.models import AICall, Message, Turn
 from tests.e2e.client import answer_text, assert_gapless, poll_events, post_message, ws_events
-from tests.fakes.flowise import FakeFlowise
-from tests.fakes.openai import FakeOpenAI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def flowise():
-    with FakeFlowise() as server:
-        yield server
-
-
-@pytest.fixture
-def openai_server():
-    with FakeOpenAI() as server:
-        yield server
 
 
 def flowise_bot(server, *, public_id: str = "vinhuset", **chatbot) -> tuple:

@@ -10,15 +10,8 @@ import pytest
 from conversations.models import Turn
 from tests.e2e.client import widget_headers
 from tests.e2e.test_pipeline import flowise_bot
-from tests.fakes.flowise import FakeFlowise
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def flowise():
-    with FakeFlowise() as server:
-        yield server
 
 
 ANSWER = " ".join(f"word{i}" for i in range(60))

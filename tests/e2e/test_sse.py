@@ -15,7 +15,6 @@ from conversations.models import Turn
 from tests.e2e.client import post_message
 from tests.e2e.conftest import ARTIFACTS, running_stack, stack_env
 from tests.e2e.test_pipeline import flowise_bot
-from tests.fakes.flowise import FakeFlowise
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -34,12 +33,6 @@ def sse_stack(django_db_setup, django_db_blocker):
     )
     with running_stack(env, ARTIFACTS, "sse", "turns,celery", 8) as running:
         yield running
-
-
-@pytest.fixture
-def flowise():
-    with FakeFlowise() as server:
-        yield server
 
 
 def sse_url(stack, reply: dict) -> str:
