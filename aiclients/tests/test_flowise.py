@@ -5,52 +5,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
-import time
 from contextlib import aclosing
-from dataclasses import dataclass, field
 
 import pytest
 
 from aiclients import (
-    CallStats,
-    RetryPolicy,
     Timeouts,
     UpstreamError,
-    UpstreamEvent,
     UpstreamRequest,
     abort_flowise,
     make_async_client,
     stream_flowise,
 )
 from aiclients.probe import probe_flowise
-from tests.fakes import FakeFlowise, describe_image
+from aiclients.tests.calls import FAST, Result, call_run, result_fill
+from tests.fakes import describe_image
 
 FLOW = "7f3c1c0e-2b0a-4a52-9c1e-2f6a0c1d9b11"
 KEY = "flowise-SECRET-key-0123456789"
-FAST = Timeouts(connect=1.0, read_idle=2.0, total=10.0)
-QUICK_RETRY = RetryPolicy(max_retries=2, backoff_base=0.01, backoff_max=0.05, retry_after_cap=5)
 DOCS = [{"pageContent": "Returns within 30 days.", "metadata": {"source": "faq.pdf"}}]
-
-
-@dataclass
-class Result:
-    events: list[UpstreamEvent] = field(default_factory=list)
-    stats: CallStats = field(default_factory=CallStats)
-    error: UpstreamError | None = None
-    elapsed: float = 0.0
-
-    @property
-    def text(self) -> str:
-        return "".join(e.text for e in self.events if e.kind == "token")
-
-    def of(self, kind: str) -> list[UpstreamEvent]:
-        return [e for e in self.events if e.kind == kind]
-
-
-@pytest.fixture
-def flowise():
-    with FakeFlowise() as srv:
-        yield srv
 
 
 def make_request(url: str, **kw) -> UpstreamRequest:
@@ -66,27 +39,11 @@ def make_request(url: str, **kw) -> UpstreamRequest:
 
 
 async def _consume(client, req, result: Result, **kw) -> None:
-    try:
-        async with aclosing(stream_flowise(client, req, stats=result.stats, **kw)) as events:
-            async for event in events:
-                result.events.append(event)
-    except UpstreamError as exc:
-        result.error = exc
+    await result_fill(result, stream_flowise(client, req, stats=result.stats, **kw))
 
 
-def stream(req: UpstreamRequest, *, timeouts=FAST, retry=QUICK_RETRY, **kw) -> Result:
-    result = Result()
-
-    async def main() -> None:
-        async with make_async_client(
-            max_connections=10, connect_timeout=1, read_timeout=5, trust_env=False
-        ) as client:
-            await _consume(client, req, result, timeouts=timeouts, retry=retry, **kw)
-
-    started = time.monotonic()
-    asyncio.run(main())
-    result.elapsed = time.monotonic() - started
-    return result
+def stream(req: UpstreamRequest, **kw) -> Result:
+    return call_run(stream_flowise, req, max_connections=10, **kw)
 
 
 def test_it_streams_the_answer_without_repeating_the_start_token(flowise):

@@ -14,44 +14,24 @@ import threading
 import time
 import warnings
 from contextlib import aclosing
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
 from aiclients import (
-    CallStats,
-    RetryPolicy,
     Timeouts,
     UpstreamError,
-    UpstreamEvent,
     UpstreamRequest,
     make_async_client,
     stream_openai,
 )
 from aiclients.probe import probe_openai
+from aiclients.tests.calls import FAST, QUICK_RETRY, Result, call_run, result_fill
 from aiclients.transport import LeanTransport
 from tests.fakes import FakeOpenAI, describe_image
 
 KEY = "sk-proj-SECRETSECRET0123456789abcd"
-FAST = Timeouts(connect=1.0, read_idle=2.0, total=10.0)
-QUICK_RETRY = RetryPolicy(max_retries=2, backoff_base=0.01, backoff_max=0.05, retry_after_cap=5)
 ANSWER = "You asked: Is it in stock?"
-
-
-@dataclass
-class Result:
-    events: list[UpstreamEvent] = field(default_factory=list)
-    stats: CallStats = field(default_factory=CallStats)
-    error: UpstreamError | None = None
-    elapsed: float = 0.0
-
-    @property
-    def text(self) -> str:
-        return "".join(e.text for e in self.events if e.kind == "token")
-
-    def of(self, kind: str) -> list[UpstreamEvent]:
-        return [e for e in self.events if e.kind == kind]
 
 
 @pytest.fixture
@@ -70,25 +50,8 @@ def make_request(url: str, **kw) -> UpstreamRequest:
     return UpstreamRequest(**{**defaults, **kw})
 
 
-def stream(req: UpstreamRequest, *, timeouts=FAST, retry=QUICK_RETRY) -> Result:
-    result = Result()
-
-    async def main() -> None:
-        async with make_async_client(
-            max_connections=5, connect_timeout=1, read_timeout=5, trust_env=False
-        ) as client:
-            try:
-                gen = stream_openai(client, req, stats=result.stats, timeouts=timeouts, retry=retry)
-                async with aclosing(gen) as events:
-                    async for event in events:
-                        result.events.append(event)
-            except UpstreamError as exc:
-                result.error = exc
-
-    started = time.monotonic()
-    asyncio.run(main())
-    result.elapsed = time.monotonic() - started
-    return result
+def stream(req: UpstreamRequest, **kw) -> Result:
+    return call_run(stream_openai, req, max_connections=5, **kw)
 
 
 def test_it_streams_content_and_reports_usage(openai):
@@ -339,15 +302,8 @@ def run_streams(reqs, *, client_factory=None, timeouts=FAST, pause: float = 0.0)
     results = [Result() for _ in reqs]
 
     async def one(client, req, result: Result) -> None:
-        try:
-            gen = stream_openai(
-                client, req, stats=result.stats, timeouts=timeouts, retry=QUICK_RETRY
-            )
-            async with aclosing(gen) as events:
-                async for event in events:
-                    result.events.append(event)
-        except UpstreamError as exc:
-            result.error = exc
+        gen = stream_openai(client, req, stats=result.stats, timeouts=timeouts, retry=QUICK_RETRY)
+        await result_fill(result, gen)
 
     async def main() -> None:
         factory = client_factory or (
