@@ -9,7 +9,7 @@ import asyncio
 import json
 import secrets
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from tests.fakes._server import (
     COMMON_DEFAULTS,
@@ -127,6 +127,17 @@ def tool_messages_error(messages: list) -> str | None:
 def _split(text: str, size: int) -> list[str]:
     size = max(1, int(size or 1))
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+class Reply(NamedTuple):
+    """One completion's content, the same whether it is streamed or sent whole."""
+
+    key: int  # the request's index, under which its tokens are emitted
+    cid: str
+    model: str
+    tokens: list[str]
+    usage: dict[str, int]
+    calls: list[dict[str, Any]]
 
 
 class FakeOpenAI(FakeServer):
@@ -367,25 +378,16 @@ class FakeOpenAI(FakeServer):
             "completion_tokens": len(tokens),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        cid = f"chatcmpl-fake{req.index}"
+        reply = Reply(req.index, f"chatcmpl-fake{req.index}", model, tokens, usage, calls)
         if body.get("stream") is True and not sc.json_fallback:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             include_usage = include_usage and not sc.omit_usage
-            await self._stream(resp, sc, req.index, cid, model, tokens, usage, include_usage, calls)
+            await self._stream(resp, sc, reply, include_usage)
         else:
-            await self._complete(resp, sc, req.index, cid, model, tokens, usage, calls)
+            await self._complete(resp, sc, reply)
 
-    async def _complete(
-        self,
-        resp: Responder,
-        sc: Scenario,
-        key: int,
-        cid: str,
-        model: str,
-        tokens: list,
-        usage: dict,
-        calls: list[dict[str, Any]] | None = None,
-    ) -> None:
+    async def _complete(self, resp: Responder, sc: Scenario, reply: Reply) -> None:
+        key, cid, model, tokens, usage, calls = reply
         if sc.error_after_tokens is not None:
             await self._error_status(resp, sc, 500, model)
             return
@@ -426,17 +428,9 @@ class FakeOpenAI(FakeServer):
         await resp.send(200, out, headers=self._headers())
 
     async def _stream(
-        self,
-        resp: Responder,
-        sc: Scenario,
-        key: int,
-        cid: str,
-        model: str,
-        tokens: list[str],
-        usage: dict,
-        include_usage: bool,
-        calls: list[dict[str, Any]] | None = None,
+        self, resp: Responder, sc: Scenario, reply: Reply, include_usage: bool
     ) -> None:
+        key, cid, model, tokens, usage, calls = reply
         await resp.start(200, SSE_HEADERS + self._headers())
         beat = self.heartbeat(resp, sc.heartbeat_interval, b": keep-alive\n\n")
         created = int(time.time())
@@ -458,7 +452,7 @@ class FakeOpenAI(FakeServer):
                 resp, sc, key, frames, lambda i: self._interrupt(resp, sc, i)
             ):
                 return
-            for frame in self._tool_call_frames(sc, calls or []):
+            for frame in self._tool_call_frames(sc, calls):
                 await resp.write(chunk({"tool_calls": [frame]}))
             if sc.no_end:
                 await resp.wait_peer_closed()
