@@ -14,17 +14,10 @@ import urllib.parse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-NUL = "a\x00b"
-SURROGATE = "x\ud800y"
+from tests.hostile import NUL, SURROGATE, nested
+
 ACTIONS = ["take", "assign", "reply", "typing", "hand-back", "resolve", "labels", "note", NUL]
 FIELDS = ["text", "user_id", "typing", "labels", "reason"]
-
-
-def nested(depth: int):
-    value: object = 1
-    for _ in range(depth):
-        value = [value]
-    return value
 
 
 HOSTILE = st.one_of(

@@ -25,18 +25,9 @@ from images.tests.conftest import b64
 from images.tests.samples import image_bytes
 from tests.e2e.client import post_message
 from tests.e2e.conftest import ARTIFACTS, running_stack, stack_env
+from tests.hostile import NUL, SURROGATE, nested
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-NUL = "a\x00b"
-SURROGATE = "x\ud800y"
-
-
-def nested(depth: int):
-    value: object = 1
-    for _ in range(depth):
-        value = [value]
-    return value
 
 
 HOSTILE = st.one_of(

@@ -20,22 +20,13 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.hostile import NUL, SURROGATE, nested
 from tests.reliability import harness
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 EXAMPLES_PER_OPERATION = 12
 WS_EXAMPLES = 120
-
-NUL = "a\x00b"
-SURROGATE = "x\ud800y"
-
-
-def nested(depth: int):
-    value: object = 1
-    for _ in range(depth):
-        value = [value]
-    return value
 
 
 HOSTILE_JSON = st.one_of(
