@@ -45,20 +45,25 @@ def analysis_flow(make_endpoint, make_flow, chatbot, *, kind: str, url: str, **e
     return make_flow(chatbot=chatbot, name="analysis", role=Flow.Role.ANALYSIS, endpoint=endpoint)
 
 
+def openai_analysis_flow(make_endpoint, make_flow, chatbot, server):
+    """The analysis flow on the fake OpenAI-compatible `server`, with the key it expects."""
+    return analysis_flow(
+        make_endpoint,
+        make_flow,
+        chatbot,
+        kind=AIEndpoint.Kind.OPENAI,
+        url=server.url + "/v1",
+        api_key="sk-analysis-0123456789",
+    )
+
+
 # --- the analysis flow ----------------------------------------------------------------------------
 
 
 def test_an_openai_analysis_flow_judges_the_turn_and_is_logged_as_an_ai_call(
     shop, make_conversation, make_turn, make_endpoint, make_flow, openai_server
 ):
-    analysis_flow(
-        make_endpoint,
-        make_flow,
-        shop,
-        kind=AIEndpoint.Kind.OPENAI,
-        url=openai_server.url + "/v1",
-        api_key="sk-analysis-0123456789",
-    )
+    openai_analysis_flow(make_endpoint, make_flow, shop, openai_server)
     openai_server.scenario.answer = "Sure! " + json.dumps(VERDICT)
     conversation = make_conversation(shop)
     turn = make_turn(
@@ -127,14 +132,7 @@ def test_a_topic_outside_the_list_becomes_other():
 def test_a_failing_analysis_flow_falls_back_to_the_builtin_analyser(
     shop, make_conversation, make_turn, make_endpoint, make_flow, openai_server, knobs, reason
 ):
-    analysis_flow(
-        make_endpoint,
-        make_flow,
-        shop,
-        kind=AIEndpoint.Kind.OPENAI,
-        url=openai_server.url + "/v1",
-        api_key="sk-analysis-0123456789",
-    )
+    openai_analysis_flow(make_endpoint, make_flow, shop, openai_server)
     openai_server.configure(**knobs)
     turn = make_turn(conversation=make_conversation(shop), question="Kan jeg returnere min vare?")
 
