@@ -230,16 +230,21 @@ def test_a_magento_integration_token_as_bearer_is_refused_with_a_hint(make_chatb
     assert allowed.result == "found"
 
 
-def test_magento_admin_login_is_cached_and_renewed_after_revocation(make_chatbot, magento):
-    source = PLATFORMS["magento"].make_source(
+def magento_admin_login_source(magento, chatbot):
+    """A Magento source that logs in with the fake's admin user and password (no tokens)."""
+    return PLATFORMS["magento"].make_source(
         magento,
-        make_chatbot(),
+        chatbot,
         auth_method="admin_login",
         client_id=magento.scenario.admin_username,
         client_secret=magento.scenario.admin_password,
         access_token="",
         token_secret="",
     )
+
+
+def test_magento_admin_login_is_cached_and_renewed_after_revocation(make_chatbot, magento):
+    source = magento_admin_login_source(magento, make_chatbot())
     assert run_lookup(source, "1001", email=EMAIL).result == "found"
     magento.revoke_admin_tokens()
 
@@ -250,15 +255,7 @@ def test_magento_admin_login_is_cached_and_renewed_after_revocation(make_chatbot
 
 def test_magento_two_factor_authentication_is_explained(make_chatbot, magento):
     magento.configure(two_factor=True)
-    source = PLATFORMS["magento"].make_source(
-        magento,
-        make_chatbot(),
-        auth_method="admin_login",
-        client_id=magento.scenario.admin_username,
-        client_secret=magento.scenario.admin_password,
-        access_token="",
-        token_secret="",
-    )
+    source = magento_admin_login_source(magento, make_chatbot())
 
     outcome = run_lookup(source, "1001", email=EMAIL)
 
