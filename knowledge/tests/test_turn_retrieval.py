@@ -147,18 +147,28 @@ def test_the_context_stays_within_the_token_budget(openai_server, faq_bot, setti
     assert "[2]" not in context
 
 
+def pinecone_kb(make_kb, bot, server, **kw) -> KnowledgeBase:
+    """The bot's "handbook" knowledge base: the index "kb" on the fake Pinecone `server`."""
+    return make_kb(
+        chatbot=bot,
+        name="handbook",
+        kind=KnowledgeBase.Kind.PINECONE,
+        index_name="kb",
+        host=server.url,
+        api_key="pc-key-0123456789",
+        **kw,
+    )
+
+
 @pytest.fixture
 def pinecone_bot(openai_server, pinecone_server, make_chatbot, make_endpoint, make_flow, make_kb):
     def make(*, embedding: bool = True, namespace: str = "faq-da"):
         bot = make_chatbot(public_id="pinecone-bot", with_main_flow=False)
         endpoint = openai_endpoint(make_endpoint, openai_server)
-        kb = make_kb(
-            chatbot=bot,
-            name="handbook",
-            kind=KnowledgeBase.Kind.PINECONE,
-            index_name="kb",
-            host=pinecone_server.url,
-            api_key="pc-key-0123456789",
+        kb = pinecone_kb(
+            make_kb,
+            bot,
+            pinecone_server,
             namespace="default-ns",
             embedding_endpoint=endpoint if embedding else None,
             embedding_model="text-embedding-3-small" if embedding else "",
@@ -231,14 +241,7 @@ def test_a_flowise_flow_with_a_pinecone_knowledge_base_keeps_its_override_config
 ):
     with FakeFlowise() as flowise:
         bot = make_chatbot(public_id="flowise-bot", with_main_flow=False)
-        kb = make_kb(
-            chatbot=bot,
-            name="handbook",
-            kind=KnowledgeBase.Kind.PINECONE,
-            index_name="kb",
-            host=pinecone_server.url,
-            api_key="pc-key-0123456789",
-        )
+        kb = pinecone_kb(make_kb, bot, pinecone_server)
         endpoint = make_endpoint(kind=AIEndpoint.Kind.FLOWISE, base_url=flowise.url)
         make_flow(
             chatbot=bot, name="main", is_main=True, endpoint=endpoint, knowledge_base=kb, top_k=4
