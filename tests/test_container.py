@@ -10,7 +10,6 @@ import base64
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pytest
 import redis
 import yaml
 
+from devstack.services import free_port
 from tests.deploy import deploy_check
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,12 +33,6 @@ ENTRYPOINT = ROOT / "deploy" / "entrypoint.py"
 ROLES = ["web", "worker-turns", "worker-background", "beat", "flower"]
 APP_SERVICES = {"web", "worker-turns", "worker-background", "beat", "flower"}
 STARTUP_SECONDS = 120  # a cold Django + Celery start on a loaded 2-core machine, with slack
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def with_database(url: str, name: str) -> str:

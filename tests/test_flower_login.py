@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +12,7 @@ import urllib.request
 import pytest
 
 from devstack.__main__ import ROOT, flower_address, flower_part
-from devstack.services import load_local_env
+from devstack.services import free_port, load_local_env
 from devstack.supervisor import StartProblem
 
 
@@ -25,12 +24,6 @@ def environ(monkeypatch):
         copy.pop(name, None)
     monkeypatch.setattr(os, "environ", copy)
     return copy
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_flower_listens_on_loopback_even_when_host_is_every_address(environ):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from devstack.services import free_port, port_open
 from devstack.workers import celery_worker_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,12 +33,6 @@ class Stack:
     worker_log: Path
     daphne_log: Path
     env: dict
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _database_url() -> str:
@@ -59,14 +53,6 @@ def _wait_for(predicate, timeout: float, what: str, log: Path) -> None:
             return
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not start in {timeout}s; see {log}:\n{log.read_text()[-3000:]}")
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def stack_env(**extra: str) -> dict[str, str]:
@@ -116,7 +102,7 @@ def spawn_worker(name: str, queues: str, concurrency: int, env: dict, log: Path)
 
 
 def wait_ready(port: int, daphne_log: Path, worker_log: Path) -> None:
-    _wait_for(lambda: _port_open(port), 30, "Daphne", daphne_log)
+    _wait_for(lambda: port_open(port), 30, "Daphne", daphne_log)
     _wait_for(lambda: b" ready." in worker_log.read_bytes(), 60, "Celery worker", worker_log)
 
 
@@ -133,7 +119,7 @@ def stop(*procs: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def running_stack(env: dict, logs: Path, name: str, queues: str, concurrency: int):
     """Daphne and a Celery worker as separate processes, logging to <logs>/<name>-*-<port>.log."""
-    port = _free_port()
+    port = free_port()
     daphne_log = logs / f"{name}-daphne-{port}.log"
     worker_log = logs / f"{name}-worker-{port}.log"
     daphne = spawn_daphne(port, env, daphne_log)

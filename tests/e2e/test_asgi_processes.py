@@ -12,7 +12,8 @@ import psutil
 import pytest
 
 from devstack.asgi import daphne_command, listen_sockets
-from tests.e2e.conftest import ARTIFACTS, ROOT, _free_port
+from devstack.services import free_port
+from tests.e2e.conftest import ARTIFACTS, ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +27,7 @@ def _established(pid: int, port: int) -> int:
 
 
 def test_two_daphne_processes_share_one_port_and_both_take_connections():
-    port = _free_port()
+    port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     procs = []
     try:

@@ -19,7 +19,8 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.conftest import ROOT, _free_port, stack_env
+from devstack.services import free_port
+from tests.e2e.conftest import ROOT, stack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +94,7 @@ class RunningProduct:
 
 @pytest.fixture
 def product(transactional_db):
-    port = _free_port()
+    port = free_port()
     flower_blocker = socket.socket()  # Flower's port is taken: ./run must go on without it
     flower_blocker.bind(("127.0.0.1", 0))
     flower_blocker.listen(1)
@@ -101,8 +102,8 @@ def product(transactional_db):
         HOST="127.0.0.1",
         PORT=str(port),
         FLOWER_PORT=str(flower_blocker.getsockname()[1]),
-        FAKE_FLOWISE_PORT=str(_free_port()),
-        FAKE_OPENAI_PORT=str(_free_port()),
+        FAKE_FLOWISE_PORT=str(free_port()),
+        FAKE_OPENAI_PORT=str(free_port()),
         ASGI_PROCESSES="1",
         TURN_WORKER_CONCURRENCY="4",
     )

@@ -13,8 +13,9 @@ import pytest
 from chatbots.models import AIEndpoint
 from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow
 from conversations.models import Turn
+from devstack.services import free_port
 from tests.e2e.client import answer_text, assert_gapless, post_message, ws_events
-from tests.e2e.conftest import ARTIFACTS, _free_port, spawn_daphne, spawn_worker, wait_ready
+from tests.e2e.conftest import ARTIFACTS, spawn_daphne, spawn_worker, wait_ready
 from tests.fakes.flowise import FakeFlowise
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -25,7 +26,7 @@ def private_pair(stack) -> tuple[subprocess.Popen, subprocess.Popen, str]:
     handle this test's turns."""
     parsed = urllib.parse.urlparse(stack.env["CELERY_BROKER_URL"])
     env = {**stack.env, "CELERY_BROKER_URL": urllib.parse.urlunparse(parsed._replace(path="/13"))}
-    port = _free_port()
+    port = free_port()
     daphne_log, worker_log = ARTIFACTS / "shutdown-daphne.log", ARTIFACTS / "shutdown-worker.log"
     daphne = spawn_daphne(port, env, daphne_log)
     worker = spawn_worker(f"shutdown-{port}", "turns", 4, env, worker_log)

@@ -16,10 +16,10 @@ import pytest
 from chatbots.models import AIEndpoint
 from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow
 from conversations.models import Turn
+from devstack.services import free_port
 from tests.e2e.client import widget_headers
 from tests.e2e.conftest import (
     ARTIFACTS,
-    _free_port,
     spawn_daphne,
     spawn_worker,
     stack_env,
@@ -61,7 +61,7 @@ def test_fifty_clients_waiting_for_slow_answers_do_not_starve_other_customers():
         **limits,
     )
     worker_env = stack_env(**limits)
-    port = _free_port()
+    port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     daphne_log = ARTIFACTS / f"waiting-daphne-{port}.log"
     worker_log = ARTIFACTS / f"waiting-worker-{port}.log"
