@@ -14,6 +14,7 @@ import pytest
 
 from devstack import install
 from devstack.example import base_url, pick_origin
+from devstack.services import free_port
 from devstack.supervisor import (
     Part,
     StartProblem,
@@ -35,12 +36,6 @@ def listening():
     sock.listen(1)
     yield sock.getsockname()[1]
     sock.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- ports ---------------------------------------------------------------------------------------
@@ -73,11 +68,11 @@ def test_a_port_shared_with_so_reuseport_still_counts_as_taken():
 
 
 def test_a_free_port_has_no_problem():
-    assert port_problem("127.0.0.1", _free_port(), "PORT") is None
+    assert port_problem("127.0.0.1", free_port(), "PORT") is None
 
 
 def test_a_port_another_part_of_run_uses_counts_as_taken():
-    port = _free_port()
+    port = free_port()
     problem = port_problem("127.0.0.1", port, "FLOWER_PORT", avoid=(port,))
     assert problem and problem.startswith(f"port {port} on 127.0.0.1 is taken; set FLOWER_PORT=")
 
@@ -259,7 +254,7 @@ def test_a_degraded_health_names_the_dependency_that_is_down(health_server):
 
 
 def test_health_and_http_checks_name_what_does_not_answer():
-    port = _free_port()
+    port = free_port()
     assert http_answers(f"http://127.0.0.1:{port}/").startswith(
         f"no answer at http://127.0.0.1:{port}/"
     )

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.services import free_port
 from tests.conformance.npm import CACHE, npm_package
 
 FLOWISE = "flowise@3.1.4"
@@ -89,12 +89,6 @@ def _database(params: dict) -> None:
                 "CREATE OR REPLACE FUNCTION uuid_generate_v4() RETURNS uuid "
                 "LANGUAGE sql AS 'SELECT gen_random_uuid()'"
             )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -171,7 +165,7 @@ def real_flowise(*, database_params: dict, openai_base_url: str) -> Iterator[Rea
     _database(database_params)
     home = CACHE / FOLDER / "home"
     home.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = home / f"flowise-{port}.log"
     env = {

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,21 +18,16 @@ import pytest
 
 from aiclients.openai_compat import stream_openai
 from aiclients.types import CallStats, Timeouts, UpstreamRequest
+from devstack.services import free_port
 
 pytest.importorskip("fakeai", reason="fakeai is in requirements-dev.txt")
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def fakeai(tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("fakeai") / "fakeai.log"
     command = [
         str(Path(sys.executable).with_name("fakeai")),
