@@ -191,6 +191,15 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{artifact_name(name)}.png"))
 
 
+def admin_log_in(page, base_url: str, username: str, password: str) -> None:
+    """Log in on the admin's login page as staff do: the form, filled and sent (the caller waits
+    for the page it expects next)."""
+    page.goto(f"{base_url}/admin/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
 class ShopSite:
     """A shop's own web site on another origin: serves `html` at `/` (set it in the test)."""
 

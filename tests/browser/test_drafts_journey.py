@@ -16,7 +16,7 @@ from chatbots.models import Chatbot, TextRule
 from chatbots.selectors import chatbot_turn_config_get
 from chatbots.tests.factories import create_chatbot, create_entry, create_flow, create_kb
 from chatbots.versions import chatbot_publishing_set
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import admin_log_in, screenshot
 
 pytestmark = [
     pytest.mark.e2e,
@@ -32,10 +32,7 @@ def staff(page, stack, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     User.objects.create_superuser(STAFF[0], "staff@shop.example", STAFF[1])
     page.set_viewport_size({"width": 1280, "height": 900})
-    page.goto(f"{stack.base_url}/admin/login/")
-    page.get_by_label("Username").fill(STAFF[0])
-    page.get_by_label("Password").fill(STAFF[1])
-    page.get_by_role("button", name="Log in").click()
+    admin_log_in(page, stack.base_url, *STAFF)
     expect(page.locator("#logout-form")).to_have_count(1)
     return page
 

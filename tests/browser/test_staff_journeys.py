@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from accounts.models import Shop
 from chatbots.models import AIEndpoint, Chatbot, PromptTemplate
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import admin_log_in, screenshot
 from tests.fakes.openai import FakeOpenAI
 
 pytestmark = [
@@ -44,10 +44,7 @@ def staff(page, stack, settings):
     # What the operator adds goes to a shop (the add forms start in the first one).
     Shop.objects.get_or_create(slug="journeys", defaults={"name": "Journey shop"})
     page.set_viewport_size({"width": 1280, "height": 900})
-    page.goto(f"{stack.base_url}/admin/login/")
-    page.get_by_label("Username").fill(STAFF[0])
-    page.get_by_label("Password").fill(STAFF[1])
-    page.get_by_role("button", name="Log in").click()
+    admin_log_in(page, stack.base_url, *STAFF)
     expect(page.locator("#logout-form")).to_have_count(1)
     return page
 
