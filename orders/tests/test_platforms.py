@@ -29,6 +29,18 @@ def shopify_source(fake, chatbot, **extra):
     return PLATFORMS["shopify"].make_source(fake, chatbot, **extra)
 
 
+def shopify_client_credentials_source(fake, chatbot):
+    """A Shopify source that mints its tokens from the fake app's client id and secret."""
+    return shopify_source(
+        fake,
+        chatbot,
+        auth_method="client_credentials",
+        access_token="",
+        client_id=fake.scenario.client_id,
+        client_secret=fake.scenario.client_secret,
+    )
+
+
 def test_shopify_is_asked_for_the_order_name_with_the_access_token(make_chatbot, shopify):
     source = shopify_source(shopify, make_chatbot(), api_version="2025-07")
 
@@ -52,14 +64,7 @@ def test_shopify_names_with_a_shop_prefix_are_found(make_chatbot, shopify):
 def test_shopify_client_credentials_are_exchanged_once_and_the_token_is_cached(
     make_chatbot, shopify
 ):
-    source = shopify_source(
-        shopify,
-        make_chatbot(),
-        auth_method="client_credentials",
-        access_token="",
-        client_id=shopify.scenario.client_id,
-        client_secret=shopify.scenario.client_secret,
-    )
+    source = shopify_client_credentials_source(shopify, make_chatbot())
     shopify.configure(access_token=None)  # only minted tokens work
 
     first = run_lookup(source, "1001", email=EMAIL)
@@ -72,14 +77,7 @@ def test_shopify_client_credentials_are_exchanged_once_and_the_token_is_cached(
 
 
 def test_an_expired_shopify_token_is_minted_again_once(make_chatbot, shopify):
-    source = shopify_source(
-        shopify,
-        make_chatbot(),
-        auth_method="client_credentials",
-        access_token="",
-        client_id=shopify.scenario.client_id,
-        client_secret=shopify.scenario.client_secret,
-    )
+    source = shopify_client_credentials_source(shopify, make_chatbot())
     shopify.configure(access_token=None)
     run_lookup(source, "1001", email=EMAIL)
     shopify.expire_tokens()
