@@ -24,7 +24,7 @@ from chatbots.models import (
 from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow, shop_for_tests
 from conversations.models import Conversation
 from monitoring.models import ErrorLog
-from tests.browser.conftest import artifact_name
+from tests.browser.conftest import admin_log_in, artifact_name
 from tests.e2e.conftest import ARTIFACTS
 from tests.fakes.openai import FakeOpenAI
 
@@ -56,10 +56,7 @@ def admin_page(browser, stack, staff, request):
     context = browser.new_context(viewport=SCREEN, locale="en-GB")
     context.set_default_timeout(15_000)
     page = context.new_page()
-    page.goto(f"{stack.base_url}/admin/login/")
-    page.get_by_label("Username").fill("staff")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    admin_log_in(page, stack.base_url, "staff", PASSWORD)
     expect(page.locator("#site-name")).to_be_visible()
     yield page
     if getattr(getattr(request.node, "report_call", None), "failed", False):

@@ -33,7 +33,7 @@ from chatbots.models import (
     TextRule,
 )
 from chatbots.secrets import EncryptedSecretField
-from tests.browser.conftest import artifact_name, screenshot
+from tests.browser.conftest import admin_log_in, artifact_name, screenshot
 
 pytestmark = [
     pytest.mark.e2e,  # Serialized rollback keeps content types (and so their ids) across the flush between
@@ -271,10 +271,7 @@ def staff_page(page, stack, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     User.objects.create_superuser(STAFF[0], "roundtrip@example.com", STAFF[1])
     page.set_viewport_size({"width": 1280, "height": 900})
-    page.goto(f"{stack.base_url}/admin/login/")
-    page.get_by_label("Username").fill(STAFF[0])
-    page.get_by_label("Password").fill(STAFF[1])
-    page.get_by_role("button", name="Log in").click()
+    admin_log_in(page, stack.base_url, *STAFF)
     expect(
         page.get_by_role("link", name="Log out").or_(page.locator("#logout-form"))
     ).to_have_count(1)

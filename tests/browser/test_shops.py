@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from accounts.models import Membership, Role, Shop
 from chatbots.tests.factories import create_chatbot, create_endpoint
 from conversations.services import conversation_start
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import admin_log_in, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -47,10 +47,7 @@ def member(page, stack, settings, shops):
     Membership.objects.create(user=user, shop=alpha, role=Role.ADMIN)
     Membership.objects.create(user=user, shop=beta, role=Role.ADMIN)
     page.set_viewport_size({"width": 1280, "height": 900})
-    page.goto(f"{stack.base_url}/admin/login/")
-    page.get_by_label("Username").fill(MEMBER[0])
-    page.get_by_label("Password").fill(MEMBER[1])
-    page.get_by_role("button", name="Log in").click()
+    admin_log_in(page, stack.base_url, *MEMBER)
     expect(page.locator("#logout-form")).to_have_count(1)
     return page
 
