@@ -62,16 +62,22 @@ async ({base, bot, key, dropAfter}) => {
 """
 
 
-def test_event_source_follows_drops_and_resumes_to_exactly_the_stored_answer(
-    stack, flowise, page, shop_site
-):
+def answering_bot(flowise, shop_site, *, tokens_per_second: int):
+    """A bot on the shop's site whose Flowise flow says ANSWER at `tokens_per_second`."""
     bot = create_chatbot(with_main_flow=False, allowed_origins=[shop_site.origin])
     endpoint = create_endpoint(
         kind=AIEndpoint.Kind.FLOWISE, base_url=flowise.url, read_timeout=5.0, total_timeout=30
     )
     create_flow(chatbot=bot, name="main", is_main=True, endpoint=endpoint)
     flowise.scenario.answer = ANSWER
-    flowise.scenario.tokens_per_second = 30
+    flowise.scenario.tokens_per_second = tokens_per_second
+    return bot
+
+
+def test_event_source_follows_drops_and_resumes_to_exactly_the_stored_answer(
+    stack, flowise, page, shop_site
+):
+    bot = answering_bot(flowise, shop_site, tokens_per_second=30)
     page.goto(shop_site.url)
     result = page.evaluate(
         FOLLOW,
@@ -190,13 +196,7 @@ async ({base, streamBase, bot, key}) => {
 def test_event_source_reconnects_by_itself_with_last_event_id_after_a_drop(
     stack, flowise, page, shop_site
 ):
-    bot = create_chatbot(with_main_flow=False, allowed_origins=[shop_site.origin])
-    endpoint = create_endpoint(
-        kind=AIEndpoint.Kind.FLOWISE, base_url=flowise.url, read_timeout=5.0, total_timeout=30
-    )
-    create_flow(chatbot=bot, name="main", is_main=True, endpoint=endpoint)
-    flowise.scenario.answer = ANSWER
-    flowise.scenario.tokens_per_second = 10
+    bot = answering_bot(flowise, shop_site, tokens_per_second=10)
     proxy = CuttingProxy(urllib.parse.urlsplit(stack.base_url).port, cut_after_tokens=3)
     try:
         page.goto(shop_site.url)
