@@ -8,6 +8,7 @@ and possible); Playwright's own browser downloads are never used. Screenshots of
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import shutil
@@ -198,6 +199,25 @@ def admin_log_in(page, base_url: str, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
+
+
+def polling_answers_with(page, events: list[dict]) -> None:
+    """Answer the widget's polling requests with `events`, a whole finished answer at once, so a
+    test can show the widget exactly the events it means to (as the runner would send them)."""
+    page.route(
+        re.compile(r"/api/stream-events/"),
+        lambda route: route.fulfill(
+            content_type="application/json",
+            body=json.dumps(
+                {
+                    "events": events,
+                    "session_status": "completed",
+                    "last_event_id": events[-1]["id"],
+                    "has_more": False,
+                }
+            ),
+        ),
+    )
 
 
 class ShopSite:

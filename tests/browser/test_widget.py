@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 import re
 
 import pytest
@@ -15,7 +14,7 @@ from playwright.sync_api import expect
 from chatbots.models import AIEndpoint, Chatbot
 from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow
 from conversations.models import Conversation, Turn
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import polling_answers_with, screenshot
 from tests.fakes.freshdesk import FakeFreshdesk
 
 pytestmark = [
@@ -344,20 +343,7 @@ def test_an_order_card_renders_shop_data_as_text_and_only_safe_links(stack, flow
         {"id": 4, "event": "end", "data": {"status": "completed"}},
     ]
     # The order event as the orders app sends it, given to the widget's polling request.
-    page.route(
-        re.compile(r"/api/stream-events/"),
-        lambda route: route.fulfill(
-            content_type="application/json",
-            body=json.dumps(
-                {
-                    "events": events,
-                    "session_status": "completed",
-                    "last_event_id": 4,
-                    "has_more": False,
-                }
-            ),
-        ),
-    )
+    polling_answers_with(page, events)
     open_widget(page, stack, bot, "?transport=polling")
     send(page, "Where is order 1001?")
     finished_answer(page)

@@ -3,14 +3,12 @@ titles as text, linked only where the link is http(s)."""
 
 from __future__ import annotations
 
-import json
-import re
-
 import pytest
 from playwright.sync_api import expect
 
 from chatbots.models import AIEndpoint
 from chatbots.tests.factories import create_chatbot, create_endpoint, create_flow
+from tests.browser.conftest import polling_answers_with
 
 pytestmark = [
     pytest.mark.e2e,
@@ -46,20 +44,7 @@ def test_an_answer_lists_its_sources_with_only_safe_links(stack, flowise, page):
         {"id": 4, "event": "end", "data": {"status": "completed"}},
     ]
     # The events as the runner sends them, given to the widget's polling request.
-    page.route(
-        re.compile(r"/api/stream-events/"),
-        lambda route: route.fulfill(
-            content_type="application/json",
-            body=json.dumps(
-                {
-                    "events": events,
-                    "session_status": "completed",
-                    "last_event_id": 4,
-                    "has_more": False,
-                }
-            ),
-        ),
-    )
+    polling_answers_with(page, events)
     page.goto(f"{stack.base_url}/chat/{bot.public_id}/?transport=polling")
     page.get_by_role("button", name="Open chat").click()
     page.get_by_label("Your message").fill("How much is corkage?")
