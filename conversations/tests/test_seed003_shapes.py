@@ -8,7 +8,8 @@ from django.contrib.auth.models import User
 
 from conversations.models import Message, Turn
 from conversations.services import conversation_start
-from conversations.tests.test_history_outcomes import REFUSED, ask, auth
+from conversations.tests.factories import conversation_auth_headers
+from conversations.tests.test_history_outcomes import REFUSED, ask
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +81,7 @@ def test_an_answer_names_its_question_its_flow_and_the_routers_intent(client, co
     Message.objects.filter(pk=turn.assistant_message_id).update(flow="orders")
 
     question, answer = client.get(
-        f"/api/sessions/{conversation.pk}/history", headers=auth(conversation)
+        f"/api/sessions/{conversation.pk}/history", headers=conversation_auth_headers(conversation)
     ).json()["messages"]
 
     assert set(question) >= SEED_FIELDS and set(answer) >= SEED_FIELDS
@@ -96,7 +97,7 @@ def test_an_answer_names_its_question_its_flow_and_the_routers_intent(client, co
 def test_a_failed_question_carries_its_error_as_error_info(client, conversation):
     ask(conversation, "Do you have Barolo?", "failed", error=REFUSED)
     (question,) = client.get(
-        f"/api/sessions/{conversation.pk}/history", headers=auth(conversation)
+        f"/api/sessions/{conversation.pk}/history", headers=conversation_auth_headers(conversation)
     ).json()["messages"]
     assert question["error_info"] == {"code": REFUSED[0], "message": REFUSED[1]}
 
@@ -104,7 +105,7 @@ def test_a_failed_question_carries_its_error_as_error_info(client, conversation)
 def test_a_message_without_a_turn_has_every_seed_field_null(client, conversation):
     Message.objects.create(conversation=conversation, role="user", content="imported", sequence=1)
     (message,) = client.get(
-        f"/api/sessions/{conversation.pk}/history", headers=auth(conversation)
+        f"/api/sessions/{conversation.pk}/history", headers=conversation_auth_headers(conversation)
     ).json()["messages"]
     assert {name: message[name] for name in SEED_FIELDS} == dict.fromkeys(SEED_FIELDS)
 
@@ -115,7 +116,7 @@ def test_values_stored_on_the_message_fill_the_seed_fields(client, conversation)
         metadata={"sentiment": "negative", "confidence_score": 0.91, "entities": {"mood": "x"}}
     )
     question = client.get(
-        f"/api/sessions/{conversation.pk}/history", headers=auth(conversation)
+        f"/api/sessions/{conversation.pk}/history", headers=conversation_auth_headers(conversation)
     ).json()["messages"][0]
     assert question["sentiment"] == "negative"
     assert question["confidence_score"] == 0.91
