@@ -110,7 +110,9 @@ def _feedback(conversation_id, message_id, value: str, comment: str):
 
 
 @db
-def _submit(conversation_id, text: str, key: str, ip: str | None, content: dict):
+def socket_message_submit(conversation_id, text: str, key: str, ip: str | None, content: dict):
+    """A customer's message from a socket (WebSocket or Socket.IO), on the database thread:
+    (turn id, message id, turn status, whether the turn was created now)."""
     conversation = Conversation.objects.get(pk=conversation_id)
     turn, created = services.message_submit(
         conversation=conversation,
@@ -128,7 +130,8 @@ def _turn(conversation_id, turn_id) -> Turn | None:
 
 
 @db
-def _db_events(turn_id: str, after: int, limit: int) -> list[dict]:
+def db_events(turn_id: str, after: int, limit: int) -> list[dict]:
+    """The follower's PostgreSQL read (eventlog's async door), on the database thread."""
     return eventlog.db_events_after(turn_id, after, limit)
 
 
@@ -141,6 +144,18 @@ def _cancel(turn: Turn) -> str:
 def _history(conversation_id, limit: int) -> list[dict]:
     # The same message shape as GET /api/sessions/<id>/history (with each question's outcome).
     return selectors.conversation_history_latest(conversation_id=conversation_id, limit=limit)
+
+
+def consumer_follower(consumer) -> TurnFollower:
+    """The turn follower of a Channels consumer (the customer's socket and the inbox's): its
+    layer and channel, its emit_event, the logs read through eventlog's async door."""
+    return TurnFollower(
+        channel_layer=consumer.channel_layer,
+        channel_name=consumer.channel_name,
+        emit=consumer.emit_event,
+        read_db=db_events,
+        redis=streaming.loop_event_redis,
+    )
 
 
 async def resume_turn_get(
@@ -244,13 +259,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.conversation_id = self.scope["url_route"]["kwargs"]["session_id"]
         self.conversation: Conversation | None = None
-        self.follower = TurnFollower(
-            channel_layer=self.channel_layer,
-            channel_name=self.channel_name,
-            emit=self.emit_event,
-            read_db=_db_events,
-            redis=streaming.loop_event_redis,
-        )
+        self.follower = consumer_follower(self)
         headers = dict(self.scope.get("headers") or [])
         self.origin = headers.get(b"origin", b"").decode("latin-1") or None
         await self.accept()
@@ -394,7 +403,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(key, str):
             raise ApiError(ErrorCode.VALIDATION_ERROR, "`idempotency_key` must be text.")
         client = self.scope.get("client") or [None]
-        turn_id, message_id, status, created = await _submit(
+        turn_id, message_id, status, created = await socket_message_submit(
             self.conversation.pk, text, key[:200], client[0], content
         )
         await self.send_json(

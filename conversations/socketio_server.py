@@ -25,12 +25,14 @@ from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode, error_body
 from config.input_guard import refusal, value_problem
 from config.socket_limits import slot_of
-from conversations import eventlog, selectors, services, socket_auth, streaming
+from conversations import selectors, services, socket_auth, streaming
 from conversations.consumers import (
     conversation_require_active,
     db,
+    db_events,
     origin_allowed,
     resume_turn_get,
+    socket_message_submit,
 )
 from conversations.event_types import Event
 from conversations.follower import TurnFollower
@@ -169,19 +171,6 @@ def _config(public_id: str) -> ChatbotConfig | None:
 
 
 @db
-def _submit(conversation_id, text: str, key: str, ip: str | None, content: dict):
-    conversation = Conversation.objects.get(pk=conversation_id)
-    turn, created = services.message_submit(
-        conversation=conversation,
-        text=text,
-        idempotency_key=key,
-        client_ip=ip,
-        attachments=content,
-    )
-    return str(turn.pk), str(turn.user_message_id), turn.status, not created
-
-
-@db
 def _turn(conversation_id, turn_id) -> Turn | None:
     return Turn.objects.filter(pk=turn_id, conversation_id=conversation_id).first()
 
@@ -210,11 +199,6 @@ def _history(conversation_id, limit: int) -> list[dict]:
 @db
 def _cancel(turn: Turn) -> str:
     return services.turn_cancel(turn=turn)
-
-
-@db
-def _db_events(turn_id: str, after: int, limit: int) -> list[dict]:
-    return eventlog.db_events_after(turn_id, after, limit)
 
 
 # --- connecting ---------------------------------------------------------------------------------
@@ -279,7 +263,7 @@ async def connect(sid: str, environ: dict, auth: Any) -> None:
         channel_layer=layer,
         channel_name=client.channel_name,
         emit=lambda turn_id, env: _emit_event(client, turn_id, env),
-        read_db=_db_events,
+        read_db=db_events,
         redis=streaming.loop_event_redis,
     )
     clients[sid] = client
@@ -482,9 +466,10 @@ async def _on_message(client: SocketClient, data: Any) -> dict:
     key = data.get("idempotencyKey", data.get("idempotency_key")) or ""
     if not isinstance(key, str):
         raise ApiError(ErrorCode.VALIDATION_ERROR, "`idempotencyKey` must be text.")
-    turn_id, message_id, status, replayed = await _submit(
+    turn_id, message_id, status, created = await socket_message_submit(
         conversation_id, text, key[:200], client.ip, data
     )
+    replayed = not created
     client.turns[turn_id] = str(conversation_id)
     accepted = {
         "sessionId": str(conversation_id),

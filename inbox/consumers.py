@@ -24,10 +24,8 @@ from accounts.models import Role
 from config.errors import ApiError, ErrorCode, error_frame
 from config.input_guard import frame_refusal
 from config.socket_limits import slot_of
-from conversations import streaming
-from conversations.consumers import _db_events
+from conversations.consumers import consumer_follower
 from conversations.event_types import Event, LayerMessage
-from conversations.follower import TurnFollower
 from inbox import selectors, services
 
 logger = logging.getLogger(__name__)
@@ -94,13 +92,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self.groups_joined: list[str] = []
         self.agent_shops: list[int] = []
         self.presence_task: asyncio.Task | None = None
-        self.follower = TurnFollower(
-            channel_layer=self.channel_layer,
-            channel_name=self.channel_name,
-            emit=self.emit_event,
-            read_db=_db_events,
-            redis=streaming.loop_event_redis,
-        )
+        self.follower = consumer_follower(self)
         self.turn_conversation: dict[str, str] = {}
         await self.accept()
         if not _same_origin(self.scope):
