@@ -20,6 +20,7 @@ from django.db import transaction
 
 from accounts.models import AuditEvent
 from accounts.services import audit_record
+from chatbots import checkruns, preview
 from chatbots.config_types import ChatbotConfig, ToolsBinding
 from chatbots.models import (
     AIEndpoint,
@@ -386,24 +387,12 @@ def draft_diff(*, chatbot: Chatbot) -> list[str]:
 def draft_failing_checks(*, chatbot: Chatbot) -> str:
     """The checks that failed on the draft as it is now, by the latest check run of exactly
     this draft ("" when none failed, none ran, or the draft changed since)."""
-    try:
-        from chatbots.checkruns import draft_failing_checks as failing
-    except ImportError:
-        return ""
-    return failing(chatbot=chatbot)
+    return checkruns.draft_failing_checks(chatbot=chatbot)
 
 
 def checks_url(*, chatbot: Chatbot) -> str | None:
-    try:
-        from chatbots.checkruns import checks_url as url
-    except ImportError:
-        return None
-    return url(chatbot=chatbot)
+    return checkruns.checks_url(chatbot=chatbot)
 
 
 def preview_url(*, chatbot: Chatbot) -> str | None:
-    try:
-        from chatbots.preview import preview_url as url
-    except ImportError:
-        return None
-    return url(chatbot=chatbot)
+    return preview.preview_url(chatbot=chatbot)
