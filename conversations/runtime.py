@@ -27,6 +27,7 @@ from django.db import close_old_connections
 
 from aiclients.pool import make_async_client
 from chatbots.config_types import EndpointConfig
+from config.event_loop import loop_factory
 from config.redis import new_async_redis
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ class WorkerRuntime:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.name = f"{socket.gethostname()}:{self.pid}"
-        self.loop = asyncio.new_event_loop()
+        # uvloop unless EVENT_LOOP=asyncio: the loop and socket transports in C (per-token cost).
+        self.loop = loop_factory()()
         self.db_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.TURN_DB_THREADS, thread_name_prefix="turn-db"
         )

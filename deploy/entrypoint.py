@@ -52,7 +52,7 @@ def command_for(role: str) -> list[str]:
         port = _env("PORT", "8000")
         backlog = _env("LISTEN_BACKLOG", "2048")
         return [
-            PY, "-m", "daphne", "-e", f"tcp:port={port}:interface=0.0.0.0:backlog={backlog}",
+            PY, "-m", "config.daphne", "-e", f"tcp:port={port}:interface=0.0.0.0:backlog={backlog}",
             "config.asgi:application",
         ]  # fmt: skip
     if role == "worker-turns":

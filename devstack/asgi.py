@@ -48,4 +48,4 @@ def listen_sockets(host: str, port: int, count: int) -> list[socket.socket]:
 
 
 def daphne_command(sock: socket.socket, application: str = "config.asgi:application") -> list[str]:
-    return [sys.executable, "-m", "daphne", "-e", f"fd:fileno={sock.fileno()}", application]
+    return [sys.executable, "-m", "config.daphne", "-e", f"fd:fileno={sock.fileno()}", application]

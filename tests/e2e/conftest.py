@@ -79,7 +79,7 @@ def spawn_daphne(port: int, env: dict, log: Path) -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "daphne",
+            "config.daphne",
             "-e",
             f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
             "config.asgi:application",

@@ -241,7 +241,7 @@ class Services:
         cmd = [
             sys.executable,
             "-m",
-            "daphne",
+            "config.daphne",
             "-e",
             f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
             "config.asgi:application",
