@@ -125,12 +125,33 @@ MessageRouter = Callable[..., Any]
 _message_router: list[MessageRouter] = []
 
 
-def register_message_router(router: MessageRouter) -> None:
+# With the router, its answer to "might you take a message of this chatbot's conversation in
+# this handling state?", asked first (keyword chatbot_id=, handling=). False lets the message
+# take the turn start's short path (conversations/turn_start.py) without calling the router.
+MessageRoutePrefilter = Callable[..., bool]
+_message_route_prefilter: list[MessageRoutePrefilter] = []
+
+
+def register_message_router(
+    router: MessageRouter, *, may_route: MessageRoutePrefilter | None = None
+) -> None:
+    """One router; `may_route` (optional) must say True whenever the router could take the
+    message. Without it every message asks the router."""
     _message_router[:] = [router]
+    _message_route_prefilter[:] = [may_route] if may_route else []
 
 
 def message_router() -> MessageRouter | None:
     return _message_router[0] if _message_router else None
+
+
+def message_may_route(*, chatbot_id: int, handling: str) -> bool:
+    """Whether the registered router could take this message (True when it cannot say)."""
+    if not _message_router:
+        return False
+    if not _message_route_prefilter:
+        return True
+    return _message_route_prefilter[0](chatbot_id=chatbot_id, handling=handling)
 
 
 # The customer's vote on an answer, sent over the conversation's socket: the quality app registers

@@ -24,7 +24,7 @@ from django.utils import timezone
 from chatbots.models import Chatbot
 from config.errors import TURN_ERRORS, TurnErrorCode, error_event, turn_error_text
 from config.ratelimit import message_limit, rate_limit_hit
-from conversations import eventlog, hooks, streaming
+from conversations import eventlog, hooks, streaming, turn_start
 from conversations.errors import (
     ChatbotInactive,
     ConversationClosed,
@@ -175,33 +175,46 @@ def _message_in_conversation_store(
 ) -> Turn:
     """Store the message and its turn under the conversation's row lock (which serializes the
     sequence numbers of concurrent messages); a resolved conversation becomes active again."""
+    fields: dict[str, Any] = {
+        "text": text,
+        "message_type": message_type,
+        "metadata": metadata,
+        "idempotency_key": idempotency_key,
+        "client_ip": client_ip,
+    }
     with transaction.atomic():
-        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-        conversation_open_check(status=locked.status)
-        if locked.status == Conversation.Status.RESOLVED:
-            locked.status = Conversation.Status.ACTIVE
-            locked.is_resolved = False
-        sequence = (locked.messages.aggregate(m=Max("sequence"))["m"] or 0) + 1
-        turn = _message_and_turn_store(
-            conversation=locked,
-            text=text,
-            message_type=message_type,
-            sequence=sequence,
-            metadata=metadata,
-            idempotency_key=idempotency_key,
-            client_ip=client_ip,
+        status, is_resolved, handling, chatbot_id = turn_start.conversation_lock(conversation.pk)
+        conversation_open_check(status=status)
+        if hooks.message_may_route(chatbot_id=chatbot_id, handling=handling):
+            return _routed_message_store(conversation.pk, **fields)
+        # The common case, in one statement of written-out SQL (conversations/turn_start.py).
+        reopened = status == Conversation.Status.RESOLVED
+        turn = turn_start.bot_turn_store(
+            conversation=conversation,
+            status=Conversation.Status.ACTIVE if reopened else status,
+            is_resolved=False if reopened else is_resolved,
+            **fields,
         )
-        locked.message_count = F("message_count") + 1
-        locked.last_activity_at = timezone.now()
-        locked.save(
-            update_fields=[
-                "status",
-                "is_resolved",
-                "message_count",
-                "last_activity_at",
-                "updated_at",
-            ]
-        )
+        transaction.on_commit(functools.partial(_turn_enqueue, str(turn.pk)))
+        return turn
+
+
+def _routed_message_store(conversation_id, *, text: str, message_type: str, **fields) -> Turn:
+    """Inside the caller's transaction, the row locked: the message through the ORM, for the
+    router to hand to a person or back to the bot (message_router)."""
+    locked = Conversation.objects.get(pk=conversation_id)
+    if locked.status == Conversation.Status.RESOLVED:
+        locked.status = Conversation.Status.ACTIVE
+        locked.is_resolved = False
+    sequence = (locked.messages.aggregate(m=Max("sequence"))["m"] or 0) + 1
+    turn = _message_and_turn_store(
+        conversation=locked, text=text, message_type=message_type, sequence=sequence, **fields
+    )
+    locked.message_count = F("message_count") + 1
+    locked.last_activity_at = timezone.now()
+    locked.save(
+        update_fields=["status", "is_resolved", "message_count", "last_activity_at", "updated_at"]
+    )
     return turn
 
 
@@ -236,9 +249,7 @@ def _message_and_turn_store(
             idempotency_key=idempotency_key or "",
             client_ip=client_ip,
         )
-        from conversations.tasks import run_turn
-
-        transaction.on_commit(lambda: run_turn.delay(str(turn.id)))
+        transaction.on_commit(functools.partial(_turn_enqueue, str(turn.id)))
         return turn
     # Callers answer with turn.pk (the human turn the client follows) and
     # turn.user_message_id: the id of the message just stored (never saved).
@@ -248,6 +259,12 @@ def _message_and_turn_store(
         message.metadata = {**message.metadata, "idempotency_key": idempotency_key}
         message.save(update_fields=["metadata"])
     return human_turn
+
+
+def _turn_enqueue(turn_id: str) -> None:
+    from conversations.tasks import run_turn
+
+    run_turn.delay(turn_id)
 
 
 # How long a first message's Idempotency-Key finds the conversation it started (Stripe keeps

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from chatbots.models import Chatbot
+from chatbots.selectors import chatbot_config_get
 
 # Stripe's name for "this answer is the stored one of an earlier request with the same key".
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -22,8 +23,12 @@ def public_url(request, path: str, *, websocket: bool = False) -> str:
 
 
 def flow_type_for(chatbot: Chatbot) -> str:
-    """The flow known at submit time: `routing` when a router decides later, else the main flow."""
-    flows = list(chatbot.flows.filter(enabled=True).values("name", "role", "is_main"))
+    """The flow known at submit time: `routing` when a router decides later, else the main flow.
+
+    Read from the configuration customers get (cached; for a reviewed bot its live version),
+    which is also what the worker will run: no query per message."""
+    config = chatbot_config_get(public_id=chatbot.public_id)
+    flows = config["flows"] if config is not None else []
     if any(f["role"] == "router" for f in flows):
         return "routing"
     return next((f["name"] for f in flows if f["is_main"]), "main")

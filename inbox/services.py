@@ -18,6 +18,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -126,6 +127,10 @@ def staff_notify(*, shop_id: int, conversation_id: str, change: str) -> None:
         logger.warning("inbox: could not notify shop %s of %s", shop_id, change)
 
 
+# A safety net only: saving or deleting a rule forgets the cached answer at once.
+HANDOFF_RULE_CACHE_SECONDS = 300
+
+
 def inbox_group(shop_id: int) -> str:
     return f"inbox.shop.{shop_id}"
 
@@ -139,6 +144,35 @@ def agent_public(user) -> dict[str, Any]:
 
 
 # --- who answers: the one decision ---------------------------------------------------------------
+
+
+def _handoff_rule_key(chatbot_id: int) -> str:
+    return f"inbox:handoff-rule:{chatbot_id}"
+
+
+def handoff_rule_exists(chatbot_id: int) -> bool:
+    """Whether the chatbot has a handoff rule: cached, and forgotten whenever a rule is saved or
+    deleted (handoff_rule_forget), so a new rule applies from the next message."""
+    key = _handoff_rule_key(chatbot_id)
+    known = cache.get(key)
+    if known is None:
+        known = HandoffRule.objects.filter(chatbot_id=chatbot_id).exists()
+        cache.set(key, known, HANDOFF_RULE_CACHE_SECONDS)
+    return known
+
+
+def handoff_rule_forget(chatbot_id: int) -> None:
+    """After a rule changed: now, and again at commit (a reader between the two would have
+    cached the state from before the change)."""
+    key = _handoff_rule_key(chatbot_id)
+    cache.delete(key)
+    transaction.on_commit(lambda: cache.delete(key))
+
+
+def message_may_route(*, chatbot_id: int, handling: str) -> bool:
+    """conversations.hooks prefilter of message_route: False only when the route is certainly
+    the bot's (the bot has the conversation, and no handoff rule could send it to a person)."""
+    return handling != Conversation.Handling.BOT or handoff_rule_exists(chatbot_id)
 
 
 def handoff_trigger(*, conversation: Conversation, text: str) -> str | None:

@@ -36,6 +36,17 @@ def test_it_stores_the_message_creates_a_turn_and_answers_at_once(client, make_c
     assert Conversation.objects.get(pk=body["session_id"]).user_id == "u-1"
 
 
+def test_flow_type_names_routing_when_a_router_flow_decides_and_follows_saves(
+    client, make_chatbot, make_flow
+):
+    """flow_type comes from the cached configuration customers get; saving a flow drops it."""
+    bot = make_chatbot(public_id="shop")
+    assert post(client, {"chatbot_id": "shop", "message_text": "Hi"}).json()["flow_type"] == "main"
+    make_flow(chatbot=bot, name="triage", role="router")
+    body = post(client, {"chatbot_id": "shop", "message_text": "Hi"}).json()
+    assert body["flow_type"] == "routing"
+
+
 def test_a_second_message_needs_the_conversation_token(client, make_chatbot):
     make_chatbot(public_id="shop")
     first = post(client, {"chatbot_id": "shop", "message_text": "one"}).json()
