@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import re
 import statistics
 import time
@@ -14,7 +15,6 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.contrib.postgres.search import SearchQuery
 from django.core.exceptions import FieldDoesNotExist, FieldError
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Avg, Count, Max, Min, OuterRef, Q, QuerySet, Subquery
@@ -177,50 +177,35 @@ def index_state() -> SyncState | None:
     return SyncState.objects.filter(name=SyncState.CONVERSATION_INDEX).first()
 
 
-def _summary_json(row: dict[str, Any]) -> dict[str, Any]:
-    def iso(value: dt.datetime | None) -> str | None:
-        return value.isoformat().replace("+00:00", "Z") if value else None
-
-    return {
-        "conversationId": str(row["conversation_id"]),
-        "chatbot": row["chatbot__public_id"],
-        "username": row["username"],
-        "firstMessageTime": iso(row["first_message_time"]),
-        "lastMessageTime": iso(row["last_message_time"]),
-        "messageCount": row["message_count"],
-        "firstQuestion": row["first_question"],
-        "lastQuestion": row["last_question"],
-        "model": row["model"],
-        "clientIp": row["client_ip"],
-        "totalTokens": row["total_tokens"],
-        "createdAt": iso(row["created_at"]),
-        "updatedAt": iso(row["updated_at"]),
-        "messageIds": [str(i) for i in row["message_ids"]],
-    }
+def _iso_sql(column: str) -> str:
+    """SQL for Python's `isoformat()` of a time in UTC, "Z" for "+00:00": the fraction of a
+    second only when there is one, and then all six digits."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (
+        f"to_char({utc}, CASE WHEN date_trunc('second', {utc}) = {utc} "
+        """THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)"""
+    )
 
 
-SUMMARY_FIELDS = (
-    "conversation_id",
-    "chatbot__public_id",
-    "username",
-    "first_message_time",
-    "last_message_time",
-    "message_count",
-    "first_question",
-    "last_question",
-    "model",
-    "client_ip",
-    "total_tokens",
-    "created_at",
-    "updated_at",
-    "message_ids",
-)
-
-
-ORDERING = ("-last_message_time", "-conversation_id")
+# One indexed conversation as the API shows it, built by PostgreSQL: a page is one JSON text
+# to parse, where converting 50 rows of times, ids and arrays in Python cost more than the
+# query (bench/conversation_index.py). inet's own text form is the address Django reads.
+SUMMARY_JSON_SQL = f"""json_build_object(
+    'conversationId', s.conversation_id::text, 'chatbot', c.public_id, 'username', s.username,
+    'firstMessageTime', {_iso_sql("s.first_message_time")},
+    'lastMessageTime', {_iso_sql("s.last_message_time")},
+    'messageCount', s.message_count, 'firstQuestion', s.first_question,
+    'lastQuestion', s.last_question, 'model', s.model, 'clientIp', s.client_ip,
+    'totalTokens', s.total_tokens, 'createdAt', {_iso_sql("s.created_at")},
+    'updatedAt', {_iso_sql("s.updated_at")}, 'messageIds', s.message_ids::text[])"""
+ORDER_SQL = "s.last_message_time DESC, s.conversation_id DESC"
 # With many matches, a search page is first looked for among the newest conversations: twice
 # as many as should hold the rows wanted (offset + size), given how common the words are.
 SEARCH_WINDOW_FACTOR = 2
+# A one-word search with more matches than the count limit walks the recency index testing
+# each row (the planner's own way) when the word's share says the page is within this many
+# rows: cheaper than reading every match's entry from the full-text index.
+SEARCH_WALK_ROWS = 1000
 
 
 # Words in more than this share of conversations are searched the planner's own way (it
@@ -252,47 +237,20 @@ def _bitmap_scans_only():
 
     PostgreSQL misjudges how many rows match a word, and then either scans the table or walks
     the recency index testing every row (measured: 15-60 ms at 100,000 conversations for words
-    in 1-5% of them); a bitmap scan reads only the matching rows (1-5 ms).
+    in 1-5% of them); a bitmap scan reads only the matching rows (1-5 ms). Inside a caller's
+    transaction the settings are put back afterwards (SET LOCAL outlives a savepoint).
     """
+    nested = connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
         yield
-
-
-def _page_ids(
-    rows: QuerySet,
-    *,
-    offset: int,
-    size: int,
-    dense_search: bool,
-    counts: dict[str, int],
-    span: dict | None,
-    word_share: float = 0.0,
-) -> list | QuerySet:
-    """The ids of one page, from the indexes alone (rows skipped by the offset are never read
-    from the table). A search with many matches looks among the newest conversations first,
-    so the full-text bitmap is intersected with a recency range instead of sorting every
-    match; it falls back to all matches when that window holds too few."""
-    if dense_search and counts.get("all") and span and span["newest"] is not None:
-        # More matches than the count limit: at least that share of conversations match, more
-        # if the statistics say so. The window's start assumes activity spread evenly between
-        # the oldest and newest conversation; too narrow a guess only costs the fallback.
-        matching = max(word_share, settings.CONVERSATION_INDEX_COUNT_LIMIT / counts["all"])
-        share = SEARCH_WINDOW_FACTOR * (offset + size) / matching / counts["all"]
-        cutoff = span["newest"] - (span["newest"] - span["oldest"]) * share if share < 1 else None
-        if cutoff is not None:
-            ids = list(
-                rows.filter(last_message_time__gte=cutoff)
-                .order_by(*ORDERING)
-                .values_list("pk", flat=True)[offset : offset + size]
+        if nested:
+            cursor.execute(
+                "SET LOCAL enable_seqscan = DEFAULT; SET LOCAL enable_indexscan = DEFAULT"
             )
-            if len(ids) == size:
-                return ids
-    # Unevaluated: it becomes a subquery of the query that reads the page's rows.
-    return rows.order_by(*ORDERING).values("pk")[offset : offset + size]
 
 
-def _index_rows(
+def _index_where(
     *,
     username: str | None,
     chatbot_id: int | None,
@@ -301,83 +259,124 @@ def _index_rows(
     q: str | None,
     date_from: dt.datetime | None,
     date_to: dt.datetime | None,
-) -> QuerySet:
-    """The index rows matching the filters (unevaluated); a filter left empty is not applied."""
-    rows: QuerySet = ConversationSummary.objects.all()
+) -> tuple[str, list[Any]]:
+    """The WHERE clause over the index (`s`) and its parameters; a filter left empty is not
+    applied. Written by hand: compiling the ORM's query cost more than running it."""
+    filters: list[tuple[str, Any]] = []
     if username:
-        rows = rows.filter(username=username)
+        filters.append(("s.username = %s", username))
     if chatbot_id is not None:
-        rows = rows.filter(chatbot_id=chatbot_id)
+        filters.append(("s.chatbot_id = %s", chatbot_id))
     if chatbot_ids is not None:
         # The caller's shops' chatbots only (accounts.access); None means every chatbot.
-        rows = rows.filter(chatbot_id__in=chatbot_ids)
+        filters.append(("s.chatbot_id = ANY(%s)", list(chatbot_ids)))
     if model:
-        rows = rows.filter(model=model)
+        filters.append(("s.model = %s", model))
     if q:
-        rows = rows.filter(
-            search=SearchQuery(q, config=INDEX_SEARCH_CONFIG, search_type="websearch")
-        )
+        # Only our own constant is interpolated; the words are a parameter.
+        search = f"s.search @@ websearch_to_tsquery('{INDEX_SEARCH_CONFIG}'::regconfig, %s)"
+        filters.append((search, q))
     if date_from is not None:
-        rows = rows.filter(last_message_time__gte=date_from)
+        filters.append(("s.last_message_time >= %s", date_from))
     if date_to is not None:
-        rows = rows.filter(last_message_time__lte=date_to)
-    return rows
+        filters.append(("s.last_message_time <= %s", date_to))
+    where = " AND ".join(clause for clause, _value in filters) or "TRUE"
+    return where, [value for _clause, value in filters]
 
 
-def _bounded_count(rows: QuerySet) -> tuple[int, str]:
-    """(total, relation): exact up to CONVERSATION_INDEX_COUNT_LIMIT, else the limit and "gte"."""
-    limit = settings.CONVERSATION_INDEX_COUNT_LIMIT
-    total = rows.order_by()[: limit + 1].count()
-    return min(total, limit), "gte" if total > limit else "eq"
+def _count_sql(where: str) -> str:
+    """Matches up to the parameter after the filters' (the count limit + 1)."""
+    return (
+        "SELECT count(*) FROM "
+        f"(SELECT FROM analytics_conversationsummary s WHERE {where} LIMIT %s) AS capped"
+    )
 
 
-def _index_page_rows(
-    rows: QuerySet,
+def _page_sql(where: str) -> str:
+    """The page as one JSON array (parameters: the filters', size, offset). Its ids come from
+    the indexes alone (rows skipped by the offset are never read from the table)."""
+    return f"""
+        SELECT coalesce(json_agg({SUMMARY_JSON_SQL} ORDER BY {ORDER_SQL}), '[]')::text
+        FROM (
+            SELECT s.conversation_id FROM analytics_conversationsummary s WHERE {where}
+            ORDER BY {ORDER_SQL} LIMIT %s OFFSET %s
+        ) AS page
+        JOIN analytics_conversationsummary s USING (conversation_id)
+        JOIN chatbots_chatbot c ON c.id = s.chatbot_id
+    """
+
+
+def _fetch(sql: str, params: list[Any]) -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _count(where: str, params: list[Any]) -> int:
+    return _fetch(_count_sql(where), [*params, settings.CONVERSATION_INDEX_COUNT_LIMIT + 1])[0]
+
+
+def _page(where: str, params: list[Any], *, offset: int, size: int) -> list[dict[str, Any]]:
+    return json.loads(_fetch(_page_sql(where), [*params, size, offset])[0])
+
+
+def _window_page(
+    where: str, params: list[Any], *, offset: int, size: int, word_share: float, all_rows: int
+) -> list[dict[str, Any]] | None:
+    """The page from among the newest conversations only, when that window holds all of it
+    (the full-text bitmap intersected with a recency range instead of sorting every match);
+    None when there is no window to try or it holds too few. More matches than the count
+    limit: at least that share of conversations match, more if the statistics say so. The
+    window's start assumes activity spread evenly between the oldest and newest conversation;
+    too narrow a guess only costs the fallback."""
+    matching = max(word_share, settings.CONVERSATION_INDEX_COUNT_LIMIT / all_rows)
+    share = SEARCH_WINDOW_FACTOR * (offset + size) / matching / all_rows
+    if share >= 1:
+        return None
+    span = ConversationSummary.objects.aggregate(
+        oldest=Min("last_message_time"), newest=Max("last_message_time")
+    )
+    if span["newest"] is None:
+        return None
+    cutoff = span["newest"] - (span["newest"] - span["oldest"]) * share
+    with _bitmap_scans_only():
+        found = _page(
+            f"{where} AND s.last_message_time >= %s", [*params, cutoff], offset=offset, size=size
+        )
+    return found if len(found) == size else None
+
+
+def _search_page_rows(
+    where: str,
+    params: list[Any],
     *,
-    q: str | None,
+    q: str,
+    word_share: float,
     offset: int,
     size: int,
     counts: dict[str, int],
-    known_total: int | None,
-) -> tuple[int, str, list[dict[str, Any]]]:
-    """(total, relation, the page's rows): the count (`known_total` when the sync's counts
-    answer it) and the page, read through bitmap scans only when the search's words are rare."""
-    word_share = _common_word_share(q) if q else 0.0
-    bitmaps = bool(q) and word_share < COMMON_WORD_SHARE
-    # Two index end-point look-ups, made before the planner is told to use bitmaps only.
-    span = (
-        ConversationSummary.objects.aggregate(
-            oldest=Min("last_message_time"), newest=Max("last_message_time")
+) -> tuple[int, list[dict[str, Any]] | None]:
+    """(matches up to the count limit + 1, the page or None when it is to be read the planner's
+    own way) of a search whose words are not common (`word_share`: _common_word_share). The
+    count and a page of few matches are read through bitmap scans. With many matches, a
+    one-word search whose share puts the page within SEARCH_WALK_ROWS rows walks the recency
+    index; others try a window of recent conversations first."""
+    with _bitmap_scans_only():
+        counted = _count(where, params)
+        if counted <= settings.CONVERSATION_INDEX_COUNT_LIMIT:
+            return counted, _page(where, params, offset=offset, size=size)
+    one_word = re.fullmatch(r"\w+", q.strip()) is not None
+    if one_word and word_share and (offset + size) / word_share <= SEARCH_WALK_ROWS:
+        return counted, None
+    found = None
+    if counts.get("all"):
+        found = _window_page(
+            where, params, offset=offset, size=size, word_share=word_share, all_rows=counts["all"]
         )
-        if bitmaps
-        else None
-    )
-    with _bitmap_scans_only() if bitmaps else contextlib.nullcontext():
-        if known_total is not None:
-            total, relation = known_total, "eq"
-        else:
-            total, relation = _bounded_count(rows)
-        ids: list | QuerySet = []
-        if offset < total or relation == "gte":
-            ids = _page_ids(
-                rows,
-                offset=offset,
-                size=size,
-                dense_search=bitmaps and relation == "gte",
-                counts=counts,
-                span=span,
-                word_share=word_share,
-            )
-        found = (
-            list(
-                ConversationSummary.objects.filter(pk__in=ids)
-                .order_by(*ORDERING)
-                .values(*SUMMARY_FIELDS)
-            )
-            if isinstance(ids, QuerySet) or ids
-            else []
-        )
-    return total, relation, found
+    if found is None:
+        with _bitmap_scans_only():
+            found = _page(where, params, offset=offset, size=size)
+    return counted, found
 
 
 def conversation_index_page(
@@ -401,7 +400,7 @@ def conversation_index_page(
     (`totalRelation: "gte"`), like Elasticsearch's `track_total_hits`: counting every one of
     100,000 matches would cost many times the page itself.
     """
-    rows = _index_rows(
+    where, params = _index_where(
         username=username,
         chatbot_id=chatbot_id,
         chatbot_ids=chatbot_ids,
@@ -410,18 +409,31 @@ def conversation_index_page(
         date_from=date_from,
         date_to=date_to,
     )
+    offset = (page - 1) * size
+    limit = settings.CONVERSATION_INDEX_COUNT_LIMIT
     only_chatbot = not (username or model or q or date_from or date_to or chatbot_ids is not None)
     counts = (state.counts or {}) if state is not None else {}
-    known_total = None
+    found: list[dict[str, Any]] | None = None
     if only_chatbot and "all" in counts:
-        known_total = counts["all"] if chatbot_id is None else counts.get(str(chatbot_id), 0)
-    total, relation, found = _index_page_rows(
-        rows, q=q, offset=(page - 1) * size, size=size, counts=counts, known_total=known_total
-    )
+        counted = counts["all"] if chatbot_id is None else counts.get(str(chatbot_id), 0)
+    elif q and (word_share := _common_word_share(q)) < COMMON_WORD_SHARE:
+        counted, found = _search_page_rows(
+            where, params, q=q, word_share=word_share, offset=offset, size=size, counts=counts
+        )
+    else:  # the planner's own way: the count and the page in one statement
+        counted, text = _fetch(
+            f"SELECT ({_count_sql(where)}), ({_page_sql(where)})",
+            [*params, limit + 1, *params, size, offset],
+        )
+        found = json.loads(text)
+    if found is None:  # the planner's own way (here it walks the recency index)
+        found = _page(where, params, offset=offset, size=size)
+    exact = only_chatbot and "all" in counts
+    total = counted if exact else min(counted, limit)
     return {
-        "conversations": [_summary_json(row) for row in found],
+        "conversations": found,
         "total": total,
-        "totalRelation": relation,
+        "totalRelation": "gte" if not exact and counted > limit else "eq",
         "page": page,
         "size": size,
         "totalPages": -(-total // size),

@@ -242,21 +242,24 @@ def _server_time(fn, n: int) -> list[float]:
         captured: list = []
 
         def capture(execute, sql, params, many, context, captured=captured):
-            captured.append((sql, params))
+            # The transaction a statement ran in (None: autocommit): a SET LOCAL lasts to its end.
+            block = connection.atomic_blocks[0] if connection.atomic_blocks else None
+            captured.append((block, sql, params))
             return execute(sql, params, many, context)
 
         with connection.execute_wrapper(capture):
             fn()
         total = 0.0
-        with transaction.atomic(), connection.cursor() as cursor:
-            for sql, params in captured:
-                if sql.lstrip().upper().startswith("SET "):
-                    cursor.execute(sql, params)  # the planner settings the queries ran with
-                    continue
-                cursor.execute("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) " + sql, params)
-                for (line,) in cursor.fetchall():
-                    if line.strip().startswith(("Planning Time:", "Execution Time:")):
-                        total += float(line.split(":")[1].split()[0])
+        for _block, statements in itertools.groupby(captured, key=lambda c: c[0]):
+            with transaction.atomic(), connection.cursor() as cursor:
+                for _, sql, params in statements:
+                    if sql.lstrip().upper().startswith("SET "):
+                        cursor.execute(sql, params)  # the planner settings the queries ran with
+                        continue
+                    cursor.execute("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) " + sql, params)
+                    for (line,) in cursor.fetchall():
+                        if line.strip().startswith(("Planning Time:", "Execution Time:")):
+                            total += float(line.split(":")[1].split()[0])
         samples.append(total)
     return samples
 

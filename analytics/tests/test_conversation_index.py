@@ -508,3 +508,118 @@ def test_a_search_with_many_matches_looks_at_recent_conversations_first_and_fall
         str(indexed["shop4"].pk),
         str(indexed["shop3"].pk),
     ]
+
+
+def rendered_as_before(row: dict) -> dict:
+    """An index row as the list showed it when Python rendered it (isoformat, "Z", str ids)."""
+
+    def iso(value):
+        return value.isoformat().replace("+00:00", "Z") if value else None
+
+    return {
+        "conversationId": str(row["conversation_id"]),
+        "chatbot": row["chatbot__public_id"],
+        "username": row["username"],
+        "firstMessageTime": iso(row["first_message_time"]),
+        "lastMessageTime": iso(row["last_message_time"]),
+        "messageCount": row["message_count"],
+        "firstQuestion": row["first_question"],
+        "lastQuestion": row["last_question"],
+        "model": row["model"],
+        "clientIp": row["client_ip"],
+        "totalTokens": row["total_tokens"],
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+        "messageIds": [str(i) for i in row["message_ids"]],
+    }
+
+
+@pytest.mark.django_db
+def test_a_page_built_by_postgresql_reads_as_python_rendered_it(indexed):
+    from analytics.selectors import conversation_index_page, index_state
+
+    rows = ConversationSummary.objects
+    # A fraction of a second (all six digits), one that ends in zeros, whole seconds; IPv6,
+    # IPv4 and no address; quotes and a newline in a question; a big token count.
+    rows.filter(pk=indexed["dilling1"].pk).update(
+        last_message_time=T0 + dt.timedelta(hours=8, microseconds=500_000),
+        client_ip="2001:db8::1",
+        first_question='Er "Øl" <billig>?\nJa \\ nej',
+        total_tokens=2**40,
+    )
+    rows.filter(pk=indexed["dilling0"].pk).update(
+        last_message_time=T0 + dt.timedelta(hours=7, microseconds=21_705),
+        client_ip="203.0.113.9",
+    )
+    expected = [
+        rendered_as_before(row)
+        for row in rows.order_by("-last_message_time", "-conversation_id").values(
+            "conversation_id", "chatbot__public_id", *COMPARED[1:], "created_at", "updated_at"
+        )
+    ]
+    page = conversation_index_page(state=index_state(), size=50)["conversations"]
+    assert page == expected
+    assert page[0]["lastMessageTime"] == "2025-11-08T20:00:00.500000Z"
+    assert page[1]["lastMessageTime"] == "2025-11-08T19:00:00.021705Z"
+    assert page[2]["lastMessageTime"] == "2025-11-08T16:05:00Z"
+    assert (page[0]["clientIp"], page[1]["clientIp"], page[2]["clientIp"]) == (
+        "2001:db8::1",
+        "203.0.113.9",
+        None,
+    )
+    # A filtered page (the count and the page in one statement) reads the same.
+    searched = conversation_index_page(state=index_state(), q="sweaters")["conversations"]
+    assert searched == expected[:2]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_a_common_one_word_search_walks_recent_conversations_for_the_same_pages(
+    indexed, settings, monkeypatch, size
+):
+    from analytics import selectors
+
+    settings.CONVERSATION_INDEX_COUNT_LIMIT = 1  # "ordre" (5 matches) counts as many
+    state = selectors.index_state()
+    entered = []
+    real_bitmaps = selectors._bitmap_scans_only
+
+    def bitmaps():
+        entered.append(1)
+        return real_bitmaps()
+
+    monkeypatch.setattr(selectors, "_bitmap_scans_only", bitmaps)
+    newest_first = [indexed[f"shop{i}"].pk for i in (4, 3, 2, 1, 0)]
+
+    def pages(**share) -> list:
+        monkeypatch.setattr(selectors, "_common_word_share", lambda q: share["share"])
+        out = []
+        for page in range(1, 7 // size + 2):
+            body = selectors.conversation_index_page(state=state, q="ordre", page=page, size=size)
+            assert (body["total"], body["totalRelation"]) == (1, "gte")
+            out += [c["conversationId"] for c in body["conversations"]]
+        return out
+
+    monkeypatch.setattr(selectors, "SEARCH_WALK_ROWS", 10**9)
+    walked = pages(share=0.1)  # 10% of rows: every page is within the walk's rows
+    assert len(entered) == 7 // size + 1  # only the counts were read through bitmaps
+    monkeypatch.setattr(selectors, "SEARCH_WALK_ROWS", 0)
+    entered.clear()
+    windowed = pages(share=0.1)
+    assert len(entered) > 7 // size + 1  # the pages too (a window, then all matches)
+    assert walked == windowed == [str(pk) for pk in newest_first]
+
+
+@pytest.mark.django_db
+def test_a_search_inside_a_transaction_puts_the_planner_settings_back(indexed):
+    from django.db import transaction
+
+    from analytics.selectors import conversation_index_page, index_state
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        body = conversation_index_page(state=index_state(), q="returnering")
+        assert body["total"] == 3
+        cursor.execute("SHOW enable_indexscan")
+        assert cursor.fetchone() == ("on",)
+        cursor.execute("SHOW enable_seqscan")
+        assert cursor.fetchone() == ("on",)
