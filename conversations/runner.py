@@ -136,8 +136,8 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
     execution = TurnExecution(rt, work, config)
     execution.t0 = t0
     execution.timings["config_load_ms"] = ms_between(t0, time.monotonic())
+    # Its heartbeat comes with the worker's other turns' (WorkerRuntime.heartbeats).
     cancel = rt.cancel_event(turn_id)
-    heartbeat = asyncio.create_task(_heartbeat(rt, turn_id, cancel))
     try:
         await execution.publisher.emit(
             "start",
@@ -158,7 +158,6 @@ async def turn_run(rt: WorkerRuntime, turn_id: str) -> str:
             )
         return "failed"
     finally:
-        heartbeat.cancel()
         rt.release(turn_id)
 
 
@@ -205,16 +204,3 @@ async def _streaming_stopped(execution: TurnExecution, streaming: asyncio.Task) 
     with contextlib.suppress(BaseException):
         await streaming
     await execution.calls.abort_flowise()
-
-
-async def _heartbeat(rt: WorkerRuntime, turn_id: str, cancel: asyncio.Event) -> None:
-    while True:
-        await asyncio.sleep(settings.TURN_HEARTBEAT_SECONDS)
-        try:
-            still_ours = await rt.run_db(services.turn_heartbeat, turn_id=turn_id)
-        except Exception:
-            logger.warning("turn %s: heartbeat failed", turn_id, exc_info=True)
-            continue
-        if not still_ours:
-            cancel.set()
-            return

@@ -69,6 +69,7 @@ class WorkerRuntime:
         self.event_writer = streaming.EventRowWriter(self.run_db, services.stream_rows_save_many)
         self.frame_writer = streaming.frame_writer_for_hosts(self.redis)
         self.loop.create_task(self._listen_for_cancels())
+        self.loop.create_task(self._heartbeats())
         self._ready.set()
         self.loop.run_forever()
 
@@ -113,6 +114,30 @@ class WorkerRuntime:
     def release(self, turn_id: str) -> None:
         self.cancel_waiters.pop(turn_id, None)
         self.cancel_reasons.pop(turn_id, None)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(settings.TURN_HEARTBEAT_SECONDS)
+            with contextlib.suppress(Exception):  # beat_once logs; the next beat tries again
+                await self.beat_once()
+
+    async def beat_once(self) -> None:
+        """Every running turn of this process tells the reaper it is alive, in one statement;
+        a turn no longer running (reaped, or cancelled elsewhere) is stopped here."""
+        from conversations.services import turns_heartbeat
+
+        turn_ids = list(self.cancel_waiters)
+        if not turn_ids:
+            return
+        try:
+            ours = await self.run_db(turns_heartbeat, turn_ids=turn_ids)
+        except Exception:
+            logger.warning("heartbeat of %d turns failed", len(turn_ids), exc_info=True)
+            raise
+        for turn_id in turn_ids:
+            waiter = self.cancel_waiters.get(turn_id)
+            if turn_id not in ours and waiter is not None:
+                waiter.set()
 
     async def _listen_for_cancels(self) -> None:
         from conversations.services import CANCEL_CHANNEL
