@@ -13,9 +13,12 @@
 from __future__ import annotations
 
 import hmac
+import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core import signing
 
@@ -23,8 +26,10 @@ from accounts.models import AuditEvent, Role
 from accounts.services import audit_object
 from chatbots import access
 from chatbots.models import Chatbot
+from chatbots.selectors import ACCESS_KEY, chatbot_access_get
 from config.authentication import looks_like_jwt
 from config.errors import ApiError, ErrorCode
+from config.redis import loop_redis
 from conversations import services
 from conversations.models import Conversation, Turn
 
@@ -228,3 +233,18 @@ def conversation_or_chatbot(request, data: dict) -> tuple[Conversation | None, C
     return None, chatbot_for_new_conversation(
         request, data["chatbot_id"], data.get("widget_key", "")
     )
+
+
+# Channels' wrapper returns the thread's database connection to the pool afterwards; a plain
+# sync_to_async kept one connection per executor thread until the pool ran dry.
+_access_from_db = database_sync_to_async(chatbot_access_get, thread_sensitive=False)
+
+
+async def chatbot_access_cached(chatbot_id: int) -> dict[str, Any] | None:
+    """On the event loop: whether a chatbot answers and which sites may use it
+    (chatbots.selectors.chatbot_access_get's cached record, dropped on every save of the bot),
+    read with the loop's Redis client; PostgreSQL once per chatbot per cache period."""
+    raw = await loop_redis().get(ACCESS_KEY.format(chatbot_id))
+    if raw is not None:
+        return json.loads(raw)
+    return await _access_from_db(chatbot_id=chatbot_id)

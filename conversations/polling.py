@@ -26,21 +26,22 @@ with the same rules, which tests/test_polling_fast.py checks side by side.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from chatbots.selectors import ACCESS_KEY, chatbot_access_get
 from config.authentication import looks_like_jwt
 from config.errors import ApiError
-from config.redis import loop_redis
 from conversations import api, eventlog, streaming
-from conversations.access import conversation_token_check, origin_allowed, token_from_request
+from conversations.access import (
+    chatbot_access_cached,
+    conversation_token_check,
+    origin_allowed,
+    token_from_request,
+)
 from conversations.event_types import Event
 from conversations.selectors import event_for_clients
 
@@ -53,9 +54,6 @@ FAST_POLL_QUIET_SECONDS = 2.0
 FINISHED = {"completed": "completed", "failed": "failed", "cancelled": "cancelled"}
 
 slow_view = sync_to_async(api.stream_events, thread_sensitive=True)
-# Channels' wrapper returns the thread's database connection to the pool afterwards; a plain
-# sync_to_async kept one connection per executor thread until the pool ran dry.
-access_from_db = database_sync_to_async(chatbot_access_get, thread_sensitive=False)
 
 
 def _event(entries) -> Event | None:
@@ -66,13 +64,6 @@ def _event(entries) -> Event | None:
 def _age_seconds(env: Event) -> float:
     stamp = dt.datetime.fromisoformat(env["timestamp"].replace("Z", "+00:00"))
     return (dt.datetime.now(dt.UTC) - stamp).total_seconds()
-
-
-async def _access(chatbot_id: int) -> dict[str, Any] | None:
-    raw = await loop_redis().get(ACCESS_KEY.format(chatbot_id))
-    if raw is not None:
-        return json.loads(raw)
-    return await access_from_db(chatbot_id=chatbot_id)  # once per chatbot per cache period
 
 
 def _jwt_or_other_auth(request) -> bool:
@@ -95,7 +86,7 @@ async def fast_page(request, turn_id) -> dict[str, Any] | None:
         after = api.last_seen_event_id(request)
     except ApiError:
         return None
-    access = await _access(grant.chatbot_id)
+    access = await chatbot_access_cached(grant.chatbot_id)
     if access is None or not access["active"]:
         return None
     origin = request.headers.get("Origin")

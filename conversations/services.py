@@ -52,7 +52,12 @@ conversation_closed = Signal()
 
 def chatbot_require_active(chatbot: Chatbot) -> None:
     """A switched-off chatbot answers nothing: not its existing conversations' tokens either."""
-    if not chatbot.active:
+    chatbot_active_require(active=chatbot.active)
+
+
+def chatbot_active_require(*, active: bool) -> None:
+    """ChatbotInactive unless `active` (the chatbot's flag, from its row or its cached record)."""
+    if not active:
         raise ChatbotInactive(
             "This chatbot is switched off; it answers nothing until its shop turns it back on."
         )
