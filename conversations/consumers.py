@@ -60,10 +60,13 @@ def db(fn):
 
 
 @db
-def _conversation_chatbot_id(conversation_id) -> int | None:
+def _conversation_bot_active(conversation_id) -> bool | None:
+    """Whether the conversation's chatbot answers (None: no such conversation): one
+    primary-key join, written out (conversations/turn_start.py says why)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            'SELECT "chatbot_id" FROM "conversations_conversation" WHERE "id" = %s',
+            'SELECT b."active" FROM "conversations_conversation" c '
+            'JOIN "chatbots_chatbot" b ON b."id" = c."chatbot_id" WHERE c."id" = %s',
             [conversation_id],
         )
         row = cursor.fetchone()
@@ -75,15 +78,13 @@ async def conversation_require_active(conversation_id) -> None:
 
     Read fresh on each request of an open socket: the socket's own copy of the chatbot is from
     when it authenticated, and a bot switched off since then answers nothing more on it (not its
-    history, a resume or a cancel either), as on REST. One primary-key read of the
-    conversation and the chatbot's cached access record (dropped on every save of the bot):
-    the ORM's conversation-and-chatbot query here was a fifth of Daphne's busy time in a burst
-    of resumes (#23)."""
-    chatbot_id = await _conversation_chatbot_id(conversation_id)
-    if chatbot_id is None:
+    history, a resume or a cancel either), as on REST. The ORM's conversation-and-chatbot query
+    (every column of both, compiled per call) was a fifth of Daphne's busy time in a burst of
+    resumes at 500 streams (#23); this reads the one column it needs."""
+    active = await _conversation_bot_active(conversation_id)
+    if active is None:
         raise ApiError(ErrorCode.CONVERSATION_NOT_FOUND, "This conversation no longer exists.")
-    record = await access.chatbot_access_cached(chatbot_id)
-    services.chatbot_active_require(active=bool(record and record["active"]))
+    services.chatbot_active_require(active=active)
 
 
 def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
