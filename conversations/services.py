@@ -56,7 +56,7 @@ def chatbot_require_active(chatbot: Chatbot) -> None:
 
 
 def chatbot_active_require(*, active: bool) -> None:
-    """ChatbotInactive unless `active` (the chatbot's flag, from its row or its cached record)."""
+    """ChatbotInactive unless `active` (the chatbot's flag, read by whoever calls)."""
     if not active:
         raise ChatbotInactive(
             "This chatbot is switched off; it answers nothing until its shop turns it back on."
@@ -192,7 +192,8 @@ def _message_in_conversation_store(
         conversation_open_check(status=status)
         if hooks.message_may_route(chatbot_id=chatbot_id, handling=handling):
             return _routed_message_store(conversation.pk, **fields)
-        # The common case, in one statement of written-out SQL (conversations/turn_start.py).
+        # The common case: the lock above and one statement of written-out SQL
+        # (conversations/turn_start.py).
         reopened = status == Conversation.Status.RESOLVED
         turn = turn_start.bot_turn_store(
             conversation=conversation,
